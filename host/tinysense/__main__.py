@@ -1,0 +1,5 @@
+"""Allows `python -m tinysense`."""
+
+from tinysense.cli import main
+
+raise SystemExit(main())
