@@ -59,3 +59,66 @@ def run_micropython(script: str, *, cwd: Path | None = None, heap: str = "2M",
         raise AssertionError(f"micropython failed ({proc.returncode}):\n{proc.stdout}\n"
                              f"{proc.stderr}")
     return proc.stdout
+
+
+def mosquitto_exe() -> str | None:
+    """The mosquitto broker binary (env TINYSENSE_MOSQUITTO, PATH, or /usr/sbin)."""
+    exe = os.environ.get("TINYSENSE_MOSQUITTO") or shutil.which("mosquitto")
+    if exe:
+        return exe
+    return "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory):
+    """A real mosquitto broker on a free loopback port for this test session: (host, port).
+
+    Fails (never skips) when mosquitto is missing: `make setup` installs it.
+    """
+    import socket
+    import time
+
+    exe = mosquitto_exe()
+    if not exe:
+        pytest.fail("mosquitto not found: run `make setup` (installs the Debian package "
+                    "mosquitto) or set TINYSENSE_MOSQUITTO")
+    workdir = tmp_path_factory.mktemp("mosquitto")
+    workdir.chmod(0o755)  # the broker may drop root privileges before reading it
+    last_log = ""
+    for _attempt in range(3):
+        port = _free_port()
+        conf = workdir / "mosquitto.conf"
+        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+                        "persistence false\nlog_dest stderr\n")
+        conf.chmod(0o644)
+        log = open(workdir / f"mosquitto-{port}.log", "wb")
+        proc = subprocess.Popen([exe, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        if proc.poll() is None:
+            try:
+                yield ("127.0.0.1", port)
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                log.close()
+            return
+        log.close()
+        last_log = (workdir / f"mosquitto-{port}.log").read_text(errors="replace")
+    pytest.fail(f"mosquitto did not start; its log:\n{last_log}")
