@@ -1,0 +1,102 @@
+"""The QEMU target: command line per chip, merged flash image, and start-up failures."""
+
+from __future__ import annotations
+
+import pytest
+from esptool.bin_image import ELFSection, LoadFirmwareImage
+from esptool.targets import CHIP_DEFS
+
+from tinysense.boards import load_board
+from tinysense.cli import main
+from tinysense.errors import TinysenseError
+from tinysense.qemu import QEMU_MACHINES, QemuNode, build_flash_image, qemu_command
+
+
+def esp_image(chip: str) -> bytes:
+    """A genuine (tiny) ESP application image for `chip`, written by esptool itself."""
+    image = CHIP_DEFS[chip].BOOTLOADER_IMAGE()
+    image.entrypoint = 0x40080000
+    image.segments = [ELFSection(b".dram0.data", 0x3FFB0000, bytes(range(256)) * 8, 0)]
+    return image.save(None)
+
+
+@pytest.mark.parametrize("board,binary,machine,extra", [
+    ("ESP32_GENERIC", "qemu-system-xtensa", "esp32",
+     ["-global", "driver=timer.esp32.timg,property=wdt_disable,value=true"]),
+    ("ESP32_GENERIC_S3", "qemu-system-xtensa", "esp32s3",
+     ["-global", "driver=timer.esp32c3.timg,property=wdt_disable,value=true", "-m", "8M"]),
+    ("ESP32_GENERIC_C3", "qemu-system-riscv32", "esp32c3",
+     ["-icount", "3", "-global", "driver=timer.esp32c3.timg,property=wdt_disable,value=true"]),
+])
+def test_command_line_per_chip(board, binary, machine, extra):
+    cmd = qemu_command(load_board(board), "/tmp/f.bin", 5555)
+    assert cmd == [binary, "-nographic", "-machine", machine, *extra,
+                   "-drive", "file=/tmp/f.bin,if=mtd,format=raw",
+                   "-serial", "tcp:127.0.0.1:5555,server,nowait", "-monitor", "none"]
+
+
+def test_every_chip_with_a_board_has_a_machine():
+    chips = {load_board(name).chip for name in ("ESP32_GENERIC", "ESP32_GENERIC_S3",
+                                                "ESP32_GENERIC_C3")}
+    assert chips == set(QEMU_MACHINES)
+
+
+def test_virtual_board_has_no_qemu_machine():
+    with pytest.raises(TinysenseError, match="no Espressif QEMU machine"):
+        qemu_command(load_board("VIRTUAL"), "f.bin", 1)
+
+
+@pytest.mark.parametrize("board", ["ESP32_GENERIC", "ESP32_GENERIC_S3", "ESP32_GENERIC_C3"])
+def test_merged_image_layout(tmp_path, board):
+    cfg = load_board(board)
+    firmware = tmp_path / "fw.bin"
+    firmware.write_bytes(esp_image(cfg.chip))
+    out = build_flash_image(cfg, firmware, tmp_path / "flash.bin")
+    data = out.read_bytes()
+    fw = firmware.read_bytes()
+    assert len(data) == cfg.flash_bytes
+    assert data[:cfg.firmware_offset] == b"\xff" * cfg.firmware_offset
+    assert data[cfg.firmware_offset:cfg.firmware_offset + len(fw)] == fw
+    assert set(data[cfg.firmware_offset + len(fw):]) == {0xFF}
+    loaded = LoadFirmwareImage(cfg.chip, data[cfg.firmware_offset:])
+    assert loaded.chip_id == CHIP_DEFS[cfg.chip].IMAGE_CHIP_ID
+
+
+def test_image_for_another_chip_is_refused(tmp_path):
+    firmware = tmp_path / "c3.bin"
+    firmware.write_bytes(esp_image("esp32c3"))
+    with pytest.raises(TinysenseError, match="built for esp32c3, but board ESP32_GENERIC"):
+        build_flash_image(load_board("ESP32_GENERIC"), firmware, tmp_path / "flash.bin")
+    assert not (tmp_path / "flash.bin").exists()
+
+
+def test_not_an_image_is_refused(tmp_path):
+    firmware = tmp_path / "junk.bin"
+    firmware.write_bytes(b"PK\x03\x04" + bytes(100))
+    with pytest.raises(TinysenseError, match="not an ESP32 firmware image"):
+        build_flash_image(load_board("ESP32_GENERIC"), firmware, tmp_path / "flash.bin")
+
+
+def test_missing_qemu_is_one_clear_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("IDF_TOOLS_PATH", str(tmp_path))
+    monkeypatch.delenv("TINYSENSE_QEMU_DIR", raising=False)
+    firmware = tmp_path / "fw.bin"
+    firmware.write_bytes(esp_image("esp32"))
+    assert main(["qemu", "start", "--board", "ESP32_GENERIC", "--firmware", str(firmware)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "qemu-system-xtensa not found" in err[0]
+    assert "idf_tools.py install qemu-xtensa qemu-riscv32" in err[0]
+
+
+def test_qemu_that_dies_is_reported_with_its_log(tmp_path):
+    fake = tmp_path / "qemu-system-xtensa"
+    fake.write_text("#!/bin/sh\necho 'qemu: could not load flash' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    firmware = tmp_path / "fw.bin"
+    firmware.write_bytes(esp_image("esp32"))
+    node = QemuNode("ESP32_GENERIC", firmware, workdir=tmp_path / "q", executable=fake)
+    with pytest.raises(TinysenseError, match="QEMU exited with status 3.*could not load flash"):
+        node.start(timeout=20)
+    assert node.process is None
+    assert (tmp_path / "q" / "flash.bin").stat().st_size == 4 << 20
