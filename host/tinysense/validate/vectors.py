@@ -1,0 +1,118 @@
+"""Test vectors for validate and bench: edge cases, seeded random inputs, and given ones."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tinysense.errors import TinysenseError
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One model input as the reference sees it (shape, dtype, quantization)."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    scale: float
+    zero_point: int
+
+    @classmethod
+    def from_details(cls, det: dict) -> InputSpec:
+        q = det.get("quantization_parameters") or {}
+        scales, zps = q.get("scales", []), q.get("zero_points", [])
+        return cls(tuple(int(d) for d in det["shape"]), np.dtype(det["dtype"]),
+                   float(scales[0]) if len(scales) else 0.0, int(zps[0]) if len(zps) else 0)
+
+    @property
+    def is_float(self) -> bool:
+        return np.issubdtype(self.dtype, np.floating)
+
+
+@dataclass(frozen=True)
+class Vector:
+    """One set of model inputs (one array per input) and where it came from."""
+
+    label: str
+    arrays: tuple[np.ndarray, ...]
+
+
+def _from_int8(spec: InputSpec, q: np.ndarray) -> np.ndarray:
+    """An input array for `spec` from int8 codes: the codes themselves for an int8 input; for
+    a float input, the float that quantizes to each code."""
+    if not spec.is_float:
+        return q.astype(spec.dtype)
+    return ((q.astype(np.float64) - spec.zero_point) * spec.scale).astype(spec.dtype)
+
+
+def _random_float(spec: InputSpec, rng: np.random.Generator) -> np.ndarray:
+    """Floats for a QUANTIZE input: exact codes, rounding ties (x.5 steps, which tflite-micro
+    rounds away from zero), and values past both ends of the int8 range (saturation)."""
+    q = rng.integers(-128, 128, size=spec.shape).astype(np.float64)
+    offset = rng.choice([0.0, 0.5, -0.5, 0.25, -0.37], size=spec.shape)
+    far = rng.random(spec.shape) < 0.05
+    q = np.where(far, rng.choice([-400.0, -129.5, 127.5, 300.0], size=spec.shape), q + offset)
+    return ((q - spec.zero_point) * spec.scale).astype(spec.dtype)
+
+
+def make_vectors(specs: list[InputSpec], count: int, seed: int = 0) -> list[Vector]:
+    """`count` vectors: first the edge cases (all -128, all 127, all zero point; each input
+    of the model gets the same kind), then uniform random over the full int8 range.
+
+    For float inputs the edge cases are the floats of those codes and the random ones also
+    hit rounding ties and saturation. Seeded: the same (specs, count, seed) gives the same
+    vectors.
+    """
+    rng = np.random.default_rng(seed)
+    edges = [
+        ("all -128", lambda s: np.full(s.shape, -128)),
+        ("all 127", lambda s: np.full(s.shape, 127)),
+        ("all zero point", lambda s: np.full(s.shape, s.zero_point)),
+    ]
+    out = []
+    for label, make in edges[:count]:
+        out.append(Vector(label, tuple(_from_int8(s, make(s)) for s in specs)))
+    for i in range(max(count - len(edges), 0)):
+        arrays = tuple(_random_float(s, rng) if s.is_float
+                       else rng.integers(-128, 128, size=s.shape).astype(s.dtype)
+                       for s in specs)
+        out.append(Vector(f"random {i + 1}", arrays))
+    return out
+
+
+def load_inputs(path: Path, specs: list[InputSpec]) -> list[Vector]:
+    """Vectors from an .npz: one array per model input, named by input index ('0', '1'...)
+    or in file order. A leading batch axis of extra vectors is allowed:
+    shape (N, *input_shape) gives N vectors."""
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise TinysenseError(f"cannot read inputs {path}: {exc}; expected an .npz file "
+                             "with one array per model input") from None
+    names = list(data.files)
+    if len(names) != len(specs):
+        raise TinysenseError(f"{path} has {len(names)} array(s) {names}, the model has "
+                             f"{len(specs)} input(s); save one array per input")
+    if all(n.isdigit() for n in names):
+        names.sort(key=int)
+    arrays = []
+    for name, spec in zip(names, specs):
+        arr = np.asarray(data[name])
+        size = int(np.prod(spec.shape))
+        if arr.size % size:
+            raise TinysenseError(f"{path}:{name} has {arr.size} values, not a multiple of the "
+                                 f"input's {size} (shape {spec.shape})")
+        if not spec.is_float and np.issubdtype(arr.dtype, np.integer) and arr.size and (
+                arr.min() < -128 or arr.max() > 127):
+            raise TinysenseError(f"{path}:{name} has values outside int8 [-128, 127]")
+        if not spec.is_float and not np.issubdtype(arr.dtype, np.integer):
+            raise TinysenseError(f"{path}:{name} is {arr.dtype}, the model input is int8; "
+                                 "quantize the inputs first")
+        arrays.append(arr.astype(spec.dtype).reshape((-1,) + spec.shape))
+    counts = {a.shape[0] for a in arrays}
+    if len(counts) != 1:
+        raise TinysenseError(f"{path}: the arrays hold different numbers of vectors {counts}")
+    return [Vector(f"{path.name}[{i}]", tuple(a[i] for a in arrays))
+            for i in range(counts.pop())]
