@@ -1,0 +1,1 @@
+"""Flashing ESP32 boards: esptool as a library, firmware cache, flash images, ROM loader."""
