@@ -74,6 +74,13 @@ def test_graph_lists_ops_in_order():
     assert graph.tensors[graph.inputs[0]].dtype == "INT8"
 
 
+def test_count_macs_matches_published_figures():
+    # hello world: 1x16 + 16x16 + 16x1 weights; SOURCES.md figures for the others
+    assert reference.count_macs(reference.read_graph(HELLO)) == 16 + 256 + 16
+    assert reference.count_macs(reference.read_graph(KWS)) == 2656768  # "~2.7 M"
+    assert reference.count_macs(reference.read_graph(AD01)) == 264192  # "~0.26 M"
+
+
 def test_time_invoke_is_a_positive_median():
     ms = reference.time_invoke(KWS, np.zeros((1, 49, 10, 1), np.int8), repeats=5)
     assert 0.0 < ms < 1000.0

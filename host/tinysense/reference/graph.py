@@ -109,3 +109,28 @@ def read_graph(model) -> Graph:
     except Exception as exc:  # a truncated or corrupt flatbuffer fails deep inside the reader
         raise TinysenseError(f"corrupt TFLite flatbuffer ({type(exc).__name__}: {exc}); "
                              "re-export the model") from None
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= max(int(d), 1)
+    return n
+
+
+def count_macs(graph: Graph) -> int:
+    """Multiply-accumulates of one inference: FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D
+    (output elements x taps per output), MUL/ADD and the rest not counted."""
+    total = 0
+    for op in graph.ops:
+        if op.name not in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D"):
+            continue
+        out = graph.tensors[op.outputs[0]].shape
+        w = graph.tensors[op.inputs[1]].shape
+        if op.name == "FULLY_CONNECTED":
+            total += _numel(out) * int(w[-1])
+        elif op.name == "CONV_2D":
+            total += _numel(out) * int(w[1]) * int(w[2]) * int(w[3])
+        else:
+            total += _numel(out) * int(w[1]) * int(w[2])
+    return total
