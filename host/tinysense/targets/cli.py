@@ -1,0 +1,55 @@
+"""`tinysense board start|stop|status`: run the virtual board in the background."""
+
+from __future__ import annotations
+
+from tinysense.cli import env_default
+from tinysense.targets.virtual import running_boards, start_board, stop_board
+
+
+def cmd_start(args) -> int:
+    vb = start_board(args.board, tcp=args.tcp, directory=args.dir)
+    print(f"virtual board {vb.board} running (supervisor pid {vb.pid})")
+    print(f"  serial: {vb.pty}  (stable link: {vb.tty})")
+    if vb.tcp_url:
+        print(f"  tcp:    {vb.tcp_url}")
+    print(f"  flash:  {vb.flash_dir}")
+    print(f"try: mpremote connect {vb.tcp_url or vb.pty} exec \"import sys; "
+          "print(sys.implementation)\"")
+    return 0
+
+
+def cmd_stop(args) -> int:
+    vb = stop_board(args.board, directory=args.dir)
+    if vb is None:
+        print(f"virtual board {args.board} is not running")
+    else:
+        print(f"virtual board {vb.board} stopped (pid {vb.pid})")
+    return 0
+
+
+def cmd_status(args) -> int:
+    boards = running_boards()
+    for vb in boards:
+        print(f"{vb.board:18} pid {vb.pid:<7} {vb.pty:12} {vb.tcp_url or '-'}")
+    if not boards:
+        print("no virtual board running")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("board", help="the virtual board: start, stop, status")
+    bsub = p.add_subparsers(dest="board_command", metavar="ACTION", required=True)
+    board_default = env_default("TINYSENSE_BOARD", "ESP32_GENERIC")
+    start = bsub.add_parser("start", help="start a virtual board in the background")
+    start.add_argument("--board", default=board_default,
+                       help="board config whose heap the VM gets (env TINYSENSE_BOARD)")
+    start.add_argument("--tcp", type=int, metavar="PORT",
+                       help="also serve the REPL on 127.0.0.1:PORT (0: pick a free port)")
+    start.add_argument("--dir", help="board directory (default $TINYSENSE_HOME/boards/BOARD)")
+    start.set_defaults(func=cmd_start)
+    stop = bsub.add_parser("stop", help="stop a virtual board")
+    stop.add_argument("--board", default=board_default)
+    stop.add_argument("--dir")
+    stop.set_defaults(func=cmd_stop)
+    status = bsub.add_parser("status", help="list running virtual boards")
+    status.set_defaults(func=cmd_status)

@@ -1,0 +1,425 @@
+"""The virtual board's supervisor: relays a pty and a TCP port to the unix port, restarts it on reset.
+
+One process per running virtual board (`python -m tinysense.targets.supervisor ...`, started by
+`tinysense.targets.virtual.start_board`). It owns:
+
+- an outer pty whose slave is the board's "serial port" (`mpremote connect /dev/pts/N`), kept
+  open by the supervisor so that clients may come and go;
+- an optional TCP listener on 127.0.0.1 (`socket://127.0.0.1:N`), one client at a time;
+- the MicroPython unix port as a child on its own inner pty (its controlling terminal, so
+  Ctrl-C during execution arrives as SIGINT, as a board's UART interrupt char would).
+
+A board soft-resets without losing its UART; the unix port instead exits on Ctrl-D at an empty
+raw or friendly REPL, `machine.soft_reset()` or `sys.exit()`. The supervisor hides that: it
+prints `MPY: soft reboot`, starts a fresh VM behind the same pty and TCP port, runs boot.py (and
+main.py in friendly mode) and, if the host was in the raw REPL, re-enters it and answers
+`raw REPL; CTRL-B to exit` as a board does, so mpremote's soft reset and exec keep working.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import fcntl
+import json
+import os
+import pty
+import select
+import signal
+import socket
+import subprocess
+import sys
+import termios
+import time
+import tty
+from pathlib import Path
+
+# What the child writes once boot.py/main.py have run (see vboard/_vboot.py). Never printed to
+# clients; NUL bytes do not occur in REPL text.
+SENTINEL = b"\x00\x00tsvb-booted\x00\x00"
+RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
+FRIENDLY_BANNER = b'Type "help()" for more information.'
+HARD_RESET_EXIT = 99  # exit status of machine.reset() in vboard/machine.py
+SOFT_REBOOT = b"MPY: soft reboot\r\n"
+VBOARD_DIR = Path(__file__).resolve().parent / "vboard"
+STATE_FILE = "supervisor.json"
+TTY_LINK = "tty"
+_FAST_CRASH_S = 1.0  # a VM that exits sooner than this after start is restarted with back-off
+
+
+class OutputFilter:
+    """Turns the child's output into what a board's UART would send.
+
+    Phases: "boot" (forward, watch for the sentinel), "hold" (after a raw-mode restart: drop
+    the unix port's banner until its raw REPL banner) and "run". It also translates lone LF to
+    CRLF (a board's stdout is cooked) and tracks whether the REPL is in raw or friendly mode.
+    """
+
+    def __init__(self, raw_restart: bool = False, raw_mode: bool = False) -> None:
+        self.phase = "boot"
+        self.raw_restart = raw_restart
+        self.raw_mode = raw_mode
+        self.booted = False  # sentinel seen
+        self._pending = b""  # bytes held back: a possible sentinel prefix or the hold buffer
+        self._last = b""  # last forwarded byte, for LF -> CRLF
+        self._tail = b""  # recent output, for banner detection across chunks
+
+    def feed(self, data: bytes) -> bytes:
+        """Return the bytes to send to clients for this chunk of child output."""
+        data = self._pending + data
+        self._pending = b""
+        out = b""
+        if self.phase == "boot":
+            i = data.find(SENTINEL)
+            if i < 0:
+                keep = _prefix_overlap(data, SENTINEL)
+                self._pending = data[len(data) - keep:] if keep else b""
+                return self._emit(data[: len(data) - keep])
+            out = self._emit(data[:i])
+            data = data[i + len(SENTINEL):]
+            self.booted = True
+            self.phase = "hold" if self.raw_restart else "run"
+        if self.phase == "hold":
+            i = data.find(RAW_BANNER)
+            if i < 0:
+                self._pending = data[-(len(RAW_BANNER) - 1):]  # enough to match across chunks
+                return out
+            data = data[i:]
+            self.phase = "run"
+        return out + self._emit(data)
+
+    def _emit(self, data: bytes) -> bytes:
+        if not data:
+            return b""
+        # LF -> CRLF unless already preceded by CR (the inner pty has output processing off).
+        parts = data.split(b"\n")
+        buf = bytearray(parts[0])
+        prev = (parts[0][-1:] or self._last)
+        for part in parts[1:]:
+            buf += b"\n" if prev == b"\r" else b"\r\n"
+            buf += part
+            prev = part[-1:] or b"\n"
+        self._last = bytes(buf[-1:])
+        self._track_mode(bytes(buf))
+        return bytes(buf)
+
+    def _track_mode(self, data: bytes) -> None:
+        text = self._tail + data
+        raw_at, friendly_at = text.rfind(RAW_BANNER), text.rfind(FRIENDLY_BANNER)
+        if raw_at >= 0 or friendly_at >= 0:
+            self.raw_mode = raw_at > friendly_at
+        self._tail = text[-64:]
+
+
+def _prefix_overlap(data: bytes, token: bytes) -> int:
+    """Length of the longest suffix of data that is a proper prefix of token."""
+    for n in range(min(len(token) - 1, len(data)), 0, -1):
+        if data.endswith(token[:n]):
+            return n
+    return 0
+
+
+def _child_termios(fd: int) -> None:
+    """Inner pty line settings while the VM executes code: bytes pass untouched, no echo, but
+    Ctrl-C raises SIGINT (the unix port turns ISIG off itself while at its prompt)."""
+    attrs = termios.tcgetattr(fd)
+    attrs[0] = 0  # iflag: no CR/NL translation, no flow control
+    attrs[1] = 0  # oflag: no output processing (the OutputFilter does LF -> CRLF)
+    attrs[3] = termios.ISIG  # lflag: only the interrupt character
+    attrs[6][termios.VINTR] = 3
+    attrs[6][termios.VQUIT] = 0  # Ctrl-\ and Ctrl-Z must not stop or kill the VM
+    attrs[6][termios.VSUSP] = 0
+    attrs[6][termios.VMIN] = 1
+    attrs[6][termios.VTIME] = 0
+    termios.tcsetattr(fd, termios.TCSANOW, attrs)
+
+
+def _become_session_leader() -> None:
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+class Supervisor:
+    """Runs one virtual board until SIGTERM/SIGINT (or its parent process goes away)."""
+
+    def __init__(self, *, board: str, board_dir: Path, micropython: str, heap: int,
+                 tcp: int | None, parent: int | None = None) -> None:
+        self.board = board
+        self.board_dir = board_dir
+        self.flash_dir = board_dir / "flash"
+        self.micropython = micropython
+        self.heap = heap
+        self.parent = parent
+        self.stopping = False
+        self.child: subprocess.Popen | None = None
+        self.inner = -1
+        self.filter = OutputFilter()
+        self.raw_mode = False
+        self.queued = b""  # client input waiting for the VM to be ready
+        self.started_at = 0.0
+        self.fast_crashes = 0
+        self.restarts = 0
+        self.client: socket.socket | None = None
+        self.listener: socket.socket | None = None
+        self.tcp_port: int | None = None
+        if tcp is not None:
+            self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                self.listener.bind(("127.0.0.1", tcp))
+            except OSError as exc:
+                self.listener.close()
+                raise SystemExit(f"TCP port {tcp} on 127.0.0.1 is not free ({exc.strerror}); "
+                                 "choose another with --tcp, or --tcp 0 for any free port")
+            self.listener.listen(1)
+            self.listener.setblocking(False)
+            self.tcp_port = self.listener.getsockname()[1]
+        self.outer, self.outer_slave = pty.openpty()
+        tty.setraw(self.outer_slave)
+        os.set_blocking(self.outer, False)
+        self.pty_path = os.ttyname(self.outer_slave)
+
+    # --- the VM -------------------------------------------------------------------------
+
+    def _romfs_image(self) -> Path | None:
+        img = self.board_dir / "romfs.img"
+        return img if img.is_file() and img.stat().st_size > 0 else None
+
+    def spawn(self, raw: bool) -> None:
+        """Start the unix port: boot.py, then main.py (friendly mode only), then its REPL."""
+        self.flash_dir.mkdir(parents=True, exist_ok=True)
+        romfs = self._romfs_image()
+        # A board maps ROMFS from flash; the unix port must read it into its GC heap, so the
+        # heap grows by the image size to keep the app's budget what the board config says.
+        heap = self.heap + ((romfs.stat().st_size + 4095) // 4096 * 4096 if romfs else 0)
+        env = dict(os.environ)
+        env.update({
+            "MICROPYPATH": f"{VBOARD_DIR}:",
+            "TSVB_FLASH": str(self.flash_dir),
+            "TSVB_ROMFS": str(romfs or ""),
+            "TSVB_MODE": "raw" if raw else "friendly",
+            "TSVB_BOARD": self.board,
+        })
+        master, slave = pty.openpty()
+        _child_termios(slave)
+        self.child = subprocess.Popen(
+            [self.micropython, "-X", f"heapsize={heap}", "-i", str(VBOARD_DIR / "_vboot.py")],
+            stdin=slave, stdout=slave, stderr=slave, cwd=self.flash_dir, env=env,
+            preexec_fn=_become_session_leader, close_fds=True)
+        os.close(slave)
+        self.inner = master
+        self.filter = OutputFilter(raw_restart=raw, raw_mode=raw)
+        self.started_at = time.monotonic()
+        self._write_state()
+
+    def _child_exited(self) -> None:
+        """The VM ended (reset, sys.exit, crash): report it as a board would and restart."""
+        rc = self.child.wait() if self.child else 0
+        os.close(self.inner)
+        self.inner = -1
+        self.child = None
+        if self.stopping:
+            return
+        raw = self.filter.raw_mode
+        if rc == HARD_RESET_EXIT or rc < 0:
+            # machine.reset() or a crash: a board comes back through its bootloader, in the
+            # friendly REPL, and runs main.py.
+            why = "machine.reset()" if rc == HARD_RESET_EXIT else f"crash (signal {-rc})"
+            self.broadcast(f"\r\nvirtual board: hard reset after {why}\r\n".encode())
+            raw = False
+        else:
+            self.broadcast(SOFT_REBOOT)
+        if time.monotonic() - self.started_at < _FAST_CRASH_S:
+            self.fast_crashes += 1
+            time.sleep(min(0.05 * 2 ** self.fast_crashes, 2.0))
+        else:
+            self.fast_crashes = 0
+        self.restarts += 1
+        self.spawn(raw=raw)
+
+    def _from_child(self) -> None:
+        try:
+            data = os.read(self.inner, 65536)
+        except OSError as exc:
+            if exc.errno != errno.EIO:
+                raise
+            data = b""
+        if not data:
+            self._child_exited()
+            return
+        was_booted = self.filter.booted
+        out = self.filter.feed(data)
+        if not was_booted and self.filter.booted and self.filter.raw_restart:
+            os.write(self.inner, b"\x01")  # enter the raw REPL the host was in before reset
+        self.broadcast(out)
+        if self.queued and self._ready():
+            self._to_child(self.queued)
+            self.queued = b""
+
+    def _ready(self) -> bool:
+        return self.inner >= 0 and (self.filter.phase == "run" or not self.filter.raw_restart)
+
+    def _to_child(self, data: bytes) -> None:
+        if not self._ready():
+            self.queued += data
+            return
+        try:
+            os.write(self.inner, data)
+        except OSError:
+            self.queued += data  # the VM is going away; give it to the next one
+
+    # --- clients ------------------------------------------------------------------------
+
+    def broadcast(self, data: bytes) -> None:
+        if not data:
+            return
+        try:
+            os.write(self.outer, data)
+        except BlockingIOError:
+            # Nobody reads the pty: drop what waited there longest rather than block the VM.
+            termios.tcflush(self.outer_slave, termios.TCIFLUSH)
+            try:
+                os.write(self.outer, data)
+            except BlockingIOError:
+                pass
+        if self.client is not None:
+            try:
+                self.client.sendall(data)
+            except OSError:
+                self._drop_client()
+
+    def _drop_client(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    def _accept(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except BlockingIOError:
+            return
+        self._drop_client()  # one client at a time: the newest wins
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.client = conn
+
+    # --- state file and main loop --------------------------------------------------------
+
+    def _write_state(self) -> None:
+        state = {
+            "board": self.board, "pid": os.getpid(), "pty": self.pty_path,
+            "tty": str(self.board_dir / TTY_LINK), "tcp": self.tcp_port,
+            "child": self.child.pid if self.child else None, "restarts": self.restarts,
+            "micropython": self.micropython, "heap": self.heap,
+        }
+        tmp = self.board_dir / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(state))
+        tmp.replace(self.board_dir / STATE_FILE)
+
+    def _cleanup_files(self) -> None:
+        for name in (STATE_FILE, TTY_LINK):
+            path = self.board_dir / name
+            try:
+                if name == STATE_FILE and json.loads(path.read_text())["pid"] != os.getpid():
+                    continue  # a newer supervisor owns it
+                path.unlink()
+            except (OSError, ValueError, KeyError):
+                pass
+
+    def serve(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+        link = self.board_dir / TTY_LINK
+        link.unlink(missing_ok=True)
+        link.symlink_to(self.pty_path)
+        self.spawn(raw=False)
+        try:
+            self._loop()
+        finally:
+            self.stopping = True
+            self._kill_child()
+            self._cleanup_files()
+            self._drop_client()
+            for fd in (self.outer, self.outer_slave):
+                os.close(fd)
+
+    def _on_signal(self, signum, frame) -> None:
+        self.stopping = True
+
+    def _loop(self) -> None:
+        last_parent_check = 0.0
+        while not self.stopping:
+            fds = [self.outer]
+            fds += [self.inner] if self.inner >= 0 else []
+            fds += [self.listener] if self.listener else []
+            fds += [self.client] if self.client else []
+            try:
+                ready, _, _ = select.select(fds, [], [], 0.25)
+            except InterruptedError:
+                continue
+            for item in ready:
+                if item is self.listener:
+                    self._accept()
+                elif item is self.client:
+                    try:
+                        data = self.client.recv(65536)
+                    except OSError:
+                        data = b""
+                    if data:
+                        self._to_child(data)
+                    else:
+                        self._drop_client()
+                elif item == self.outer:
+                    try:
+                        data = os.read(self.outer, 65536)
+                    except (BlockingIOError, OSError):
+                        data = b""
+                    if data:
+                        self._to_child(data)
+                elif item == self.inner and self.inner >= 0:
+                    self._from_child()
+            if self.inner < 0 and not self.stopping:
+                self.spawn(raw=self.filter.raw_mode)
+            now = time.monotonic()
+            if self.parent and now - last_parent_check > 1.0:
+                last_parent_check = now
+                if os.getppid() != self.parent:
+                    self.stopping = True  # whoever started us is gone: do not linger
+
+    def _kill_child(self) -> None:
+        child = self.child
+        if child is None:
+            return
+        for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(child.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                child.wait(wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        if self.inner >= 0:
+            os.close(self.inner)
+            self.inner = -1
+        self.child = None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="virtual board supervisor (internal)")
+    parser.add_argument("--board", required=True)
+    parser.add_argument("--dir", required=True, type=Path)
+    parser.add_argument("--micropython", required=True)
+    parser.add_argument("--heap", required=True, type=int)
+    parser.add_argument("--tcp", type=int)
+    parser.add_argument("--parent", type=int)
+    args = parser.parse_args(argv)
+    args.dir.mkdir(parents=True, exist_ok=True)
+    sup = Supervisor(board=args.board, board_dir=args.dir, micropython=args.micropython,
+                     heap=args.heap, tcp=args.tcp, parent=args.parent)
+    sup.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

