@@ -1,0 +1,251 @@
+"""Self-contained HTML validation reports (one model, and a summary over many) with SVG plots.
+
+`render_validate(result)` takes the dict `tinysense validate --json` writes. It reads these
+keys, and draws a plot only for the data that is there (a missing key is said, not faked):
+
+- model, target, board, vectors, mismatches, max_abs_diff, bit_exact, node_ms, reference_ms,
+  node_heap_peak_bytes, reference_arena_bytes: the headline numbers;
+- heap_budget_bytes (else the board config's heap_budget): the heap plot's limit line;
+- node_times_ms: every timed node inference, for the latency histogram;
+- outputs: [{"index", "name", "node": [...], "reference": [...]}], int8 values (any nesting,
+  all vectors concatenated), for the node-vs-reference scatter of each output;
+- first_mismatch: {"op_index", "op", ...} naming the first op whose output differs, and
+  op_errors: [{"op_index", "op", "max_abs_diff", "mismatches"}] for the per-op error plot.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from collections import Counter
+from html import escape
+from pathlib import Path
+
+from tinysense.report import svg
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1040px}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}
+.meta{color:#666;font-size:13px}.cards{display:flex;flex-wrap:wrap;gap:10px;margin:16px 0}
+.card{border:1px solid #ddd;border-radius:6px;padding:8px 12px;min-width:110px}
+.card b{display:block;font-size:18px}.card span{color:#666;font-size:12px}
+.ok{color:#2e7d32}.bad{color:#c62828}.plots{display:flex;flex-wrap:wrap;gap:16px}
+.plot{border:1px solid #eee;border-radius:4px;background:#fff}
+table{border-collapse:collapse;font-size:13px}td,th{border-bottom:1px solid #eee;
+padding:4px 10px;text-align:right}th:first-child,td:first-child{text-align:left}
+.note{color:#666;font-size:13px}
+"""
+
+
+def _flat(values) -> list[int]:
+    if isinstance(values, (list, tuple)):
+        out: list[int] = []
+        for v in values:
+            out.extend(_flat(v))
+        return out
+    return [int(values)]
+
+
+def _num(value, unit: str = "", digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}{unit}"
+    if isinstance(value, int) and abs(value) >= 10000:
+        return f"{value:,}{unit}"
+    return f"{value}{unit}"
+
+
+def _budget(result: dict) -> int | None:
+    if result.get("heap_budget_bytes"):
+        return int(result["heap_budget_bytes"])
+    board = result.get("board")
+    if not board:
+        return None
+    try:
+        from tinysense.boards import load_board
+
+        return load_board(board).heap_budget
+    except Exception:  # an unknown board in an old report: no limit line, said below
+        return None
+
+
+def _page(title: str, body: str) -> str:
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>{body}"
+            f"<p class=\"meta\">tinysense report, {stamp}</p></body></html>\n")
+
+
+def _card(label: str, value: str, cls: str = "") -> str:
+    return f'<div class="card"><b class="{cls}">{escape(value)}</b><span>{escape(label)}</span></div>'
+
+
+def _target_text(target) -> str:
+    if isinstance(target, dict):
+        return " ".join(str(target.get(k, "")) for k in ("kind", "url") if target.get(k))
+    return str(target or "n/a")
+
+
+def output_plots(result: dict) -> list[str]:
+    """One node-vs-reference scatter per output tensor."""
+    plots = []
+    for i, out in enumerate(result.get("outputs") or []):
+        node, ref = _flat(out.get("node", [])), _flat(out.get("reference", []))
+        pairs = Counter(zip(ref, node))
+        bad = sum(n for (r, g), n in pairs.items() if r != g)
+        name = out.get("name") or f"output {out.get('index', i)}"
+        title = f"{name}: node vs reference ({len(node)} values, {bad} differ)"
+        plots.append(svg.scatter_int8(f"output-{i}", title, dict(pairs)))
+    return plots
+
+
+def op_error_plot(result: dict) -> str | None:
+    """Per-op max |node - reference| when the validation found a mismatch."""
+    rows = result.get("op_errors") or []
+    if not rows:
+        return None
+    first = (result.get("first_mismatch") or {}).get("op_index")
+    labels = [f"{r.get('op_index', i)} {r.get('op', '')}" for i, r in enumerate(rows)]
+    values = [float(r.get("max_abs_diff", 0)) for r in rows]
+    colors = [svg.BAD if r.get("op_index") == first else
+              (svg.ACCENT if v == 0 else "#ef6c00") for r, v in zip(rows, values)]
+    return svg.bars("op-errors", "max |node - reference| per op", labels, values,
+                    ylabel="int8 steps", colors=colors)
+
+
+def latency_plot(result: dict) -> str | None:
+    times = [float(t) for t in result.get("node_times_ms") or []]
+    if not times:
+        return None
+    marks = []
+    if result.get("node_ms") is not None:
+        marks.append((float(result["node_ms"]), f"node median {_num(result['node_ms'])} ms",
+                      svg.INK))
+    if result.get("reference_ms") is not None:
+        marks.append((float(result["reference_ms"]),
+                      f"reference {_num(result['reference_ms'])} ms", svg.OK))
+    return svg.histogram("latency", f"node latency over {len(times)} inferences", times,
+                         xlabel="ms per inference", marks=marks)
+
+
+def heap_plot(result: dict) -> str | None:
+    peak, arena = result.get("node_heap_peak_bytes"), result.get("reference_arena_bytes")
+    budget = _budget(result)
+    if peak is None and arena is None:
+        return None
+    rows = []
+    if peak is not None:
+        over = budget is not None and peak > budget
+        rows.append(("node heap peak", float(peak), svg.BAD if over else svg.ACCENT))
+    if arena is not None:
+        rows.append(("reference arena", float(arena), "#78909c"))
+    limit = float(budget) if budget else max(r[1] for r in rows)
+    label = f"board budget {budget:,} B" if budget else "no board budget known"
+    return svg.hbars("heap", "heap use vs board budget", rows, limit=limit,
+                     limit_label=label, unit=" B")
+
+
+def render_validate(result: dict) -> str:
+    """The HTML page for one `tinysense validate` result dict."""
+    model = Path(str(result.get("model", "model"))).name
+    exact = result.get("bit_exact")
+    verdict = "bit-exact" if exact else ("MISMATCH" if exact is not None else "unknown")
+    cards = [
+        _card("result", verdict, "ok" if exact else "bad"),
+        _card("vectors", _num(result.get("vectors"))),
+        _card("mismatches", _num(result.get("mismatches")),
+              "bad" if result.get("mismatches") else ""),
+        _card("max |diff|", _num(result.get("max_abs_diff"))),
+        _card("node ms (median)", _num(result.get("node_ms"))),
+        _card("reference ms", _num(result.get("reference_ms"))),
+        _card("node heap peak", _num(result.get("node_heap_peak_bytes"), " B")),
+        _card("reference arena", _num(result.get("reference_arena_bytes"), " B")),
+    ]
+    parts = [f"<h1>{escape(model)}: {escape(verdict)}</h1>",
+             f'<p class="meta">target {escape(_target_text(result.get("target")))}'
+             f' &middot; board {escape(str(result.get("board", "n/a")))}</p>',
+             f'<div class="cards">{"".join(cards)}</div>']
+    first = result.get("first_mismatch")
+    if first:
+        text = first if isinstance(first, str) else ", ".join(
+            f"{k} {v}" for k, v in first.items() if not isinstance(v, (list, dict)))
+        parts.append(f'<p class="bad">first op whose output differs: {escape(text)}</p>')
+    sections = [
+        ("Node vs reference, per output", output_plots(result),
+         "no output values in this report (validate --json carries them as 'outputs')"),
+        ("Per-op error", [p for p in [op_error_plot(result)] if p],
+         "every op matched" if exact else "no per-op data in this report"),
+        ("Latency", [p for p in [latency_plot(result)] if p],
+         "no per-inference times in this report ('node_times_ms')"),
+        ("Memory", [p for p in [heap_plot(result)] if p], "no heap figures in this report"),
+    ]
+    for title, plots, missing in sections:
+        parts.append(f"<h2>{escape(title)}</h2>")
+        if plots:
+            parts.append(f'<div class="plots">{"".join(plots)}</div>')
+        else:
+            parts.append(f'<p class="note">{escape(missing)}</p>')
+    raw = {k: v for k, v in result.items() if k not in ("outputs", "node_times_ms")}
+    parts.append("<h2>Raw result</h2><pre>" + escape(json.dumps(raw, indent=1, default=str))
+                 + "</pre>")
+    return _page(f"tinysense validate: {model}", "".join(parts))
+
+
+def render_summary(results: list[dict], links: list[str | None] | None = None) -> str:
+    """One page over several validate results: a table plus latency and heap-vs-budget bars."""
+    links = links or [None] * len(results)
+    names = [Path(str(r.get("model", f"model {i}"))).stem for i, r in enumerate(results)]
+    rows = []
+    for name, r, link in zip(names, results, links):
+        label = f'<a href="{escape(link)}">{escape(name)}</a>' if link else escape(name)
+        exact = r.get("bit_exact")
+        budget = _budget(r)
+        rows.append(
+            f"<tr><td>{label}</td><td class=\"{'ok' if exact else 'bad'}\">"
+            f"{'bit-exact' if exact else 'MISMATCH'}</td><td>{_num(r.get('vectors'))}</td>"
+            f"<td>{_num(r.get('mismatches'))}</td><td>{_num(r.get('node_ms'))}</td>"
+            f"<td>{_num(r.get('reference_ms'))}</td>"
+            f"<td>{_num(r.get('node_heap_peak_bytes'))}</td><td>{_num(budget)}</td></tr>")
+    n_exact = sum(1 for r in results if r.get("bit_exact"))
+    table = ("<table><tr><th>model</th><th>result</th><th>vectors</th><th>mismatches</th>"
+             "<th>node ms</th><th>reference ms</th><th>heap peak B</th><th>budget B</th></tr>"
+             + "".join(rows) + "</table>")
+    plots = []
+    if results:
+        plots.append(svg.bars(
+            "summary-latency", "node ms per inference (median)", names,
+            [float(r.get("node_ms") or 0) for r in results], ylabel="ms",
+            colors=[svg.ACCENT if r.get("bit_exact") else svg.BAD for r in results]))
+        fractions, colors = [], []
+        for r in results:
+            peak, budget = r.get("node_heap_peak_bytes"), _budget(r)
+            frac = 100.0 * peak / budget if peak is not None and budget else 0.0
+            fractions.append(frac)
+            colors.append(svg.BAD if frac > 100 else svg.ACCENT)
+        plots.append(svg.bars("summary-heap", "node heap peak, % of board budget", names,
+                              fractions, ylabel="% of budget", colors=colors,
+                              hline=(100.0, "budget")))
+    body = (f"<h1>tinysense validation: {n_exact} of {len(results)} models bit-exact</h1>"
+            f"{table}<h2>Overview</h2><div class=\"plots\">{''.join(plots)}</div>")
+    return _page("tinysense validation summary", body)
+
+
+def write_validate(result: dict, path: str | os.PathLike) -> Path:
+    """Write the report page for one validate result; returns its path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_validate(result), encoding="utf-8")
+    return path
+
+
+def write_summary(results: list[dict], path: str | os.PathLike,
+                  links: list[str | None] | None = None) -> Path:
+    """Write the summary page over several validate results; returns its path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_summary(results, links), encoding="utf-8")
+    return path
