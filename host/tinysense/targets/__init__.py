@@ -1,1 +1,173 @@
-"""How to reach a node: a real board on a serial port, Espressif's QEMU, or the virtual board."""
+"""How to reach a node: a real board on a serial port, Espressif's QEMU, or the virtual board.
+
+`resolve_target(spec, board)` turns `--target auto|virtual|qemu|<port or pyserial URL>` into a
+Target (kind, url, reason). It only looks; starting QEMU or a virtual board is the caller's job
+(`tinysense.node.open_node` does it for the virtual board).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import subprocess
+
+from tinysense.boards import BoardConfig, load_board
+from tinysense.errors import TinysenseError
+
+# USB bridges found on ESP32 boards: (VID, PID or None for any). A board config's `usb` list
+# adds its own pairs.
+USB_IDS: tuple[tuple[int, int | None], ...] = (
+    (0x303A, None),  # Espressif native USB (S2/S3/C3/C6 USB-Serial-JTAG and CDC)
+    (0x10C4, 0xEA60),  # Silicon Labs CP210x
+    (0x1A86, 0x7523),  # WCH CH340
+    (0x1A86, 0x55D4),  # WCH CH9102
+    (0x0403, None),  # FTDI
+)
+
+# esptool chip name -> (QEMU executable, -machine name). Espressif's fork only.
+QEMU_MACHINES = {
+    "esp32": ("qemu-system-xtensa", "esp32"),
+    "esp32s3": ("qemu-system-xtensa", "esp32s3"),
+    "esp32c3": ("qemu-system-riscv32", "esp32c3"),
+}
+
+KINDS = ("board", "qemu", "virtual")
+_URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """Where a node is. kind: 'board' (a serial port or URL), 'qemu' or 'virtual'.
+
+    url is a pyserial URL for 'board' targets; None for 'qemu' and 'virtual' until started.
+    reason says how it was chosen ("no board on USB; qemu-system-xtensa not found; ...").
+    """
+
+    kind: str
+    url: str | None
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class UsbPort:
+    device: str
+    vid: int
+    pid: int
+    description: str
+
+
+def find_usb_boards(cfg: BoardConfig | None = None) -> list[UsbPort]:
+    """Serial ports whose USB VID:PID is an ESP32 bridge (USB_IDS plus the config's `usb`)."""
+    from serial.tools import list_ports
+
+    ids = list(USB_IDS) + [(vid, pid) for vid, pid in (cfg.usb if cfg else ())]
+    found = []
+    for port in list_ports.comports():
+        if port.vid is None:
+            continue
+        if any(port.vid == vid and (pid is None or port.pid == pid) for vid, pid in ids):
+            found.append(UsbPort(port.device, port.vid, port.pid, port.description or ""))
+    return sorted(found, key=lambda p: p.device)
+
+
+@dataclasses.dataclass(frozen=True)
+class QemuInfo:
+    executable: str | None  # None: not usable; `reason` says why
+    machine: str | None
+    firmware: str | None  # the flash image / firmware from $TINYSENSE_FIRMWARE
+    reason: str
+
+    @property
+    def usable(self) -> bool:
+        return bool(self.executable and self.firmware)
+
+
+def _qemu_has_machine(exe: str, machine: str) -> bool:
+    try:
+        out = subprocess.run([exe, "-machine", "help"], capture_output=True, text=True,
+                             timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return any(line.split()[:1] == [machine] for line in out.splitlines())
+
+
+def detect_qemu(cfg: BoardConfig) -> QemuInfo:
+    """Whether Espressif's QEMU can run this board: executable on PATH with the board's
+    machine, and a firmware image configured in $TINYSENSE_FIRMWARE."""
+    entry = QEMU_MACHINES.get(cfg.chip)
+    if entry is None:
+        return QemuInfo(None, None, None, f"QEMU has no machine for chip '{cfg.chip}'")
+    name, machine = entry
+    exe = shutil.which(name)
+    if exe is None:
+        return QemuInfo(None, machine, None, f"{name} not found")
+    if not _qemu_has_machine(exe, machine):
+        return QemuInfo(None, machine, None, f"{exe} has no '-machine {machine}' (needs "
+                        "Espressif's QEMU: idf_tools.py install qemu-xtensa qemu-riscv32)")
+    firmware = os.environ.get("TINYSENSE_FIRMWARE")
+    if not firmware:
+        return QemuInfo(exe, machine, None, f"{name} found but TINYSENSE_FIRMWARE is not set")
+    if not os.path.isfile(firmware):
+        return QemuInfo(exe, machine, None, f"TINYSENSE_FIRMWARE={firmware} does not exist")
+    return QemuInfo(exe, machine, firmware, f"{name} -machine {machine} with {firmware}")
+
+
+def _port_target(spec: str) -> Target:
+    if _URL.match(spec):
+        return Target("board", spec, f"pyserial URL {spec} given")
+    path = spec
+    if os.name != "nt" and os.sep not in spec:
+        path = os.path.join("/dev", spec)  # `--target ttyUSB0`
+    if os.name == "nt" or os.path.exists(path):
+        return Target("board", path, f"serial port {path} given")
+    ports = ", ".join(p.device for p in find_usb_boards()) or "none found"
+    raise TinysenseError(f"serial port {spec} does not exist (ESP32 ports on USB: {ports}); "
+                         "plug the board in, or use --target auto|virtual|qemu")
+
+
+def resolve_target(spec: str | None = None, board: str | BoardConfig | None = None) -> Target:
+    """Resolve `--target` to a Target.
+
+    Args:
+        spec: 'auto', 'virtual', 'qemu', a serial port (/dev/ttyUSB0, ttyACM0, COM3) or a
+            pyserial URL (socket://127.0.0.1:5555, rfc2217://...). None: $TINYSENSE_TARGET,
+            else 'auto'. 'auto' takes $TINYSENSE_PORT first if set.
+        board: board id, TOML path or loaded config (for its USB ids and QEMU machine).
+
+    Raises:
+        TinysenseError: a port that does not exist, or 'qemu' when QEMU cannot run the board.
+    """
+    spec = (spec or os.environ.get("TINYSENSE_TARGET") or "auto").strip()
+    cfg = board if isinstance(board, BoardConfig) else load_board(board)
+    if spec == "virtual":
+        return Target("virtual", None, "virtual board requested")
+    if spec == "qemu":
+        qemu = detect_qemu(cfg)
+        if not qemu.usable:
+            raise TinysenseError(f"--target qemu: {qemu.reason}; install Espressif's QEMU and "
+                                 "set TINYSENSE_FIRMWARE, or use --target virtual")
+        return Target("qemu", None, f"QEMU requested: {qemu.reason}")
+    if spec != "auto":
+        return _port_target(spec)
+    env_port = os.environ.get("TINYSENSE_PORT")
+    if env_port:
+        target = _port_target(env_port)
+        return Target(target.kind, target.url, f"TINYSENSE_PORT={env_port}")
+    checked = []
+    if cfg.is_virtual:
+        checked.append(f"board {cfg.name} is virtual")
+    else:
+        ports = find_usb_boards(cfg)
+        if ports:
+            port = ports[0]
+            others = f" (also: {', '.join(p.device for p in ports[1:])})" if ports[1:] else ""
+            return Target("board", port.device, f"found {port.description or 'board'} "
+                          f"{port.vid:04x}:{port.pid:04x} on {port.device}{others}")
+        checked.append("no board on USB")
+        qemu = detect_qemu(cfg)
+        if qemu.usable:
+            return Target("qemu", None, f"no board on USB; using QEMU: {qemu.reason}")
+        checked.append(qemu.reason)
+    return Target("virtual", None, "; ".join(checked + ["using virtual"]))

@@ -1,8 +1,9 @@
-"""`tinysense board start|stop|status`: run the virtual board in the background."""
+"""`tinysense board start|stop|status` (the virtual board) and `tinysense target` (which node)."""
 
 from __future__ import annotations
 
-from tinysense.cli import env_default
+from tinysense.cli import add_target_args, env_default
+from tinysense.targets import resolve_target
 from tinysense.targets.virtual import running_boards, start_board, stop_board
 
 
@@ -36,7 +37,17 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_target(args) -> int:
+    target = resolve_target(args.target, args.board)
+    print(f"{target.kind} {target.url or ''}".rstrip())
+    print(f"  why: {target.reason}")
+    return 0
+
+
 def register(sub) -> None:
+    t = sub.add_parser("target", help="show which node --target resolves to, and why")
+    add_target_args(t)
+    t.set_defaults(func=cmd_target)
     p = sub.add_parser("board", help="the virtual board: start, stop, status")
     bsub = p.add_subparsers(dest="board_command", metavar="ACTION", required=True)
     board_default = env_default("TINYSENSE_BOARD", "ESP32_GENERIC")
