@@ -1,0 +1,158 @@
+"""Shared training helpers: seeds, the device's feature code, int8 conversion, meta.json.
+
+Training scripts import the node's own preprocessing, firmware/tsnode/sensors/features.py,
+by path (FEATURES below). This is the one place host-side code reads firmware code: the
+models must be trained on exactly the numbers the node computes (emlearn's practice), so
+the training calls that code instead of re-implementing it. Nothing under host/ does this.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+MODELS_DIR = Path(__file__).resolve().parent
+REPO = MODELS_DIR.parent
+sys.path.insert(0, str(REPO / "firmware"))
+from tsnode.sensors import features as FEATURES  # noqa: E402  (the device's own code)
+
+sys.path.pop(0)
+
+# Ops the tinysense engine implements (docs/engine.md); a model using others is rejected.
+ENGINE_OPS = {
+    "FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D",
+    "MEAN", "ADD", "MUL", "CONCATENATION", "RESHAPE", "PAD", "SOFTMAX", "LOGISTIC", "TANH",
+    "RELU", "RELU6", "QUANTIZE", "DEQUANTIZE",
+}
+
+_T0 = time.monotonic()
+
+
+def log(msg: str) -> None:
+    """Progress line with the seconds since the script started."""
+    print(f"[{time.monotonic() - _T0:6.1f}s] {msg}", flush=True)
+
+
+def seed_everything(seed: int):
+    """Fix every seed and make TensorFlow deterministic; returns the tf module."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    os.environ["TF_DETERMINISTIC_OPS"] = "1"
+    import tensorflow as tf
+
+    random.seed(seed)
+    np.random.seed(seed)
+    tf.keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    return tf
+
+
+def convert_int8(model, representative: np.ndarray) -> bytes:
+    """Full-integer quantize a Keras model: int8 weights, activations, input and output.
+
+    `representative` is the float calibration data (its min/max sets the input scale).
+    """
+    import tensorflow as tf
+
+    def gen():
+        for x in representative:
+            yield [x[None].astype(np.float32)]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = gen
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    return conv.convert()
+
+
+def grid_calibration(data: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """Calibration data plus one sample spanning the int8 grid, so the converter picks
+    exactly (or within float rounding) the input scale and zero point we designed for."""
+    span = np.full((1,) + data.shape[1:], (-128 - zero_point) * scale, np.float32)
+    span.reshape(-1)[1::2] = (127 - zero_point) * scale
+    return np.concatenate([span, data.astype(np.float32)])
+
+
+def check_ops(model: bytes) -> list[str]:
+    """The model's op names in order; raises if one is outside ENGINE_OPS."""
+    from tinysense.reference import read_graph
+
+    ops = [op.name for op in read_graph(model).ops]
+    bad = sorted(set(ops) - ENGINE_OPS)
+    if bad:
+        raise SystemExit(f"converted model uses ops the engine lacks: {bad} (ops: {ops})")
+    return ops
+
+
+def io_quant(model: bytes) -> dict:
+    """Input/output tensor shape, dtype, scale and zero point from the .tflite."""
+    from tinysense.reference import read_graph
+
+    g = read_graph(model)
+    out = {}
+    for key, idx in (("input", g.inputs[0]), ("output", g.outputs[0])):
+        t = g.tensors[idx]
+        out[key] = {"shape": list(t.shape), "dtype": t.dtype.lower(),
+                    "scale": float(t.scales[0]), "zero_point": int(t.zero_points[0])}
+    return out
+
+
+def run_tflm(model: bytes, inputs: np.ndarray) -> np.ndarray:
+    """Outputs of the tflite-micro interpreter (the reference) for int8 inputs, one by one."""
+    from tinysense.reference import Reference
+
+    ref = Reference(model)
+    shape = ref.input_details[0]["shape"]
+    return np.stack([ref.run(x.reshape(shape).astype(np.int8))[0].reshape(-1)
+                     for x in inputs])
+
+
+def arena_bytes(model: bytes) -> int:
+    from tinysense.reference import arena_bytes as _arena
+
+    return int(_arena(model))
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def provenance(script: str, seed: int, seconds: float) -> dict:
+    import tensorflow as tf
+
+    return {"script": script, "command": f"python {script}", "seed": seed,
+            "tensorflow": tf.__version__, "numpy": np.__version__,
+            "python": platform.python_version(), "train_seconds": round(seconds, 1),
+            "converter": "TFLiteConverter full-integer (TFLITE_BUILTINS_INT8, int8 in/out)",
+            "reference": "tflite-micro Python interpreter (PyPI tflite-micro)"}
+
+
+def write_meta(path: Path, meta: dict) -> None:
+    path.write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
+
+
+def save_npz(path: Path, **arrays) -> None:
+    """An .npz (np.load reads it) with fixed zip timestamps, so reruns give identical bytes."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name in sorted(arrays):
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.ascontiguousarray(arrays[name]),
+                                      allow_pickle=False)
+            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, buf.getvalue())

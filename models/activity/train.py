@@ -1,0 +1,211 @@
+"""Train the activity model: a small int8 1-D CNN on BasicMotions (6-axis IMU, 4 classes).
+
+Run: python models/activity/train.py   (needs the `train` extra: TensorFlow, sktime)
+Writes model.tflite, meta.json, test_vectors.npz, heldout.npz and heldout.tsrc here.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+import _common as C  # noqa: E402
+
+F = C.FEATURES
+SEED = 7
+WINDOW = 50          # frames (5 s at 10 Hz)
+STRIDE = 25          # frames
+RATE_HZ = 10
+INPUT_SCALE = 4 / 128  # int8 codes span +-4 standard deviations
+INPUT_ZP = 0
+EPOCHS = 120
+# sensor units: the MPU6050's raw counts at the driver's default ranges
+ACCEL_RANGE_G, ACCEL_COUNTS_PER_G = 8, 4096
+GYRO_RANGE_DPS, GYRO_COUNTS_PER_DPS = 2000, 16.4
+G = 9.80665
+CHANNELS = ["accel_x", "accel_y", "accel_z", "gyro_x", "gyro_y", "gyro_z"]
+
+
+def to_counts(x: np.ndarray) -> np.ndarray:
+    """BasicMotions (m/s^2, rad/s) -> MPU6050 counts (+-8 g, +-2000 deg/s), int16.
+
+    x: (recordings, 6, frames) -> (recordings, frames, 6)."""
+    scale = np.array([ACCEL_COUNTS_PER_G / G] * 3 + [GYRO_COUNTS_PER_DPS * 180 / np.pi] * 3)
+    counts = np.rint(x.transpose(0, 2, 1) * scale)
+    return np.clip(counts, -32768, 32767).astype(np.int16)
+
+
+def windows(recordings: np.ndarray) -> tuple[list[list[int]], list[int]]:
+    """Windows of every recording with the node's Windower; returns (windows, rec index)."""
+    out, owner = [], []
+    w = F.Windower(6, WINDOW, STRIDE)
+    for r, rec in enumerate(recordings):
+        w.reset()
+        for frame in rec.tolist():
+            if w.push(frame):
+                out.append(w.window([0] * (6 * WINDOW)))
+                owner.append(r)
+    return out, owner
+
+
+def quantize(affine, wins: list[list[int]]) -> np.ndarray:
+    buf = bytearray(6 * WINDOW)
+    rows = [np.frombuffer(bytes(affine.quantize(w, WINDOW, buf)), np.int8) for w in wins]
+    return np.stack(rows).reshape(-1, WINDOW, 1, 6)
+
+
+def build(tf):
+    L = tf.keras.layers
+    return tf.keras.Sequential([
+        L.Input((WINDOW, 1, 6)),
+        L.Conv2D(12, (5, 1), strides=(2, 1), padding="same", activation="relu"),
+        L.Conv2D(16, (5, 1), strides=(2, 1), padding="same", activation="relu"),
+        L.Conv2D(16, (3, 1), padding="same", activation="relu"),
+        L.GlobalAveragePooling2D(),
+        L.Dense(4),
+        L.Softmax(),
+    ])
+
+
+def main() -> None:
+    t_start = time.monotonic()
+    tf = C.seed_everything(SEED)
+    from sktime.datasets import load_basic_motions
+
+    C.log("loading BasicMotions (sktime's bundled files)")
+    xs, ys = {}, {}
+    for split in ("train", "test"):
+        x, y = load_basic_motions(split=split, return_type="numpy3D")
+        xs[split], ys[split] = to_counts(x), np.asarray(y)
+    labels = sorted(set(ys["train"]))
+    y_idx = {s: np.array([labels.index(v) for v in ys[s]]) for s in ys}
+
+    wins, owner = {}, {}
+    for s in xs:
+        wins[s], owner[s] = windows(xs[s])
+        owner[s] = np.array(owner[s])
+    C.log(f"windows: train {len(wins['train'])}, test {len(wins['test'])} "
+          f"(window {WINDOW}, stride {STRIDE})")
+    flat = np.array(wins["train"]).reshape(-1, 6)
+    affine = F.Affine.from_stats(flat.mean(0).tolist(), flat.std(0).tolist(),
+                                 INPUT_SCALE, INPUT_ZP)
+    q_train = quantize(affine, wins["train"])
+    yw_train = y_idx["train"][owner["train"]]
+    yw_test = y_idx["test"][owner["test"]]
+    x_train = (q_train.astype(np.float32) - INPUT_ZP) * INPUT_SCALE
+
+    model = build(tf)
+    model.compile(optimizer=tf.keras.optimizers.Adam(3e-3),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    C.log(f"training {model.count_params()} parameters for {EPOCHS} epochs")
+    cb = tf.keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: (
+        C.log(f"epoch {e + 1}: loss {logs['loss']:.3f} acc {logs['accuracy']:.3f}")
+        if (e + 1) % 20 == 0 else None))
+    model.fit(x_train, yw_train, epochs=EPOCHS, batch_size=16, shuffle=True, verbose=0,
+              callbacks=[cb])
+
+    tfl = C.convert_int8(model, C.grid_calibration(x_train, INPUT_SCALE, INPUT_ZP))
+    ops = C.check_ops(tfl)
+    io = C.io_quant(tfl)
+    C.log(f"converted: {len(tfl)} bytes, ops {ops}, input {io['input']}")
+    # the node quantizes with the model's actual input parameters
+    affine = F.Affine.from_stats(flat.mean(0).tolist(), flat.std(0).tolist(),
+                                 io["input"]["scale"], io["input"]["zero_point"])
+    q_train = quantize(affine, wins["train"])
+    q_test = quantize(affine, wins["test"])
+    s_in, zp_in = io["input"]["scale"], io["input"]["zero_point"]
+    x_test = (q_test.astype(np.float32) - zp_in) * s_in
+    float_pred = model.predict(x_test, verbose=0).argmax(1)
+    float_acc = float((float_pred == yw_test).mean())
+    out_test = C.run_tflm(tfl, q_test)
+    int8_pred = out_test.argmax(1)
+    int8_acc = float((int8_pred == yw_test).mean())
+    agree = float((float_pred == int8_pred).mean())
+    rec_votes = [np.bincount(int8_pred[owner["test"] == r], minlength=4).argmax()
+                 for r in range(len(y_idx["test"]))]
+    rec_acc = float((np.array(rec_votes) == y_idx["test"]).mean())
+    C.log(f"held-out windows: float acc {float_acc:.4f}, int8 acc (tflite-micro) "
+          f"{int8_acc:.4f}, float/int8 agree {agree:.4f}; per recording (vote) {rec_acc:.4f}")
+    train_int8_acc = float((C.run_tflm(tfl, q_train).argmax(1) == yw_train).mean())
+
+    (HERE / "model.tflite").write_bytes(tfl)
+    pick = np.linspace(0, len(q_test) - 1, 12).astype(int)
+    rng = np.random.default_rng(SEED)
+    extra = np.stack([np.full(q_test.shape[1:], -128, np.int8),
+                      np.full(q_test.shape[1:], 127, np.int8),
+                      rng.integers(-128, 128, q_test.shape[1:], dtype=np.int8),
+                      rng.integers(-128, 128, q_test.shape[1:], dtype=np.int8)])
+    vec_in = np.concatenate([q_test[pick], extra])
+    C.save_npz(HERE / "test_vectors.npz", inputs=vec_in, outputs=C.run_tflm(tfl, vec_in))
+    C.save_npz(HERE / "heldout.npz", inputs=q_test, labels=yw_test.astype(np.uint8),
+               recording=owner["test"].astype(np.uint16), outputs=out_test)
+    from tinysense.recordings import Recordings, write_recordings
+
+    tsrc = Recordings(rate_hz=RATE_HZ, labels=labels,
+                      items=[(int(y_idx["test"][i]), xs["test"][i])
+                             for i in range(len(xs["test"]))])
+    tsrc_size = write_recordings(HERE / "heldout.tsrc", tsrc)
+
+    meta = {
+        "name": "activity",
+        "task": "classification",
+        "description": "Activity from a wrist 6-axis IMU (accelerometer + gyroscope): "
+                       "small 1-D CNN (Conv2D with (k,1) kernels), int8.",
+        "labels": labels,
+        "input": io["input"],
+        "output": io["output"],
+        "tflite": "model.tflite",
+        "tflite_sha256": C.sha256(tfl),
+        "tflite_bytes": len(tfl),
+        "arena_bytes_tflm": C.arena_bytes(tfl),
+        "parameters": int(model.count_params()),
+        "ops": ops,
+        "sensor": {
+            "kind": "mpu6050", "rate_hz": RATE_HZ, "channels": CHANNELS,
+            "accel_range_g": ACCEL_RANGE_G, "accel_counts_per_g": ACCEL_COUNTS_PER_G,
+            "gyro_range_dps": GYRO_RANGE_DPS, "gyro_counts_per_dps": GYRO_COUNTS_PER_DPS,
+            "from_dataset": "accel m/s^2 * 4096/9.80665, gyro rad/s * 16.4*180/pi, rounded",
+        },
+        "preprocessing": {
+            "window": WINDOW, "stride": STRIDE,
+            "windows": "per recording: first after WINDOW frames, then every STRIDE frames; "
+                       "reset at a recording boundary",
+            "layout": "frame-major (time, channel) = NHWC (1, window, 1, 6)",
+            "function": "tsnode.sensors.features.Affine.quantize",
+            "affine": affine.to_dict(),
+            "normalization": "per channel (x - mean) / std over the training windows, "
+                             "then / input scale + zero point, all in Q16 integers",
+        },
+        "decision": "argmax of the int8 output (first on ties); confidence (q + 128) / 256",
+        "dataset": {"name": "BasicMotions", "source": "sktime.datasets.load_basic_motions "
+                    "(files bundled in sktime 1.2.0)", "recordings": {"train": 40, "test": 40},
+                    "frames_per_recording": 100, "rate_hz": RATE_HZ},
+        "split": "official train/test split; all metrics on the 40 test recordings "
+                 f"({len(q_test)} windows), never seen in training or calibration",
+        "metrics": {"float_accuracy": round(float_acc, 4), "int8_accuracy": round(int8_acc, 4),
+                    "int8_float_agreement": round(agree, 4),
+                    "int8_accuracy_per_recording_vote": round(rec_acc, 4),
+                    "int8_train_accuracy": round(train_int8_acc, 4),
+                    "n_windows": int(len(q_test))},
+        "files": {"test_vectors": "test_vectors.npz: inputs (int8) -> outputs (int8) from "
+                  "tflite-micro; 12 held-out windows + all -128, all 127, 2 random",
+                  "heldout": "heldout.npz: every held-out window (inputs int8, labels, "
+                  "recording, tflite-micro outputs)",
+                  "recordings": f"heldout.tsrc: the 40 test recordings as MPU6050 counts "
+                  f"(docs/formats/recording.md), {tsrc_size} bytes",
+                  "recordings_sha256": C.sha256((HERE / "heldout.tsrc").read_bytes())},
+        "made_by": C.provenance("models/activity/train.py", SEED,
+                                time.monotonic() - t_start),
+    }
+    C.write_meta(HERE / "meta.json", meta)
+    C.log(f"wrote {HERE}/model.tflite ({len(tfl)} B), meta.json, test_vectors.npz, "
+          f"heldout.npz, heldout.tsrc")
+
+
+if __name__ == "__main__":
+    main()
