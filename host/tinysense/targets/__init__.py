@@ -10,11 +10,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import shutil
 import subprocess
 
 from tinysense.boards import BoardConfig, load_board
 from tinysense.errors import TinysenseError
+from tinysense.qemu.machines import QEMU_MACHINES, find_qemu
 
 # USB bridges found on ESP32 boards: (VID, PID or None for any). A board config's `usb` list
 # adds its own pairs.
@@ -25,13 +25,6 @@ USB_IDS: tuple[tuple[int, int | None], ...] = (
     (0x1A86, 0x55D4),  # WCH CH9102
     (0x0403, None),  # FTDI
 )
-
-# esptool chip name -> (QEMU executable, -machine name). Espressif's fork only.
-QEMU_MACHINES = {
-    "esp32": ("qemu-system-xtensa", "esp32"),
-    "esp32s3": ("qemu-system-xtensa", "esp32s3"),
-    "esp32c3": ("qemu-system-riscv32", "esp32c3"),
-}
 
 KINDS = ("board", "qemu", "virtual")
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
@@ -94,15 +87,17 @@ def _qemu_has_machine(exe: str, machine: str) -> bool:
 
 
 def detect_qemu(cfg: BoardConfig) -> QemuInfo:
-    """Whether Espressif's QEMU can run this board: executable on PATH with the board's
-    machine, and a firmware image configured in $TINYSENSE_FIRMWARE."""
-    entry = QEMU_MACHINES.get(cfg.chip)
-    if entry is None:
+    """Whether Espressif's QEMU can run this board: the executable (tinysense.qemu.find_qemu:
+    $TINYSENSE_QEMU_DIR, PATH, ~/.espressif) with the board's machine, and a firmware image
+    configured in $TINYSENSE_FIRMWARE."""
+    spec = QEMU_MACHINES.get(cfg.chip)
+    if spec is None:
         return QemuInfo(None, None, None, f"QEMU has no machine for chip '{cfg.chip}'")
-    name, machine = entry
-    exe = shutil.which(name)
-    if exe is None:
+    name, machine = spec.binary, spec.machine
+    found = find_qemu(cfg.chip)
+    if found is None:
         return QemuInfo(None, machine, None, f"{name} not found")
+    exe = str(found)
     if not _qemu_has_machine(exe, machine):
         return QemuInfo(None, machine, None, f"{exe} has no '-machine {machine}' (needs "
                         "Espressif's QEMU: idf_tools.py install qemu-xtensa qemu-riscv32)")

@@ -1,0 +1,255 @@
+"""Talk to a node over its raw REPL: exec code, move files, reset, deploy.
+
+    from tinysense.node import open_node
+    with open_node(target="virtual", board="ESP32_GENERIC") as node:
+        node.exec("print(1)", timeout=10)   # -> "1\\n"
+        node.put(b"data", "/x.bin"); node.get("/x.bin")
+        node.deploy()
+
+Every target (serial board, QEMU, virtual board) is reached through mpremote's
+SerialTransport, which opens any pyserial URL. Output text is returned with CRLF turned into
+LF, so callers see the same text from a board and from the virtual board.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from tinysense.boards import BoardConfig, load_board
+from tinysense.errors import TinysenseError
+from tinysense.targets import Target, resolve_target
+
+
+class NodeError(TinysenseError):
+    """Code on the node raised. `traceback` is the node's traceback text, `output` its stdout."""
+
+    def __init__(self, traceback: str, output: str = "", code: str = "") -> None:
+        self.traceback = traceback
+        self.output = output
+        self.code = code
+        last = traceback.strip().splitlines()[-1:] or ["(no traceback)"]
+        super().__init__(f"the node raised {last[0]}\n{traceback.rstrip()}")
+
+
+class NodeTimeout(TinysenseError):
+    """The node stopped answering (code still running, or the port went away)."""
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace").replace("\r\n", "\n")
+
+
+class Node:
+    """A connected node in the raw REPL. Create with open_node()."""
+
+    def __init__(self, target: Target, board: BoardConfig, transport) -> None:
+        self.target = target
+        self.board = board
+        self.transport = transport
+
+    # --- code ---------------------------------------------------------------------------
+
+    def exec(self, code: str | bytes, timeout: float = 10) -> str:
+        """Run code in the node's raw REPL and return its stdout.
+
+        Args:
+            code: MicroPython source.
+            timeout: seconds the node may stay silent (the limit restarts with each output
+                byte, so long-running code that prints progress can run longer).
+
+        Raises:
+            NodeError: the code raised (the node's traceback is in the message).
+            NodeTimeout: no complete answer in time.
+        """
+        from mpremote.transport import TransportError
+
+        try:
+            out, err = self.transport.exec_raw(code, timeout=timeout)
+        except TransportError as exc:
+            raise NodeTimeout(f"no answer from the node on {self.target.url} within "
+                              f"{timeout:g} s ({exc}); is it running long code or gone?"
+                              ) from None
+        if err:
+            raise NodeError(_text(err), _text(out), code if isinstance(code, str) else "")
+        return _text(out)
+
+    def eval(self, expr: str, timeout: float = 10):
+        """Evaluate a literal-valued expression on the node and return it as a Python value."""
+        import ast
+
+        return ast.literal_eval(self.exec(f"print(repr({expr}))", timeout).strip())
+
+    # --- files --------------------------------------------------------------------------
+
+    def put(self, src: str | os.PathLike | bytes, remote: str,
+            progress: Callable[[int, int], None] | None = None) -> None:
+        """Write a local file (path) or bytes to `remote` on the node."""
+        data = bytes(src) if isinstance(src, (bytes, bytearray, memoryview)) else \
+            Path(src).read_bytes()
+        with self._fs_errors(remote):
+            self.transport.fs_writefile(remote, data, chunk_size=1024,
+                                        progress_callback=progress)
+
+    def get(self, remote: str) -> bytes:
+        """The content of `remote` on the node."""
+        with self._fs_errors(remote):
+            return self.transport.fs_readfile(remote, chunk_size=1024)
+
+    def ls(self, remote: str = "/") -> list[tuple[str, bool]]:
+        """Entries of a node directory as (name, is_dir), sorted by name."""
+        names = self.eval(f"[(e[0], e[1] == 0x4000) for e in __import__('os').ilistdir("
+                          f"{remote!r})]")
+        return sorted((name, bool(is_dir)) for name, is_dir in names)
+
+    def exists(self, remote: str) -> bool:
+        code = (f"import os\ntry:\n os.stat({remote!r}); print(True)\n"
+                f"except OSError:\n print(False)")
+        return self.exec(code).strip() == "True"
+
+    def mkdir(self, remote: str) -> None:
+        """Create a directory and its parents (no error if it exists)."""
+        parts = [p for p in remote.strip("/").split("/") if p]
+        paths = ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
+        self.exec(f"import os\nfor p in {paths!r}:\n try:\n  os.mkdir(p)\n except OSError:\n"
+                  "  pass")
+
+    def remove(self, remote: str) -> None:
+        self.exec(f"import os\nos.remove({remote!r})")
+
+    def sha256(self, remote: str) -> str | None:
+        """Hex sha256 of a node file, or None if it does not exist."""
+        return self.sha256_many([remote])[remote]
+
+    def sha256_many(self, remotes: list[str]) -> dict[str, str | None]:
+        """Hex sha256 of several node files in one exec (None for missing files)."""
+        code = (
+            "import hashlib, binascii\n"
+            "_b = bytearray(512)\n"
+            f"for _p in {list(remotes)!r}:\n"
+            " try:\n"
+            "  _f = open(_p, 'rb')\n"
+            " except OSError:\n"
+            "  print(_p, '-')\n"
+            "  continue\n"
+            " _h = hashlib.sha256()\n"
+            " while True:\n"
+            "  _n = _f.readinto(_b)\n"
+            "  if not _n:\n"
+            "   break\n"
+            "  _h.update(_b[:_n] if _n < 512 else _b)\n"
+            " _f.close()\n"
+            " print(_p, binascii.hexlify(_h.digest()).decode())\n"
+            "del _b, _p\n"
+        )
+        result: dict[str, str | None] = {}
+        for line in self.exec(code, timeout=30).splitlines():
+            path, _, digest = line.rpartition(" ")
+            if path:
+                result[path] = None if digest == "-" else digest
+        return {r: result.get(r) for r in remotes}
+
+    @contextlib.contextmanager
+    def _fs_errors(self, remote: str) -> Iterator[None]:
+        from mpremote.transport import TransportError
+
+        try:
+            yield
+        except OSError as exc:
+            raise TinysenseError(f"node file {remote}: {exc.strerror or exc}") from None
+        except TransportError as exc:
+            raise NodeTimeout(f"node file {remote}: transport failed ({exc})") from None
+
+    # --- control ------------------------------------------------------------------------
+
+    def soft_reset(self, timeout: float = 15) -> None:
+        """Soft-reset the node (boot.py runs again; main.py does not, as in the raw REPL) and
+        return in its raw REPL."""
+        from mpremote.transport import TransportError
+
+        try:
+            self.transport.enter_raw_repl(soft_reset=True, timeout_overall=timeout)
+        except TransportError as exc:
+            raise NodeTimeout(f"node on {self.target.url} did not come back from a soft "
+                              f"reset ({exc})") from None
+
+    def deploy(self, **kwargs):
+        """Compile firmware/ for this node and copy what changed (see tinysense.deploy)."""
+        from tinysense.deploy import deploy
+
+        return deploy(self, **kwargs)
+
+    def close(self) -> None:
+        try:
+            if self.transport.in_raw_repl:
+                self.transport.exit_raw_repl()
+        except OSError:
+            pass
+        self.transport.close()
+
+
+def connect(url: str, target: Target, board: BoardConfig, *, soft_reset: bool = True,
+            timeout: float = 15) -> Node:
+    """Open a pyserial URL with mpremote's transport and enter the raw REPL."""
+    from mpremote.transport import TransportError
+    from mpremote.transport_serial import SerialTransport
+
+    try:
+        transport = SerialTransport(url, baudrate=board.console_baud)
+    except TransportError as exc:
+        raise TinysenseError(f"cannot open {url}: {exc}; is another program (a serial "
+                             "monitor, mpremote) using it?") from None
+    try:
+        transport.enter_raw_repl(soft_reset=soft_reset, timeout_overall=timeout)
+    except (TransportError, OSError) as exc:
+        transport.close()
+        raise TinysenseError(f"no MicroPython raw REPL on {url} ({exc}); is MicroPython "
+                             "flashed, and the baud rate right?") from None
+    return Node(target, board, transport)
+
+
+@contextlib.contextmanager
+def open_node(target: str | Target | None = None, board: str | BoardConfig | None = None, *,
+              soft_reset: bool = True, timeout: float = 15) -> Iterator[Node]:
+    """Connect to a node for the duration of a `with` block.
+
+    Args:
+        target: auto | virtual | qemu | a port or pyserial URL (see resolve_target), or a
+            resolved Target. None: $TINYSENSE_TARGET, else auto.
+        board: board id, TOML path or config; None: $TINYSENSE_BOARD, else ESP32_GENERIC.
+        soft_reset: soft-reset on connect for a clean interpreter (as mpremote does).
+        timeout: seconds to wait for the raw REPL.
+
+    A 'virtual' target starts a virtual board with this board's heap and stops it afterwards,
+    unless one is already running for the board (then it is used and left running). A 'qemu'
+    target boots $TINYSENSE_FIRMWARE in Espressif's QEMU for the block.
+    """
+    cfg = board if isinstance(board, BoardConfig) else load_board(board)
+    resolved = target if isinstance(target, Target) else resolve_target(target, cfg)
+    with contextlib.ExitStack() as stack:
+        url = resolved.url
+        if resolved.kind == "virtual" and url is None:
+            from tinysense.targets.virtual import running_board, start_board, stop_board
+
+            running = running_board(cfg.name)
+            if running is None:
+                running = start_board(cfg.path, parent_bound=True)
+                stack.callback(stop_board, cfg.path)
+            url = running.url
+        elif resolved.kind == "qemu" and url is None:
+            from tinysense.qemu.runner import QemuNode
+
+            qemu = stack.enter_context(QemuNode(cfg, os.environ["TINYSENSE_FIRMWARE"]))
+            url = qemu.url
+        resolved = Target(resolved.kind, url, resolved.reason)
+        node = connect(url, resolved, cfg, soft_reset=soft_reset, timeout=timeout)
+        stack.callback(node.close)
+        yield node
+
+
+def file_sha256(data: bytes) -> str:
+    """Hex sha256, as Node.sha256 computes it on the node."""
+    return hashlib.sha256(data).hexdigest()
