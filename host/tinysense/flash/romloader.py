@@ -25,6 +25,7 @@ TCP listener (`.port` is a socket:// URL).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import select
@@ -35,6 +36,7 @@ import tty
 import zlib
 from pathlib import Path
 
+from tinysense import paths
 from tinysense.flash.romchips import RomChip, rom_chip
 
 log = logging.getLogger(__name__)
@@ -384,12 +386,36 @@ class RomProtocol:
         return 0, b""
 
 
+def _registry_dir() -> Path:
+    return paths.STATE_DIR / "romloader"
+
+
+def virtual_rom_port(port: str) -> dict | None:
+    """The record of a running virtual ROM loader serving `port`, or None.
+
+    Each loader writes STATE_DIR/romloader/<pid>-<n>.json while it runs, so `tinysense flash`
+    in another process knows the port is a virtual chip (which cannot run the flasher stub).
+    """
+    for path in sorted(_registry_dir().glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+            os.kill(record["pid"], 0)
+        except (OSError, ValueError, KeyError):
+            continue  # gone, or being written
+        if record.get("port") == port or (
+                os.path.exists(port) and os.path.realpath(port) == record.get("port")):
+            return record
+    return None
+
+
 class RomLoader:
     """The virtual chip in download mode, served on a pty (default) or a TCP port.
 
     Use as a context manager: `with RomLoader("esp32", flash_path, 4 << 20) as rom:` then
     point esptool at `rom.port`.
     """
+
+    _count = 0
 
     def __init__(self, chip: str, flash_path: str | os.PathLike, flash_size: int, *,
                  tcp_port: int | None = None) -> None:
@@ -420,9 +446,17 @@ class RomLoader:
         self._thread = threading.Thread(target=target, name=f"romloader-{self.chip.name}",
                                         daemon=True)
         self._thread.start()
+        RomLoader._count += 1
+        self._record = _registry_dir() / f"{os.getpid()}-{RomLoader._count}.json"
+        self._record.parent.mkdir(parents=True, exist_ok=True)
+        self._record.write_text(json.dumps({"pid": os.getpid(), "port": self.port,
+                                            "chip": self.chip.name,
+                                            "flash": str(self.flash.path)}))
         return self
 
     def stop(self) -> None:
+        if getattr(self, "_record", None) is not None:
+            self._record.unlink(missing_ok=True)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
