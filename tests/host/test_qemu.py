@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+
 import pytest
 from esptool.bin_image import ELFSection, LoadFirmwareImage
 from esptool.targets import CHIP_DEFS
@@ -9,7 +13,9 @@ from esptool.targets import CHIP_DEFS
 from tinysense.boards import load_board
 from tinysense.cli import main
 from tinysense.errors import TinysenseError
-from tinysense.qemu import QEMU_MACHINES, QemuNode, build_flash_image, qemu_command
+from tinysense.qemu import (QEMU_MACHINES, QemuNode, build_flash_image, qemu_command,
+                            wait_for_prompt)
+from tinysense.qemu.runner import free_tcp_port
 
 
 def esp_image(chip: str) -> bytes:
@@ -100,3 +106,60 @@ def test_qemu_that_dies_is_reported_with_its_log(tmp_path):
         node.start(timeout=20)
     assert node.process is None
     assert (tmp_path / "q" / "flash.bin").stat().st_size == 4 << 20
+
+
+@pytest.fixture
+def virtual_tcp(tmp_path):
+    """A real virtual board (the unix port behind its supervisor) with its REPL on TCP."""
+    from tinysense.targets.virtual import start_board, stop_board
+
+    vb = start_board("ESP32_GENERIC", tcp=0, directory=tmp_path / "vb", parent_bound=True)
+    yield vb
+    stop_board("ESP32_GENERIC", directory=tmp_path / "vb")
+
+
+def test_wait_for_prompt_on_the_virtual_boards_tcp_port(virtual_tcp, tmp_path):
+    log = tmp_path / "console.log"
+    text = wait_for_prompt(virtual_tcp.tcp_url, 20, log=log)
+    assert text.endswith(">>> ")
+    assert log.read_bytes().endswith(b">>> ")
+
+
+def test_socket_transport_runs_code_on_the_virtual_board(virtual_tcp):
+    from mpremote.transport_serial import SerialTransport
+
+    wait_for_prompt(virtual_tcp.tcp_url, 20)
+    transport = SerialTransport(virtual_tcp.tcp_url)
+    try:
+        transport.enter_raw_repl(soft_reset=False)
+        assert transport.exec("import sys; print(sys.implementation.name, 6 * 7)") == \
+            b"micropython 42\r\n"
+        transport.exit_raw_repl()
+    finally:
+        transport.close()
+
+
+def test_wait_for_prompt_times_out_quoting_what_it_got():
+    with socket.socket() as server:  # accepts the connection, says something, never prompts
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+
+        def talk():
+            conn, _ = server.accept()
+            time.sleep(0.3)  # pyserial drops what arrives while it opens the socket
+            conn.sendall(b"ets Jun  8 2016 00:22:57\r\nrst:0x1 (POWERON_RESET)\r\n")
+            time.sleep(3)
+            conn.close()
+
+        thread = threading.Thread(target=talk, daemon=True)
+        thread.start()
+        with pytest.raises(TinysenseError, match=r"no MicroPython prompt .* within 2 s; "
+                                                 r"received: .*POWERON_RESET"):
+            wait_for_prompt(f"socket://127.0.0.1:{port}", 2)
+
+
+def test_wait_for_prompt_with_nothing_listening():
+    port = free_tcp_port()
+    with pytest.raises(TinysenseError, match="nothing received"):
+        wait_for_prompt(f"socket://127.0.0.1:{port}", 1)
