@@ -21,6 +21,7 @@ from pathlib import Path
 
 from tinysense.boards import BoardConfig, load_board
 from tinysense.errors import TinysenseError
+from tinysense.nodecode import script
 from tinysense.targets import Target, resolve_target
 
 
@@ -126,25 +127,7 @@ class Node:
 
     def sha256_many(self, remotes: list[str]) -> dict[str, str | None]:
         """Hex sha256 of several node files in one exec (None for missing files)."""
-        code = (
-            "import hashlib, binascii\n"
-            "_b = bytearray(512)\n"
-            f"for _p in {list(remotes)!r}:\n"
-            " try:\n"
-            "  _f = open(_p, 'rb')\n"
-            " except OSError:\n"
-            "  print(_p, '-')\n"
-            "  continue\n"
-            " _h = hashlib.sha256()\n"
-            " while True:\n"
-            "  _n = _f.readinto(_b)\n"
-            "  if not _n:\n"
-            "   break\n"
-            "  _h.update(_b[:_n] if _n < 512 else _b)\n"
-            " _f.close()\n"
-            " print(_p, binascii.hexlify(_h.digest()).decode())\n"
-            "del _b, _p\n"
-        )
+        code = script("sha256", paths=list(remotes))
         result: dict[str, str | None] = {}
         for line in self.exec(code, timeout=30).splitlines():
             path, _, digest = line.rpartition(" ")

@@ -1,0 +1,23 @@
+"""`tinysense deploy`: compile firmware/ for the node and copy what changed."""
+
+from __future__ import annotations
+
+from tinysense.cli import add_target_args
+from tinysense.deploy import deploy
+from tinysense.node import open_node
+
+
+def cmd_deploy(args) -> int:
+    with open_node(args.target, args.board) as node:
+        print(f"target: {node.target.kind} {node.target.url} ({node.target.reason})")
+        deploy(node, force=args.force, prune=not args.keep_stale)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("deploy", help="compile firmware/ with mpy-cross and copy what changed")
+    add_target_args(p)
+    p.add_argument("--force", action="store_true", help="copy every file, changed or not")
+    p.add_argument("--keep-stale", action="store_true",
+                   help="keep node files under tsnode/ that firmware/ no longer has")
+    p.set_defaults(func=cmd_deploy)
