@@ -1,0 +1,150 @@
+"""`tinysense flash` / `make flash` against the virtual ROM loader, and its refusals.
+
+The firmware images are made by esp_images.make_firmware (esptool's own image writer:
+bootloader + partition table + app, see that module); no real firmware is downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import serial
+from esp_images import make_app, make_firmware
+
+from tinysense import paths
+from tinysense.boards import load_board
+from tinysense.errors import TinysenseError
+from tinysense.flash.cache import list_firmware, lookup_firmware
+from tinysense.flash.flasher import flash_firmware
+from tinysense.flash.romloader import RomLoader
+
+REPO = paths.REPO_ROOT
+BOARDS = {"ESP32_GENERIC": "esp32", "ESP32_GENERIC_S3": "esp32s3", "ESP32_GENERIC_C3": "esp32c3"}
+
+
+@pytest.fixture
+def state(tmp_path, monkeypatch):
+    """A private STATE_DIR (firmware cache, loader registry) for this process and children."""
+    monkeypatch.setattr(paths, "STATE_DIR", tmp_path / "state")
+    monkeypatch.setenv("TINYSENSE_HOME", str(tmp_path / "state"))
+    return tmp_path / "state"
+
+
+def loader(tmp_path, board: str, chip: str | None = None) -> RomLoader:
+    cfg = load_board(board)
+    return RomLoader(chip or cfg.chip, tmp_path / f"{board}.flash", cfg.flash_bytes)
+
+
+def untouched(rom: RomLoader) -> bool:
+    return set(rom.flash.read(0, rom.flash.size)) == {0xFF}
+
+
+@pytest.mark.parametrize("board", list(BOARDS))
+def test_make_flash_lands_byte_identical_and_esptool_verifies(tmp_path, state, board):
+    cfg = load_board(board)
+    firmware = tmp_path / f"{board}.bin"
+    firmware.write_bytes(make_firmware(cfg.chip))
+    data = firmware.read_bytes()
+    with loader(tmp_path, board) as rom:
+        make = subprocess.run(
+            ["make", "--no-print-directory", "-s", "flash", f"BOARD={board}", f"PORT={rom.port}",
+             f"FIRMWARE={firmware}"], cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert make.returncode == 0, make.stdout + make.stderr
+        assert "virtual ROM loader, no stub" in make.stdout
+        assert f"at 0x{cfg.firmware_offset:x} and verified" in make.stdout
+        verify = subprocess.run(
+            [sys.executable, "-m", "esptool", "--port", rom.port, "--before", "no-reset",
+             "--after", "no-reset", "--no-stub", "verify-flash", hex(cfg.firmware_offset),
+             str(firmware)], capture_output=True, text=True, timeout=60)
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+        assert "Verification successful" in verify.stdout
+        flash = rom.flash.read(0, cfg.flash_bytes)
+        assert rom.unhandled == []
+    offset = cfg.firmware_offset
+    assert flash[offset:offset + len(data)] == data
+    assert set(flash[:offset] + flash[offset + len(data):]) == {0xFF}
+
+
+def test_cache_by_name_and_sha_prefix_and_erase(tmp_path, state):
+    data = make_firmware("esp32c3")
+    (tmp_path / "mp-c3.bin").write_bytes(data)
+    with loader(tmp_path, "ESP32_GENERIC_C3") as rom:
+        rom.flash.program(0x300000, b"old filesystem")
+        flash_firmware("ESP32_GENERIC_C3", rom.port, str(tmp_path / "mp-c3.bin"), say=str)
+        assert rom.flash.read(0x300000, 3) == b"old"          # no --erase: kept
+        (entry,) = list_firmware()
+        assert entry.names == ("mp-c3.bin",) and entry.chip == "esp32c3"
+        assert lookup_firmware(entry.sha256[:8]) == entry
+        (tmp_path / "mp-c3.bin").unlink()                      # from the cache now
+        flash_firmware("ESP32_GENERIC_C3", rom.port, "mp-c3.bin", say=str)
+        result = flash_firmware("ESP32_GENERIC_C3", rom.port, entry.sha256[:6], erase=True,
+                                say=str)
+        assert result.erased and not result.stub
+        flash = rom.flash.read(0, rom.flash.size)
+    assert flash[:len(data)] == data
+    assert set(flash[len(data):]) == {0xFF}                    # --erase wiped the rest
+
+
+def test_unknown_firmware_name(state):
+    with pytest.raises(TinysenseError, match="no cached image"):
+        flash_firmware("ESP32_GENERIC", "/dev/null", "nope-not-there")
+
+
+@pytest.mark.parametrize("case", ["wrong-image-chip", "truncated", "app-only", "wrong-board"])
+def test_refusals_write_nothing(tmp_path, state, case):
+    fw = tmp_path / "fw.bin"
+    board, chip = "ESP32_GENERIC", None
+    if case == "wrong-image-chip":
+        fw.write_bytes(make_firmware("esp32s3"))
+        expect = "built for esp32s3 but the board has an esp32"
+    elif case == "truncated":
+        fw.write_bytes(make_firmware("esp32")[:-5000])
+        expect = "truncated"
+    elif case == "app-only":
+        fw.write_bytes(make_app("esp32"))
+        expect = "application image"
+    else:
+        fw.write_bytes(make_firmware("esp32"))
+        chip = "esp32c3"           # the board on the port is not what --board says
+        expect = "is an ESP32-C3, but board ESP32_GENERIC is an ESP32"
+    with loader(tmp_path, board, chip) as rom:
+        cli = subprocess.run([sys.executable, "-m", "tinysense", "flash", "--board", board,
+                              "--port", rom.port, "--firmware", str(fw)],
+                             capture_output=True, text=True, timeout=60)
+        assert cli.returncode == 2
+        lines = cli.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("tinysense: error:"), cli.stderr
+        assert expect in lines[0]
+        assert untouched(rom)
+
+
+def test_missing_and_busy_port(tmp_path, state):
+    fw = tmp_path / "fw.bin"
+    fw.write_bytes(make_firmware("esp32"))
+    with pytest.raises(TinysenseError, match="does not exist"):
+        flash_firmware("ESP32_GENERIC", str(tmp_path / "ttyUSB7"), str(fw), say=str)
+    with loader(tmp_path, "ESP32_GENERIC") as rom:
+        holder = serial.serial_for_url(rom.port, exclusive=True)
+        try:
+            with pytest.raises(TinysenseError, match="is busy"):
+                flash_firmware("ESP32_GENERIC", rom.port, str(fw), say=str)
+        finally:
+            holder.close()
+        assert untouched(rom)
+
+
+def test_no_chip_on_port(tmp_path, state):
+    """A pty nobody answers on: a clear error after esptool's attempts, nothing else."""
+    fw = tmp_path / "fw.bin"
+    fw.write_bytes(make_firmware("esp32"))
+    master, slave = os.openpty()
+    try:
+        with pytest.raises(TinysenseError, match="no ESP chip in download mode"):
+            flash_firmware("ESP32_GENERIC", os.ttyname(slave), str(fw), no_stub=True,
+                           say=str)
+    finally:
+        os.close(master)
+        os.close(slave)
