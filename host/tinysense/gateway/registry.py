@@ -1,0 +1,153 @@
+"""The device registry: each device's AES-128 key and key version, in the gateway database.
+
+Keys never leave this module in printable form: `DeviceKey.__repr__` hides the key, nothing
+here logs or prints it, and the database file is created 0600 (store.open_db).
+
+Rotation (decision): rotating a device's key replaces it and bumps `key_version`; the old
+key is forgotten at once (a clean cut, nothing to leak later). Frames the node sealed with
+the old key and had not yet had acknowledged are rejected as `bad_tag` afterwards, so rotate
+when the node's queue is drained. The gateway keeps its replay window and its downlink
+(ack) counter per (device, key_version), so a node may restart its frame counter at 0 under
+the new key; it may also simply continue it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass, field
+
+from tinysense.errors import TinysenseError
+
+KEY_BYTES = 16
+MAX_DEVICE_ID = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class DeviceKey:
+    """A device's current key. `repr` never shows the key."""
+
+    device_id: int
+    key: bytes = field(repr=False)
+    key_version: int
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What the registry may show about a device (no key)."""
+
+    device_id: int
+    key_version: int
+    created: float
+    rotated: float | None
+
+
+def check_device_id(device_id: int) -> int:
+    if not isinstance(device_id, int) or not 0 <= device_id <= MAX_DEVICE_ID:
+        raise TinysenseError(f"device id {device_id!r} is out of range; expected an integer "
+                             f"0..{MAX_DEVICE_ID} (uint32, e.g. 42 or 0x2a)")
+    return device_id
+
+
+def new_key() -> bytes:
+    """A fresh random AES-128 key from the OS CSPRNG."""
+    return secrets.token_bytes(KEY_BYTES)
+
+
+class Registry:
+    """Device keys in the `devices` table of the gateway database (see store.open_db)."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def lookup(self, device_id: int) -> DeviceKey | None:
+        row = self.conn.execute("SELECT key, key_version FROM devices WHERE device_id=?",
+                                (device_id,)).fetchone()
+        if row is None:
+            return None
+        return DeviceKey(device_id, bytes(row[0]), row[1])
+
+    def devices(self) -> list[DeviceInfo]:
+        rows = self.conn.execute(
+            "SELECT device_id, key_version, created, rotated FROM devices ORDER BY device_id")
+        return [DeviceInfo(*r) for r in rows]
+
+    def set_key(self, device_id: int, key: bytes, *, rotate: bool = False) -> DeviceKey:
+        """Register a device's key, or replace it (`rotate=True`) bumping its key version.
+
+        Runs inside the caller's transaction if one is open (provisioning commits only
+        after the key is safely on the node), otherwise commits at once.
+        """
+        check_device_id(device_id)
+        if not isinstance(key, (bytes, bytearray)) or len(key) != KEY_BYTES:
+            raise TinysenseError(f"a device key must be {KEY_BYTES} bytes")
+        own_txn = not self.conn.in_transaction
+        if own_txn:
+            self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = self.conn.execute("SELECT key_version FROM devices WHERE device_id=?",
+                                    (device_id,)).fetchone()
+            now = time.time()
+            if row is None:
+                version = 1
+                self.conn.execute(
+                    "INSERT INTO devices(device_id, key, key_version, created, rotated) "
+                    "VALUES(?,?,?,?,NULL)", (device_id, bytes(key), version, now))
+            elif not rotate:
+                raise TinysenseError(
+                    f"device {device_id} (0x{device_id:08x}) is already provisioned (key "
+                    f"version {row[0]}); use --rotate to give it a new key")
+            else:
+                version = row[0] + 1
+                self.conn.execute(
+                    "UPDATE devices SET key=?, key_version=?, rotated=? WHERE device_id=?",
+                    (bytes(key), version, now, device_id))
+            if own_txn:
+                self.conn.execute("COMMIT")
+        except BaseException:
+            if own_txn and self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        return DeviceKey(device_id, bytes(key), version)
+
+    def remove(self, device_id: int) -> bool:
+        cur = self.conn.execute("DELETE FROM devices WHERE device_id=?", (device_id,))
+        return cur.rowcount > 0
+
+
+class KeyCache:
+    """The gateway's in-memory view of the registry, re-read when it may be stale.
+
+    Positive lookups are cached; a miss or a failed tag re-reads the database at most once
+    per `refresh_s` per device, so a device provisioned or rotated while the gateway runs is
+    picked up, and a flood of frames for unknown devices costs one query per second each.
+    """
+
+    def __init__(self, registry: Registry, refresh_s: float = 1.0, clock=time.monotonic):
+        self.registry = registry
+        self.refresh_s = refresh_s
+        self.clock = clock
+        self._keys: dict[int, DeviceKey | None] = {}
+        self._checked: dict[int, float] = {}
+
+    def get(self, device_id: int) -> DeviceKey | None:
+        if device_id in self._keys:
+            found = self._keys[device_id]
+            if found is not None:
+                return found
+        return self.refresh(device_id)
+
+    def refresh(self, device_id: int) -> DeviceKey | None:
+        """Re-read one device's key unless that was done less than `refresh_s` ago."""
+        now = self.clock()
+        last = self._checked.get(device_id)
+        if last is not None and now - last < self.refresh_s and device_id in self._keys:
+            return self._keys[device_id]
+        if len(self._checked) > 100_000:  # bound memory under a flood of random ids
+            self._checked.clear()
+            self._keys = {k: v for k, v in self._keys.items() if v is not None}
+        found = self.registry.lookup(device_id)
+        self._keys[device_id] = found
+        self._checked[device_id] = now
+        return found

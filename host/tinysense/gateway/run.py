@@ -1,0 +1,258 @@
+"""`tinysense gateway` and `tinysense uplinks` as library functions (the CLI only parses)."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import re
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from tinysense.errors import TinysenseError
+from tinysense.gateway.core import Accepted, Gateway, decode_payload
+from tinysense.gateway.registry import MAX_DEVICE_ID
+from tinysense.gateway.server import (
+    IngestLoop, MqttTransport, SerialTransport, UdpTransport, parse_hostport,
+)
+from tinysense.gateway.store import Store, StoredFrame, open_db
+
+
+def parse_device_id(text: str) -> int:
+    """'42', '0x2a' -> 42."""
+    try:
+        value = int(text, 0)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_DEVICE_ID:
+        raise TinysenseError(f"bad device id {text!r}; expected a uint32 such as 42 or 0x2a")
+    return value
+
+
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """A time as unix seconds: '1764400000', '2026-11-29T08:00:00Z', or '10m'/'2h'/'1d' ago."""
+    text = text.strip()
+    m = _RELATIVE.match(text)
+    if m:
+        scale = {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+        base = dt.datetime.now(dt.timezone.utc).timestamp() if now is None else now
+        return base - float(m.group(1)) * scale
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise TinysenseError(f"bad time {text!r}; expected ISO 8601 (2026-11-29T08:00:00Z), "
+                             "unix seconds, or an age such as 30s, 10m, 2h, 1d") from None
+    if when.tzinfo is None:
+        when = when.astimezone()  # a naive time is local time
+    return when.timestamp()
+
+
+def iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _record_text(rec: dict) -> str:
+    kind = rec.get("type")
+    if kind == "reading":
+        vals = rec.get("values", [])
+        shown = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in vals[:4])
+        more = ",..." if len(vals) > 4 else ""
+        return f"reading s{rec.get('sensor')} [{shown}{more}]"
+    if kind == "inference":
+        return f"inference m{rec.get('model')} class {rec.get('class')} " \
+               f"({rec.get('confidence', 0) * 100 // 256}%)"
+    if kind == "anomaly":
+        flag = "ANOMALY" if rec.get("anomalous") else "normal"
+        return f"anomaly m{rec.get('model')} {flag} {rec.get('score', 0):.3g}"
+    if kind == "event":
+        return f"event {rec.get('code')}={rec.get('value')}"
+    return str(kind)
+
+
+def summarize(a: Accepted) -> str:
+    """One line for a frame: device, counter, type, summary."""
+    head = f"{a.device_id:08x} #{a.counter:<8d}"
+    if a.duplicate:
+        return f"{head} duplicate        already stored, acknowledged again ({a.source})"
+    if a.decode_error:
+        return f"{head} records          UNDECODABLE, stored raw: {a.decode_error}"
+    if a.decoded is None:
+        return f"{head} records          stored ({a.source})"
+    recs = a.decoded.get("records", [])
+    parts = "; ".join(_record_text(r) for r in recs[:3])
+    more = f"; +{len(recs) - 3} more" if len(recs) > 3 else ""
+    dropped = a.decoded.get("dropped_total")
+    tail = f" [node dropped {dropped} total]" if dropped else ""
+    return f"{head} records  {len(recs):3d} rec: {parts}{more}{tail}"
+
+
+@dataclass
+class GatewayConfig:
+    """What `tinysense gateway` runs: transports, store and ingest settings."""
+
+    db: str | None = None
+    udp: str | None = None
+    mqtt: str | None = None
+    serial: str | None = None
+    baud: int = 115200
+    serial_acks: bool = False
+    synchronous: str = "FULL"
+    max_batch: int = 1024
+    window: int = 1024
+    max_age: int | None = None
+    decode: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+class RunningGateway:
+    """A started gateway: its Gateway, ingest loop and transports; `close()` stops it."""
+
+    def __init__(self, config: GatewayConfig, on_frame: Callable[[Accepted], None] | None):
+        if not (config.udp or config.mqtt or config.serial):
+            raise TinysenseError("no transport given; expected at least one of --udp HOST:PORT,"
+                                 " --mqtt URL, --serial PORT")
+        self.conn = open_db(config.db, synchronous=config.synchronous)
+        self.store = Store(self.conn)
+        self.gateway = Gateway(self.store, window=config.window, max_age=config.max_age,
+                               on_frame=on_frame, decode=config.decode)
+        self.loop = IngestLoop(self.gateway, max_batch=config.max_batch)
+        self.transports: list = []
+        self.addresses: dict[str, str] = {}
+        try:
+            if config.udp:
+                udp = UdpTransport(self.loop, *parse_hostport(config.udp))
+                self.transports.append(udp)
+                self.addresses["udp"] = f"{udp.address[0]}:{udp.address[1]}"
+            if config.mqtt:
+                mq = MqttTransport(self.loop, config.mqtt)
+                self.transports.append(mq)
+                self.addresses["mqtt"] = f"{mq.settings['host']}:{mq.settings['port']}"
+            if config.serial:
+                ser = SerialTransport(self.loop, config.serial, config.baud, config.serial_acks)
+                self.transports.append(ser)
+                self.addresses["serial"] = config.serial
+            self.loop.start()
+            for t in self.transports:
+                t.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> dict[str, int]:
+        """Stop the transports, drain and commit what was received, close the store."""
+        for t in self.transports:
+            try:
+                t.stop()
+            except Exception:  # noqa: BLE001 - stopping must go on
+                pass
+        self.loop.stop()
+        counts = self.gateway.rejection_counts()
+        self.conn.close()
+        return counts
+
+
+def run_gateway(config: GatewayConfig, out: TextIO = sys.stdout,
+                stop: threading.Event | None = None) -> dict[str, int]:
+    """Run until `stop` is set or Ctrl-C; print a line per frame; return rejection counts."""
+    def on_frame(a: Accepted) -> None:
+        print(summarize(a), file=out, flush=True)
+
+    gw = RunningGateway(config, on_frame)
+    for kind, addr in gw.addresses.items():
+        print(f"gateway: listening on {kind} {addr}", file=out, flush=True)
+    stop = stop or threading.Event()
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        counts = gw.close()
+        stats = gw.gateway.stats
+        print(f"gateway: stopped; stored {stats['accepted']} frames, re-acknowledged "
+              f"{stats['duplicate']} duplicates, sent {stats['acks']} acks", file=out)
+        if counts:
+            print("gateway: rejections: " + ", ".join(f"{k}={v}" for k, v in counts.items()),
+                  file=out, flush=True)
+        else:
+            print("gateway: rejections: none", file=out, flush=True)
+    return counts
+
+
+def frame_dict(row: StoredFrame) -> dict:
+    """A stored frame as JSON-able data (decoding the payload now if it was stored raw)."""
+    decoded = json.loads(row.decoded) if row.decoded else None
+    error = row.decode_error
+    if decoded is None and error is None:
+        decoded, _, error = decode_payload(row.ptype, row.payload)
+    out = {"device": f"{row.device_id:08x}", "device_id": row.device_id,
+           "key_version": row.key_version, "counter": row.counter,
+           "received_at": iso(row.received_at), "ptype": row.ptype, "source": row.source}
+    if decoded is not None:
+        out.update(decoded)
+    if error is not None:
+        out["decode_error"] = error
+        out["payload_hex"] = row.payload.hex()
+    return out
+
+
+def list_uplinks(db: str | None = None, device: int | None = None,
+                 since: float | None = None) -> Iterator[dict]:
+    """The stored frames, oldest first, as dicts (see frame_dict)."""
+    conn = open_db(db)
+    try:
+        for row in Store(conn).frames(device_id=device, since=since):
+            yield frame_dict(row)
+    finally:
+        conn.close()
+
+
+CSV_FIELDS = ["device", "counter", "key_version", "received_at", "source", "boot",
+              "dropped_total", "record", "type", "id", "t_ms", "values"]
+
+
+def write_uplinks(frames: Iterator[dict], fmt: str, out: TextIO = sys.stdout) -> int:
+    """Write frames as JSON Lines (one object per frame) or CSV (one row per record)."""
+    n = 0
+    if fmt == "json":
+        for f in frames:
+            out.write(json.dumps(f, separators=(",", ":")) + "\n")
+            n += 1
+        return n
+    if fmt != "csv":
+        raise TinysenseError(f"unknown format {fmt!r}; expected json or csv")
+    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    for f in frames:
+        n += 1
+        base = {k: f.get(k) for k in ("device", "counter", "key_version", "received_at",
+                                      "source", "boot", "dropped_total")}
+        records = f.get("records") or [None]
+        for i, rec in enumerate(records):
+            row = dict(base)
+            if rec is not None:
+                ident = next((rec[k] for k in ("sensor", "model", "code") if k in rec), "")
+                if rec.get("type") == "reading":
+                    values = " ".join(str(v) for v in rec.get("values", []))
+                elif rec.get("type") == "inference":
+                    values = f"{rec.get('class')} {rec.get('confidence')}"
+                elif rec.get("type") == "anomaly":
+                    values = f"{rec.get('score')} {int(bool(rec.get('anomalous')))}"
+                else:
+                    values = str(rec.get("value", ""))
+                row.update(record=i, type=rec.get("type"), id=ident, t_ms=rec.get("t_ms"),
+                           values=values)
+            elif "decode_error" in f:
+                row.update(type="undecodable", values=f["payload_hex"])
+            writer.writerow(row)
+    return n
