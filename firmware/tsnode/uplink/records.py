@@ -1,0 +1,254 @@
+"""Uplink payloads v1 on the node: records batch writer (type 1) and ack codec (type 2).
+
+Spec: docs/formats/uplink.md (host twin: host/tinysense/uplink/payload.py). The Batch
+writer fills one preallocated buffer; the dict functions exist for tests and tools.
+"""
+
+import struct
+
+from micropython import const
+
+VERSION = const(1)
+HEADER_LEN = const(14)
+MAX_PAYLOAD = const(1024)
+REC_READING_I16 = const(1)
+REC_READING_F32 = const(2)
+REC_INFERENCE = const(3)
+REC_ANOMALY = const(4)
+REC_EVENT = const(5)
+_U32 = const(0xFFFFFFFF)
+
+
+class PayloadError(ValueError):
+    pass
+
+
+class Batch:
+    """Writes one records batch into a preallocated buffer.
+
+    reset(boot, dropped_total, base_ms) first; every record's t_ms must be >= base_ms
+    (use the batch's earliest time). add_*() raise ValueError when the batch would exceed
+    the buffer (then send this batch and start a new one); room() says what is left.
+    """
+
+    def __init__(self, size=MAX_PAYLOAD):
+        self.buf = bytearray(size)
+        self.n = 0
+        self.pos = HEADER_LEN
+        self._base = 0
+
+    def reset(self, boot=0, dropped_total=0, base_ms=0):
+        struct.pack_into(">BBIII", self.buf, 0, VERSION, 0, boot, dropped_total, base_ms)
+        self._base = base_ms
+        self.n = 0
+        self.pos = HEADER_LEN
+
+    def room(self):
+        return len(self.buf) - self.pos
+
+    def _prefix(self, rtype, ident, t_ms, body):
+        # Writes type, id, varint(t_ms - base); checks room for the whole record first.
+        if self.n >= 255:
+            raise ValueError("a batch holds at most 255 records")
+        if ident < 0 or ident > 255:
+            raise ValueError("record id must be 0..255")
+        delta = t_ms - self._base
+        if delta < 0 or delta > _U32:
+            raise ValueError("t_ms before the batch base or beyond uint32")
+        size = 1
+        v = delta >> 7
+        while v:
+            size += 1
+            v >>= 7
+        if self.pos + 2 + size + body > len(self.buf):
+            raise ValueError("batch full")
+        b = self.buf
+        p = self.pos
+        b[p] = rtype
+        b[p + 1] = ident
+        p += 2
+        while delta >= 0x80:
+            b[p] = (delta & 0x7F) | 0x80
+            delta >>= 7
+            p += 1
+        b[p] = delta
+        self.pos = p + 1
+        self.n += 1
+        self.buf[1] = self.n
+
+    def reading(self, sensor, t_ms, values, dtype=None):
+        """values: a sequence of numbers; dtype 'i16' | 'f32' | None (auto, see spec)."""
+        n = len(values)
+        if n > 255:
+            raise ValueError("a reading holds at most 255 values")
+        if dtype is None or dtype == "i16":
+            fits = True
+            for v in values:
+                if not isinstance(v, int) or v < -32768 or v > 32767:
+                    fits = False
+                    break
+            if dtype is None:
+                dtype = "i16" if fits else "f32"
+            elif not fits:
+                raise ValueError("i16 reading values must be ints in -32768..32767")
+        if dtype == "i16":
+            rtype, size, fmt = REC_READING_I16, 2, ">h"
+        elif dtype == "f32":
+            rtype, size, fmt = REC_READING_F32, 4, ">f"
+        else:
+            raise ValueError("dtype must be 'i16' or 'f32'")
+        self._prefix(rtype, sensor, t_ms, 1 + n * size)
+        p = self.pos
+        self.buf[p] = n
+        p += 1
+        for v in values:
+            struct.pack_into(fmt, self.buf, p, v)
+            p += size
+        self.pos = p
+
+    def inference(self, model, t_ms, cls, confidence):
+        if cls < 0 or cls > 255 or confidence < 0 or confidence > 255:
+            raise ValueError("class and confidence are 0..255")
+        self._prefix(REC_INFERENCE, model, t_ms, 2)
+        self.buf[self.pos] = cls
+        self.buf[self.pos + 1] = confidence
+        self.pos += 2
+
+    def anomaly(self, model, t_ms, score, anomalous):
+        self._prefix(REC_ANOMALY, model, t_ms, 5)
+        self.buf[self.pos] = 1 if anomalous else 0
+        struct.pack_into(">f", self.buf, self.pos + 1, score)
+        self.pos += 5
+
+    def event(self, code, t_ms, value):
+        self._prefix(REC_EVENT, code, t_ms, 4)
+        struct.pack_into(">i", self.buf, self.pos, value)
+        self.pos += 4
+
+    def add(self, rec):
+        """Add one record given as a dict (the host's dict form)."""
+        kind = rec["type"]
+        if kind == "reading":
+            self.reading(rec["sensor"], rec["t_ms"], rec["values"], rec.get("dtype"))
+        elif kind == "inference":
+            self.inference(rec["model"], rec["t_ms"], rec["class"], rec["confidence"])
+        elif kind == "anomaly":
+            self.anomaly(rec["model"], rec["t_ms"], rec["score"], rec["anomalous"])
+        elif kind == "event":
+            self.event(rec["code"], rec["t_ms"], rec["value"])
+        else:
+            raise ValueError("unknown record type")
+
+
+def encode_records(records, boot=0, dropped_total=0, batch=None):
+    """Fill `batch` (or a new Batch) from record dicts; return the payload length."""
+    if batch is None:
+        batch = Batch()
+    base = min(r["t_ms"] for r in records) if records else 0
+    batch.reset(boot, dropped_total, base)
+    for rec in records:
+        batch.add(rec)
+    return batch.pos
+
+
+def _varint(buf, pos):
+    value = 0
+    for i in range(5):
+        if pos >= len(buf):
+            raise PayloadError("truncated")
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << (7 * i)
+        if not b & 0x80:
+            if i and b == 0:
+                raise PayloadError("overlong varint")
+            if value > _U32:
+                raise PayloadError("varint beyond uint32")
+            return value, pos
+    raise PayloadError("varint longer than 5 bytes")
+
+
+def _need(buf, pos, n):
+    if pos + n > len(buf):
+        raise PayloadError("truncated")
+
+
+def decode_records(buf):
+    """(boot, dropped_total, [record dicts]) of a type-1 payload; strict like the host."""
+    if len(buf) < HEADER_LEN:
+        raise PayloadError("short batch")
+    version, count, boot, dropped, base = struct.unpack_from(">BBIII", buf, 0)
+    if version != VERSION:
+        raise PayloadError("records version")
+    pos = HEADER_LEN
+    out = []
+    for _ in range(count):
+        _need(buf, pos, 2)
+        rtype, ident = buf[pos], buf[pos + 1]
+        delta, pos = _varint(buf, pos + 2)
+        t = base + delta
+        if t > _U32:
+            raise PayloadError("time beyond uint32")
+        if rtype == REC_READING_I16 or rtype == REC_READING_F32:
+            _need(buf, pos, 1)
+            n = buf[pos]
+            size, fmt = (2, ">h") if rtype == REC_READING_I16 else (4, ">f")
+            _need(buf, pos + 1, n * size)
+            vals = [struct.unpack_from(fmt, buf, pos + 1 + i * size)[0] for i in range(n)]
+            pos += 1 + n * size
+            out.append({"type": "reading", "sensor": ident, "t_ms": t, "values": vals,
+                        "dtype": "i16" if size == 2 else "f32"})
+        elif rtype == REC_INFERENCE:
+            _need(buf, pos, 2)
+            out.append({"type": "inference", "model": ident, "t_ms": t, "class": buf[pos],
+                        "confidence": buf[pos + 1]})
+            pos += 2
+        elif rtype == REC_ANOMALY:
+            _need(buf, pos, 5)
+            if buf[pos] > 1:
+                raise PayloadError("anomaly flag")
+            out.append({"type": "anomaly", "model": ident, "t_ms": t,
+                        "score": struct.unpack_from(">f", buf, pos + 1)[0],
+                        "anomalous": buf[pos] == 1})
+            pos += 5
+        elif rtype == REC_EVENT:
+            _need(buf, pos, 4)
+            out.append({"type": "event", "code": ident, "t_ms": t,
+                        "value": struct.unpack_from(">i", buf, pos)[0]})
+            pos += 4
+        else:
+            raise PayloadError("unknown record type")
+    if pos != len(buf):
+        raise PayloadError("trailing bytes")
+    return boot, dropped, out
+
+
+def encode_ack(counters):
+    """Type-2 payload bytes for these uplink counters (sorted, de-duplicated)."""
+    cs = sorted(set(counters))
+    if len(cs) > 255:
+        raise ValueError("an ack holds at most 255 counters")
+    buf = bytearray(2 + 4 * len(cs))
+    buf[0] = VERSION
+    buf[1] = len(cs)
+    for i, c in enumerate(cs):
+        struct.pack_into(">I", buf, 2 + 4 * i, c)
+    return bytes(buf)
+
+
+def decode_ack(buf):
+    """The list of counters a type-2 payload acknowledges (strictly ascending)."""
+    if len(buf) < 2 or buf[0] != VERSION:
+        raise PayloadError("bad ack header")
+    n = buf[1]
+    if len(buf) != 2 + 4 * n:
+        raise PayloadError("ack length")
+    out = []
+    prev = -1
+    for i in range(n):
+        c = struct.unpack_from(">I", buf, 2 + 4 * i)[0]
+        if c <= prev:
+            raise PayloadError("ack counters not ascending")
+        out.append(c)
+        prev = c
+    return out
