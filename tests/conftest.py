@@ -1,4 +1,4 @@
-"""Shared pytest fixtures: the board and target options, and the MicroPython unix port."""
+"""Shared pytest fixtures: the MicroPython unix port (target options come from the plugin)."""
 
 from __future__ import annotations
 
@@ -13,22 +13,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def pytest_addoption(parser):
-    group = parser.getgroup("tinysense")
-    group.addoption("--target", default=os.environ.get("TINYSENSE_TARGET", "virtual"),
-                    help="node to run hil tests on: auto | virtual | qemu | <port or URL>")
-    group.addoption("--board", default=os.environ.get("TINYSENSE_BOARD", "ESP32_GENERIC"),
-                    help="board config id for hil tests")
-
-
-@pytest.fixture(scope="session")
-def target_option(request) -> str:
-    return request.config.getoption("--target")
-
-
-@pytest.fixture(scope="session")
-def board_option(request) -> str:
-    return request.config.getoption("--board")
+# --target/--board/--firmware and the target_option, board_option, target, node and dut
+# fixtures come from the tinysense pytest plugin (host/tinysense/pytest_plugin.py, entry point
+# pytest11), so any project that installs tinysense gets them too.
 
 
 def micropython_exe() -> str:
