@@ -47,6 +47,7 @@ log = logging.getLogger("tinysense.gateway")
 
 ACK_BLOCK = 1024        # downlink counters reserved per database write
 LOG_PER_REASON_S = 5    # at most this many log lines per rejection reason per second
+REJECTS_FLUSH_S = 1.0   # rejection counts reach the database at least this often
 
 REASONS = ("truncated", "oversized", "bad_version", "bad_flags", "bad_type", "bad_tag",
            "wrong_direction", "unknown_device", "replay", "too_old", "malformed_payload",
@@ -122,6 +123,8 @@ class Gateway:
         self.on_frame = on_frame
         self.decode = decode
         self.last_commit_ok = True
+        self._unsaved_rejects: Counter[str] = Counter()  # written with the next commit
+        self._rejects_saved_at = time.monotonic()
         self.rejections: Counter[str] = Counter()   # this run
         self.stats: Counter[str] = Counter()        # accepted, duplicate, acks, batches
         self._aead: dict[tuple[int, int], AESCCM] = {}
@@ -151,6 +154,13 @@ class Gateway:
             if reason:
                 batch_rejects[reason] += 1
         return self._commit(rows, accepted, batch_rejects)
+
+    def flush(self) -> None:
+        """Write rejection counts not yet in the database (they ride along with commits,
+        or are written at least every REJECTS_FLUSH_S while frames arrive)."""
+        if self._unsaved_rejects:
+            self._rejects_saved_at = 0.0
+            self._commit([], [], Counter())
 
     def rejection_counts(self) -> dict[str, int]:
         return dict(sorted(self.rejections.items()))
@@ -229,20 +239,26 @@ class Gateway:
             for i in range(0, len(counters), MAX_ACKS):
                 plan.append((dev, kv, source, counters[i:i + MAX_ACKS]))
         need: Counter[tuple[int, int]] = Counter((dev, kv) for dev, kv, _, _ in plan)
+        reserve = [(dev, kv, n) for (dev, kv), n in need.items()
+                   if (slot := self._downlink.get((dev, kv))) is None or slot[1] - slot[0] < n]
+        self._unsaved_rejects.update(batch_rejects)
+        flush = bool(self._unsaved_rejects) and (
+            rows or reserve or time.monotonic() - self._rejects_saved_at >= REJECTS_FLUSH_S)
         store = self.store
         try:
-            store.begin()
-            if rows:
-                store.insert_frames(rows)
-            for (dev, kv), n in need.items():
-                slot = self._downlink.get((dev, kv))
-                if slot is None or slot[1] - slot[0] < n:
+            if rows or reserve or flush:
+                store.begin()
+                if rows:
+                    store.insert_frames(rows)
+                for dev, kv, n in reserve:
                     # Counters left in the old block are skipped, never reused.
                     start, end = store.reserve_downlink(dev, kv, max(self.ack_block, n))
                     self._downlink[(dev, kv)] = [start, end]
-            if batch_rejects:
-                store.add_rejections(batch_rejects)
-            store.commit()
+                if self._unsaved_rejects:
+                    store.add_rejections(self._unsaved_rejects)
+                store.commit()
+                self._unsaved_rejects.clear()
+                self._rejects_saved_at = time.monotonic()
         except Exception as exc:
             log.error("store commit failed, %d frames not acknowledged: %s", len(rows), exc)
             try:
@@ -252,6 +268,7 @@ class Gateway:
             self.replay.reset()
             self._downlink.clear()
             self.rejections["store_error"] += len(accepted)
+            self._unsaved_rejects["store_error"] += len(accepted)
             self.last_commit_ok = False
             return []
         self.last_commit_ok = True

@@ -94,10 +94,10 @@ class ReplayGuard:
         win = self._windows.get(key)
         if win is None:
             win = self._load(device_id, key_version)
+        if self.max_age is not None and win.top - counter > self.max_age:
+            return TOO_OLD
         verdict = win.check(counter)
         if verdict is None:
-            if self.max_age is not None and win.top - counter > self.max_age:
-                return TOO_OLD
             full = (device_id, key_version, counter)
             if full in self._pending or self.store.has_frame(*full):
                 return REPLAY

@@ -64,7 +64,11 @@ class IngestLoop:
     def _run(self) -> None:
         q = self._queue
         while True:
-            item = q.get()
+            try:
+                item = q.get(timeout=1.0)
+            except queue.Empty:
+                self._flush()  # idle: write pending rejection counts
+                continue
             batch = []
             stopping = False
             while True:
@@ -81,7 +85,14 @@ class IngestLoop:
             if batch:
                 self._process(batch)
             if stopping and self._stop.is_set() and q.empty():
+                self._flush()
                 return
+
+    def _flush(self) -> None:
+        try:
+            self.gateway.flush()
+        except Exception:  # noqa: BLE001 - counts are statistics; never stop ingest for them
+            log.exception("could not write rejection counts")
 
     def _process(self, batch: list) -> None:
         try:
