@@ -159,20 +159,32 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     return state.header()
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Turn unmet `needs` into skip marks (reported at the test's own line), typos into errors."""
+    state = _session(config)
+    for item in items:
+        marks = list(item.iter_markers("needs"))
+        if not marks:
+            continue
+        features = tuple(f for mark in marks for f in mark.args)
+        heaps = [mark.kwargs["heap"] for mark in marks if "heap" in mark.kwargs]
+        try:
+            why = missing_needs(state.target.kind, state.board, features,
+                                max(heaps) if heaps else None)
+        except ValueError as exc:
+            item.stash[_BAD_NEEDS_KEY] = str(exc)
+            continue
+        if why:
+            item.add_marker(pytest.mark.skip(reason=why))
+
+
+_BAD_NEEDS_KEY = pytest.StashKey[str]()
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    marks = list(item.iter_markers("needs"))
-    if not marks:
-        return
-    state = _session(item.config)
-    features = tuple(f for mark in marks for f in mark.args)
-    heaps = [mark.kwargs["heap"] for mark in marks if "heap" in mark.kwargs]
-    try:
-        why = missing_needs(state.target.kind, state.board, features,
-                            max(heaps) if heaps else None)
-    except ValueError as exc:
-        pytest.fail(f"{item.nodeid}: @pytest.mark.needs: {exc}", pytrace=False)
-    if why:
-        pytest.skip(why)
+    bad = item.stash.get(_BAD_NEEDS_KEY, None)
+    if bad:
+        pytest.fail(f"@pytest.mark.needs: {bad}", pytrace=False)
 
 
 # --- fixtures -----------------------------------------------------------------------------
