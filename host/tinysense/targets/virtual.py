@@ -64,11 +64,17 @@ class VirtualBoard:
         return f"socket://127.0.0.1:{self.tcp_port}" if self.tcp_port is not None else None
 
 
+def state_dir() -> Path:
+    """$TINYSENSE_HOME as it is now (tests point it at a temporary directory), else .tinysense/."""
+    home = os.environ.get("TINYSENSE_HOME")
+    return Path(home) if home else STATE_DIR
+
+
 def board_dir(board: str, directory: str | os.PathLike | None = None) -> Path:
     """The virtual board's directory: `directory` if given, else $TINYSENSE_HOME/boards/<board>."""
     if directory is not None:
         return Path(directory).resolve()
-    return STATE_DIR / "boards" / board
+    return state_dir() / "boards" / board
 
 
 def find_micropython(cfg: BoardConfig | None = None) -> str:
@@ -241,6 +247,6 @@ def _alive_any(pid: int) -> bool:
 
 def running_boards() -> list[VirtualBoard]:
     """Every virtual board running from $TINYSENSE_HOME/boards."""
-    root = STATE_DIR / "boards"
+    root = state_dir() / "boards"
     found = [running_board(p.name, p) for p in sorted(root.glob("*")) if p.is_dir()]
     return [vb for vb in found if vb is not None]

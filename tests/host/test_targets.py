@@ -1,0 +1,146 @@
+"""Target resolution (auto/virtual/qemu/port) and the virtual board's start-up errors."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from serial.tools.list_ports_common import ListPortInfo
+
+from tinysense.errors import TinysenseError
+from tinysense.targets import find_usb_boards, resolve_target
+from tinysense.targets.virtual import running_board, start_board
+
+
+@pytest.fixture
+def no_hardware(monkeypatch, tmp_path):
+    """No USB serial ports, no QEMU anywhere, no target environment."""
+    monkeypatch.setattr("serial.tools.list_ports.comports", lambda *a, **k: [])
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    monkeypatch.setenv("IDF_TOOLS_PATH", str(tmp_path / "no-idf"))
+    for name in ("TINYSENSE_QEMU_DIR", "TINYSENSE_FIRMWARE", "TINYSENSE_PORT",
+                 "TINYSENSE_TARGET"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+def _usb_port(device: str, vid: int, pid: int) -> ListPortInfo:
+    info = ListPortInfo(device, skip_link_detection=True)
+    info.vid, info.pid, info.description = vid, pid, "CP2102 USB to UART Bridge"
+    return info
+
+
+def test_auto_falls_back_to_virtual_and_says_why(no_hardware):
+    target = resolve_target("auto", "ESP32_GENERIC")
+    assert target.kind == "virtual" and target.url is None
+    assert target.reason == "no board on USB; qemu-system-xtensa not found; using virtual"
+
+
+def test_auto_prefers_a_usb_board(no_hardware, monkeypatch):
+    ports = [_usb_port("/dev/ttyS0", 0x1234, 0x0001),  # not an ESP32 bridge
+             _usb_port("/dev/ttyUSB3", 0x10C4, 0xEA60)]
+    monkeypatch.setattr("serial.tools.list_ports.comports", lambda *a, **k: ports)
+    assert [p.device for p in find_usb_boards()] == ["/dev/ttyUSB3"]
+    target = resolve_target("auto", "ESP32_GENERIC")
+    assert (target.kind, target.url) == ("board", "/dev/ttyUSB3")
+    assert "10c4:ea60" in target.reason
+
+
+def test_espressif_native_usb_any_pid(no_hardware, monkeypatch):
+    ports = [_usb_port("/dev/ttyACM0", 0x303A, 0x1001)]
+    monkeypatch.setattr("serial.tools.list_ports.comports", lambda *a, **k: ports)
+    assert resolve_target("auto", "ESP32_GENERIC_S3").url == "/dev/ttyACM0"
+
+
+def _fake_qemu(bin_dir: Path, name: str, machines: str) -> None:
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    exe = bin_dir / name
+    exe.write_text(f"#!/bin/sh\nprintf 'Supported machines are:\\n{machines}'\n")
+    exe.chmod(0o755)
+
+
+def test_auto_uses_qemu_with_machine_and_firmware(no_hardware, monkeypatch):
+    bin_dir = no_hardware / "empty-bin"
+    _fake_qemu(bin_dir, "qemu-system-xtensa", "esp32                Espressif ESP32\\n")
+    target = resolve_target("auto", "ESP32_GENERIC")
+    assert target.kind == "virtual"
+    assert "TINYSENSE_FIRMWARE is not set" in target.reason
+    firmware = no_hardware / "fw.bin"
+    firmware.write_bytes(b"\xe9" + bytes(100))
+    monkeypatch.setenv("TINYSENSE_FIRMWARE", str(firmware))
+    target = resolve_target("auto", "ESP32_GENERIC")
+    assert target.kind == "qemu" and "-machine esp32" in target.reason
+
+
+def test_qemu_without_esp32_machine_is_not_used(no_hardware, monkeypatch):
+    _fake_qemu(no_hardware / "empty-bin", "qemu-system-xtensa", "none  empty machine\\n")
+    firmware = no_hardware / "fw.bin"
+    firmware.write_bytes(b"\xe9")
+    monkeypatch.setenv("TINYSENSE_FIRMWARE", str(firmware))
+    target = resolve_target("auto", "ESP32_GENERIC")
+    assert target.kind == "virtual" and "has no '-machine esp32'" in target.reason
+    with pytest.raises(TinysenseError, match="--target qemu"):
+        resolve_target("qemu", "ESP32_GENERIC")
+
+
+def test_explicit_targets(no_hardware, tmp_path):
+    assert resolve_target("virtual", "ESP32_GENERIC").kind == "virtual"
+    url = resolve_target("socket://127.0.0.1:5555", "ESP32_GENERIC")
+    assert (url.kind, url.url) == ("board", "socket://127.0.0.1:5555")
+    port = tmp_path / "ttyFAKE"
+    port.touch()
+    assert resolve_target(str(port), "ESP32_GENERIC").url == str(port)
+
+
+def test_absent_port_is_one_line_error(no_hardware):
+    with pytest.raises(TinysenseError) as info:
+        resolve_target("/dev/ttyUSB97", "ESP32_GENERIC")
+    message = str(info.value)
+    assert "/dev/ttyUSB97 does not exist" in message and "\n" not in message
+
+
+def test_tinysense_port_env_in_auto(no_hardware, monkeypatch):
+    monkeypatch.setenv("TINYSENSE_PORT", "rfc2217://10.0.0.5:4000")
+    target = resolve_target("auto", "ESP32_GENERIC")
+    assert target.url == "rfc2217://10.0.0.5:4000" and "TINYSENSE_PORT" in target.reason
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tinysense", *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    for args, expected in (
+        (("target", "--target", "/dev/ttyUSB97"), "does not exist"),
+        (("board", "start", "--board", "NO_SUCH_BOARD", "--dir", str(tmp_path)),
+         "unknown board 'NO_SUCH_BOARD'"),
+    ):
+        proc = _cli(*args)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("tinysense: error: ")
+        assert expected in proc.stderr
+
+
+def test_occupied_tcp_port(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        with pytest.raises(TinysenseError, match=f"TCP port {port} on 127.0.0.1 is not free"):
+            start_board("ESP32_GENERIC", tcp=port, directory=tmp_path / "vb")
+        assert running_board("ESP32_GENERIC", tmp_path / "vb") is None
+        proc = _cli("board", "start", "--tcp", str(port), "--dir", str(tmp_path / "vb"))
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+        assert f"TCP port {port}" in proc.stderr
+    assert not os.path.exists(tmp_path / "vb" / "supervisor.json")
+
+
+def test_bad_micropython_executable(tmp_path, monkeypatch):
+    monkeypatch.setenv("TINYSENSE_MICROPYTHON", str(tmp_path / "nope" / "micropython"))
+    with pytest.raises(TinysenseError, match="TINYSENSE_MICROPYTHON"):
+        start_board("ESP32_GENERIC", directory=tmp_path / "vb")
