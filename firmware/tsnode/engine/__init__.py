@@ -1,0 +1,1 @@
+"""The int8 inference engine: .tsm loader, one activation arena, viper kernels, op dispatch."""

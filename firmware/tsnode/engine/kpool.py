@@ -1,0 +1,167 @@
+"""Pooling and MEAN kernels (viper). Pools only clamp; MEAN rescales like tflite-micro."""
+
+import micropython
+
+
+@micropython.viper
+def _pool(ar: ptr8, p: ptr32, is_max: int):
+    sb = 1 << 31
+    src0 = p[0]
+    dst = p[1]
+    nb = p[2]
+    ih = p[3]
+    iw = p[4]
+    c = p[5]
+    oh = p[6]
+    ow = p[7]
+    kh = p[8]
+    kw = p[9]
+    sh = p[10]
+    sw = p[11]
+    pt = p[12]
+    pl = p[13]
+    amin = (p[14] ^ sb) - sb
+    amax = (p[15] ^ sb) - sb
+    b = 0
+    while b < nb:
+        oy = 0
+        while oy < oh:
+            y0 = oy * sh - pt
+            ky0 = 0 - y0 if y0 < 0 else 0
+            ky1 = ih - y0 if ih - y0 < kh else kh
+            ox = 0
+            while ox < ow:
+                x0 = ox * sw - pl
+                kx0 = 0 - x0 if x0 < 0 else 0
+                kx1 = iw - x0 if iw - x0 < kw else kw
+                ch = 0
+                while ch < c:
+                    acc = 0
+                    if is_max:
+                        acc = -128
+                    ky = ky0
+                    while ky < ky1:
+                        row = src0 + ((b * ih + y0 + ky) * iw + x0) * c + ch
+                        kx = kx0
+                        while kx < kx1:
+                            v = (ar[row + kx * c] ^ 0x80) - 0x80
+                            if is_max:
+                                if v > acc:
+                                    acc = v
+                            else:
+                                acc += v
+                            kx += 1
+                        ky += 1
+                    if not is_max:
+                        n = (ky1 - ky0) * (kx1 - kx0)
+                        if acc >= 0:
+                            acc = (acc + (n >> 1)) // n
+                        else:
+                            acc = 0 - ((0 - acc + (n >> 1)) // n)
+                    if acc < amin:
+                        acc = amin
+                    if acc > amax:
+                        acc = amax
+                    ar[dst] = acc
+                    dst += 1
+                    ch += 1
+                ox += 1
+            oy += 1
+        b += 1
+
+
+def avgpool(ar, cb, p, sc):
+    _pool(ar, p, 0)
+
+
+def maxpool(ar, cb, p, sc):
+    _pool(ar, p, 1)
+
+
+@micropython.viper
+def mean(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
+    """Sum into int32 scratch per output, then MBQM(sum - zp_in*n, M', s') + zp_out."""
+    sb = 1 << 31
+    src = p[0]
+    dst = p[1]
+    d0 = p[2]
+    d1 = p[3]
+    d2 = p[4]
+    d3 = p[5]
+    o0 = p[6]
+    o1 = p[7]
+    o2 = p[8]
+    o3 = p[9]
+    m = p[10]
+    s = (p[11] ^ sb) - sb
+    zn = (p[12] ^ sb) - sb
+    zo = (p[13] ^ sb) - sb
+    nout = p[14]
+    wide = p[15]
+    acc = ptr32(sc)
+    i = 0
+    while i < nout:
+        acc[i] = 0
+        i += 1
+    i0 = 0
+    while i0 < d0:
+        i1 = 0
+        while i1 < d1:
+            i2 = 0
+            while i2 < d2:
+                i3 = 0
+                ob = i0 * o0 + i1 * o1 + i2 * o2
+                while i3 < d3:
+                    k = ob + i3 * o3
+                    acc[k] = acc[k] + (ar[src] ^ 0x80) - 0x80
+                    src += 1
+                    i3 += 1
+                i2 += 1
+            i1 += 1
+        i0 += 1
+    i = 0
+    while i < nout:
+        a = ((acc[i] ^ sb) - sb) - zn
+        rs = 0
+        if s > 0:
+            a = a << s
+        else:
+            rs = 0 - s
+        if wide:
+            if a >= 0:
+                t = (a * m + 0x40000000) >> 31
+            else:
+                t = 0 - (((0 - a) * m + 0x3FFFFFFF) >> 31)
+        else:
+            neg = 0
+            if a < 0:
+                a = 0 - a
+                neg = 1
+            a0 = a & 0x7FFF
+            a1 = (a >> 15) & 0x7FFF
+            a2 = (a >> 30) & 3
+            m0 = m & 0x7FFF
+            m1 = (m >> 15) & 0x7FFF
+            m2 = (m >> 30) & 1
+            e0 = a0 * m0 + 0x40000000 - neg
+            e1 = a1 * m0 + a0 * m1 + (e0 >> 15)
+            e2 = a2 * m0 + a1 * m1 + a0 * m2 + (e1 >> 15)
+            t = (e2 >> 1) + ((a2 * m1 + a1 * m2) << 14) + ((a2 * m2) << 29)
+            if neg:
+                t = 0 - t
+        if rs > 0:
+            mask = (1 << rs) - 1
+            rem = t & mask
+            thr = mask >> 1
+            if t < 0:
+                thr += 1
+            t = t >> rs
+            if rem > thr:
+                t += 1
+        t += zo
+        if t < -128:
+            t = -128
+        if t > 127:
+            t = 127
+        ar[dst + i] = t
+        i += 1

@@ -1,0 +1,120 @@
+"""SOFTMAX (int8 -> int8, scale 1/256, zp -128) exactly as tflite-micro's reference kernel.
+
+exp(beta*s*(x - max)) depends only on d = max - x (0..255), so the converter stores the
+gemmlowp exp_on_negative_values results (and their Rescale<12>) as two 256-word tables.
+The node sums, takes gemmlowp's fixed-point reciprocal (Newton-Raphson, signed SRDHMs
+emulated in 15-bit limbs so it is the same on 32- and 64-bit viper) and scales each term.
+"""
+
+import micropython
+
+
+@micropython.viper
+def _srdhm(s: ptr32, i: int, j: int, k: int):
+    """s[k] = SaturatingRoundingDoublingHighMul(s[i], s[j]) (int32, any signs)."""
+    sb = 1 << 31
+    a = (s[i] ^ sb) - sb
+    b = (s[j] ^ sb) - sb
+    mn = 0 - sb
+    if a == mn and b == mn:
+        s[k] = sb - 1
+        return
+    neg = 0
+    if a < 0:
+        a = 0 - a
+        neg ^= 1
+    if b < 0:
+        b = 0 - b
+        neg ^= 1
+    a0 = a & 0x7FFF
+    a1 = (a >> 15) & 0x7FFF
+    a2 = (a >> 30) & 3
+    b0 = b & 0x7FFF
+    b1 = (b >> 15) & 0x7FFF
+    b2 = (b >> 30) & 3
+    e0 = a0 * b0 + 0x40000000 - neg
+    e1 = a1 * b0 + a0 * b1 + (e0 >> 15)
+    e2 = a2 * b0 + a1 * b1 + a0 * b2 + (e1 >> 15)
+    t = (e2 >> 1) + ((a2 * b1 + a1 * b2) << 14) + ((a2 * b2) << 29)
+    if neg:
+        t = 0 - t
+    s[k] = t
+
+
+@micropython.viper
+def _sat_shl(v: int, e: int) -> int:
+    """gemmlowp SaturatingRoundingMultiplyByPOT<e> (e > 0); v, result as int32 words."""
+    sb = 1 << 31
+    v = (v ^ sb) - sb
+    thr = (1 << (31 - e)) - 1
+    if v > thr:
+        return sb - 1
+    if v < 0 - thr:
+        return 0 - sb
+    return v << e
+
+
+@micropython.viper
+def _recip(s: ptr32, x: int):
+    """s[0] = one_over_one_plus_x_for_x_in_0_1(x), x in [0, 2^31); uses s[0..5]."""
+    s[1] = (x >> 1) + 0x40000000      # RoundingHalfSum(x, 1.0) for x >= 0
+    s[2] = -1010580540
+    _srdhm(s, 1, 2, 3)
+    s[4] = 1515870810 + s[3]          # x (Q2)
+    n = 0
+    while n < 3:
+        _srdhm(s, 1, 4, 3)            # half_denominator * x
+        s[5] = 0x20000000 - s[3]      # 1 - that
+        _srdhm(s, 4, 5, 3)
+        s[4] = s[4] + int(_sat_shl(s[3], 2))
+        n += 1
+    s[0] = int(_sat_shl(s[4], 1))
+
+
+@micropython.viper
+def softmax(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
+    src = p[0]
+    dst = p[1]
+    rows = p[2]
+    depth = p[3]
+    ex = ptr32(int(cb) + p[4])
+    exr = ptr32(int(cb) + p[5])
+    s = ptr32(sc)
+    r = 0
+    while r < rows:
+        mx = -128
+        c = 0
+        while c < depth:
+            v = (ar[src + c] ^ 0x80) - 0x80
+            if v > mx:
+                mx = v
+            c += 1
+        total = 0
+        c = 0
+        while c < depth:
+            total += exr[mx - ((ar[src + c] ^ 0x80) - 0x80)]
+            c += 1
+        hp1 = 0
+        while hp1 < 32 and ((total >> (31 - hp1)) & 1) == 0:
+            hp1 += 1
+        nbits = 12 - hp1
+        _recip(s, (total << hp1) & 0x7FFFFFFF)
+        e = nbits + 23
+        mask = (1 << e) - 1
+        c = 0
+        while c < depth:
+            s[1] = ex[mx - ((ar[src + c] ^ 0x80) - 0x80)]
+            _srdhm(s, 0, 1, 2)
+            t = s[2]
+            rem = t & mask
+            thr = mask >> 1
+            t = (t >> e) - 128
+            if rem > thr:
+                t += 1
+            if t > 127:
+                t = 127
+            ar[dst + c] = t
+            c += 1
+        src += depth
+        dst += depth
+        r += 1

@@ -1,0 +1,88 @@
+"""Parse and check a .tsm package (docs/formats/tsm.md); every problem is ValueError("tsm: ...")."""
+
+import struct
+
+from micropython import const
+
+try:
+    from binascii import crc32
+except ImportError:  # pragma: no cover - every supported port has binascii.crc32
+    crc32 = None
+
+MAGIC = b"TSMP"
+VERSION = const(1)
+_HEADER = "<4sBBHIIHHBBHIIIIIIII"
+_HEADER_SIZE = const(64)
+_TENSOR = "<BBBB4IIIif"
+_TENSOR_SIZE = const(36)
+F_CONST = const(1)
+F_INPUT = const(2)
+F_OUTPUT = const(4)
+
+
+class Package:
+    """The parsed tables of a package; `buf` stays the backing store for constants."""
+
+    def __init__(self, buf):
+        n = len(buf)
+        if n < _HEADER_SIZE:
+            raise ValueError("tsm: file too short for a header (%d bytes)" % n)
+        h = struct.unpack_from(_HEADER, buf, 0)
+        if h[0] != MAGIC:
+            raise ValueError("tsm: bad magic %r (not a .tsm package)" % (bytes(h[0]),))
+        if h[1] != VERSION:
+            raise ValueError("tsm: version %d not supported (engine reads %d); reconvert"
+                             % (h[1], VERSION))
+        if h[2] != _HEADER_SIZE:
+            raise ValueError("tsm: bad header size %d" % h[2])
+        (self.crc, self.total, self.n_tensors, self.n_ops, self.n_inputs, self.n_outputs,
+         _r, self.arena_size, self.scratch_size, self.tensors_off, self.ops_off, self.ops_size,
+         self.const_off, self.const_size, self.io_off) = h[4:]
+        if self.total != n:
+            raise ValueError("tsm: truncated or padded: header says %d bytes, file has %d"
+                             % (self.total, n))
+        end_t = self.tensors_off + self.n_tensors * _TENSOR_SIZE
+        if (self.tensors_off != _HEADER_SIZE or end_t != self.ops_off
+                or self.ops_off + self.ops_size != self.io_off
+                or self.io_off > self.const_off or self.const_off + self.const_size != n
+                or self.const_off & 3):
+            raise ValueError("tsm: inconsistent section offsets")
+        if crc32 is not None:
+            mv = memoryview(buf)
+            if crc32(mv[_HEADER_SIZE:]) & 0xFFFFFFFF != self.crc:
+                raise ValueError("tsm: CRC mismatch (corrupt package); copy it again")
+        self.buf = buf
+
+    def tensor(self, i):
+        """(dtype, shape, flags, offset, nbytes, zero_point) of tensor i."""
+        if not 0 <= i < self.n_tensors:
+            raise IndexError("tsm: no tensor %d (package has %d)" % (i, self.n_tensors))
+        t = struct.unpack_from(_TENSOR, self.buf, self.tensors_off + i * _TENSOR_SIZE)
+        return t[0], t[4:4 + t[1]], t[2], t[8], t[9], t[10]
+
+    def io(self):
+        """(input tensor indices, output tensor indices)."""
+        k = self.n_inputs + self.n_outputs
+        idx = struct.unpack_from("<%dH" % k, self.buf, self.io_off)
+        return idx[:self.n_inputs], idx[self.n_inputs:]
+
+    def ops(self):
+        """Yield (opcode, tflite index, inputs, outputs, params tuple) per op record."""
+        off = self.ops_off
+        end = self.ops_off + self.ops_size
+        buf = self.buf
+        for _ in range(self.n_ops):
+            if off + 8 > end:
+                raise ValueError("tsm: op table truncated")
+            code, n_in, n_out, _r, n_par, src = struct.unpack_from("<BBBBHH", buf, off)
+            off += 8
+            k = n_in + n_out
+            idx = struct.unpack_from("<%dH" % k, buf, off)
+            off += 4 * ((k + 1) // 2)
+            if off + 4 * n_par > end:
+                raise ValueError("tsm: op record %d overruns the op table" % src)
+            params = struct.unpack_from("<%di" % n_par, buf, off)
+            off += 4 * n_par
+            yield code, src, idx[:n_in], idx[n_in:], params
+        if off != end:
+            raise ValueError("tsm: op table size mismatch")

@@ -1,0 +1,250 @@
+"""Per-op Prepare: check each tflite op and precompute its integer parameters like tflite-micro.
+
+Each `prepare_*` returns a `Lowered` op: the engine opcode, its int32 parameter words (with
+symbolic references to tensor arena offsets and constant blobs, resolved by the writer), the
+constant blobs it needs, its MAC count and the kernel scratch bytes it uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from tinysense.convert import fixedpoint as fp
+from tinysense.convert.reader import Model, Operator, Tensor
+from tinysense.errors import TinysenseError
+
+# engine opcodes (docs/formats/tsm.md); firmware/tsnode/engine/ops.py has the same table
+OPCODES = {"FULLY_CONNECTED": 1, "CONV_2D": 2, "DEPTHWISE_CONV_2D": 3, "AVERAGE_POOL_2D": 4,
+           "MAX_POOL_2D": 5, "MEAN": 6, "ADD": 7, "MUL": 8, "CONCATENATION": 9, "PAD": 10,
+           "SOFTMAX": 11, "LUT": 12, "COPY": 13}
+ALIAS_OPS = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
+
+
+@dataclasses.dataclass(frozen=True)
+class TRef:
+    """Arena offset of a tensor (resolved after planning)."""
+    tensor: int
+    plus: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class CRef:
+    """File offset of a constant blob (resolved by the writer)."""
+    blob: int
+
+
+@dataclasses.dataclass
+class Lowered:
+    op: Operator
+    opcode: int
+    params: list
+    inputs: list[int]
+    outputs: list[int]
+    blobs: list[bytes]
+    macs: int = 0
+    scratch: int = 0
+
+
+class OpError(TinysenseError):
+    pass
+
+
+def fail(op: Operator, why: str) -> OpError:
+    return OpError(f"op {op.index} ({op.name}): {why}")
+
+
+def _t(model: Model, i: int) -> Tensor:
+    return model.tensors[i]
+
+
+def _check_int8(op, *tensors):
+    for t in tensors:
+        if t.dtype != "int8":
+            raise fail(op, f"tensor {t.index} '{t.name}' is {t.dtype}; the engine runs int8 "
+                       "models only (quantize the model with full int8 quantization)")
+
+
+def _shape4(op, t: Tensor):
+    if len(t.shape) != 4:
+        raise fail(op, f"tensor {t.index} has shape {list(t.shape)}; expected 4-D NHWC")
+    return t.shape
+
+
+def _same_quant(op, a: Tensor, b: Tensor, what: str):
+    if np.float32(a.scale) != np.float32(b.scale) or a.zero_point != b.zero_point:
+        raise fail(op, f"{what} needs equal input/output scale and zero point "
+                   f"(got {a.scale}/{a.zero_point} vs {b.scale}/{b.zero_point})")
+
+
+def _act(op, out: Tensor, act: int):
+    if act not in (0, 1, 2, 3):
+        raise fail(op, f"fused activation {act} not supported (only NONE, RELU, RELU_N1_TO_1, "
+                   "RELU6)")
+    return fp.activation_range(act, out.scale, out.zero_point)
+
+
+def _padding(padding: int, in_size: int, k: int, stride: int, dil: int) -> tuple[int, int]:
+    """(out_size, pad_before) as tflite's ComputeOutSize / ComputePaddingHeightWidth."""
+    eff = (k - 1) * dil + 1
+    if padding == 0:   # SAME
+        out = (in_size + stride - 1) // stride
+    else:              # VALID
+        out = (in_size - eff + stride) // stride
+    total = max((out - 1) * stride + eff - in_size, 0)
+    return out, total // 2
+
+
+def _i32(a) -> bytes:
+    return np.asarray(a, dtype="<i4").tobytes()
+
+
+def _conv_blobs(op, w: np.ndarray, bias: np.ndarray | None, zp_in: int, mults, shifts):
+    """Weight rows as w+128 (uint8) padded to 4, and the folded per-channel constant C[oc]."""
+    oc = w.shape[0]
+    rows = w.reshape(oc, -1).astype(np.int64)
+    k = rows.shape[1]
+    k4 = (k + 3) & ~3
+    wu = np.zeros((oc, k4), np.uint8)
+    wu[:, :k] = (rows + 128).astype(np.uint8)
+    wsum = (rows + 128).sum(axis=1)
+    b = np.zeros(oc, np.int64) if bias is None else bias.astype(np.int64)
+    fill = 128 + zp_in
+    c = b - fill * wsum + 128 * fill * k
+    if np.any(c > fp.INT32_MAX) or np.any(c < fp.INT32_MIN):
+        raise fail(op, "bias plus zero-point correction does not fit in int32")
+    return wu.tobytes(), _i32(c), _i32(mults), _i32(shifts), k, k4
+
+
+def _per_channel(op, in_t: Tensor, w: Tensor, out_t: Tensor, oc: int, fc: bool):
+    scales = w.scales
+    if len(scales) not in (1, oc):
+        raise fail(op, f"filter has {len(scales)} scales for {oc} output channels")
+    if fc and len(scales) == 1:   # per-tensor FC: the product is rounded to float32 first
+        m, s = fp.quantize_multiplier(float(np.float32(in_t.scale) * np.float32(scales[0]))
+                                      / float(out_t.scale))
+        return [m] * oc, [s] * oc
+    ms, ss = [], []
+    for c in range(oc):
+        sc = scales[c] if len(scales) > 1 else scales[0]
+        m, s = fp.quantize_multiplier(float(in_t.scale) * float(sc) / float(out_t.scale))
+        ms.append(m)
+        ss.append(s)
+    return ms, ss
+
+
+def _bias(model, op, idx):
+    if len(op.inputs) > 2 and op.inputs[2] >= 0:
+        b = _t(model, op.inputs[2])
+        if b.dtype != "int32" or b.data is None:
+            raise fail(op, f"bias tensor {b.index} must be constant int32 (got {b.dtype})")
+        return b.data.reshape(-1)
+    return None
+
+
+def _const_weights(op, w: Tensor):
+    if w.data is None:
+        raise fail(op, f"weights tensor {w.index} is not constant; only constant weights "
+                   "are supported")
+    if w.dtype != "int8":
+        raise fail(op, f"weights tensor {w.index} is {w.dtype}; expected int8")
+    if np.any(w.zero_points != 0):
+        raise fail(op, "weights must be symmetric (zero point 0)")
+    return w.data
+
+
+def prepare_conv(model: Model, op: Operator) -> Lowered:
+    x, w, y = _t(model, op.inputs[0]), _t(model, op.inputs[1]), _t(model, op.outputs[0])
+    _check_int8(op, x, y)
+    wd = _const_weights(op, w)
+    o = op.options
+    if op.name == "FULLY_CONNECTED":
+        if o is not None and o.KeepNumDims() and len(y.shape) > 2:
+            pass  # same math; output shape already says it
+        if len(wd.shape) != 2:
+            raise fail(op, f"weights shape {list(wd.shape)}; expected 2-D")
+        units, k = wd.shape
+        if x.size % k:
+            raise fail(op, f"input size {x.size} is not a multiple of {k}")
+        rows = x.size // k
+        geo = [1, rows, 1, k, rows, 1, units, 1, 1, 1, 1, 1, 1, 0, 0]
+        act = o.FusedActivationFunction() if o is not None else 0
+        wrows = wd
+        oc = units
+    else:
+        n, h, wi, c = _shape4(op, x)
+        _, oh, ow, oc = _shape4(op, y)
+        oc_w, kh, kw, cin = wd.shape
+        if oc_w != oc or cin != c:
+            raise fail(op, f"filter {list(wd.shape)} does not match input channels {c} / "
+                       f"output channels {oc} (grouped convolution is not supported)")
+        sh, sw = o.StrideH(), o.StrideW()
+        dh, dw = o.DilationHFactor(), o.DilationWFactor()
+        oh2, pt = _padding(o.Padding(), h, kh, sh, dh)
+        ow2, pl = _padding(o.Padding(), wi, kw, sw, dw)
+        if (oh2, ow2) != (oh, ow):
+            raise fail(op, f"output shape {list(y.shape)} does not match the padding rule")
+        geo = [n, h, wi, c, oh, ow, oc, kh, kw, sh, sw, dh, dw, pt, pl]
+        act = o.FusedActivationFunction()
+        wrows = wd
+    mults, shifts = _per_channel(op, x, w, y, oc, op.name == "FULLY_CONNECTED")
+    wb, cb, mb, sb, k, k4 = _conv_blobs(op, wrows, _bias(model, op, 2), x.zero_point, mults,
+                                        shifts)
+    amin, amax = _act(op, y, act)
+    params = [TRef(x.index), TRef(y.index)] + geo + [CRef(0), k4, CRef(1), CRef(2), CRef(3),
+                                                    128 + x.zero_point, y.zero_point, amin,
+                                                    amax, k]
+    macs = y.size * k
+    return Lowered(op, OPCODES[op.name], params, [x.index], [y.index], [wb, cb, mb, sb],
+                   macs, k4 + 8)
+
+
+def prepare_depthwise(model: Model, op: Operator) -> Lowered:
+    x, w, y = _t(model, op.inputs[0]), _t(model, op.inputs[1]), _t(model, op.outputs[0])
+    _check_int8(op, x, y)
+    wd = _const_weights(op, w)
+    o = op.options
+    n, h, wi, c = _shape4(op, x)
+    _, oh, ow, oc = _shape4(op, y)
+    _, kh, kw, oc_w = wd.shape
+    mult = o.DepthMultiplier() or (oc // c)
+    if oc_w != oc or c * mult != oc:
+        raise fail(op, f"filter {list(wd.shape)} does not match {c} input channels x "
+                   f"multiplier {mult}")
+    sh, sw = o.StrideH(), o.StrideW()
+    dh, dw = o.DilationHFactor(), o.DilationWFactor()
+    oh2, pt = _padding(o.Padding(), h, kh, sh, dh)
+    ow2, pl = _padding(o.Padding(), wi, kw, sw, dw)
+    if (oh2, ow2) != (oh, ow):
+        raise fail(op, f"output shape {list(y.shape)} does not match the padding rule")
+    mults, shifts = _per_channel(op, x, w, y, oc, False)
+    # weights per output channel, taps contiguous: [oc][kh*kw] as w+128
+    wt = (wd.reshape(kh * kw, oc).T.astype(np.int16) + 128).astype(np.uint8)
+    bias = _bias(model, op, 2)
+    b = np.zeros(oc, np.int64) if bias is None else bias.astype(np.int64)
+    amin, amax = _act(op, y, o.FusedActivationFunction())
+    params = [TRef(x.index), TRef(y.index), n, h, wi, c, oh, ow, oc, kh, kw, sh, sw, dh, dw,
+              pt, pl, CRef(0), mult, CRef(1), CRef(2), CRef(3), x.zero_point, y.zero_point,
+              amin, amax]
+    return Lowered(op, OPCODES[op.name], params, [x.index], [y.index],
+                   [wt.tobytes(), _i32(b), _i32(mults), _i32(shifts)], y.size * kh * kw,
+                   8 * kh * kw)
+
+
+def prepare_pool(model: Model, op: Operator) -> Lowered:
+    x, y = _t(model, op.inputs[0]), _t(model, op.outputs[0])
+    _check_int8(op, x, y)
+    _same_quant(op, x, y, op.name)
+    o = op.options
+    n, h, wi, c = _shape4(op, x)
+    _, oh, ow, c2 = _shape4(op, y)
+    kh, kw, sh, sw = o.FilterHeight(), o.FilterWidth(), o.StrideH(), o.StrideW()
+    oh2, pt = _padding(o.Padding(), h, kh, sh, 1)
+    ow2, pl = _padding(o.Padding(), wi, kw, sw, 1)
+    if (oh2, ow2, c2) != (oh, ow, c):
+        raise fail(op, f"output shape {list(y.shape)} does not match the padding rule")
+    amin, amax = _act(op, y, o.FusedActivationFunction())
+    params = [TRef(x.index), TRef(y.index), n, h, wi, c, oh, ow, kh, kw, sh, sw, pt, pl,
+              amin, amax]
+    return Lowered(op, OPCODES[op.name], params, [x.index], [y.index], [], y.size * kh * kw)

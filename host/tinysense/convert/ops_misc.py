@@ -1,0 +1,217 @@
+"""Prepare for the non-convolution ops: elementwise, softmax, tables, mean, concat, pad."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tinysense.convert import fixedpoint as fp
+from tinysense.convert.ops import (
+    OPCODES, CRef, Lowered, TRef, _act, _check_int8, _i32, _t, fail)
+from tinysense.convert.reader import Model, Operator, Tensor
+
+
+def _shape4(shape) -> list[int]:
+    s = list(shape)
+    if len(s) > 4:
+        raise ValueError
+    return [1] * (4 - len(s)) + s
+
+
+def _broadcast(op, a: Tensor, b: Tensor, y: Tensor) -> list[int]:
+    """[bcast, d0..d3, sa0..sa3, sb0..sb3]: output dims and element strides (0 = broadcast)."""
+    try:
+        sa, sb, sy = _shape4(a.shape), _shape4(b.shape), _shape4(y.shape)
+    except ValueError:
+        raise fail(op, "tensors with more than 4 dimensions are not supported") from None
+    strides = []
+    for s in (sa, sb):
+        st, acc = [0] * 4, 1
+        for d in range(3, -1, -1):
+            if s[d] not in (1, sy[d]):
+                raise fail(op, f"shapes {list(a.shape)} and {list(b.shape)} do not broadcast "
+                           f"to {list(y.shape)}")
+            st[d] = acc if s[d] == sy[d] and s[d] != 1 else 0
+            acc *= s[d]
+        strides.append(st)
+    bcast = 0 if sa == sy and sb == sy else 1
+    return [bcast] + sy + strides[0] + strides[1]
+
+
+def prepare_add(model: Model, op: Operator) -> Lowered:
+    a, b, y = (_t(model, i) for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
+    _check_int8(op, a, b, y)
+    left = 20
+    twice_max = 2 * max(float(a.scale), float(b.scale))
+    luts = []
+    for t in (a, b):
+        m, s = fp.quantize_multiplier(float(t.scale) / twice_max)
+        v = np.arange(-128, 128)
+        luts.append(_i32([fp.rdbpot(fp.srdhm(((int(x) - t.zero_point) << left), m), -s)
+                          for x in np.roll(v, -128)]))   # index = byte value (uint8)
+    mo, so = fp.quantize_multiplier(twice_max / ((1 << left) * float(y.scale)))
+    if so > 0:
+        raise fail(op, "output scale too small for the int8 ADD rescaling")
+    amin, amax = _act(op, y, op.options.FusedActivationFunction() if op.options else 0)
+    params = [TRef(a.index), TRef(b.index), TRef(y.index), CRef(0), CRef(1), mo, -so,
+              y.zero_point, amin, amax, y.size] + _broadcast(op, a, b, y)
+    return Lowered(op, OPCODES["ADD"], params, [a.index, b.index], [y.index], luts, y.size)
+
+
+def prepare_mul(model: Model, op: Operator) -> Lowered:
+    a, b, y = (_t(model, i) for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
+    _check_int8(op, a, b, y)
+    m, s = fp.quantize_multiplier(float(a.scale) * float(b.scale) / float(y.scale))
+    amin, amax = _act(op, y, op.options.FusedActivationFunction() if op.options else 0)
+    params = [TRef(a.index), TRef(b.index), TRef(y.index), a.zero_point, b.zero_point, m, s,
+              y.zero_point, amin, amax, y.size] + _broadcast(op, a, b, y)
+    return Lowered(op, OPCODES["MUL"], params, [a.index, b.index], [y.index], [], y.size)
+
+
+def _lut(op, x: Tensor, y: Tensor, fn) -> Lowered:
+    table = bytes((int(fn(v if v < 128 else v - 256)) & 0xFF) for v in range(256))
+    params = [TRef(x.index), TRef(y.index), y.size, CRef(0)]
+    return Lowered(op, OPCODES["LUT"], params, [x.index], [y.index], [table], 0)
+
+
+def _clamp8(v: int) -> int:
+    return max(-128, min(127, v))
+
+
+def prepare_elementwise(model: Model, op: Operator) -> Lowered:
+    """LOGISTIC, TANH, RELU, RELU6, QUANTIZE int8->int8: a 256-entry table of the exact math."""
+    x, y = _t(model, op.inputs[0]), _t(model, op.outputs[0])
+    _check_int8(op, x, y)
+    zin, zout = x.zero_point, y.zero_point
+    if op.name in ("LOGISTIC", "TANH"):
+        ib = 4
+        q, shift = math.frexp(float(x.scale) * float(1 << (31 - ib)))
+        mult = fp.wrap32(fp.tf_round(q * (1 << 31)))
+        radius = fp.calculate_input_radius(ib, shift, 31)
+        logistic = op.name == "LOGISTIC"
+        if logistic and (np.float32(y.scale) != np.float32(1 / 256) or zout != -128):
+            raise fail(op, "int8 LOGISTIC needs output scale 1/256 and zero point -128")
+        if not logistic and (np.float32(y.scale) != np.float32(1 / 128) or zout != 0):
+            raise fail(op, "int8 TANH needs output scale 1/128 and zero point 0")
+
+        def fn(v):
+            d = v - zin
+            if d <= -radius:
+                return -128
+            if d >= radius:
+                return 127
+            q4 = fp.mbqm(d, mult, shift)
+            if logistic:
+                return _clamp8(fp.rdbpot(fp.logistic_q(q4, ib), 23) - 128)
+            return _clamp8(fp.rdbpot(fp.tanh_q(q4, ib), 24))
+        return _lut(op, x, y, fn)
+    if op.name == "RELU":
+        m, s = fp.quantize_multiplier(float(np.float32(x.scale) / np.float32(y.scale)))
+        lo = max(-128, zout + fp.tf_round(float(np.float32(0.0) / np.float32(y.scale))))
+        return _lut(op, x, y, lambda v: min(127, max(lo, zout + fp.mbqm(v - zin, m, s))))
+    if op.name == "RELU6":
+        six = _clamp8(fp.tf_round(float(np.float32(6.0) / np.float32(x.scale))) + zin)
+        return _lut(op, x, y, lambda v: min(max(zin, v), six))
+    if op.name == "QUANTIZE":
+        m, s = fp.quantize_multiplier(float(x.scale) / float(y.scale))
+        return _lut(op, x, y, lambda v: _clamp8(fp.mbqm(v - zin, m, s) + zout))
+    raise fail(op, "not supported")
+
+
+def prepare_softmax(model: Model, op: Operator) -> Lowered:
+    x, y = _t(model, op.inputs[0]), _t(model, op.outputs[0])
+    _check_int8(op, x, y)
+    if y.zero_point != -128 or np.float32(y.scale) != np.float32(1 / 256):
+        raise fail(op, "int8 SOFTMAX needs output scale 1/256 and zero point -128")
+    beta = op.options.Beta() if op.options else 1.0
+    real = min(float(beta) * float(x.scale) * (1 << 26), float((1 << 31) - 1))
+    m, left = fp.quantize_multiplier(real)
+    if left < 0:
+        raise fail(op, "softmax input scale too small (multiplier below one)")
+    diff_min = -fp.calculate_input_radius(5, left, 31)
+    exp_t, expr_t = [], []
+    for d in range(256):           # d = max_in_row - x
+        diff = -d
+        if diff >= diff_min:
+            e = fp.exp_on_negative_values(fp.srdhm(diff * (1 << left), m), 5)
+            exp_t.append(e)
+            expr_t.append(fp.rdbpot(e, 12))
+        else:
+            exp_t.append(0)
+            expr_t.append(0)
+    depth = x.shape[-1]
+    rows = x.size // depth
+    params = [TRef(x.index), TRef(y.index), rows, depth, CRef(0), CRef(1)]
+    return Lowered(op, OPCODES["SOFTMAX"], params, [x.index], [y.index],
+                   [_i32(exp_t), _i32(expr_t)], x.size, 64)
+
+
+def prepare_mean(model: Model, op: Operator) -> Lowered:
+    x, ax, y = _t(model, op.inputs[0]), _t(model, op.inputs[1]), _t(model, op.outputs[0])
+    _check_int8(op, x, y)
+    if ax.data is None:
+        raise fail(op, "the axis tensor must be constant")
+    nd = len(x.shape)
+    if nd > 4:
+        raise fail(op, "MEAN over more than 4 dimensions is not supported")
+    axes = sorted({int(a) % nd for a in np.asarray(ax.data).reshape(-1)})
+    dims = _shape4(x.shape)
+    red = [0] * 4
+    for a in axes:
+        red[a + 4 - nd] = 1
+    n = 1
+    for d in range(4):
+        if red[d]:
+            n *= dims[d]
+    m, s = fp.quantize_multiplier(float(x.scale) / float(y.scale))
+    k = min(n.bit_length() - 1, 32, 31 + s)
+    m2 = fp.wrap32((m << k) // n)
+    s2 = s - k
+    # output strides over the 4-D input index (0 for reduced dims)
+    ostr, acc = [0] * 4, 1
+    for d in range(3, -1, -1):
+        if not red[d]:
+            ostr[d] = acc
+            acc *= dims[d]
+    params = [TRef(x.index), TRef(y.index)] + dims + ostr + [m2, s2, x.zero_point * n,
+                                                             y.zero_point, y.size]
+    return Lowered(op, OPCODES["MEAN"], params, [x.index], [y.index], [], x.size, 4 * y.size)
+
+
+def prepare_concat(model: Model, op: Operator) -> Lowered:
+    y = _t(model, op.outputs[0])
+    ins = [_t(model, i) for i in op.inputs]
+    _check_int8(op, y, *ins)
+    if op.options and op.options.FusedActivationFunction():
+        raise fail(op, "fused activation on CONCATENATION is not supported")
+    nd = len(y.shape)
+    axis = op.options.Axis() % nd if op.options else nd - 1
+    outer = int(np.prod(y.shape[:axis])) if axis else 1
+    inner = int(np.prod(y.shape[axis + 1:])) if axis + 1 < nd else 1
+    params = [TRef(y.index), outer, y.shape[axis] * inner, len(ins)]
+    for t in ins:
+        params += [TRef(t.index), t.shape[axis] * inner]
+    return Lowered(op, OPCODES["CONCATENATION"], params, [t.index for t in ins], [y.index], [])
+
+
+def prepare_pad(model: Model, op: Operator) -> Lowered:
+    x, p, y = _t(model, op.inputs[0]), _t(model, op.inputs[1]), _t(model, op.outputs[0])
+    _check_int8(op, x, y)
+    if p.data is None:
+        raise fail(op, "the paddings tensor must be constant")
+    pads = np.asarray(p.data).reshape(-1, 2).astype(int)
+    nd = len(x.shape)
+    if nd > 4 or np.any(pads < 0):
+        raise fail(op, "PAD supports up to 4 dimensions and non-negative paddings")
+    value = y.zero_point
+    if len(op.inputs) > 2 and op.inputs[2] >= 0:
+        cv = _t(model, op.inputs[2])
+        if cv.data is None:
+            raise fail(op, "the constant value tensor must be constant")
+        value = int(np.asarray(cv.data).reshape(-1)[0])
+    before = [0] * (4 - nd) + [int(v) for v in pads[:, 0]]
+    params = [TRef(x.index), TRef(y.index)] + _shape4(x.shape) + before + \
+        _shape4(y.shape) + [value]
+    return Lowered(op, OPCODES["PAD"], params, [x.index], [y.index], [])
+

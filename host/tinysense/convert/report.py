@@ -1,0 +1,74 @@
+"""The converter's report: what the package holds and whether it fits the board's heap."""
+
+from __future__ import annotations
+
+import dataclasses
+
+# Heap the engine itself needs besides arena and scratch: op tables, parameter arrays, module
+# objects. Measured on the unix port (agent.heap() tables_bytes) for the conformance models;
+# a per-op figure plus a fixed part is a deliberate over-estimate.
+ENGINE_FIXED_BYTES = 6000
+ENGINE_PER_OP_BYTES = 320
+
+
+@dataclasses.dataclass
+class ConvertReport:
+    model: str
+    ops: list[dict]
+    macs: int
+    const_bytes: int
+    arena_bytes: int
+    scratch_bytes: int
+    package_bytes: int
+    tensors: list[dict]
+    inputs: list[dict]
+    outputs: list[dict]
+    board: str | None = None
+    heap_budget: int | None = None
+    placement: str = "ram"
+    heap_needed: int = 0
+    fits: bool | None = None
+    fit_reason: str = ""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def text(self) -> str:
+        lines = [f"model {self.model}: {len(self.ops)} ops, {self.macs:,} MACs"]
+        for op in self.ops:
+            lines.append(f"  {op['index']:3d} {op['name']:<18} -> {op['out_shape']!s:<18} "
+                         f"{op['macs']:>11,} MACs")
+        lines.append(f"constants {self.const_bytes:,} B   arena {self.arena_bytes:,} B   "
+                     f"scratch {self.scratch_bytes:,} B   package {self.package_bytes:,} B")
+        for kind, items in (("input", self.inputs), ("output", self.outputs)):
+            for io in items:
+                lines.append(f"{kind} tensor {io['tensor']} {io['shape']} int8 "
+                             f"scale={io['scale']:.6g} zero_point={io['zero_point']}"
+                             + (f" (model {io['model_dtype']})"
+                                if io['model_dtype'] != "int8" else ""))
+        if self.board:
+            verdict = "fits" if self.fits else "does NOT fit"
+            lines.append(f"board {self.board}: {verdict} (placement {self.placement}, needs "
+                         f"~{self.heap_needed:,} B of {self.heap_budget:,} B heap): "
+                         f"{self.fit_reason}")
+        return "\n".join(lines)
+
+
+def fit(report: ConvertReport, board) -> None:
+    """Decide where the weights live on `board` and whether the heap budget holds."""
+    engine = ENGINE_FIXED_BYTES + ENGINE_PER_OP_BYTES * len(report.ops)
+    work = report.arena_bytes + report.scratch_bytes + engine
+    report.board = board.name
+    report.heap_budget = board.heap_budget
+    if board.has_romfs and report.package_bytes <= board.romfs_size:
+        report.placement = "romfs"
+        report.heap_needed = work
+        why = "constants are read in place from the ROMFS partition"
+    else:
+        report.placement = "ram"
+        report.heap_needed = work + report.package_bytes
+        why = "the whole package is loaded into the heap"
+    report.fits = report.heap_needed <= board.heap_budget
+    if not report.fits:
+        why += "; use a board with PSRAM or ROMFS, or a smaller model"
+    report.fit_reason = why
