@@ -149,13 +149,18 @@ class RunningGateway:
             raise
 
     def close(self) -> dict[str, int]:
-        """Stop the transports, drain and commit what was received, close the store."""
+        """Stop receiving, commit and acknowledge what was received, close everything."""
         for t in self.transports:
             try:
-                t.stop()
+                t.stop_receiving()
             except Exception:  # noqa: BLE001 - stopping must go on
                 pass
         self.loop.stop()
+        for t in self.transports:
+            try:
+                t.close()
+            except Exception:  # noqa: BLE001
+                pass
         counts = self.gateway.rejection_counts()
         self.conn.close()
         return counts

@@ -182,10 +182,14 @@ class UdpTransport:
                 continue
             submit(data, f"udp:{addr[0]}:{addr[1]}", self._reply_to(addr))
 
-    def stop(self) -> None:
+    def stop_receiving(self) -> None:
+        """Stop reading; the socket stays open so queued frames can still be acked."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(2)
+
+    def close(self) -> None:
+        self.stop_receiving()
         self.sock.close()
 
 
@@ -267,7 +271,12 @@ class MqttTransport:
     def _publish_ack(self, ack: Ack) -> None:
         self.client.publish(ack_topic(ack.device_id), ack.frame, qos=1)
 
-    def stop(self) -> None:
+    def stop_receiving(self) -> None:
+        """Unsubscribe; the connection stays up so queued frames can still be acked."""
+        if self.connected.is_set():
+            self.client.unsubscribe(up_topic())
+
+    def close(self) -> None:
         try:
             self.client.disconnect()
         finally:
@@ -347,8 +356,11 @@ class SerialTransport:
             frame = None  # counted as bad_encoding by the gateway
         self.loop.submit(frame, source, reply)
 
-    def stop(self) -> None:
+    def stop_receiving(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(2)
+
+    def close(self) -> None:
+        self.stop_receiving()
         self.port.close()
