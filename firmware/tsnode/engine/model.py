@@ -78,3 +78,9 @@ class Model:
         for i in self.outputs:
             out += self.tensor_view(i)
         return out
+
+
+@micropython.viper
+def address(buf: ptr8) -> int:
+    """Address of a buffer's first byte (to check 4-byte alignment of zero-copy packages)."""
+    return int(buf)

@@ -1,0 +1,131 @@
+"""Commands the host calls over the raw REPL: load, infer_hex, bench, heap, tensor_hex, info.
+
+Every call prints exactly one line (JSON or hex) and returns the same value (docs/engine.md).
+"""
+
+import gc
+import json
+import time
+from binascii import hexlify, unhexlify
+
+from tsnode.engine import model as _m
+
+_state = {"model": None, "info": None, "input": None, "mem": None}
+
+
+def _print(v):
+    print(v if isinstance(v, str) else json.dumps(v))
+    return v
+
+
+def _open_package(path):
+    """A zero-copy memoryview for ROMFS files (4-byte aligned), else the file read whole."""
+    f = open(path, "rb")
+    try:
+        mv = memoryview(f)
+        if _m.address(mv) & 3 == 0:
+            return mv, True
+    except TypeError:
+        pass
+    f.seek(0, 2)
+    n = f.tell()
+    f.seek(0)
+    buf = bytearray(n)
+    f.readinto(buf)
+    f.close()
+    return buf, False
+
+
+def load(path):
+    """Load a .tsm package; prints the model info as one JSON line."""
+    _state["model"] = None
+    _state["input"] = None
+    gc.collect()
+    t0 = time.ticks_ms()
+    m0 = gc.mem_alloc()
+    buf, zero_copy = _open_package(path)
+    m1 = gc.mem_alloc()
+    model = _m.Model(buf)
+    gc.collect()
+    m2 = gc.mem_alloc()
+    pkg = model.pkg
+    eng = m2 - m1
+    _state["model"] = model
+    _state["mem"] = (m1 - m0, eng, len(model.arena), len(model.scratch), zero_copy)
+    ios = []
+    for group in (model.inputs, model.outputs):
+        lst = []
+        for i in group:
+            dtype, shape, flags, off, nbytes, zp = pkg.tensor(i)
+            lst.append({"tensor": i, "shape": list(shape), "nbytes": nbytes,
+                        "zero_point": zp})
+        ios.append(lst)
+    info = {"ok": True, "ops": pkg.n_ops, "tensors": pkg.n_tensors,
+            "arena_bytes": len(model.arena), "scratch_bytes": len(model.scratch),
+            "const_bytes": pkg.const_size, "package_bytes": m1 - m0, "engine_bytes": eng,
+            "zero_copy": zero_copy, "inputs": ios[0], "outputs": ios[1],
+            "load_ms": time.ticks_diff(time.ticks_ms(), t0)}
+    _state["info"] = info
+    return _print(info)
+
+
+def _model():
+    m = _state["model"]
+    if m is None:
+        raise RuntimeError("no model loaded: call agent.load(path) first")
+    return m
+
+
+def info():
+    _model()
+    return _print(_state["info"])
+
+
+def infer_hex(hexstr):
+    """Run one inference; input = all inputs' int8 bytes concatenated (hex)."""
+    m = _model()
+    data = unhexlify(hexstr)
+    m.set_inputs(data)
+    _state["input"] = data
+    m.run()
+    return _print(hexlify(m.output_bytes()).decode())
+
+
+def bench(n=10):
+    """Median/min/max ms of n inferences of the last input (zeros if none), after a warm-up."""
+    m = _model()
+    if _state["input"] is None:
+        m.set_inputs(bytes(m.input_bytes()))
+    m.run()
+    times = []
+    for _ in range(n):
+        t = time.ticks_us()
+        m.run()
+        times.append(time.ticks_diff(time.ticks_us(), t))
+    times.sort()
+    gc.collect()
+    a0 = gc.mem_alloc()
+    m.run()
+    d = gc.mem_alloc() - a0
+    med = times[n // 2] if n % 2 else (times[n // 2 - 1] + times[n // 2]) / 2
+    return _print({"n": n, "median_ms": med / 1000, "min_ms": times[0] / 1000,
+                   "max_ms": times[-1] / 1000, "alloc_bytes": d})
+
+
+def heap():
+    """Heap the engine holds (arena + scratch + tables) and what one inference allocates."""
+    m = _model()
+    pkg_b, eng, arena, scratch, zc = _state["mem"]
+    gc.collect()
+    a0 = gc.mem_alloc()
+    m.run()
+    d = gc.mem_alloc() - a0
+    return _print({"arena_bytes": arena, "scratch_bytes": scratch,
+                   "tables_bytes": eng - arena - scratch, "package_bytes": pkg_b,
+                   "zero_copy": zc, "engine_bytes": eng, "inference_alloc_bytes": d,
+                   "mem_alloc": gc.mem_alloc(), "mem_free": gc.mem_free()})
+
+
+def tensor_hex(i):
+    """Hex of tflite tensor i as it is now (after the last inference)."""
+    return _print(hexlify(_model().tensor_view(i)).decode())
