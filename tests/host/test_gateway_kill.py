@@ -1,0 +1,161 @@
+"""A gateway SIGKILLed mid-stream loses no frame it had acknowledged.
+
+The real `tinysense gateway --udp` runs as a subprocess on a real SQLite file. A sender
+streams sealed frames without waiting (many in flight), records every ack it receives,
+and re-sends what was not acknowledged, like a node. The gateway is killed with SIGKILL
+at random moments several times and restarted on the same database. After each kill every
+(device, counter) that had been acknowledged must be in the database; at the end every
+frame sent is stored exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tinysense.gateway import Registry, new_key, open_db
+from tinysense.uplink import PTYPE_RECORDS, decode_ack, encode_records, open_frame, seal
+
+DEVICES = (11, 12)
+KILLS = 5
+
+
+class Gateway:
+    def __init__(self, db, tmp_path, n):
+        self.log = open(tmp_path / f"gateway-{n}.err", "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tinysense", "gateway", "--udp", "127.0.0.1:0",
+             "--db", str(db), "--quiet"],
+            stdout=subprocess.PIPE, stderr=self.log, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        deadline = time.monotonic() + 30
+        self.port = None
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline().decode()
+            m = re.search(r"listening on udp 127\.0\.0\.1:(\d+)", line)
+            if m:
+                self.port = int(m.group(1))
+                break
+            if not line and self.proc.poll() is not None:
+                break
+        assert self.port, f"gateway did not start: see {self.log.name}"
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for raw in self.proc.stdout:
+            self.lines.append(raw.decode(errors="replace"))
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self.log.close()
+
+    def interrupt(self) -> int:
+        self.proc.send_signal(signal.SIGINT)
+        rc = self.proc.wait(20)
+        self._reader.join(5)
+        self.log.close()
+        return rc
+
+
+def stored(db) -> set[tuple[int, int]]:
+    conn = sqlite3.connect(db)
+    try:
+        return set(conn.execute("SELECT device_id, counter FROM frames").fetchall())
+    finally:
+        conn.close()
+
+
+@pytest.mark.slow
+def test_sigkill_loses_no_acknowledged_frame(tmp_path):
+    rng = random.Random(4)
+    db = tmp_path / "gateway.db"
+    conn = open_db(db)
+    keys = {dev: new_key() for dev in DEVICES}
+    for dev, key in keys.items():
+        Registry(conn).set_key(dev, key)
+    conn.close()
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(0.1)
+    acked: set[tuple[int, int]] = set()
+    lock = threading.Lock()
+    running = threading.Event()
+    running.set()
+
+    def receive():
+        while running.is_set():
+            try:
+                data = sock.recv(2048)
+            except (TimeoutError, OSError):
+                continue
+            header, plaintext = open_frame(keys[int.from_bytes(data[2:6], "big")], data)
+            with lock:
+                acked.update((header.device_id, c) for c in decode_ack(plaintext))
+
+    receiver = threading.Thread(target=receive, daemon=True)
+    receiver.start()
+    frames: dict[tuple[int, int], bytes] = {}
+    next_counter = dict.fromkeys(DEVICES, 0)
+
+    def send_burst(port: int, n: int) -> None:
+        for _ in range(n):
+            dev = rng.choice(DEVICES)
+            c = next_counter[dev]
+            next_counter[dev] += 1
+            pt = encode_records([{"type": "event", "code": 1, "t_ms": c, "value": c}])
+            frames[(dev, c)] = f = seal(keys[dev], dev, c, PTYPE_RECORDS, pt)
+            sock.sendto(f, ("127.0.0.1", port))
+
+    def resend_unacked(port: int) -> None:
+        with lock:
+            missing = [k for k in frames if k not in acked]
+        for k in missing:
+            sock.sendto(frames[k], ("127.0.0.1", port))
+
+    in_flight = 0  # frames sent but not acknowledged when a kill happened
+    try:
+        for n in range(KILLS):
+            gw = Gateway(db, tmp_path, n)
+            resend_unacked(gw.port)
+            stop_at = time.monotonic() + rng.uniform(0.3, 1.0)
+            while time.monotonic() < stop_at:
+                send_burst(gw.port, 50)
+                time.sleep(0.002)
+            gw.kill()
+            with lock:
+                acked_before_kill = set(acked)
+            in_db = stored(db)
+            lost = acked_before_kill - in_db
+            assert not lost, f"kill {n}: acknowledged but not stored: {sorted(lost)[:10]}"
+            assert len(acked_before_kill) > 0
+            in_flight += len(frames) - len(acked_before_kill)
+        # Final run: re-send everything unacknowledged, then stop cleanly.
+        gw = Gateway(db, tmp_path, KILLS)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            resend_unacked(gw.port)
+            time.sleep(0.3)
+            with lock:
+                if len(acked) == len(frames):
+                    break
+        assert gw.interrupt() == 0
+    finally:
+        running.clear()
+        receiver.join(2)
+        sock.close()
+    assert in_flight > 0, "no kill happened while frames were in flight"
+    assert acked == set(frames)
+    assert stored(db) == set(frames)  # every frame stored, each once (primary key)
+    assert any("rejections:" in line for line in gw.lines)
