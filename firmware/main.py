@@ -1,7 +1,8 @@
 # main.py: runs after boot.py on a hard reset or a soft reset at the friendly REPL (never in the
 # raw REPL, so deploy and the host tools are not disturbed). Starts the app, tsnode.app.main(),
 # unless the file /noapp exists (`tinysense` tools and `mpremote touch :/noapp` create it).
-# Any failure is printed and the board falls through to the REPL, where the host can fix it.
+# A crashing app is restarted by a soft reset (tsnode.supervise); an app that cannot be
+# imported, or keeps crashing, falls through to the REPL, where the host can fix it.
 import sys
 
 
@@ -14,22 +15,22 @@ def _tsnode_main():
         return
     except OSError:
         pass
+    name = "tsnode.app"
     try:
-        import tsnode.app as app
+        from tsnode import supervise
+
+        name = supervise.app_module()  # tsnode.app, unless /app.txt names another module
+        app = __import__(name, None, None, ("main",))
     except ImportError as e:
-        if "tsnode.app" in str(e) or "'app'" in str(e):
-            print("main.py: no tsnode.app deployed; REPL")
+        if name in str(e) or "'app'" in str(e):
+            print("main.py: no %s deployed; REPL" % name)
             return
         sys.print_exception(e)
-        print("main.py: tsnode.app failed to import; REPL")
+        print("main.py: %s failed to import; REPL" % name)
         return
-    try:
-        app.main()
-    except KeyboardInterrupt:
-        print("main.py: app stopped (Ctrl-C); REPL")
-    except Exception as e:  # noqa: BLE001 (a crashed app must still leave a usable REPL)
-        sys.print_exception(e)
-        print("main.py: app failed; REPL")
+    # A crash in the app is logged to /crash.log and soft-resets the node (boot.py, main.py
+    # again); a crash loop or Ctrl-C ends in the REPL (see tsnode/supervise.py).
+    supervise.run(app.main)
 
 
 _tsnode_main()
