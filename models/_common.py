@@ -22,7 +22,8 @@ import numpy as np
 MODELS_DIR = Path(__file__).resolve().parent
 REPO = MODELS_DIR.parent
 sys.path.insert(0, str(REPO / "firmware"))
-from tsnode.sensors import features as FEATURES  # noqa: E402  (the device's own code)
+from tsnode.sensors import features as FEATURES  # noqa: E402, F401 (the device code)
+from tsnode.sensors import pipeline as PIPELINE  # noqa: E402
 
 sys.path.pop(0)
 
@@ -55,6 +56,24 @@ def seed_everything(seed: int):
     tf.config.threading.set_inter_op_parallelism_threads(1)
     tf.config.threading.set_intra_op_parallelism_threads(1)
     return tf
+
+
+def node_inputs(pre: dict, recordings) -> tuple[np.ndarray, np.ndarray]:
+    """Model inputs exactly as the node makes them: tsnode.sensors.pipeline.Pipeline(pre)
+    fed every frame of every recording, reset at each recording's start.
+
+    recordings: arrays of shape (frames, channels). Returns (int8 inputs (windows, n),
+    index of the recording each window came from).
+    """
+    p = PIPELINE.Pipeline(pre)
+    rows, owner = [], []
+    for r, rec in enumerate(recordings):
+        p.reset()
+        for frame in np.asarray(rec).reshape(len(rec), -1).tolist():
+            if p.push(frame):
+                rows.append(np.frombuffer(bytes(p.input), np.int8))
+                owner.append(r)
+    return np.stack(rows), np.array(owner)
 
 
 def convert_int8(model, representative: np.ndarray) -> bytes:

@@ -40,23 +40,31 @@ def to_counts(x: np.ndarray) -> np.ndarray:
     return np.clip(counts, -32768, 32767).astype(np.int16)
 
 
-def windows(recordings: np.ndarray) -> tuple[list[list[int]], list[int]]:
-    """Windows of every recording with the node's Windower; returns (windows, rec index)."""
-    out, owner = [], []
+def raw_windows(recordings: np.ndarray) -> np.ndarray:
+    """Every window's raw counts (for the normalization statistics), via the node's Windower."""
+    out = []
     w = F.Windower(6, WINDOW, STRIDE)
-    for r, rec in enumerate(recordings):
+    for rec in recordings:
         w.reset()
         for frame in rec.tolist():
             if w.push(frame):
                 out.append(w.window([0] * (6 * WINDOW)))
-                owner.append(r)
-    return out, owner
+    return np.array(out).reshape(-1, 6)
 
 
-def quantize(affine, wins: list[list[int]]) -> np.ndarray:
-    buf = bytearray(6 * WINDOW)
-    rows = [np.frombuffer(bytes(affine.quantize(w, WINDOW, buf)), np.int8) for w in wins]
-    return np.stack(rows).reshape(-1, WINDOW, 1, 6)
+def preprocessing(stats, scale: float, zp: int) -> dict:
+    """meta.json's preprocessing section; tsnode.sensors.pipeline.Pipeline runs it."""
+    affine = F.Affine.from_stats(stats[0], stats[1], scale, zp)
+    return {
+        "kind": "affine_window", "n_channels": 6, "window": WINDOW, "stride": STRIDE,
+        "windows": "per recording: first after WINDOW frames, then every STRIDE frames; "
+                   "reset at a recording boundary",
+        "layout": "frame-major (time, channel) = NHWC (1, window, 1, 6)",
+        "function": "tsnode.sensors.features.Affine.quantize",
+        "affine": affine.to_dict(),
+        "normalization": "per channel (x - mean) / std over the training windows, "
+                         "then / input scale + zero point, all in Q16 integers",
+    }
 
 
 def build(tf):
@@ -85,19 +93,14 @@ def main() -> None:
     labels = sorted(set(ys["train"]))
     y_idx = {s: np.array([labels.index(v) for v in ys[s]]) for s in ys}
 
-    wins, owner = {}, {}
-    for s in xs:
-        wins[s], owner[s] = windows(xs[s])
-        owner[s] = np.array(owner[s])
-    C.log(f"windows: train {len(wins['train'])}, test {len(wins['test'])} "
-          f"(window {WINDOW}, stride {STRIDE})")
-    flat = np.array(wins["train"]).reshape(-1, 6)
-    affine = F.Affine.from_stats(flat.mean(0).tolist(), flat.std(0).tolist(),
-                                 INPUT_SCALE, INPUT_ZP)
-    q_train = quantize(affine, wins["train"])
-    yw_train = y_idx["train"][owner["train"]]
-    yw_test = y_idx["test"][owner["test"]]
+    flat = raw_windows(xs["train"])
+    stats = (flat.mean(0).tolist(), flat.std(0).tolist())
+    q_train, own_train = C.node_inputs(preprocessing(stats, INPUT_SCALE, INPUT_ZP),
+                                       xs["train"])
+    yw_train = y_idx["train"][own_train]
+    C.log(f"windows: train {len(q_train)} (window {WINDOW}, stride {STRIDE})")
     x_train = (q_train.astype(np.float32) - INPUT_ZP) * INPUT_SCALE
+    x_train = x_train.reshape(-1, WINDOW, 1, 6)
 
     model = build(tf)
     model.compile(optimizer=tf.keras.optimizers.Adam(3e-3),
@@ -114,12 +117,13 @@ def main() -> None:
     io = C.io_quant(tfl)
     C.log(f"converted: {len(tfl)} bytes, ops {ops}, input {io['input']}")
     # the node quantizes with the model's actual input parameters
-    affine = F.Affine.from_stats(flat.mean(0).tolist(), flat.std(0).tolist(),
-                                 io["input"]["scale"], io["input"]["zero_point"])
-    q_train = quantize(affine, wins["train"])
-    q_test = quantize(affine, wins["test"])
     s_in, zp_in = io["input"]["scale"], io["input"]["zero_point"]
-    x_test = (q_test.astype(np.float32) - zp_in) * s_in
+    pre = preprocessing(stats, s_in, zp_in)
+    q_train, _ = C.node_inputs(pre, xs["train"])
+    q_test, own_test = C.node_inputs(pre, xs["test"])
+    owner = {"test": own_test}
+    yw_test = y_idx["test"][own_test]
+    x_test = ((q_test.astype(np.float32) - zp_in) * s_in).reshape(-1, WINDOW, 1, 6)
     float_pred = model.predict(x_test, verbose=0).argmax(1)
     float_acc = float((float_pred == yw_test).mean())
     out_test = C.run_tflm(tfl, q_test)
@@ -136,10 +140,10 @@ def main() -> None:
     (HERE / "model.tflite").write_bytes(tfl)
     pick = np.linspace(0, len(q_test) - 1, 12).astype(int)
     rng = np.random.default_rng(SEED)
-    extra = np.stack([np.full(q_test.shape[1:], -128, np.int8),
-                      np.full(q_test.shape[1:], 127, np.int8),
-                      rng.integers(-128, 128, q_test.shape[1:], dtype=np.int8),
-                      rng.integers(-128, 128, q_test.shape[1:], dtype=np.int8)])
+    n_in = q_test.shape[1]
+    extra = np.stack([np.full(n_in, -128, np.int8), np.full(n_in, 127, np.int8),
+                      rng.integers(-128, 128, n_in, dtype=np.int8),
+                      rng.integers(-128, 128, n_in, dtype=np.int8)])
     vec_in = np.concatenate([q_test[pick], extra])
     C.save_npz(HERE / "test_vectors.npz", inputs=vec_in, outputs=C.run_tflm(tfl, vec_in))
     C.save_npz(HERE / "heldout.npz", inputs=q_test, labels=yw_test.astype(np.uint8),
@@ -171,16 +175,7 @@ def main() -> None:
             "gyro_range_dps": GYRO_RANGE_DPS, "gyro_counts_per_dps": GYRO_COUNTS_PER_DPS,
             "from_dataset": "accel m/s^2 * 4096/9.80665, gyro rad/s * 16.4*180/pi, rounded",
         },
-        "preprocessing": {
-            "window": WINDOW, "stride": STRIDE,
-            "windows": "per recording: first after WINDOW frames, then every STRIDE frames; "
-                       "reset at a recording boundary",
-            "layout": "frame-major (time, channel) = NHWC (1, window, 1, 6)",
-            "function": "tsnode.sensors.features.Affine.quantize",
-            "affine": affine.to_dict(),
-            "normalization": "per channel (x - mean) / std over the training windows, "
-                             "then / input scale + zero point, all in Q16 integers",
-        },
+        "preprocessing": pre,
         "decision": "argmax of the int8 output (first on ties); confidence (q + 128) / 256",
         "dataset": {"name": "BasicMotions", "source": "sktime.datasets.load_basic_motions "
                     "(files bundled in sktime 1.2.0)", "recordings": {"train": 40, "test": 40},

@@ -60,10 +60,29 @@ def windows_features(recs):
             np.array(owner, np.uint16))
 
 
-def quantize(affine, feats: np.ndarray) -> np.ndarray:
-    buf = bytearray(N_BANDS)
-    return np.stack([np.frombuffer(bytes(affine.quantize(f.tolist(), 1, buf)), np.int8)
-                     for f in feats])
+def preprocessing(feats_train: np.ndarray, scale: float, zp: int) -> dict:
+    """meta.json's preprocessing section; tsnode.sensors.pipeline.Pipeline runs it."""
+    affine = F.Affine.from_stats(feats_train.mean(0).tolist(),
+                                 np.maximum(feats_train.std(0), 1.0).tolist(), scale, zp)
+    return {
+        "kind": "band_energies", "n_channels": 1, "window": WINDOW, "stride": STRIDE,
+        "windows": "per recording, non-overlapping",
+        "function": "tsnode.sensors.features.BandEnergies.compute, then Affine.quantize "
+                    "(one frame of 32 channels)",
+        "band_edges": EDGES,
+        "band_energy": "fixed-point 256-point FFT (Q14 twiddles, >>1 per stage), "
+                       "sum of re^2+im^2 per band, ilog2_q4(energy + 1)",
+        "affine": affine.to_dict(),
+        "normalization": "per band (e - mean) / max(std, 1) over healthy training windows "
+                         "(Q4 log2 units), then / input scale + zero point",
+    }
+
+
+def quantize(pre: dict, split_data) -> np.ndarray:
+    recs, owner_expected = split_data[0], split_data[4]
+    q, owner = C.node_inputs(pre, [x[:, None] for _, x, _ in recs])
+    assert np.array_equal(owner, owner_expected)
+    return q
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -104,10 +123,7 @@ def main() -> None:
         C.log(f"{split}: {len(recs)} recordings, {len(data[split][1])} windows "
               f"({int(data[split][2].sum())} faulty)")
     feats_train = data["train"][1]
-    affine = F.Affine.from_stats(feats_train.mean(0).tolist(),
-                                 np.maximum(feats_train.std(0), 1.0).tolist(),
-                                 INPUT_SCALE, INPUT_ZP)
-    q = {s: quantize(affine, data[s][1]) for s in data}
+    q = {"train": quantize(preprocessing(feats_train, INPUT_SCALE, INPUT_ZP), data["train"])}
     x_train = (q["train"].astype(np.float32) - INPUT_ZP) * INPUT_SCALE
 
     model = build(tf)
@@ -123,10 +139,8 @@ def main() -> None:
     io = C.io_quant(tfl)
     C.log(f"converted: {len(tfl)} bytes, ops {ops}, input {io['input']}, "
           f"output {io['output']}")
-    affine = F.Affine.from_stats(feats_train.mean(0).tolist(),
-                                 np.maximum(feats_train.std(0), 1.0).tolist(),
-                                 io["input"]["scale"], io["input"]["zero_point"])
-    q = {s: quantize(affine, data[s][1]) for s in data}
+    pre = preprocessing(feats_train, io["input"]["scale"], io["input"]["zero_point"])
+    q = {s: quantize(pre, data[s]) for s in data}
     s_in, zp_in = io["input"]["scale"], io["input"]["zero_point"]
 
     out = {s: C.run_tflm(tfl, q[s]) for s in ("val", "test")}
@@ -183,16 +197,7 @@ def main() -> None:
         "ops": ops,
         "sensor": {"kind": "accelerometer axis (adc or imu)", "rate_hz": G.RATE_HZ,
                    "channels": ["vibration"], "counts": "int16 counts (generator.py)"},
-        "preprocessing": {
-            "window": WINDOW, "stride": STRIDE,
-            "windows": "per recording, non-overlapping",
-            "function": "tsnode.sensors.features.BandEnergies.compute, then Affine.quantize "
-                        "(one frame of 32 channels)",
-            "band_edges": EDGES,
-            "band_energy": "fixed-point 256-point FFT (Q14 twiddles, >>1 per stage), "
-                           "sum of re^2+im^2 per band, ilog2_q4(energy + 1)",
-            "affine": affine.to_dict(),
-        },
+        "preprocessing": pre,
         "score": {"function": "tsnode.sensors.features.recon_error",
                   "args": {"n": N_BANDS, "zp_in": zp_in, "zp_out": io["output"]["zero_point"],
                            "mul": mul, "shift": ERR_SHIFT},

@@ -32,12 +32,23 @@ COUNTS_PER_UNIT = 1000
 LABEL_NAMES = {"1": "oct-mar", "2": "apr-sep"}
 
 
+def preprocessing(scale: float, zp: int) -> dict:
+    """meta.json's preprocessing section; tsnode.sensors.pipeline.Pipeline runs it."""
+    return {
+        "kind": "zscore_window", "n_channels": 1, "window": WINDOW, "stride": WINDOW,
+        "windows": "one window per day (recording)",
+        "layout": "(1, 24): the day's readings in time order",
+        "function": "tsnode.sensors.features.zscore_quantize",
+        "zscore": {"inv_scale_q8": int(round(256 / scale)), "zero_point": zp},
+        "normalization": "each day by its own mean and population std (integer "
+                         "isqrt), then / input scale + zero point",
+    }
+
+
 def quantize(days: np.ndarray, scale: float, zp: int) -> np.ndarray:
-    inv_q8 = int(round(256 / scale))
-    buf = bytearray(WINDOW)
-    rows = [np.frombuffer(bytes(F.zscore_quantize(d.tolist(), WINDOW, inv_q8, zp, buf)),
-                          np.int8) for d in days]
-    return np.stack(rows)
+    q, owner = C.node_inputs(preprocessing(scale, zp), [d[:, None] for d in days])
+    assert list(owner) == list(range(len(days)))
+    return q
 
 
 def build(tf):
@@ -132,15 +143,7 @@ def main() -> None:
         "sensor": {"kind": "adc or meter", "channels": ["demand"],
                    "counts": f"any linear unit; the dataset's values x {COUNTS_PER_UNIT}",
                    "rate": "one reading per hour (replay files say 1 Hz: play them fast)"},
-        "preprocessing": {
-            "window": WINDOW, "stride": WINDOW,
-            "windows": "one window per day (recording)",
-            "layout": "(1, 24): the day's readings in time order",
-            "function": "tsnode.sensors.features.zscore_quantize",
-            "zscore": {"inv_scale_q8": int(round(256 / s_in)), "zero_point": zp_in},
-            "normalization": "each day by its own mean and population std (integer "
-                             "isqrt), then / input scale + zero point",
-        },
+        "preprocessing": preprocessing(s_in, zp_in),
         "decision": "argmax of the int8 output (first on ties); confidence (q + 128) / 256",
         "dataset": {"name": "ItalyPowerDemand", "source": "sktime.datasets."
                     "load_italy_power_demand (files bundled in sktime 1.2.0)",

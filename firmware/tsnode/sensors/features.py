@@ -12,6 +12,8 @@ Samples are ints (int16 sensor counts). Outputs are int8 codes stored as bytes
 Only `Affine.from_stats` uses floats: it runs once, on the host, at training time.
 """
 
+from array import array
+
 try:
     from micropython import const
 except ImportError:  # CPython (training, host tests)
@@ -64,8 +66,8 @@ class Windower:
     push(frame) stores one frame (a sequence of n_ch ints); it returns True when a full
     window is ready, the first after `size` frames and then every `stride` frames.
     window(out) copies the last `size` frames, oldest first, frame-major (interleaved:
-    t0c0 t0c1 ... t1c0 ...), into `out` (an array('h') or list of size*n_ch). All storage
-    is allocated here, once: pushing allocates nothing.
+    t0c0 t0c1 ... t1c0 ...), into `out` (an array('h') or list of size*n_ch). Samples must
+    fit int16. All storage is allocated here, once: pushing allocates nothing.
     """
 
     def __init__(self, n_ch, size, stride):
@@ -74,7 +76,7 @@ class Windower:
         self.n_ch = n_ch
         self.size = size
         self.stride = stride
-        self._ring = [0] * (n_ch * size)
+        self._ring = array("h", bytes(2 * n_ch * size))  # int16 samples, 2 bytes each
         self.reset()
 
     def reset(self):
