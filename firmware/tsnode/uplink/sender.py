@@ -1,0 +1,167 @@
+"""Uplink(config): seal records with the next counter, queue on flash, send in order, ack.
+
+send() returns once the frame is durably queued (then it tries to flush for at most
+timeout_ms). flush() sends up to `window` oldest frames that are unsent or due for a
+retry, and handles acks until the queue is empty or the time is up; frames stay queued
+through any network failure. The key is read once into the codec; it is never printed.
+"""
+
+import json
+import time
+
+from micropython import const
+
+from tsnode.uplink.counter import CounterStore
+from tsnode.uplink.frame import DIR_DOWN, PTYPE_ACK, PTYPE_RECORDS, Codec, FrameError
+from tsnode.uplink.fsutil import join
+from tsnode.uplink.queue import FrameQueue
+from tsnode.uplink.records import Batch, PayloadError, decode_ack, encode_records
+
+_POLL_SLICE_MS = const(20)
+
+
+def load_config(root="/"):
+    """(config dict from uplink.json, key bytes from uplink_key.bin) under root."""
+    with open(join(root, "uplink.json")) as f:
+        config = json.load(f)
+    with open(join(root, "uplink_key.bin"), "rb") as f:
+        key = f.read()
+    if len(key) != 16:
+        raise ValueError("uplink_key.bin must hold 16 bytes; re-provision the device")
+    return config, key
+
+
+def make_transport(config):
+    """The transport named by config["transport"]: udp | mqtt | serial."""
+    kind = config.get("transport", "udp")
+    if kind == "serial":
+        from tsnode.uplink.serial import SerialTransport
+
+        return SerialTransport(acks=config.get("serial_acks", False))
+    host, _, port = config["gateway"].rpartition(":")
+    if kind == "udp":
+        from tsnode.uplink.udp import UdpTransport
+
+        return UdpTransport(host, int(port))
+    if kind == "mqtt":
+        from tsnode.uplink.mqtt import MqttTransport
+
+        return MqttTransport(host, int(port), config["device_id"], config.get("mqtt_client_id"))
+    raise ValueError("uplink transport must be udp, mqtt or serial, not %r" % kind)
+
+
+def network_up(timeout_ms=10000):
+    """Ask the board seam to bring the network up (WiFi on a board); True if up."""
+    try:
+        from tsnode import board
+    except ImportError:
+        return True
+    up = getattr(board, "network_up", None)
+    return True if up is None else bool(up(timeout_ms))
+
+
+class Uplink:
+    def __init__(self, config=None, key=None, root="/", transport=None):
+        if config is None or key is None:
+            file_config, file_key = load_config(root)
+            config = config or file_config
+            key = key or file_key
+        self.config = config
+        self.device_id = config["device_id"]
+        self.codec = Codec(key, self.device_id)
+        self.counter = CounterStore(root, config.get("counter_block", 64)).open(key)
+        key = None
+        self.queue = FrameQueue(root, config.get("queue_max", 32))
+        self.batch = Batch()
+        self.window = config.get("window", 8)
+        self.retry_ms = config.get("retry_ms", 1000)
+        self._transport = transport
+        self._sent = {}  # counter -> ticks_ms of its last transmission
+        self.on_sealed = None  # optional callback(counter, frame view), for tests/monitors
+        self.stats = {"sealed": 0, "sent": 0, "acked": 0, "bad_acks": 0}
+
+    @property
+    def transport(self):
+        if self._transport is None:
+            kind = self.config.get("transport", "udp")
+            if kind != "serial" and not network_up():
+                return None
+            self._transport = make_transport(self.config)
+        return self._transport
+
+    def new_batch(self, base_ms):
+        """Reset and return self.batch for the allocation-light path (then send_batch())."""
+        self.batch.reset(self.counter.boot, self.queue.dropped_total, base_ms)
+        return self.batch
+
+    def send_batch(self, flush=True, timeout_ms=200):
+        """Seal self.batch with the next counter, queue it, try to flush; return counter."""
+        ctr = self.counter.take()
+        frame = self.codec.seal(ctr, PTYPE_RECORDS, self.batch.buf, self.batch.pos)
+        self.stats["sealed"] += 1
+        if self.on_sealed:
+            self.on_sealed(ctr, frame)
+        self.queue.put(ctr, frame)
+        if flush:
+            self.flush(timeout_ms)
+        return ctr
+
+    def send(self, records, flush=True, timeout_ms=200):
+        """Encode record dicts (see docs/formats/uplink.md) as one frame; return counter."""
+        encode_records(records, self.counter.boot, self.queue.dropped_total, self.batch)
+        return self.send_batch(flush, timeout_ms)
+
+    def flush(self, timeout_ms=200):
+        """Send due frames in order and handle acks for up to timeout_ms; frames left."""
+        t = self.transport
+        if t is None or not self.queue.counters:
+            return len(self.queue)
+        start = time.ticks_ms()
+        while self.queue.counters:
+            now = time.ticks_ms()
+            for ctr in self.queue.counters[:self.window]:
+                last = self._sent.get(ctr)
+                if last is not None and time.ticks_diff(now, last) < self.retry_ms:
+                    continue
+                frame = self.queue.read(ctr)
+                if frame is None:
+                    self.queue.ack(ctr)
+                    continue
+                if not t.send(frame):
+                    break
+                self.stats["sent"] += 1
+                if t.acks:
+                    self._sent[ctr] = now
+                else:
+                    self.queue.ack(ctr)  # serial without acks: written = delivered
+            if not t.acks:
+                break  # one pass: whatever was written is delivered, the rest waits
+            left = timeout_ms - time.ticks_diff(time.ticks_ms(), start)
+            if left <= 0:
+                break
+            ack = t.poll(min(left, _POLL_SLICE_MS))
+            if ack is not None:
+                self.handle_ack(ack)
+        return len(self.queue)
+
+    def handle_ack(self, frame):
+        """Authenticate an ack frame and drop what it acknowledges; how many were dropped."""
+        try:
+            d, dev, _ctr, ptype, payload = self.codec.open(frame)
+            if d != DIR_DOWN or dev != self.device_id or ptype != PTYPE_ACK:
+                raise FrameError("not_for_us")
+            counters = decode_ack(payload)
+        except (FrameError, PayloadError):
+            self.stats["bad_acks"] += 1
+            return 0
+        n = 0
+        for c in counters:
+            if self.queue.ack(c):
+                self._sent.pop(c, None)
+                n += 1
+        self.stats["acked"] += n
+        return n
+
+    def close(self):
+        if self._transport is not None:
+            self._transport.close()
