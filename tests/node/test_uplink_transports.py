@@ -1,0 +1,156 @@
+"""Uplink end to end on the unix port: UDP to a test gateway on loopback, MQTT through a
+real mosquitto, serial lines; queue-full policy (drop oldest, counted and reported)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import threading
+
+import pytest
+from uplink_helpers import Collector, expected_records, provision_flash, run_mp
+
+from tinysense.uplink import open_frame
+
+pytestmark = pytest.mark.node
+DEVICE = 0x0BADCAFE
+
+
+class UdpGateway:
+    def __init__(self, collector: Collector, ack: bool = True):
+        self.c = collector
+        self.ack = ack
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.05)
+        self.port = self.sock.getsockname()[1]
+        self.stop = False
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        while not self.stop:
+            try:
+                data, addr = self.sock.recvfrom(2048)
+            except OSError:
+                continue
+            reply = self.c.take(data)
+            if reply and self.ack:
+                self.sock.sendto(reply, addr)
+
+    def close(self):
+        self.stop = True
+        self.thread.join()
+        self.sock.close()
+
+
+def _stats(out: str) -> dict:
+    line = [x for x in out.splitlines() if x.startswith("STATS ")][-1]
+    return json.loads(line[6:])
+
+
+def _check_frames(c: Collector, indices: range):
+    assert not c.errors, c.errors[:5]
+    by_value = {b.records[0]["value"]: b for b in c.batches.values()}
+    assert sorted(by_value) == list(indices)
+    for i in indices:
+        assert by_value[i].records == expected_records(i)
+
+
+def test_udp_end_to_end(tmp_path):
+    key = os.urandom(16)
+    provision_flash(tmp_path, key)
+    c = Collector(key, DEVICE)
+    gw = UdpGateway(c)
+    try:
+        out = run_mp("send_node.py", str(tmp_path), "udp", f"127.0.0.1:{gw.port}", "0", "40",
+                     "64")
+    finally:
+        gw.close()
+    stats = _stats(out)
+    assert stats["queued"] == 0 and stats["acked"] == 40 and stats["bad_acks"] == 0
+    assert sorted(c.frames) == list(range(40))
+    _check_frames(c, range(40))
+
+
+def test_queue_full_drops_oldest_counts_and_reports(tmp_path):
+    key = os.urandom(16)
+    provision_flash(tmp_path, key)
+    dead = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dead.bind(("127.0.0.1", 0))
+    dead_port = dead.getsockname()[1]
+    dead.close()  # nobody listens: datagrams are refused, frames stay queued
+    out = run_mp("send_node.py", str(tmp_path), "udp", f"127.0.0.1:{dead_port}", "0", "8",
+                 "5", "100")
+    stats = _stats(out)
+    assert stats["queued"] == 5 and stats["dropped_total"] == 3
+    assert sorted(p.name for p in (tmp_path / "uplink_q").iterdir()) == [
+        "00000003", "00000004", "00000005", "00000006", "00000007", "dropped"]
+    c = Collector(key, DEVICE)
+    gw = UdpGateway(c)
+    try:  # next boot, gateway reachable: two more frames, the queue drains
+        out = run_mp("send_node.py", str(tmp_path), "udp", f"127.0.0.1:{gw.port}", "8", "2",
+                     "5")
+    finally:
+        gw.close()
+    stats = _stats(out)
+    assert stats["queued"] == 0 and stats["dropped_total"] == 4 and stats["boot"] == 2
+    # frame 3 was dropped when frame 8 arrived in the full queue; counters 64, 65 are the
+    # second boot's (the first reserved 0..63)
+    assert sorted(c.frames) == [4, 5, 6, 7, 64, 65]
+    _check_frames(c, range(4, 10))
+    reported = {ctr: b.dropped_total for ctr, b in c.batches.items()}
+    assert reported == {4: 0, 5: 0, 6: 1, 7: 2, 64: 3, 65: 4}
+    assert {b.boot for ctr, b in c.batches.items() if ctr >= 64} == {2}
+
+
+@pytest.mark.mosquitto
+def test_mqtt_end_to_end_through_mosquitto(tmp_path, mosquitto):
+    import paho.mqtt.client as mqtt
+
+    host, port = mosquitto
+    key = os.urandom(16)
+    provision_flash(tmp_path, key)
+    c = Collector(key, DEVICE)
+    subscribed = threading.Event()
+    lock = threading.Lock()
+
+    def on_message(client, _userdata, msg):
+        with lock:
+            reply = c.take(msg.payload)
+        if reply:
+            client.publish(f"tinysense/{DEVICE:08x}/ack", reply, qos=1)
+
+    gw = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-gateway")
+    gw.on_message = on_message
+    gw.on_subscribe = lambda *a: subscribed.set()
+    gw.connect(host, port)
+    gw.subscribe("tinysense/+/up", qos=1)
+    gw.loop_start()
+    try:
+        assert subscribed.wait(5)
+        out = run_mp("send_node.py", str(tmp_path), "mqtt", f"{host}:{port}", "0", "30", "64")
+    finally:
+        gw.loop_stop()
+        gw.disconnect()
+    stats = _stats(out)
+    assert stats["queued"] == 0 and stats["acked"] == 30 and stats["bad_acks"] == 0
+    assert sorted(c.frames) == list(range(30))
+    _check_frames(c, range(30))
+
+
+def test_serial_lines(tmp_path):
+    key = os.urandom(16)
+    provision_flash(tmp_path, key)
+    out = run_mp("send_node.py", str(tmp_path), "serial", "-", "0", "12", "64")
+    frames = [base64.b64decode(line[5:], validate=True) for line in out.splitlines()
+              if line.startswith("TSF1 ")]
+    assert len(frames) == 12
+    c = Collector(key, DEVICE)
+    for f in frames:
+        assert open_frame(key, f)[0].counter == len(c.frames)
+        c.take(f)
+    _check_frames(c, range(12))
+    assert _stats(out)["queued"] == 0
