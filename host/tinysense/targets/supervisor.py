@@ -6,8 +6,13 @@ One process per running virtual board (`python -m tinysense.targets.supervisor .
 - an outer pty whose slave is the board's "serial port" (`mpremote connect /dev/pts/N`), kept
   open by the supervisor so that clients may come and go;
 - an optional TCP listener on 127.0.0.1 (`socket://127.0.0.1:N`), one client at a time;
-- the MicroPython unix port as a child on its own inner pty (its controlling terminal, so
-  Ctrl-C during execution arrives as SIGINT, as a board's UART interrupt char would).
+- the MicroPython unix port as a child on its own inner pty.
+
+Ctrl-C: a board's UART turns Ctrl-C into KeyboardInterrupt while code runs, and passes it as a
+byte to the REPL otherwise. The unix port catches SIGINT only while it executes code (the rest
+of the time SIGINT would kill it), so the inner pty has ISIG off and the supervisor decides:
+if the VM catches SIGINT now (/proc/<pid>/status), Ctrl-C becomes a SIGINT; during boot it is
+held until boot.py/main.py run; otherwise it is passed on as a byte.
 
 A board soft-resets without losing its UART; the unix port instead exits on Ctrl-D at an empty
 raw or friendly REPL, `machine.soft_reset()` or `sys.exit()`. The supervisor hides that: it
@@ -120,15 +125,12 @@ def _prefix_overlap(data: bytes, token: bytes) -> int:
 
 
 def _child_termios(fd: int) -> None:
-    """Inner pty line settings while the VM executes code: bytes pass untouched, no echo, but
-    Ctrl-C raises SIGINT (the unix port turns ISIG off itself while at its prompt)."""
+    """Inner pty line settings while the VM executes code: bytes pass untouched, no echo, no
+    signals from characters (the supervisor turns Ctrl-C into SIGINT when the VM catches it)."""
     attrs = termios.tcgetattr(fd)
     attrs[0] = 0  # iflag: no CR/NL translation, no flow control
     attrs[1] = 0  # oflag: no output processing (the OutputFilter does LF -> CRLF)
-    attrs[3] = termios.ISIG  # lflag: only the interrupt character
-    attrs[6][termios.VINTR] = 3
-    attrs[6][termios.VQUIT] = 0  # Ctrl-\ and Ctrl-Z must not stop or kill the VM
-    attrs[6][termios.VSUSP] = 0
+    attrs[3] = 0  # lflag: raw
     attrs[6][termios.VMIN] = 1
     attrs[6][termios.VTIME] = 0
     termios.tcsetattr(fd, termios.TCSANOW, attrs)
@@ -137,6 +139,21 @@ def _child_termios(fd: int) -> None:
 def _become_session_leader() -> None:
     os.setsid()
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    # Ignored at exec, so the CPython wrapper of the PyPI unix port leaves SIGINT alone and
+    # only MicroPython's own handler (installed while it executes code) ever catches it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def catches_sigint(pid: int) -> bool:
+    """Whether process `pid` has a handler for SIGINT right now (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) >> (signal.SIGINT - 1) & 1)
+    except (OSError, ValueError):
+        pass
+    return False
 
 
 class Supervisor:
@@ -156,6 +173,7 @@ class Supervisor:
         self.filter = OutputFilter()
         self.raw_mode = False
         self.queued = b""  # client input waiting for the VM to be ready
+        self.pending_interrupt = False  # Ctrl-C received while the VM could not take SIGINT
         self.started_at = 0.0
         self.fast_crashes = 0
         self.restarts = 0
@@ -209,6 +227,7 @@ class Supervisor:
         os.close(slave)
         self.inner = master
         self.filter = OutputFilter(raw_restart=raw, raw_mode=raw)
+        self.pending_interrupt = False
         self.started_at = time.monotonic()
         self._write_state()
 
@@ -249,19 +268,43 @@ class Supervisor:
             return
         was_booted = self.filter.booted
         out = self.filter.feed(data)
-        if not was_booted and self.filter.booted and self.filter.raw_restart:
-            os.write(self.inner, b"\x01")  # enter the raw REPL the host was in before reset
+        if not was_booted and self.filter.booted:
+            self.pending_interrupt = False  # boot is over: the REPL takes Ctrl-C as a byte
+            if self.filter.raw_restart:
+                os.write(self.inner, b"\x01")  # back into the raw REPL the host was in
         self.broadcast(out)
         if self.queued and self._ready():
-            self._to_child(self.queued)
-            self.queued = b""
+            queued, self.queued = self.queued, b""
+            self._to_child(queued)
 
     def _ready(self) -> bool:
         return self.inner >= 0 and (self.filter.phase == "run" or not self.filter.raw_restart)
 
+    def _interrupt(self) -> bool:
+        """Deliver Ctrl-C as KeyboardInterrupt if the VM is executing code; True if done."""
+        if self.child is not None and catches_sigint(self.child.pid):
+            os.kill(self.child.pid, signal.SIGINT)
+            return True
+        return False
+
     def _to_child(self, data: bytes) -> None:
         if not self._ready():
             self.queued += data
+            return
+        if b"\x03" in data:
+            parts = data.split(b"\x03")
+            for part in parts[:-1]:
+                self._write_child(part)
+                if not self._interrupt():
+                    if self.filter.phase == "boot":
+                        self.pending_interrupt = True  # boot.py/main.py about to run
+                    else:
+                        self._write_child(b"\x03")  # at a prompt: the REPL handles it
+            data = parts[-1]
+        self._write_child(data)
+
+    def _write_child(self, data: bytes) -> None:
+        if not data:
             return
         try:
             os.write(self.inner, data)
@@ -353,9 +396,11 @@ class Supervisor:
             fds += [self.listener] if self.listener else []
             fds += [self.client] if self.client else []
             try:
-                ready, _, _ = select.select(fds, [], [], 0.25)
+                ready, _, _ = select.select(fds, [], [], 0.01 if self.pending_interrupt else 0.25)
             except InterruptedError:
                 continue
+            if self.pending_interrupt and self._interrupt():
+                self.pending_interrupt = False
             for item in ready:
                 if item is self.listener:
                     self._accept()
