@@ -2,11 +2,12 @@
 
 Exactness: the converter stores weights as w+128 (uint8) and a folded constant
 C = bias - (128+zp_in)*sum(w+128) + 128*(128+zp_in)*K per output channel. Per output pixel
-the kernel gathers the input patch as x' = x+128 (out-of-image taps filled with zp_in+128,
-i.e. x - zp_in = 0, exactly what tflite-micro's skipping gives), then
+the kernel flips its input in place to x' = x+128 (and back at the end), gathers the patch
+(out-of-image taps filled with zp_in+128, i.e. x - zp_in = 0, exactly what tflite-micro's
+skipping gives; 1x1 convolutions and FC use the input pixel directly), then
     acc = dot(w+128, x') - 128*sum(x') + C  ==  bias + sum(w * (x - zp_in))
-so the inner loop is two unsigned byte loads, a multiply and an add (unrolled 4x; rows are
-padded to 4 with zero weights). Requantization is tflite's MultiplyByQuantizedMultiplier with
+so the inner loop is two unsigned byte loads, a multiply and an add (pointer-walking, unrolled
+16x then 4x; rows are padded to 4 with zero weights). Requantization is tflite's MultiplyByQuantizedMultiplier with
 double rounding; `wide` (p[-1]) selects a 64-bit product where viper ints are 64-bit, else
 an exact 15-bit-limb emulation that never exceeds 31 bits.
 """
@@ -15,9 +16,26 @@ import micropython
 
 
 @micropython.viper
+def flip(ar: ptr8, off: int, n: int):
+    """x ^= 0x80 over n bytes at a 4-aligned arena offset: int8 <-> int8+128 (uint8), in place.
+    Convolutions flip their input before and after, so the inner loops need no conversion."""
+    w = ptr32(int(ar) + off)
+    k = 0x40404040 << 1
+    i = 0
+    n4 = n >> 2
+    while i < n4:
+        w[i] = w[i] ^ k
+        i += 1
+    i = n4 << 2
+    while i < n:
+        ar[off + i] = ar[off + i] ^ 0x80
+        i += 1
+
+
+@micropython.viper
 def conv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
+    sb = 1 << 31     # ptr32 loads are zero-extended on 64-bit hosts, so (v ^ sb) - sb
     in_off = p[0]
-    out_off = p[1]
     nb = p[2]
     ih = p[3]
     iw = p[4]
@@ -38,15 +56,19 @@ def conv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
     cs = ptr32(int(cb) + p[19])
     ms = ptr32(int(cb) + p[20])
     ss = ptr32(int(cb) + p[21])
-    sb = 1 << 31     # ptr32 loads are zero-extended on 64-bit hosts, so: (v ^ sb) - sb
     fill = p[22]
     zo = (p[23] ^ sb) - sb
     amin = (p[24] ^ sb) - sb
     amax = (p[25] ^ sb) - sb
     wide = p[27]
-    pa = sc
+    k16 = k4 & 0x7FFFFFF0
+    flip(ar, in_off, nb * ih * iw * ic)
+    # 1x1 without padding: the patch is the input pixel itself (rows past ic read w=0 bytes)
+    direct = 1 if kh == 1 and kw == 1 and pt == 0 and pl == 0 else 0
+    arb = int(ar)
+    pa = int(sc)
+    dst = p[1]
     b = 0
-    dst = out_off
     while b < nb:
         oy = 0
         while oy < oh:
@@ -55,45 +77,69 @@ def conv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
             while ox < ow:
                 x0 = ox * sw - pl
                 sx = 0
-                j = 0
-                ky = 0
-                while ky < kh:
-                    iy = y0 + ky * dh
-                    kx = 0
-                    while kx < kw:
-                        ix = x0 + kx * dw
-                        if iy >= 0 and iy < ih and ix >= 0 and ix < iw:
-                            src = in_off + ((b * ih + iy) * iw + ix) * ic
-                            end = src + ic
-                            while src < end:
-                                v = ar[src] ^ 0x80
-                                pa[j] = v
-                                sx += v
-                                j += 1
-                                src += 1
-                        else:
-                            end = j + ic
-                            while j < end:
-                                pa[j] = fill
-                                j += 1
-                            sx += fill * ic
-                        kx += 1
-                    ky += 1
-                while j < k4:
-                    pa[j] = 0
-                    j += 1
+                if direct:
+                    pa = arb + in_off + ((b * ih + y0) * iw + x0) * ic
+                    q = ptr8(pa)
+                    j = 0
+                    while j < ic:
+                        sx += q[j]
+                        j += 1
+                else:
+                    q = sc
+                    j = 0
+                    ky = 0
+                    while ky < kh:
+                        iy = y0 + ky * dh
+                        kx = 0
+                        while kx < kw:
+                            ix = x0 + kx * dw
+                            if iy >= 0 and iy < ih and ix >= 0 and ix < iw:
+                                src = in_off + ((b * ih + iy) * iw + ix) * ic
+                                end = src + ic
+                                while src < end:
+                                    v = ar[src]
+                                    q[j] = v
+                                    sx += v
+                                    j += 1
+                                    src += 1
+                            else:
+                                end = j + ic
+                                while j < end:
+                                    q[j] = fill
+                                    j += 1
+                                sx += fill * ic
+                            kx += 1
+                        ky += 1
+                    while j < k4:
+                        q[j] = 0
+                        j += 1
                 base = 0 - (sx << 7)
                 o = 0
                 wrow = wbase
                 while o < oc:
-                    w = ptr8(wrow)
                     acc = 0
-                    j = 0
-                    while j < k4:
-                        acc += (w[j] * pa[j] + w[j + 1] * pa[j + 1] + w[j + 2] * pa[j + 2]
-                                + w[j + 3] * pa[j + 3])
-                        j += 4
-                    a = acc + base + ((cs[o] ^ sb) - sb)
+                    wp = wrow
+                    xp = pa
+                    end = pa + k16
+                    while xp < end:
+                        w = ptr8(wp)
+                        x = ptr8(xp)
+                        acc += (w[0] * x[0] + w[1] * x[1] + w[2] * x[2] + w[3] * x[3]
+                                + w[4] * x[4] + w[5] * x[5] + w[6] * x[6] + w[7] * x[7]
+                                + w[8] * x[8] + w[9] * x[9] + w[10] * x[10] + w[11] * x[11]
+                                + w[12] * x[12] + w[13] * x[13] + w[14] * x[14]
+                                + w[15] * x[15])
+                        wp += 16
+                        xp += 16
+                    end = pa + k4
+                    while xp < end:
+                        w = ptr8(wp)
+                        x = ptr8(xp)
+                        acc += w[0] * x[0] + w[1] * x[1] + w[2] * x[2] + w[3] * x[3]
+                        wp += 4
+                        xp += 4
+                    acc += base + ((cs[o] ^ sb) - sb)
+                    a = acc
                     m = ms[o]
                     s = (ss[o] ^ sb) - sb
                     rs = 0
@@ -117,10 +163,10 @@ def conv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
                         m0 = m & 0x7FFF
                         m1 = (m >> 15) & 0x7FFF
                         m2 = (m >> 30) & 1
-                        c0 = a0 * m0 + 0x40000000 - neg
-                        c1 = a1 * m0 + a0 * m1 + (c0 >> 15)
-                        c2 = a2 * m0 + a1 * m1 + a0 * m2 + (c1 >> 15)
-                        t = (c2 >> 1) + ((a2 * m1 + a1 * m2) << 14) + ((a2 * m2) << 29)
+                        e0 = a0 * m0 + 0x40000000 - neg
+                        e1 = a1 * m0 + a0 * m1 + (e0 >> 15)
+                        e2 = a2 * m0 + a1 * m1 + a0 * m2 + (e1 >> 15)
+                        t = (e2 >> 1) + ((a2 * m1 + a1 * m2) << 14) + ((a2 * m2) << 29)
                         if neg:
                             t = 0 - t
                     if rs > 0:
@@ -144,12 +190,14 @@ def conv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
                 ox += 1
             oy += 1
         b += 1
+    flip(ar, in_off, nb * ih * iw * ic)
 
 
 @micropython.viper
 def dwconv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
-    """Depthwise: per pixel, list the in-image taps once (offsets in scratch), then per channel
-    acc = bias + sum((w+128 - 128) * (x - zp_in)) over those taps."""
+    """Depthwise. Input flipped to x' = x+128, so x - zp = x' - c1 (c1 = 128 + zp). 3x3 filters
+    (multiplier 1) run 9 unrolled taps from a precomputed K0 = bias - c1*sum(w); other
+    filters list each pixel's in-image taps and add (w)(x' - c1)."""
     sb = 1 << 31
     in_off = p[0]
     nb = p[2]
@@ -167,7 +215,7 @@ def dwconv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
     dw = p[14]
     pt = p[15]
     pl = p[16]
-    wbase = ptr8(int(cb) + p[17])
+    wb = int(cb) + p[17]
     mult = p[18]
     bs = ptr32(int(cb) + p[19])
     ms = ptr32(int(cb) + p[20])
@@ -176,10 +224,24 @@ def dwconv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
     zo = (p[23] ^ sb) - sb
     amin = (p[24] ^ sb) - sb
     amax = (p[25] ^ sb) - sb
-    wide = p[26]
+    k0 = ptr32(int(cb) + p[26])
+    wide = p[27]
     nt_all = kh * kw
     toff = ptr32(sc)
     tidx = ptr32(int(sc) + 4 * nt_all)
+    fast = 1 if kh == 3 and kw == 3 and mult == 1 else 0
+    d1 = dw * ic
+    r1 = dh * iw * ic
+    arb = int(ar)
+    # out-of-image taps point at scratch bytes equal to c1 (x' - c1 = 0): with K0 folded in,
+    # every pixel of a 3x3 filter runs the same 9 unrolled taps
+    zb = int(sc) + 8 * nt_all
+    zq = ptr8(zb)
+    i = 0
+    while i < ic:
+        zq[i] = c1
+        i += 1
+    flip(ar, in_off, nb * ih * iw * ic)
     dst = p[1]
     b = 0
     while b < nb:
@@ -189,6 +251,83 @@ def dwconv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
             ox = 0
             while ox < ow:
                 x0 = ox * sw - pl
+                if fast:
+                    pix = arb + in_off + ((b * ih + y0) * iw + x0) * ic
+                    v0 = 1 if y0 >= 0 and y0 < ih else 0
+                    v1 = 1 if y0 + dh >= 0 and y0 + dh < ih else 0
+                    v2 = 1 if y0 + dh + dh >= 0 and y0 + dh + dh < ih else 0
+                    h0 = 1 if x0 >= 0 and x0 < iw else 0
+                    h1 = 1 if x0 + dw >= 0 and x0 + dw < iw else 0
+                    h2 = 1 if x0 + dw + dw >= 0 and x0 + dw + dw < iw else 0
+                    q0 = ptr8(pix if v0 and h0 else zb)
+                    q1 = ptr8(pix + d1 if v0 and h1 else zb)
+                    q2 = ptr8(pix + d1 + d1 if v0 and h2 else zb)
+                    q3 = ptr8(pix + r1 if v1 and h0 else zb)
+                    q4 = ptr8(pix + r1 + d1 if v1 and h1 else zb)
+                    q5 = ptr8(pix + r1 + d1 + d1 if v1 and h2 else zb)
+                    q6 = ptr8(pix + r1 + r1 if v2 and h0 else zb)
+                    q7 = ptr8(pix + r1 + r1 + d1 if v2 and h1 else zb)
+                    q8 = ptr8(pix + r1 + r1 + d1 + d1 if v2 and h2 else zb)
+                    o = 0
+                    wo = wb
+                    while o < oc:
+                        w = ptr8(wo)
+                        acc = ((k0[o] ^ sb) - sb) + (
+                            (w[0] - 128) * q0[o] + (w[1] - 128) * q1[o]
+                            + (w[2] - 128) * q2[o] + (w[3] - 128) * q3[o]
+                            + (w[4] - 128) * q4[o] + (w[5] - 128) * q5[o]
+                            + (w[6] - 128) * q6[o] + (w[7] - 128) * q7[o]
+                            + (w[8] - 128) * q8[o])
+                        a = acc
+                        m = ms[o]
+                        s = (ss[o] ^ sb) - sb
+                        rs = 0
+                        if s > 0:
+                            a = a << s
+                        else:
+                            rs = 0 - s
+                        if wide:
+                            if a >= 0:
+                                t = (a * m + 0x40000000) >> 31
+                            else:
+                                t = 0 - (((0 - a) * m + 0x3FFFFFFF) >> 31)
+                        else:
+                            neg = 0
+                            if a < 0:
+                                a = 0 - a
+                                neg = 1
+                            a0 = a & 0x7FFF
+                            a1 = (a >> 15) & 0x7FFF
+                            a2 = (a >> 30) & 3
+                            m0 = m & 0x7FFF
+                            m1 = (m >> 15) & 0x7FFF
+                            m2 = (m >> 30) & 1
+                            e0 = a0 * m0 + 0x40000000 - neg
+                            e1 = a1 * m0 + a0 * m1 + (e0 >> 15)
+                            e2 = a2 * m0 + a1 * m1 + a0 * m2 + (e1 >> 15)
+                            t = (e2 >> 1) + ((a2 * m1 + a1 * m2) << 14) + ((a2 * m2) << 29)
+                            if neg:
+                                t = 0 - t
+                        if rs > 0:
+                            mask = (1 << rs) - 1
+                            rem = t & mask
+                            thr = mask >> 1
+                            if t < 0:
+                                thr += 1
+                            t = t >> rs
+                            if rem > thr:
+                                t += 1
+                        t += zo
+                        if t < amin:
+                            t = amin
+                        if t > amax:
+                            t = amax
+                        ar[dst + o] = t
+                        o += 1
+                        wo += 9
+                    dst += oc
+                    ox += 1
+                    continue
                 nt = 0
                 ky = 0
                 while ky < kh:
@@ -208,12 +347,12 @@ def dwconv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
                 while c < ic:
                     k = 0
                     while k < mult:
-                        w = ptr8(int(wbase) + o * nt_all)
+                        w = ptr8(wb + o * nt_all)
                         acc = (bs[o] ^ sb) - sb
-                        t = 0
-                        while t < nt:
-                            acc += (w[tidx[t]] - 128) * ((ar[toff[t] + c] ^ 0x80) - c1)
-                            t += 1
+                        j = 0
+                        while j < nt:
+                            acc += (w[tidx[j]] - 128) * (ar[toff[j] + c] - c1)
+                            j += 1
                         a = acc
                         m = ms[o]
                         s = (ss[o] ^ sb) - sb
@@ -266,3 +405,4 @@ def dwconv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
                 ox += 1
             oy += 1
         b += 1
+    flip(ar, in_off, nb * ih * iw * ic)

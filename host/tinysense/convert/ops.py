@@ -188,6 +188,11 @@ def prepare_conv(model: Model, op: Operator) -> Lowered:
         geo = [n, h, wi, c, oh, ow, oc, kh, kw, sh, sw, dh, dw, pt, pl]
         act = o.FusedActivationFunction()
         wrows = wd
+    return _lower_conv(model, op, x, w, y, wrows, geo, act, OPCODES[op.name])
+
+
+def _lower_conv(model, op, x, w, y, wrows, geo, act, opcode) -> Lowered:
+    oc = wrows.shape[0]
     mults, shifts = _per_channel(op, x, w, y, oc, op.name == "FULLY_CONNECTED")
     wb, cb, mb, sb, k, k4 = _conv_blobs(op, wrows, _bias(model, op, 2), x.zero_point, mults,
                                         shifts)
@@ -195,9 +200,9 @@ def prepare_conv(model: Model, op: Operator) -> Lowered:
     params = [TRef(x.index), TRef(y.index)] + geo + [CRef(0), k4, CRef(1), CRef(2), CRef(3),
                                                     128 + x.zero_point, y.zero_point, amin,
                                                     amax, k]
-    macs = y.size * k
-    return Lowered(op, OPCODES[op.name], params, [x.index], [y.index], [wb, cb, mb, sb],
-                   macs, k4 + 8)
+    direct = geo[7] == geo[8] == 1 and geo[13] == geo[14] == 0
+    return Lowered(op, opcode, params, [x.index], [y.index], [wb, cb, mb, sb],
+                   y.size * k, 0 if direct else k4 + 8)
 
 
 def prepare_depthwise(model: Model, op: Operator) -> Lowered:
@@ -218,18 +223,27 @@ def prepare_depthwise(model: Model, op: Operator) -> Lowered:
     ow2, pl = _padding(o.Padding(), wi, kw, sw, dw)
     if (oh2, ow2) != (oh, ow):
         raise fail(op, f"output shape {list(y.shape)} does not match the padding rule")
+    if c == 1:   # one input channel: a plain convolution with oc filters (faster kernel)
+        wconv = wd.reshape(kh, kw, oc).transpose(2, 0, 1).reshape(oc, kh, kw, 1)
+        geo = [n, h, wi, c, oh, ow, oc, kh, kw, sh, sw, dh, dw, pt, pl]
+        return _lower_conv(model, op, x, w, y, wconv, geo, o.FusedActivationFunction(),
+                           OPCODES["CONV_2D"])
     mults, shifts = _per_channel(op, x, w, y, oc, False)
     # weights per output channel, taps contiguous: [oc][kh*kw] as w+128
     wt = (wd.reshape(kh * kw, oc).T.astype(np.int16) + 128).astype(np.uint8)
     bias = _bias(model, op, 2)
     b = np.zeros(oc, np.int64) if bias is None else bias.astype(np.int64)
+    # interior pixels of a full window: K0 = bias - (128 + zp_in) * sum(w) per channel
+    k0 = b - (128 + x.zero_point) * wd.reshape(kh * kw, oc).astype(np.int64).sum(axis=0)
+    if np.any(np.abs(k0) > fp.INT32_MAX):
+        raise fail(op, "bias plus zero-point correction does not fit in int32")
     amin, amax = _act(op, y, o.FusedActivationFunction())
     params = [TRef(x.index), TRef(y.index), n, h, wi, c, oh, ow, oc, kh, kw, sh, sw, dh, dw,
               pt, pl, CRef(0), mult, CRef(1), CRef(2), CRef(3), x.zero_point, y.zero_point,
-              amin, amax]
+              amin, amax, CRef(4)]
     return Lowered(op, OPCODES[op.name], params, [x.index], [y.index],
-                   [wt.tobytes(), _i32(b), _i32(mults), _i32(shifts)], y.size * kh * kw,
-                   8 * kh * kw)
+                   [wt.tobytes(), _i32(b), _i32(mults), _i32(shifts), _i32(k0)],
+                   y.size * kh * kw, 8 * kh * kw + c + 4)
 
 
 def prepare_pool(model: Model, op: Operator) -> Lowered:
