@@ -45,6 +45,7 @@ class Reference:
     """
 
     def __init__(self, model, *, preserve_all: bool = False, arena_size: int | None = None):
+        self.path = None if isinstance(model, (bytes, bytearray, memoryview)) else str(model)
         self.model = model_bytes(model)
         self.graph = read_graph(self.model)
         self.preserve_all = preserve_all

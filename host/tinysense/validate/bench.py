@@ -1,0 +1,233 @@
+"""Bench a model: node latency vs the tflite-micro reference on the host, MACs, heap vs arena."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+import platform
+from pathlib import Path
+
+from tinysense.boards import BoardConfig, load_board
+from tinysense.convert import convert_model
+from tinysense.errors import TinysenseError
+from tinysense.paths import CONFORMANCE_DIR
+from tinysense.reference import Reference, count_macs
+from tinysense.validate.compare import compare_outputs
+from tinysense.validate.core import Progress, _say, model_inputs, prepared_node
+from tinysense.validate.nodeside import NodeModel
+from tinysense.validate.vectors import make_vectors
+
+DEFAULT_REPEATS = 20
+# Everything in the markdown file after this line is kept when the table is regenerated.
+KEEP_MARKER = "<!-- end of generated part: notes below are kept by bench-all -->"
+
+
+@dataclasses.dataclass
+class BenchResult:
+    """One model's numbers (what `tinysense bench --json` writes)."""
+
+    model: str
+    target: str
+    board: str
+    macs: int
+    node_ms: float              # median per inference on the node, after a warm-up run
+    reference_ms: float         # median tflite-micro invoke on the host, same input
+    ratio: float                # node_ms / reference_ms
+    node_ns_per_mac: float
+    reference_ns_per_mac: float
+    node_heap_peak_bytes: int   # engine heap while running (arena + scratch + tables + allocs)
+    reference_arena_bytes: int  # tflite-micro print_allocations() total
+    heap_ratio: float
+    node_package_heap_bytes: int
+    node_inference_alloc_bytes: int
+    repeats: int
+    bit_exact: bool             # the benched input's outputs equal the reference's
+    placement: str = ""
+    fits: bool | None = None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def summary(self) -> str:
+        return (f"{self.model}: node {self.node_ms:.3f} ms, reference {self.reference_ms:.3f} ms"
+                f" ({self.ratio:.2f}x), {self.macs:,} MACs, {self.node_ns_per_mac:.2f} ns/MAC; "
+                f"heap {self.node_heap_peak_bytes:,} B vs arena "
+                f"{self.reference_arena_bytes:,} B ({self.heap_ratio:.2f}x)"
+                + ("" if self.bit_exact else "; OUTPUT DIFFERS from the reference"))
+
+
+def bench_model(model: str | Path, *, target: str = "auto",
+                board: str | BoardConfig | None = None, repeats: int = DEFAULT_REPEATS,
+                seed: int = 0, node=None, progress: Progress | None = print) -> BenchResult:
+    """Time one model on the node (agent.bench) and in tflite-micro on the same input.
+
+    Args:
+        model: the int8 .tflite file.
+        target, board: the node to use (ignored if `node` is given).
+        repeats: timed runs on each side (each after a warm-up).
+        seed: seed of the random int8 input.
+        node: an already open Node with the firmware deployed.
+        progress: one line per step; None for silence.
+    """
+    cfg = board if isinstance(board, BoardConfig) else load_board(board)
+    if node is None:
+        with prepared_node(target, cfg, progress) as opened:
+            return bench_model(model, board=cfg, repeats=repeats, seed=seed, node=opened,
+                               progress=progress)
+    say = _say(progress)
+    path = Path(model)
+    ref = Reference(path)
+    converted = convert_model(path, board=cfg)
+    # first random vector (the three before it are the edge cases)
+    vec = make_vectors(model_inputs(ref), 4, seed)[3]
+    nm = NodeModel(node, converted.package, converted.report)
+    exact = compare_outputs(nm.infer(list(vec.arrays)), ref.run(list(vec.arrays))).identical
+    say(f"bench {path.name}: {repeats} runs on the node ...")
+    nb = nm.bench(repeats)
+    ref_ms = ref.time_invoke(list(vec.arrays), repeats=repeats, warmup=2)
+    heap = nm.heap()
+    macs = count_macs(ref.graph)
+    node_ms = float(nb["median_ms"])
+    peak = int(heap["engine_bytes"]) + int(heap["inference_alloc_bytes"])
+    arena = ref.arena_bytes()
+    result = BenchResult(
+        model=path.name, target=node.target.kind, board=cfg.name, macs=macs, node_ms=node_ms,
+        reference_ms=ref_ms, ratio=node_ms / ref_ms if ref_ms > 0 else math.inf,
+        node_ns_per_mac=node_ms * 1e6 / macs if macs else 0.0,
+        reference_ns_per_mac=ref_ms * 1e6 / macs if macs else 0.0,
+        node_heap_peak_bytes=peak, reference_arena_bytes=arena,
+        heap_ratio=peak / arena if arena else math.inf,
+        node_package_heap_bytes=int(heap["package_bytes"]),
+        node_inference_alloc_bytes=int(heap["inference_alloc_bytes"]), repeats=repeats,
+        bit_exact=exact, placement=converted.report.placement, fits=converted.report.fits)
+    say(result.summary())
+    return result
+
+
+def geomean(values: list[float]) -> float:
+    vals = [v for v in values if v > 0 and math.isfinite(v)]
+    if not vals:
+        return math.nan
+    return math.exp(sum(math.log(v) for v in vals) / len(vals))
+
+
+def conformance_models(directory: Path = CONFORMANCE_DIR) -> list[Path]:
+    models = sorted(Path(directory).glob("*.tflite"))
+    if not models:
+        raise TinysenseError(f"no .tflite models in {directory}; expected the conformance set "
+                             "(tests/conformance/)")
+    return models
+
+
+def bench_all(*, target: str = "virtual", board: str | BoardConfig | None = None,
+              models: list[Path] | None = None, repeats: int = DEFAULT_REPEATS,
+              md: Path | None = None, progress: Progress | None = print) -> dict:
+    """Bench every conformance model on one node; optionally write the markdown table.
+
+    Returns {"results": [...], "geomean_ratio": g, "max_heap_ratio": h, "environment": {...}}.
+    """
+    cfg = board if isinstance(board, BoardConfig) else load_board(board)
+    models = models or conformance_models()
+    say = _say(progress)
+    results = []
+    with prepared_node(target, cfg, progress) as node:
+        env = _environment(node)
+        for i, m in enumerate(models, 1):
+            say(f"[{i}/{len(models)}] {m.name}")
+            results.append(bench_model(m, board=cfg, repeats=repeats, node=node,
+                                       progress=progress))
+    summary = {
+        "results": [r.to_dict() for r in results],
+        "geomean_ratio": geomean([r.ratio for r in results]),
+        "geomean_heap_ratio": geomean([r.heap_ratio for r in results]),
+        "max_heap_ratio": max(r.heap_ratio for r in results),
+        "environment": env, "board": cfg.name, "target": target, "repeats": repeats,
+    }
+    say(f"geometric mean node/reference time: {summary['geomean_ratio']:.2f}x over "
+        f"{len(results)} models; heap/arena max {summary['max_heap_ratio']:.2f}x")
+    if md is not None:
+        write_markdown(summary, Path(md))
+        say(f"wrote {md}")
+    return summary
+
+
+def _environment(node) -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        mp = node.exec("import sys\nprint(sys.version, sys.implementation._machine)").strip()
+    except TinysenseError:
+        mp = "?"
+    try:
+        from importlib.metadata import version
+        tflm = version("tflite-micro")
+    except Exception:  # noqa: BLE001 - only a label in the report
+        tflm = "?"
+    return {"host_cpu": cpu, "host": f"{platform.system()} {platform.machine()}",
+            "python": platform.python_version(), "micropython": mp, "tflite_micro": tflm,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def render_markdown(summary: dict) -> str:
+    env = summary["environment"]
+    rows = summary["results"]
+    lines = [
+        "# Benchmarks: node engine vs the tflite-micro reference",
+        "",
+        f"Generated by `make bench` (`tinysense bench-all --target {summary['target']} "
+        f"--board {summary['board']} --md docs/benchmarks.md`) on {env['date']}.",
+        "",
+        f"- Host: {env['host_cpu']} ({env['host']}), Python {env['python']}.",
+        f"- Node: {summary['target']} target, board config {summary['board']}; MicroPython "
+        f"{env['micropython']}. Its time is `tsnode.agent.bench` (median of "
+        f"{summary['repeats']} inferences after one warm-up, `time.ticks_us` on the node).",
+        f"- Reference: tflite-micro {env['tflite_micro']} Python interpreter (reference "
+        f"kernels) on the same host, median of {summary['repeats']} `invoke()` after two "
+        "warm-ups, same input (seeded random int8).",
+        "- Heap: the node engine's heap while running (arena + scratch + op tables + bytes "
+        "allocated by one inference) against tflite-micro's `print_allocations()` arena "
+        "total. The package buffer itself (weights, loaded into RAM unless read from ROMFS) "
+        "is listed separately, as tflite-micro keeps weights in flash.",
+        "",
+        "| model | MACs | node ms | reference ms | node / ref | node ns/MAC | ref ns/MAC "
+        "| node heap B | ref arena B | heap / arena | package heap B | bit-exact |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model'].removesuffix('.tflite')} | {r['macs']:,} | {r['node_ms']:.3f} | "
+            f"{r['reference_ms']:.3f} | {r['ratio']:.2f}x | {r['node_ns_per_mac']:.2f} | "
+            f"{r['reference_ns_per_mac']:.2f} | {r['node_heap_peak_bytes']:,} | "
+            f"{r['reference_arena_bytes']:,} | {r['heap_ratio']:.2f}x | "
+            f"{r['node_package_heap_bytes']:,} | {'yes' if r['bit_exact'] else 'NO'} |")
+    g = summary["geomean_ratio"]
+    h = summary["max_heap_ratio"]
+    lines += [
+        "",
+        f"**Geometric mean of node / reference time: {g:.2f}x** over {len(rows)} models "
+        f"(goal: at most 2.0x: {'met' if g <= 2.0 else 'NOT met'}). "
+        f"Heap / arena: geometric mean {summary['geomean_heap_ratio']:.2f}x, worst {h:.2f}x "
+        f"(goal: at most 1.25x: {'met' if h <= 1.25 else 'NOT met'}).",
+        "",
+        KEEP_MARKER,
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_markdown(summary: dict, path: Path) -> None:
+    """Write the table, keeping whatever follows KEEP_MARKER in an existing file."""
+    kept = ""
+    if path.exists():
+        old = path.read_text()
+        if KEEP_MARKER in old:
+            kept = old.split(KEEP_MARKER, 1)[1].lstrip("\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_markdown(summary) + kept)

@@ -1,0 +1,89 @@
+"""CLI for validate, validate-all, bench and bench-all (argparse only; logic in core/bench)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tinysense.cli import add_target_args
+
+
+def register(sub) -> None:
+    p = sub.add_parser("validate", help="run a model on the node and in tflite-micro; compare "
+                       "every output byte")
+    p.add_argument("model", type=Path, help="int8 .tflite model")
+    add_target_args(p)
+    p.add_argument("--vectors", type=int, default=20,
+                   help="random input vectors, the first 3 all -128 / all 127 / zero point "
+                   "(default 20)")
+    p.add_argument("--inputs", type=Path, help=".npz with extra inputs (one array per input)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random vectors")
+    p.add_argument("--json", type=Path, help="write the result as JSON ('-' for stdout)")
+    p.add_argument("--no-timing", action="store_true", help="skip the latency measurement")
+    p.set_defaults(func=_validate)
+
+    p = sub.add_parser("validate-all", help="validate every conformance model on one node")
+    add_target_args(p)
+    p.add_argument("--models", type=Path, nargs="*", help="models (default tests/conformance)")
+    p.add_argument("--vectors", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path)
+    p.set_defaults(func=_validate_all)
+
+    p = sub.add_parser("bench", help="node latency and heap vs the tflite-micro reference")
+    p.add_argument("model", type=Path)
+    add_target_args(p)
+    p.add_argument("--repeats", type=int, default=20, help="timed runs per side (default 20)")
+    p.add_argument("--json", type=Path)
+    p.set_defaults(func=_bench)
+
+    p = sub.add_parser("bench-all", help="bench every conformance model; markdown table")
+    add_target_args(p)
+    p.add_argument("--models", type=Path, nargs="*", help="models (default tests/conformance)")
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--md", type=Path, help="write the table here (e.g. docs/benchmarks.md)")
+    p.add_argument("--json", type=Path)
+    p.set_defaults(func=_bench_all)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from tinysense.validate.core import validate_model, write_json
+
+    result = validate_model(args.model, target=args.target, board=args.board,
+                            vectors=args.vectors, inputs=args.inputs, seed=args.seed,
+                            timing=not args.no_timing)
+    if args.json:
+        write_json(result.to_dict(), args.json)
+    return 0 if result.bit_exact else 1
+
+
+def _validate_all(args: argparse.Namespace) -> int:
+    from tinysense.validate.core import validate_all, write_json
+
+    summary = validate_all(target=args.target, board=args.board, models=args.models or None,
+                           vectors=args.vectors, seed=args.seed)
+    if args.json:
+        write_json(summary, args.json)
+    return 0 if summary["bit_exact"] else 1
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from tinysense.validate.bench import bench_model
+    from tinysense.validate.core import write_json
+
+    result = bench_model(args.model, target=args.target, board=args.board,
+                         repeats=args.repeats)
+    if args.json:
+        write_json(result.to_dict(), args.json)
+    return 0 if result.bit_exact else 1
+
+
+def _bench_all(args: argparse.Namespace) -> int:
+    from tinysense.validate.bench import bench_all
+    from tinysense.validate.core import write_json
+
+    summary = bench_all(target=args.target, board=args.board, models=args.models or None,
+                        repeats=args.repeats, md=args.md)
+    if args.json:
+        write_json(summary, args.json)
+    return 0 if all(r["bit_exact"] for r in summary["results"]) else 1

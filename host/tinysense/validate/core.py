@@ -1,0 +1,271 @@
+"""Validate a model on a node against tflite-micro: every output byte, on many inputs."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from tinysense.boards import BoardConfig, load_board
+from tinysense.convert import convert_model
+from tinysense.errors import TinysenseError
+from tinysense.reference import Reference, count_macs
+from tinysense.validate.compare import compare_outputs
+from tinysense.validate.nodeside import NodeModel
+from tinysense.validate.vectors import InputSpec, Vector, load_inputs, make_vectors
+
+Progress = Callable[[str], None]
+DEFAULT_VECTORS = 20
+BENCH_REPEATS = 10
+
+
+@dataclasses.dataclass
+class ValidateResult:
+    """What `tinysense validate` reports (and writes with --json)."""
+
+    model: str
+    target: str
+    board: str
+    vectors: int
+    mismatches: int                 # vectors whose outputs differ in at least one byte
+    mismatched_values: int          # output elements that differ, over all vectors
+    max_abs_diff: float
+    bit_exact: bool
+    node_ms: float | None           # median per inference (agent.bench)
+    reference_ms: float | None      # median tflite-micro invoke on the host, same input
+    node_heap_peak_bytes: int | None   # heap the engine holds while running (agent.heap)
+    reference_arena_bytes: int      # tflite-micro's arena total (print_allocations)
+    node_package_heap_bytes: int | None = None  # heap holding the package (0 if zero-copy)
+    node_inference_alloc_bytes: int | None = None
+    macs: int = 0
+    placement: str = ""
+    fits: bool | None = None
+    failures: list[dict] = dataclasses.field(default_factory=list)
+    first_mismatch: dict | None = None   # the first op whose output differs, when found
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def summary(self) -> str:
+        verdict = "BIT-EXACT" if self.bit_exact else "MISMATCH"
+        line = (f"{verdict}: {self.model} on {self.target} ({self.board}): "
+                f"{self.vectors - self.mismatches}/{self.vectors} vectors identical")
+        if not self.bit_exact:
+            line += (f", {self.mismatched_values} values differ, max |diff| "
+                     f"{self.max_abs_diff:g}")
+        if self.node_ms is not None and self.reference_ms:
+            line += (f"; node {self.node_ms:.3f} ms vs reference {self.reference_ms:.3f} ms "
+                     f"({self.node_ms / self.reference_ms:.2f}x)")
+        if self.node_heap_peak_bytes is not None:
+            line += (f"; heap {self.node_heap_peak_bytes:,} B vs arena "
+                     f"{self.reference_arena_bytes:,} B")
+        if self.first_mismatch:
+            fm = self.first_mismatch
+            line += (f"\nfirst differing op: #{fm['op_index']} {fm['op_name']} (output tensor "
+                     f"{fm['tensor']} '{fm['tensor_name']}', {fm['differing_values']} of "
+                     f"{fm['values']} values differ, max |diff| {fm['max_abs_diff']:g}; "
+                     f"vector '{fm['vector']}')")
+        return line
+
+
+def _say(progress: Progress | None) -> Progress:
+    return progress or (lambda line: None)
+
+
+@contextlib.contextmanager
+def prepared_node(target: str, board: BoardConfig, progress: Progress | None = print,
+                  deploy: bool = True) -> Iterator:
+    """Open the node and deploy the firmware once (what validate and bench need)."""
+    from tinysense.node import open_node
+
+    say = _say(progress)
+    with open_node(target, board) as node:
+        say(f"node: {node.target.kind} at {node.target.url} ({board.name})")
+        if deploy:
+            node.deploy(progress=progress)
+        yield node
+
+
+def model_inputs(ref: Reference) -> list[InputSpec]:
+    return [InputSpec.from_details(d) for d in ref.input_details]
+
+
+def _diagnose(nm: NodeModel, ref_model: bytes, graph, vector: Vector, say: Progress) -> dict:
+    """Run the node op by op and the reference with kPreserveAllTensors on the same input;
+    return the first op whose output tensor differs (or an explanation if none does)."""
+    say("diagnosing: running the node op by op against tflite-micro's preserved tensors")
+    ref = Reference(ref_model, preserve_all=True)
+    ref.run(list(vector.arrays))
+    tensors = ref.tensors()
+    rows = nm.trace(list(vector.arrays))
+    for pos, src, t, crc in rows:
+        want = tensors.get(t)
+        if want is None:
+            continue
+        if int(crc) == zlib.crc32(want.tobytes()):
+            continue
+        dump = [r for r in nm.trace(list(vector.arrays), dump=pos) if r[2] == t]
+        got = np.frombuffer(bytes.fromhex(dump[0][3]), want.dtype) if dump else None
+        info = graph.tensors[t]
+        result = {"op_index": src, "op_name": graph.ops[src].name, "position": pos,
+                  "tensor": t, "tensor_name": info.name, "shape": list(info.shape),
+                  "values": int(want.size), "vector": vector.label}
+        if got is not None and got.size == want.size:
+            c = compare_outputs([got], [want.reshape(-1)])
+            result.update(differing_values=c.differing_values, max_abs_diff=c.max_abs_diff,
+                          first_element=c.first[1] if c.first else None)
+        else:
+            result.update(differing_values=int(want.size), max_abs_diff=float("inf"),
+                          first_element=0)
+        return result
+    return {"op_index": None, "op_name": "(none: every op's output matched when run op by "
+            "op; the difference appears only in a full run)", "position": None,
+            "tensor": None, "tensor_name": "", "shape": [], "values": 0,
+            "vector": vector.label, "differing_values": 0, "max_abs_diff": 0.0}
+
+
+def validate_model(model: str | Path, *, target: str = "auto", board: str | BoardConfig |
+                   None = None, vectors: int = DEFAULT_VECTORS, inputs: Path | None = None,
+                   seed: int = 0, node=None, progress: Progress | None = print,
+                   timing: bool = True, diagnose: bool = True) -> ValidateResult:
+    """Convert `model`, run it on the node and in tflite-micro, and compare every output byte.
+
+    Args:
+        model: the int8 .tflite file.
+        target: where the node is (auto | virtual | qemu | port/URL); ignored if `node` given.
+        board: board id, TOML path or config (default ESP32_GENERIC).
+        vectors: random vectors, the first three being all -128, all 127, all zero point.
+        inputs: an .npz of extra model inputs (one array per input, optional batch axis).
+        seed: seed of the random vectors.
+        node: an already open Node with the firmware deployed (validate-all shares one).
+        progress: called with one line per step; None for silence.
+        timing: also measure node and reference latency (agent.bench, time_invoke).
+        diagnose: on a mismatch, find the first op whose output differs.
+    """
+    say = _say(progress)
+    cfg = board if isinstance(board, BoardConfig) else load_board(board)
+    path = Path(model)
+    ref = Reference(path)
+    specs = model_inputs(ref)
+    vecs = make_vectors(specs, vectors, seed)
+    if inputs is not None:
+        vecs += load_inputs(Path(inputs), specs)
+    if not vecs:
+        raise TinysenseError("nothing to validate: --vectors 0 and no --inputs")
+    converted = convert_model(path, board=cfg)
+    rep = converted.report
+    say(f"converted {path.name}: {len(rep.ops)} ops, {rep.macs:,} MACs, arena "
+        f"{rep.arena_bytes:,} B, package {rep.package_bytes:,} B; {cfg.name}: "
+        f"{'fits' if rep.fits else 'does NOT fit'} ({rep.placement})")
+    if node is None:
+        with prepared_node(target, cfg, progress) as opened:
+            return validate_converted(opened, ref, converted, vecs, cfg, progress=progress,
+                                      timing=timing, diagnose=diagnose)
+    return validate_converted(node, ref, converted, vecs, cfg, progress=progress,
+                              timing=timing, diagnose=diagnose)
+
+
+def validate_converted(node, ref: Reference, converted, vecs: list[Vector], cfg: BoardConfig,
+                       *, progress: Progress | None = print, timing: bool = True,
+                       diagnose: bool = True) -> ValidateResult:
+    """The node half of validate_model: `converted` (a ConvertResult, normally of the same
+    model as `ref`) on an open node with the firmware deployed, against `ref`."""
+    say = _say(progress)
+    path = Path(ref.path) if ref.path else Path("model.tflite")
+    rep = converted.report
+    nm = NodeModel(node, converted.package, rep)
+    failures, total_bad, max_diff = [], 0, 0.0
+    first_bad: Vector | None = None
+    for i, vec in enumerate(vecs, 1):
+        got = nm.infer(list(vec.arrays))
+        want = ref.run(list(vec.arrays))
+        c = compare_outputs(got, want)
+        status = "identical" if c.identical else (
+            f"DIFFERS: {c.differing_values} values, max |diff| {c.max_abs_diff:g}")
+        say(f"  [{i}/{len(vecs)}] {vec.label}: {status}")
+        if not c.identical:
+            failures.append({"vector": i - 1, "label": vec.label,
+                             "differing_values": c.differing_values,
+                             "max_abs_diff": c.max_abs_diff,
+                             "first": list(c.first) if c.first else None})
+            total_bad += c.differing_values
+            max_diff = max(max_diff, c.max_abs_diff)
+            first_bad = first_bad or vec
+    node_ms = ref_ms = None
+    if timing:
+        last = list(vecs[-1].arrays)
+        nm.infer(last)       # agent.bench reruns the last input
+        node_ms = float(nm.bench(BENCH_REPEATS)["median_ms"])
+        ref_ms = ref.time_invoke(last, repeats=BENCH_REPEATS)
+    heap = nm.heap()
+    result = ValidateResult(
+        model=path.name, target=node.target.kind, board=cfg.name, vectors=len(vecs),
+        mismatches=len(failures), mismatched_values=total_bad, max_abs_diff=max_diff,
+        bit_exact=not failures, node_ms=node_ms, reference_ms=ref_ms,
+        node_heap_peak_bytes=int(heap["engine_bytes"]) + int(heap["inference_alloc_bytes"]),
+        reference_arena_bytes=ref.arena_bytes(),
+        node_package_heap_bytes=int(heap["package_bytes"]),
+        node_inference_alloc_bytes=int(heap["inference_alloc_bytes"]),
+        macs=count_macs(ref.graph), placement=rep.placement, fits=rep.fits,
+        failures=failures)
+    if first_bad is not None and diagnose:
+        result.first_mismatch = _diagnose(nm, ref.model, ref.graph, first_bad, say)
+    say(result.summary())
+    return result
+
+
+def write_json(data, out: Path | str) -> None:
+    """Write a result (or a list of them) as JSON; '-' writes to stdout."""
+    text = json.dumps(data, indent=2, default=_jsonable) + "\n"
+    if str(out) == "-":
+        print(text, end="")
+    else:
+        Path(out).write_text(text)
+
+
+def _jsonable(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def validate_all(*, target: str = "auto", board: str | BoardConfig | None = None,
+                 models: list[Path] | None = None, vectors: int = DEFAULT_VECTORS,
+                 seed: int = 0, progress: Progress | None = print) -> dict:
+    """Validate every conformance model on one node. Models the converter says do not fit
+    the board's heap budget are listed as skipped, with the reason, not run.
+
+    Returns {"board", "target", "results": [ValidateResult dicts], "skipped": [...],
+    "bit_exact": all validated models were bit-exact}.
+    """
+    from tinysense.validate.bench import conformance_models
+
+    cfg = board if isinstance(board, BoardConfig) else load_board(board)
+    say = _say(progress)
+    models = models or conformance_models()
+    results, skipped = [], []
+    with prepared_node(target, cfg, progress) as node:
+        for i, m in enumerate(models, 1):
+            say(f"[{i}/{len(models)}] {m.name}")
+            report = convert_model(m, board=cfg).report
+            if not report.fits:
+                say(f"  skipped: does not fit {cfg.name} ({report.heap_needed:,} B needed, "
+                    f"budget {report.heap_budget:,} B; {report.fit_reason})")
+                skipped.append({"model": m.name, "reason": "does not fit the heap budget",
+                                "heap_needed": report.heap_needed,
+                                "heap_budget": report.heap_budget})
+                continue
+            results.append(validate_model(m, board=cfg, vectors=vectors, seed=seed, node=node,
+                                          progress=progress))
+    ok = all(r.bit_exact for r in results)
+    say(f"validate-all {cfg.name}: {sum(r.bit_exact for r in results)}/{len(results)} "
+        f"bit-exact, {len(skipped)} skipped (do not fit)")
+    return {"board": cfg.name, "target": target, "results": [r.to_dict() for r in results],
+            "skipped": skipped, "bit_exact": ok}
