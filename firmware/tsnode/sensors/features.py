@@ -224,10 +224,11 @@ class BandEnergies:
         self.n_bands = len(self.edges) - 1
         if self.edges[0] < 0 or self.edges[-1] > FFT_N // 2:
             raise ValueError("band edges must lie in 0..128")
-        self._re = [0] * FFT_N
-        self._im = [0] * FFT_N
-        # bit-reversal permutation, computed once
-        rev = [0] * FFT_N
+        # int32 arrays, not lists: 1 KB each on any port (a list of 256 ints is 2 KB on a
+        # 64-bit unix port); |values| stay <= 2**15 + 1 thanks to the per-stage scaling
+        self._re = array("i", bytes(4 * FFT_N))
+        self._im = array("i", bytes(4 * FFT_N))
+        rev = bytearray(FFT_N)  # bit-reversal permutation, computed once
         for i in range(FFT_N):
             r = 0
             v = i
