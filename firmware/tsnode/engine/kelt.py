@@ -197,3 +197,15 @@ def pad(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
 
 def copy(ar, cb, p, sc):
     _move(ar, p[0], p[1], p[2])
+
+
+@micropython.viper
+def const(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
+    """Copy a constant operand from the package into its arena slot (before its reader)."""
+    dst = p[0]
+    src = p[1]
+    n = p[2]
+    i = 0
+    while i < n:
+        ar[dst + i] = cb[src + i]
+        i += 1

@@ -15,10 +15,11 @@ PAD = 10
 SOFTMAX = 11
 LUT = 12
 COPY = 13
+CONST = 14
 
 NAMES = {1: "FULLY_CONNECTED", 2: "CONV_2D", 3: "DEPTHWISE_CONV_2D", 4: "AVERAGE_POOL_2D",
          5: "MAX_POOL_2D", 6: "MEAN", 7: "ADD", 8: "MUL", 9: "CONCATENATION", 10: "PAD",
-         11: "SOFTMAX", 12: "LUT", 13: "COPY"}
+         11: "SOFTMAX", 12: "LUT", 13: "COPY", 14: "CONST"}
 
 
 def kernel(code):
@@ -30,10 +31,10 @@ def kernel(code):
     if code in (AVERAGE_POOL_2D, MAX_POOL_2D, MEAN):
         from tsnode.engine import kpool
         return (kpool.avgpool, kpool.maxpool, kpool.mean)[code - AVERAGE_POOL_2D]
-    if code in (ADD, MUL, LUT, CONCATENATION, PAD, COPY):
+    if code in (ADD, MUL, LUT, CONCATENATION, PAD, COPY, CONST):
         from tsnode.engine import kelt
         return {ADD: kelt.add, MUL: kelt.mul, LUT: kelt.lut, CONCATENATION: kelt.concat,
-                PAD: kelt.pad, COPY: kelt.copy}[code]
+                PAD: kelt.pad, COPY: kelt.copy, CONST: kelt.const}[code]
     if code == SOFTMAX:
         from tsnode.engine import ksoftmax
         return ksoftmax.softmax

@@ -121,9 +121,16 @@ def convert_model(source, board=None) -> ConvertResult:
         if op.name == "QUANTIZE" and model.tensors[op.inputs[0]].dtype != "int8":
             raise _ops.fail(op, "only int8->int8 QUANTIZE inside the model (float->int8 only "
                             "at the model input)")
-        lowered.append(prep(model, op))
-    if not lowered:
-        raise TinysenseError(f"{label}: no operations left to run on the node")
+        lo = prep(model, op)
+        for t in lo.inputs:          # a constant operand (ADD/MUL/CONCAT...): copy it into
+            c = model.tensors[t]     # the arena right before the op that reads it
+            if c.data is not None:
+                if c.dtype != "int8":
+                    raise _ops.fail(op, f"constant operand {t} is {c.dtype}; expected int8")
+                lowered.append(_ops.Lowered(op, _ops.OPCODES["CONST"],
+                                            [_ops.TRef(t), _ops.CRef(0), c.size], [], [t],
+                                            [c.data.astype(np.int8).tobytes()]))
+        lowered.append(lo)
     # lifetimes per storage group
     n = len(lowered)
     span: dict[int, list[int]] = {}
@@ -140,10 +147,6 @@ def convert_model(source, board=None) -> ConvertResult:
     for k, lo in enumerate(lowered):
         for t in lo.inputs + lo.outputs:
             use(t, k)
-    for g in span:
-        if model.tensors[g].data is not None:
-            raise TinysenseError(f"tensor {g} '{model.tensors[g].name}' is constant but used "
-                                 "as an activation; not supported")
     bufs = {g: Buffer(g, model.tensors[g].size, s[0], s[1]) for g, s in span.items()}
     arena = plan(list(bufs.values()))
     offsets = {}
@@ -156,8 +159,8 @@ def convert_model(source, board=None) -> ConvertResult:
             rows.append((t.dtype, t.shape, f, bufs[g].offset, t.size, t.zero_point, t.scale))
         else:
             rows.append((t.dtype, t.shape, f | (writer.F_CONST if t.data is not None else 0),
-                         0, 0, t.zero_point, t.scale))
-    scratch = max(lo.scratch for lo in lowered)
+                         0, 0, t.zero_point, t.scale))   # not stored (folded into op constants)
+    scratch = max((lo.scratch for lo in lowered), default=0)
     scratch = (scratch + 3) & ~3
     pkg = writer.pack(rows, lowered, [io["tensor"] for io in ins],
                       [io["tensor"] for io in outs], arena, scratch, offsets)

@@ -18,7 +18,7 @@ from tinysense.errors import TinysenseError
 # engine opcodes (docs/formats/tsm.md); firmware/tsnode/engine/ops.py has the same table
 OPCODES = {"FULLY_CONNECTED": 1, "CONV_2D": 2, "DEPTHWISE_CONV_2D": 3, "AVERAGE_POOL_2D": 4,
            "MAX_POOL_2D": 5, "MEAN": 6, "ADD": 7, "MUL": 8, "CONCATENATION": 9, "PAD": 10,
-           "SOFTMAX": 11, "LUT": 12, "COPY": 13}
+           "SOFTMAX": 11, "LUT": 12, "COPY": 13, "CONST": 14}
 ALIAS_OPS = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
 
 

@@ -1,0 +1,29 @@
+"""Run a .tsm on the unix port for the engine tests: prints one hex line per input vector.
+
+usage: micropython run_vectors.py PACKAGE INPUTS NVEC [narrow]
+INPUTS holds NVEC vectors back to back (each the model's concatenated int8 inputs). After the
+outputs it prints `alloc <bytes>`: the most gc.mem_alloc() grew across one inference.
+"""
+
+import gc
+import sys
+from binascii import hexlify
+
+import tsnode.engine.model as M
+
+M.FORCE_NARROW = len(sys.argv) > 4 and sys.argv[4] == "narrow"
+with open(sys.argv[1], "rb") as f:
+    m = M.Model(f.read())
+with open(sys.argv[2], "rb") as f:
+    data = f.read()
+n = int(sys.argv[3])
+size = len(data) // n
+worst = 0
+for k in range(n):
+    m.set_inputs(data[k * size:(k + 1) * size])
+    gc.collect()
+    a0 = gc.mem_alloc()
+    m.run()
+    worst = max(worst, gc.mem_alloc() - a0)
+    print(hexlify(m.output_bytes()).decode())
+print("alloc", worst)
