@@ -181,6 +181,17 @@ class UdpTransport:
                 time.sleep(0.05)
                 continue
             submit(data, f"udp:{addr[0]}:{addr[1]}", self._reply_to(addr))
+        self._drain()
+
+    def _drain(self) -> None:
+        """On stop: take what already arrived, so it is stored and acked before closing."""
+        self.sock.setblocking(False)
+        for _ in range(100_000):
+            try:
+                data, addr = self.sock.recvfrom(65535)
+            except OSError:
+                return
+            self.loop.submit(data, f"udp:{addr[0]}:{addr[1]}", self._reply_to(addr))
 
     def stop_receiving(self) -> None:
         """Stop reading; the socket stays open so queued frames can still be acked."""
