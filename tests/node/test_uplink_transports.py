@@ -59,14 +59,16 @@ def _check_frames(c: Collector, indices: range):
         assert by_value[i].records == expected_records(i)
 
 
-def test_udp_end_to_end(tmp_path):
+@pytest.mark.parametrize("mount", [False, True], ids=["dir", "mounted_at_root"])
+def test_udp_end_to_end(tmp_path, mount):
+    """mounted_at_root: the flash dir is "/" as on the virtual board (VfsPosix quirks)."""
     key = os.urandom(16)
     provision_flash(tmp_path, key)
     c = Collector(key, DEVICE)
     gw = UdpGateway(c)
+    root = f"vfs:{tmp_path}" if mount else str(tmp_path)
     try:
-        out = run_mp("send_node.py", str(tmp_path), "udp", f"127.0.0.1:{gw.port}", "0", "40",
-                     "64")
+        out = run_mp("send_node.py", root, "udp", f"127.0.0.1:{gw.port}", "0", "40", "64")
     finally:
         gw.close()
     stats = _stats(out)
@@ -154,3 +156,11 @@ def test_serial_lines(tmp_path):
         c.take(f)
     _check_frames(c, range(12))
     assert _stats(out)["queued"] == 0
+
+
+@pytest.mark.mosquitto
+def test_mqtt_client_ping_keepalive_qos1_refusal(mosquitto):
+    host, port = mosquitto
+    out = run_mp("mqtt_client_check.py", host, str(port), timeout=30).split()
+    assert out == ["pong", "1", "puback", "True", "echo", "True", "alive", "True",
+                   "refused", "True"]

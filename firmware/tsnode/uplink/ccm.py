@@ -8,8 +8,9 @@ plus a few viper loops; Python-level per-block work is avoided.
 Memory: every buffer is allocated in __init__ (about 4 x (max_len + max_aad + 48) bytes).
 The CBC object is created once and never reset: CBC-MAC with IV = V over B_0.. equals
 CBC-MAC with IV = 0 over (B_0 xor V)..., so V (the previous call's last output block) is
-folded into B_0. A seal/open allocates only the few memoryview slices it passes to
-cryptolib (small heap objects; no buffer copies).
+folded into B_0. The memoryview slices handed to cryptolib are cached per size, so
+seal_into allocates nothing once a size has been seen; open_into allocates one view (the
+received tag).
 """
 
 import cryptolib
@@ -41,6 +42,14 @@ def _xor(dst: ptr8, a: ptr8, b: ptr8, n: int):
     i = 0
     while i < n:
         dst[i] = a[i] ^ b[i]
+        i += 1
+
+
+@micropython.viper
+def _copy16_from(dst: ptr8, src: ptr8, off: int):
+    i = 0
+    while i < 16:
+        dst[i] = src[off + i]
         i += 1
 
 
@@ -108,6 +117,17 @@ class CCM:
         self._ks_mv = memoryview(self._ks)
         self._ks1 = self._ks_mv[16:]  # S_1 S_2 ...: the message keystream
         self._tag = bytearray(16)
+        self._views = {}  # size -> (input view, output view): slices made once per size
+
+    def _pair(self, key, a, b, size):
+        # Cached memoryview slices, so a steady stream of similar frames allocates none;
+        # at most 16 sizes are kept (a few hundred bytes).
+        v = self._views.get(key)
+        if v is None:
+            if len(self._views) >= 16:
+                self._views = {}
+            v = self._views[key] = (a[:size], b[:size])
+        return v
 
     def _check(self, nonce, alen, n):
         if len(nonce) != self._nlen:
@@ -122,7 +142,8 @@ class CCM:
         _zero(c, 1 + self._nlen, self._l)
         size = ((n + 15) & ~15) + 16
         _ctr_blocks(c, size >> 4, self._l)
-        self._ecb.encrypt(self._ctr_mv[:size], self._ks_mv[:size])
+        src, dst = self._pair(size, self._ctr_mv, self._ks_mv, size)
+        self._ecb.encrypt(src, dst)
 
     def _cbc_mac(self, nonce, aad, alen, msg, n):
         # Leaves T xor S_0 (the transmitted tag, first tag_len bytes) in self._tag.
@@ -147,10 +168,10 @@ class CCM:
         pos = (end + 15) & ~15
         _zero(b, end, pos - end)
         _xor(b, b, self._chain, 16)
-        self._cbc.encrypt(self._mac_mv[:pos], self._macout_mv[:pos])
-        last = self._macout_mv[pos - 16:pos]
-        _copy(self._chain, 0, last, 16)
-        _xor(self._tag, last, self._ks, m)
+        src, dst = self._pair(-pos, self._mac_mv, self._macout_mv, pos)
+        self._cbc.encrypt(src, dst)
+        _copy16_from(self._chain, self._macout, pos - 16)  # X_last: the next chain value
+        _xor(self._tag, self._chain, self._ks, m)
 
     def seal_into(self, nonce, aad, msg, out, n=-1):
         """Write ciphertext || tag of msg[:n] to out[0:n + tag_len]; return that length."""

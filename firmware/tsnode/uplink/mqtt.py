@@ -62,6 +62,7 @@ class MQTTClient:
         self._suback = None
         self._connack = None
         self.last_tx = 0
+        self.pongs = 0  # PINGRESPs received
 
     def _send(self, first, body):
         import time
@@ -201,7 +202,8 @@ class MQTTClient:
                 self._send(_PUBACK, struct.pack(">H", pid))
             if self.on_message:
                 self.on_message(topic, body[pos:])
-        # PINGRESP and anything else: nothing to do
+        elif kind == _PINGRESP:
+            self.pongs += 1
 
     def disconnect(self):
         if self.sock is not None:

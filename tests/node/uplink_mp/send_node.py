@@ -8,14 +8,27 @@ import json
 import sys
 import time
 
+from tsnode.uplink.fsutil import join
 from tsnode.uplink.sender import Uplink
 
 root, transport, gateway = sys.argv[1], sys.argv[2], sys.argv[3]
 first, n, qmax = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 drain_ms = int(sys.argv[7]) if len(sys.argv) > 7 else 5000
+if root.startswith("vfs:"):  # mount the dir at "/" as the virtual board does; root "/"
+    import os
+    import vfs
+
+    import tsnode.uplink.mqtt  # noqa: F401 (imported before "/" stops holding MICROPYPATH)
+    import tsnode.uplink.serial  # noqa: F401
+    import tsnode.uplink.udp  # noqa: F401
+
+    vfs.umount("/")
+    vfs.mount(vfs.VfsPosix(root[4:]), "/")
+    os.chdir("/")
+    root = "/"
 config = {"device_id": 0x0BADCAFE, "transport": transport, "gateway": gateway,
           "queue_max": qmax, "retry_ms": 300}
-with open(root + "/uplink_key.bin", "rb") as f:
+with open(join(root, "uplink_key.bin"), "rb") as f:
     key = f.read()
 up = Uplink(config, key, root)
 for i in range(first, first + n):
