@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "tinysense.convert.cli",
     "tinysense.validate.cli",
     "tinysense.gateway.cli",
+    "tinysense.uplink.cli",
     "tinysense.provision.cli",
     "tinysense.flash.cli",
     "tinysense.monitor.cli",
