@@ -13,6 +13,7 @@ seal_into allocates nothing once a size has been seen; open_into allocates one v
 received tag).
 """
 
+# ruff: noqa: F821  (ptr8 is a viper built-in type, unknown to ruff)
 import cryptolib
 import micropython
 from micropython import const
