@@ -83,7 +83,7 @@ def mosquitto(tmp_path_factory):
         port = _free_port()
         conf = workdir / "mosquitto.conf"
         conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n"
-                        "persistence false\nlog_dest stderr\n")
+                        "max_queued_messages 100000\npersistence false\nlog_dest stderr\n")
         conf.chmod(0o644)
         log = open(workdir / f"mosquitto-{port}.log", "wb")
         proc = subprocess.Popen([exe, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)

@@ -31,17 +31,18 @@ KILLS = 5
 
 
 class Gateway:
-    def __init__(self, db, tmp_path, n):
+    def __init__(self, db, tmp_path, n, transport=("--udp", "127.0.0.1:0")):
         self.log = open(tmp_path / f"gateway-{n}.err", "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tinysense", "gateway", "--udp", "127.0.0.1:0",
+            [sys.executable, "-m", "tinysense", "gateway", *transport,
              "--db", str(db), "--quiet"],
             stdout=subprocess.PIPE, stderr=self.log, env=dict(os.environ, PYTHONUNBUFFERED="1"))
         deadline = time.monotonic() + 30
         self.port = None
+        kind = transport[0][2:]
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline().decode()
-            m = re.search(r"listening on udp 127\.0\.0\.1:(\d+)", line)
+            m = re.search(rf"listening on {kind} 127\.0\.0\.1:(\d+)", line)
             if m:
                 self.port = int(m.group(1))
                 break
@@ -159,3 +160,76 @@ def test_sigkill_loses_no_acknowledged_frame(tmp_path):
     assert acked == set(frames)
     assert stored(db) == set(frames)  # every frame stored, each once (primary key)
     assert any("rejections:" in line for line in gw.lines)
+
+
+@pytest.mark.slow
+@pytest.mark.mosquitto
+def test_sigkill_over_mqtt_redelivers_unacknowledged(tmp_path, mosquitto):
+    """Over MQTT the sender never re-sends: the gateway PUBACKs a frame to the broker only
+    after its commit (persistent session), so the broker redelivers whatever a killed
+    gateway had received but not stored. Every frame must end up stored exactly once."""
+    import paho.mqtt.client as mqtt
+
+    host, port = mosquitto
+    rng = random.Random(5)
+    db = tmp_path / "gateway.db"
+    conn = open_db(db)
+    keys = {dev: new_key() for dev in DEVICES}
+    for dev, key in keys.items():
+        Registry(conn).set_key(dev, key)
+    conn.close()
+    url = f"mqtt://{host}:{port}?client_id=gw-kill-test"
+    acked: set[tuple[int, int]] = set()
+    lock = threading.Lock()
+    subscribed = threading.Event()
+
+    def on_message(client, userdata, msg):
+        dev = int(msg.topic.split("/")[1], 16)
+        header, plaintext = open_frame(keys[dev], msg.payload)
+        with lock:
+            acked.update((dev, c) for c in decode_ack(plaintext))
+
+    node = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+                       client_id="kill-test-node", protocol=mqtt.MQTTv311)
+    node.on_message = on_message
+    node.on_subscribe = lambda *a, **k: subscribed.set()
+    node.connect(host, port)
+    node.loop_start()
+    node.subscribe([(f"tinysense/{dev:08x}/ack", 1) for dev in DEVICES])
+    assert subscribed.wait(5)
+    sent: list[tuple[int, int]] = []
+    next_counter = dict.fromkeys(DEVICES, 0)
+
+    def publish(n: int) -> None:
+        for _ in range(n):
+            dev = rng.choice(DEVICES)
+            c = next_counter[dev]
+            next_counter[dev] += 1
+            pt = encode_records([{"type": "event", "code": 2, "t_ms": c, "value": c}])
+            node.publish(f"tinysense/{dev:08x}/up", seal(keys[dev], dev, c, PTYPE_RECORDS, pt),
+                         qos=1).wait_for_publish(5)
+            sent.append((dev, c))
+
+    try:
+        for n in range(3):
+            gw = Gateway(db, tmp_path, f"mqtt-{n}", ("--mqtt", url))
+            stop_at = time.monotonic() + rng.uniform(0.4, 1.0)
+            while time.monotonic() < stop_at:
+                publish(20)
+                time.sleep(0.01)
+            gw.kill()
+            with lock:
+                acked_before_kill = set(acked)
+            assert not acked_before_kill - stored(db), f"kill {n}: an acked frame was lost"
+            publish(30)  # while the gateway is down: the broker keeps them for the session
+        gw = Gateway(db, tmp_path, "mqtt-final", ("--mqtt", url))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(stored(db)) < len(sent):
+            time.sleep(0.2)
+        time.sleep(0.5)  # let the last acks arrive
+        assert gw.interrupt() == 0
+    finally:
+        node.loop_stop()
+        node.disconnect()
+    assert stored(db) == set(sent), f"missing {sorted(set(sent) - stored(db))[:10]}"
+    assert acked == set(sent)
