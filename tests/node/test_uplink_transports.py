@@ -164,3 +164,51 @@ def test_mqtt_client_ping_keepalive_qos1_refusal(mosquitto):
     out = run_mp("mqtt_client_check.py", host, str(port), timeout=30).split()
     assert out == ["pong", "1", "puback", "True", "echo", "True", "alive", "True",
                    "refused", "True"]
+
+
+def test_serial_with_acks_on_stdin(tmp_path):
+    """serial_acks: the node keeps frames until "TSA1 <base64 ack>" lines arrive on stdin;
+    the first two frames' first acks are lost, so the node must send them again."""
+    import subprocess
+    import time
+
+    from uplink_helpers import MP_DIR, mp_env
+
+    from conftest import micropython_exe
+
+    key = os.urandom(16)
+    provision_flash(tmp_path, key)
+    proc = subprocess.Popen(
+        [micropython_exe(), "-X", "heapsize=512K", str(MP_DIR / "send_node.py"), str(tmp_path),
+         "serial+ack", "-", "0", "6", "64", "8000"],
+        env=mp_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, bufsize=1)
+    c = Collector(key, DEVICE)
+    sent_per_counter: dict[int, int] = {}
+    deadline = time.monotonic() + 30
+    stats = None
+    try:
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            if line.startswith("STATS "):
+                stats = json.loads(line[6:])
+                break
+            if not line.startswith("TSF1 "):
+                continue
+            frame = base64.b64decode(line[5:].strip(), validate=True)
+            ack = c.take(frame)
+            ctr = open_frame(key, frame)[0].counter
+            sent_per_counter[ctr] = sent_per_counter.get(ctr, 0) + 1
+            if ctr < 2 and sent_per_counter[ctr] == 1:
+                continue  # ack lost: the node must send these again
+            proc.stdin.write("TSA1 " + base64.b64encode(ack).decode() + "\n")
+            proc.stdin.flush()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert stats is not None, proc.stderr.read()[-2000:]
+    assert stats["queued"] == 0 and stats["acked"] == 6 and stats["bad_acks"] == 0
+    assert sent_per_counter[0] >= 2 and sent_per_counter[1] >= 2
+    _check_frames(c, range(6))

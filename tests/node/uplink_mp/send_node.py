@@ -26,8 +26,8 @@ if root.startswith("vfs:"):  # mount the dir at "/" as the virtual board does; r
     vfs.mount(vfs.VfsPosix(root[4:]), "/")
     os.chdir("/")
     root = "/"
-config = {"device_id": 0x0BADCAFE, "transport": transport, "gateway": gateway,
-          "queue_max": qmax, "retry_ms": 300}
+config = {"device_id": 0x0BADCAFE, "transport": transport.split("+")[0], "gateway": gateway,
+          "queue_max": qmax, "retry_ms": 300, "serial_acks": transport == "serial+ack"}
 with open(join(root, "uplink_key.bin"), "rb") as f:
     key = f.read()
 up = Uplink(config, key, root)
