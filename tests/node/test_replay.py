@@ -104,6 +104,9 @@ print(json.dumps({{"seen": seen, "alloc": alloc}}))
     (lambda d: b"NOPE" + d[4:], "is not a recording file"),
     (lambda d: d[:4] + b"\x07" + d[5:], "version 7, this node reads 1"),
     (lambda d: d[:-3], "ends inside a frame"),
+    (lambda d: d[:15], "ends inside its label table"),
+    (lambda d: d[:12], "ends inside its label table"),
+    (lambda d: d[:30], "ends inside a record header"),
 ])
 def test_malformed_files(tmp_path, mutate, message):
     bad = tmp_path / "bad.tsrc"

@@ -52,8 +52,12 @@ class ReplaySource:
         self.n_recordings = n_rec
         labels = []
         for _ in range(n_lab):
-            n = self._f.read(1)[0]
-            labels.append(self._f.read(n).decode())
+            n = self._f.read(1)
+            name = self._f.read(n[0]) if n else b""
+            if not n or len(name) != n[0]:
+                self.close()
+                raise ReplayError("recording file ends inside its label table")
+            labels.append(name.decode())
         self.labels = labels
         self._data_start = self._f.tell()
         self.loop = loop
