@@ -1,0 +1,45 @@
+"""The node accepts only authentic acks meant for it (direction 1, its device id, type 2);
+forged, misdirected and replayed acks drop nothing they should not."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from uplink_helpers import provision_flash, run_mp
+
+from tinysense.uplink import PTYPE_ACK, PTYPE_RECORDS, encode_ack, seal
+
+pytestmark = pytest.mark.node
+DEVICE = 0x0BADCAFE
+
+
+def test_ack_authentication(tmp_path):
+    key = os.urandom(16)
+    provision_flash(tmp_path, key)
+    good = seal(key, DEVICE, 0, PTYPE_ACK, encode_ack([1, 3]), direction=1)
+    tampered = bytearray(good)
+    tampered[12] ^= 4
+    cases = [
+        ("uplink_direction", seal(key, DEVICE, 1, PTYPE_ACK, encode_ack([0]), direction=0)),
+        ("other_device", seal(key, DEVICE + 1, 2, PTYPE_ACK, encode_ack([0]), direction=1)),
+        ("wrong_type", seal(key, DEVICE, 3, PTYPE_RECORDS, encode_ack([0]), direction=1)),
+        ("other_key", seal(os.urandom(16), DEVICE, 4, PTYPE_ACK, encode_ack([0]), direction=1)),
+        ("tampered", bytes(tampered)),
+        ("truncated", good[:15]),
+        ("bad_payload", seal(key, DEVICE, 5, PTYPE_ACK, b"\x01\x02\x00", direction=1)),
+        ("good", good),
+        ("replayed", good),
+        ("unknown_counter", seal(key, DEVICE, 6, PTYPE_ACK, encode_ack([77]), direction=1)),
+        ("rest", seal(key, DEVICE, 7, PTYPE_ACK, encode_ack([0, 2, 4]), direction=1)),
+    ]
+    path = tmp_path / "acks.json"
+    path.write_text(json.dumps([[n, f.hex()] for n, f in cases]))
+    lines = run_mp("ack_check.py", str(tmp_path), str(path)).splitlines()
+    assert lines == [
+        "uplink_direction 0 0,1,2,3,4", "other_device 0 0,1,2,3,4", "wrong_type 0 0,1,2,3,4",
+        "other_key 0 0,1,2,3,4", "tampered 0 0,1,2,3,4", "truncated 0 0,1,2,3,4",
+        "bad_payload 0 0,1,2,3,4", "good 2 0,2,4", "replayed 0 0,2,4",
+        "unknown_counter 0 0,2,4", "rest 3 ", "bad_acks 7"]
+    assert sorted(p.name for p in (tmp_path / "uplink_q").iterdir()) == []
