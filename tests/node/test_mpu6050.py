@@ -138,3 +138,33 @@ for kw in ({"accel_range": 3}, {"gyro_range": 300}, {"rate_hz": 2}, {"dlpf": 0})
 print(json.dumps(errs))
 """)
     assert all(r) and "accel_range" in r[0] and "gyro_range" in r[1]
+
+
+def test_open_source_from_board_config_entries():
+    r = _mp(f"""
+from tsnode.sensors import open_source, SensorError
+class Board:
+    def __init__(self, bus):
+        self.bus = bus
+    def i2c(self):
+        return self.bus
+    def adc(self, pin):
+        return None
+imu = open_source({{"kind": "mpu6050", "bus": "i2c", "address": 0x68}},
+                  Board(FakeMPU6050Bus()), rate_hz=10)
+replay = open_source({{"kind": "replay"}}, None,
+                     replay_path={str(REPO / 'tests/vectors/recording/v1.tsrc')!r}, speed=0)
+errs = []
+for spec, board in (({{"kind": "mpu6050"}}, Board(None)), ({{"kind": "adc", "pins": [34]}},
+                    Board(None)), ({{"kind": "replay"}}, None), ({{"kind": "lidar"}}, None)):
+    try:
+        open_source(spec, board)
+        errs.append(None)
+    except SensorError as e:
+        errs.append(str(e))
+print(json.dumps([type(imu).__name__, imu.rate_hz, type(replay).__name__, replay.n_channels,
+                  errs]))
+""")
+    assert r[:4] == ["MPU6050", 10, "ReplaySource", 3]
+    assert "no I2C bus" in r[4][0] and "no ADC pins" in r[4][1]
+    assert "recording file" in r[4][2] and "unknown sensor kind 'lidar'" in r[4][3]
