@@ -84,6 +84,12 @@ def test_encoder_limits():
                          "values": [0.0] * 255}] * 2)
     with pytest.raises(ValueError):
         encode_records([{"type": "reading", "sensor": 256, "t_ms": 0, "values": [1]}])
+    for bad in ({"type": "event", "code": 1, "t_ms": 0, "value": 2**31},
+                {"type": "reading", "sensor": 1, "t_ms": 0, "dtype": "i16", "values": [40000]},
+                {"type": "anomaly", "model": 1, "t_ms": 0, "score": "x", "anomalous": True},
+                {"type": "nope", "t_ms": 0}):
+        with pytest.raises(ValueError):
+            encode_records([bad])
     with pytest.raises(ValueError):
         encode_ack(list(range(256)))
     with pytest.raises(ValueError):

@@ -108,39 +108,77 @@ def test_queue_full_drops_oldest_counts_and_reports(tmp_path):
     assert {b.boot for ctr, b in c.batches.items() if ctr >= 64} == {2}
 
 
+class MqttGateway:
+    """A test gateway on the broker: takes tinysense/+/up, acks on tinysense/<id>/ack."""
+
+    def __init__(self, collector: Collector, host: str, port: int):
+        import paho.mqtt.client as mqtt
+
+        self.c = collector
+        self.lock = threading.Lock()
+        subscribed = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-gateway")
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.connect(host, port)
+        self.client.subscribe("tinysense/+/up", qos=1)
+        self.client.loop_start()
+        assert subscribed.wait(5), "test gateway could not subscribe"
+
+    def _on_message(self, client, _userdata, msg):
+        with self.lock:
+            reply = self.c.take(msg.payload)
+        if reply:
+            client.publish(f"tinysense/{DEVICE:08x}/ack", reply, qos=1)
+
+    def close(self):
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
 @pytest.mark.mosquitto
 def test_mqtt_end_to_end_through_mosquitto(tmp_path, mosquitto):
-    import paho.mqtt.client as mqtt
-
     host, port = mosquitto
     key = os.urandom(16)
     provision_flash(tmp_path, key)
     c = Collector(key, DEVICE)
-    subscribed = threading.Event()
-    lock = threading.Lock()
-
-    def on_message(client, _userdata, msg):
-        with lock:
-            reply = c.take(msg.payload)
-        if reply:
-            client.publish(f"tinysense/{DEVICE:08x}/ack", reply, qos=1)
-
-    gw = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-gateway")
-    gw.on_message = on_message
-    gw.on_subscribe = lambda *a: subscribed.set()
-    gw.connect(host, port)
-    gw.subscribe("tinysense/+/up", qos=1)
-    gw.loop_start()
+    gw = MqttGateway(c, host, port)
     try:
-        assert subscribed.wait(5)
         out = run_mp("send_node.py", str(tmp_path), "mqtt", f"{host}:{port}", "0", "30", "64")
     finally:
-        gw.loop_stop()
-        gw.disconnect()
+        gw.close()
     stats = _stats(out)
     assert stats["queued"] == 0 and stats["acked"] == 30 and stats["bad_acks"] == 0
     assert sorted(c.frames) == list(range(30))
     _check_frames(c, range(30))
+
+
+@pytest.mark.mosquitto
+def test_mqtt_broker_down_then_up(tmp_path, mosquitto):
+    """No broker: frames wait on flash and sends do not stall (reconnect back-off); next
+    boot with the broker: everything arrives."""
+    import time
+
+    host, port = mosquitto
+    key = os.urandom(16)
+    provision_flash(tmp_path, key)
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    dead_port = dead.getsockname()[1]
+    dead.close()
+    t0 = time.monotonic()
+    out = run_mp("send_node.py", str(tmp_path), "mqtt", f"127.0.0.1:{dead_port}", "0", "5",
+                 "64", "200")
+    assert time.monotonic() - t0 < 5
+    assert _stats(out)["queued"] == 5
+    c = Collector(key, DEVICE)
+    gw = MqttGateway(c, host, port)
+    try:
+        out = run_mp("send_node.py", str(tmp_path), "mqtt", f"{host}:{port}", "5", "2", "64")
+    finally:
+        gw.close()
+    assert _stats(out)["queued"] == 0
+    _check_frames(c, range(7))
 
 
 def test_serial_lines(tmp_path):

@@ -236,19 +236,32 @@ class MqttTransport:
                                  timeout_ms=timeout_ms)
         self.client.on_message = self._on_message
         self._inbox = []
+        self._retry_at = None
+        self._backoff = 1000
 
     def _on_message(self, topic, payload):
         if topic == self.ack_topic and len(self._inbox) < 16:
             self._inbox.append(payload)
 
     def connect(self):
-        if self.client.sock is None:
-            try:
-                self.client.connect()
-                self.client.subscribe(self.ack_topic, 1)
-            except OSError:
-                self.client.close()
-                return False
+        """Connect and subscribe unless connected; after a failure, wait (1 s doubling to
+        60 s) before trying again so a missing broker does not stall every send."""
+        import time
+
+        if self.client.sock is not None:
+            return True
+        now = time.ticks_ms()
+        if self._retry_at is not None and time.ticks_diff(self._retry_at, now) > 0:
+            return False
+        try:
+            self.client.connect()
+            self.client.subscribe(self.ack_topic, 1)
+        except OSError:
+            self.client.close()
+            self._backoff = min(self._backoff * 2, 60000) if self._retry_at else 1000
+            self._retry_at = time.ticks_add(now, self._backoff)
+            return False
+        self._retry_at = None
         return True
 
     def send(self, frame):

@@ -121,6 +121,8 @@ class Batch:
         self.pos += 5
 
     def event(self, code, t_ms, value):
+        if value < -0x80000000 or value > 0x7FFFFFFF:
+            raise ValueError("event value must fit int32")
         self._prefix(REC_EVENT, code, t_ms, 4)
         struct.pack_into(">i", self.buf, self.pos, value)
         self.pos += 4

@@ -93,6 +93,13 @@ def encode_records(records: list[dict], *, boot: int = 0, dropped_total: int = 0
         dropped_total: frames the node has dropped from its full queue, ever (uint32).
     Raises ValueError when a field is out of range or the payload exceeds MAX_PAYLOAD.
     """
+    try:
+        return _encode_records(records, boot, dropped_total)
+    except struct.error as exc:  # a value that does not fit its field
+        raise ValueError(f"record value out of range: {exc}") from None
+
+
+def _encode_records(records: list[dict], boot: int, dropped_total: int) -> bytes:
     if len(records) > MAX_RECORDS:
         raise ValueError(f"{len(records)} records; a batch holds at most {MAX_RECORDS}")
     base = min((int(r["t_ms"]) for r in records), default=0)
