@@ -81,3 +81,39 @@ def test_node_over_mqtt_to_gateway(tmp_path, mosquitto):
     host, port = mosquitto
     config = GatewayConfig(mqtt=f"mqtt://{host}:{port}?client_id=gw-e2e")
     _run(tmp_path, config, "mqtt", f"{host}:{port}", 30)
+
+
+def test_node_over_serial_pty_with_acks(tmp_path):
+    """The node's stdin/stdout are a pty (its "UART"); the gateway opens the other end by
+    name, reads TSF1 lines and writes TSA1 acks back, which the node reads to drain its
+    queue."""
+    import os
+    import subprocess
+
+    from conftest import micropython_exe
+    from uplink_helpers import MP_DIR, mp_env
+
+    flash, db = _setup(tmp_path)
+    master, slave = os.openpty()
+    config = GatewayConfig(db=str(db), serial=os.ttyname(slave), serial_acks=True)
+    gw = RunningGateway(config, on_frame=None)
+    n = 25
+    driver = tmp_path / "serial_node.py"
+    source = (MP_DIR / "send_node.py").read_text()
+    with_acks = source.replace('"queue_max": qmax,', '"queue_max": qmax, "serial_acks": True,')
+    assert with_acks != source, "send_node.py changed: cannot turn serial acks on"
+    driver.write_text(with_acks)
+    try:
+        proc = subprocess.run([micropython_exe(), "-X", "heapsize=512K", str(driver),
+                               str(flash), "serial", "-", "0", str(n), "64", "5000"],
+                              stdin=master, stdout=master, stderr=subprocess.PIPE,
+                              env=mp_env(), timeout=120)
+        assert proc.returncode == 0, proc.stderr.decode()
+    finally:
+        counts = gw.close()
+        os.close(master)
+        os.close(slave)
+    queue_left = [p.name for p in (flash / "uplink_q").iterdir() if p.name != "dropped"]
+    assert queue_left == [], "the node did not get acks for every frame"
+    assert counts == {}
+    _check_store(db, n)
