@@ -1,0 +1,249 @@
+"""The converter: tflite-micro parameter math, planning, package layout, errors, CLI."""
+
+from __future__ import annotations
+
+import binascii
+import json
+import math
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tflite
+
+from tinysense.convert import convert_model, fixedpoint as fp, write_package
+from tinysense.convert.planner import Buffer, check, plan
+from tinysense.convert.reader import read_model
+from tinysense.convert.writer import HEADER, TENSOR
+from tinysense.errors import TinysenseError
+
+TESTS = Path(__file__).resolve().parents[1]
+CONF = TESTS / "conformance"
+HELLO = CONF / "tflm_hello_world_int8.tflite"
+GOLDEN = TESTS / "vectors" / "tsm"
+
+
+# -- integer math against hand-computed values (tflite quantization_util / gemmlowp) --------
+
+@pytest.mark.parametrize("m, want", [
+    (0.5, (1 << 30, 0)), (1.0, (1 << 30, 1)), (0.75, (1610612736, 0)),
+    (0.3, (1288490189, -1)), (2.5, (1342177280, 2)), (0.0, (0, 0)),
+    (1e-12, (0, 0)),                       # shift < -31: both zero
+    (1 - 2 ** -40, (1 << 30, 1)),          # q rounds up to 2^31: halve, shift + 1
+])
+def test_quantize_multiplier(m, want):
+    assert fp.quantize_multiplier(m) == want
+
+
+def test_srdhm_and_rdbpot_edges():
+    assert fp.srdhm(fp.INT32_MIN, fp.INT32_MIN) == fp.INT32_MAX
+    assert fp.srdhm(1 << 30, 1 << 30) == 1 << 29
+    assert fp.srdhm(-1, 1 << 30) == 0          # -0.5 truncates toward zero after the nudge
+    assert fp.srdhm(-3, 1 << 30) == -1
+    assert fp.srdhm(3, 1 << 30) == 2
+    assert fp.rdbpot(-3, 1) == -2 and fp.rdbpot(3, 1) == 2    # ties away from zero
+    assert fp.rdbpot(-5, 2) == -1 and fp.rdbpot(5, 2) == 1
+    assert fp.mbqm(100, 1 << 30, -2) == 13      # 100 * 0.5 / 4 = 12.5 -> 13
+
+
+def test_activation_ranges():
+    assert fp.activation_range(0, 0.1, 3) == (-128, 127)
+    assert fp.activation_range(1, 0.1, 3) == (3, 127)
+    assert fp.activation_range(3, 0.1, -100) == (-100, -40)
+    assert fp.activation_range(3, 0.01, 0) == (0, 127)
+
+
+def test_exp_and_logistic_fixed_point_are_close_to_real():
+    for x in (-0.01, -0.5, -1.0, -3.7, -10.0):
+        raw = fp.exp_on_negative_values(int(x * (1 << 26)), 5)
+        assert abs(raw / 2 ** 31 - math.exp(x)) < 1e-6
+    for x in (-6.0, -1.0, 0.0, 0.5, 4.0):
+        assert abs(fp.logistic_q(int(x * (1 << 27)), 4) / 2 ** 31
+                   - 1 / (1 + math.exp(-x))) < 1e-6
+        assert abs(fp.tanh_q(int(x * (1 << 27)), 4) / 2 ** 31 - math.tanh(x)) < 1e-6
+
+
+# -- parameters as tflite-micro's Prepare computes them ------------------------------------
+
+def _params(pkg: bytes):
+    h = HEADER.unpack_from(pkg, 0)
+    ops_off, ops_size = h[14], h[15]
+    off, out = ops_off, []
+    while off < ops_off + ops_size:
+        code, n_in, n_out, _r, n_par, src = struct.unpack_from("<BBBBHH", pkg, off)
+        off += 8 + 4 * ((n_in + n_out + 1) // 2)
+        out.append((code, src, struct.unpack_from(f"<{n_par}i", pkg, off)))
+        off += 4 * n_par
+    return out
+
+
+def test_conv_per_channel_multipliers_match_formula():
+    path = CONF / "tflm_person_detect.tflite"
+    model = read_model(path)
+    pkg = convert_model(path).package
+    op = model.operators[2]                      # CONV_2D 1x1, per-channel weights
+    x, w, y = (model.tensors[i] for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
+    code, src, p = next(r for r in _params(pkg) if r[1] == 2)
+    assert code == 2
+    mults = struct.unpack_from(f"<{y.shape[-1]}i", pkg, p[20])
+    shifts = struct.unpack_from(f"<{y.shape[-1]}i", pkg, p[21])
+    for c in range(y.shape[-1]):
+        real = float(x.scale) * float(w.scales[c]) / float(y.scale)
+        q, e = math.frexp(real)
+        want = round(q * 2 ** 31) if q * 2 ** 31 % 1 != 0.5 else math.floor(q * 2 ** 31) + 1
+        assert (mults[c], shifts[c]) == (want, e)
+    assert p[22] == 128 + x.zero_point and p[23] == y.zero_point
+
+
+def test_fc_per_tensor_scale_rounds_through_float32():
+    path = CONF / "mlperf_ad01_int8.tflite"
+    model = read_model(path)
+    pkg = convert_model(path).package
+    op = model.operators[0]
+    x, w, y = (model.tensors[i] for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
+    _, _, p = _params(pkg)[0]
+    m = struct.unpack_from("<i", pkg, p[20])[0]
+    s = struct.unpack_from("<i", pkg, p[21])[0]
+    prod = float(np.float32(x.scale) * np.float32(w.scales[0]))   # float32 product first
+    assert (m, s) == fp.quantize_multiplier(prod / float(y.scale))
+
+
+def test_conv_fold_constant():
+    """C = bias - (128+zp)*sum(w+128) + 128*(128+zp)*K reproduces bias + sum w*(x-zp)."""
+    model = read_model(HELLO)
+    pkg = convert_model(HELLO).package
+    op = model.operators[1]
+    x, w, b = (model.tensors[i] for i in op.inputs)
+    _, _, p = _params(pkg)[1]
+    k, k4, units = p[26], p[18], w.shape[0]
+    wq = np.frombuffer(pkg, np.uint8, units * k4, p[17]).reshape(units, k4)
+    c = np.frombuffer(pkg, "<i4", units, p[19])
+    rng = np.random.default_rng(0)
+    xs = rng.integers(-128, 128, k)
+    xp = (xs + 128).astype(np.int64)
+    for o in range(units):
+        folded = int((wq[o, :k].astype(np.int64) * xp).sum() - 128 * xp.sum() + c[o])
+        direct = int(b.data[o]) + int((w.data[o].astype(np.int64) * (xs - x.zero_point)).sum())
+        assert folded == direct
+
+
+# -- planner -------------------------------------------------------------------------------
+
+def test_planner_reuses_dead_memory_and_never_overlaps_live():
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        bufs = []
+        for k in range(12):
+            a = int(rng.integers(0, 10))
+            bufs.append(Buffer(k, int(rng.integers(1, 5000)), a, a + int(rng.integers(0, 4))))
+        total = plan(bufs)
+        check(bufs)
+        assert all(b.offset % 4 == 0 for b in bufs)
+        assert total >= max(sum(b.size for b in bufs if b.first <= t <= b.last)
+                            for t in range(14))
+        assert total <= sum((b.size + 3) & ~3 for b in bufs)
+
+
+def test_planner_chain_uses_two_slots():
+    bufs = [Buffer(k, 1000, k, k + 1) for k in range(6)]   # a chain of ops: x0 -> x1 -> ...
+    assert plan(bufs) == 2000
+
+
+def test_conformance_arenas_not_larger_than_tflite_micro():
+    # tflite-micro totals (tests/conformance/SOURCES.md) include its own bookkeeping
+    tflm = {"tflm_person_detect": 85264, "mlperf_vww_96_int8": 103680,
+            "mlperf_kws_ref_model": 24272, "mlperf_pretrainedResnet_quant": 55984,
+            "mlperf_ad01_int8": 3984}
+    for name, total in tflm.items():
+        r = convert_model(CONF / f"{name}.tflite").report
+        assert r.arena_bytes + r.scratch_bytes < total, name
+
+
+# -- package layout and golden vectors -----------------------------------------------------
+
+def test_package_header_and_sections():
+    pkg = convert_model(HELLO).package
+    h = HEADER.unpack_from(pkg, 0)
+    assert h[0] == b"TSMP" and h[1] == 1 and h[2] == 64
+    assert binascii.crc32(pkg[64:]) == h[4] and h[5] == len(pkg)
+    assert h[13] == 64 and h[14] == 64 + h[6] * TENSOR.size
+    assert h[16] % 4 == 0 and h[16] + h[17] == len(pkg)
+
+
+def test_golden_package_is_reproduced_byte_for_byte():
+    """tests/vectors/tsm/hello_world.tsm is what the converter writes (format stability)."""
+    assert convert_model(HELLO).package == (GOLDEN / "hello_world.tsm").read_bytes()
+    meta = json.loads((GOLDEN / "hello_world.json").read_text())
+    from tflite_micro.python.tflite_micro import runtime
+    it = runtime.Interpreter.from_file(str(HELLO))
+    for vec in meta["vectors"]:
+        it.set_input(np.frombuffer(bytes.fromhex(vec["input"]), np.int8).reshape(1, 1), 0)
+        it.invoke()
+        assert it.get_output(0).tobytes().hex() == vec["output"]
+
+
+# -- errors --------------------------------------------------------------------------------
+
+def _patched_opcode(code: int) -> bytes:
+    buf = bytearray(HELLO.read_bytes())
+    oc = tflite.Model.GetRootAsModel(buf, 0).OperatorCodes(0)
+    pos = oc._tab.Pos
+    buf[pos + oc._tab.Offset(4)] = code               # deprecated_builtin_code (int8)
+    struct.pack_into("<i", buf, pos + oc._tab.Offset(10), code)   # builtin_code
+    return bytes(buf)
+
+
+def test_unsupported_op_names_op_index_and_why():
+    with pytest.raises(TinysenseError) as exc:
+        convert_model(_patched_opcode(47))          # EXP
+    msg = str(exc.value)
+    assert msg.startswith("op 0 (EXP): not supported") and "\n" not in msg
+
+
+@pytest.mark.parametrize("data, words", [
+    (b"", "not a .tflite"), (b"garbage!" * 10, "not a .tflite"),
+    (HELLO.read_bytes()[:900], "corrupt"),
+])
+def test_corrupt_model_is_one_line_error(data, words):
+    with pytest.raises(TinysenseError) as exc:
+        convert_model(data)
+    assert words in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_cli_convert_writes_package_and_report(tmp_path):
+    out = tmp_path / "hello.tsm"
+    proc = subprocess.run([sys.executable, "-m", "tinysense", "convert", str(HELLO), "-o",
+                           str(out), "--board", "ESP32_GENERIC", "--json",
+                           str(tmp_path / "r.json")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_bytes() == convert_model(HELLO).package
+    assert "288 MACs" in proc.stdout and "fits" in proc.stdout
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["fits"] is True and rep["placement"] == "ram" and rep["arena_bytes"] > 0
+
+
+def test_cli_failure_leaves_no_output_file(tmp_path):
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(_patched_opcode(47))
+    out = tmp_path / "bad.tsm"
+    proc = subprocess.run([sys.executable, "-m", "tinysense", "convert", str(bad), "-o",
+                           str(out)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "op 0 (EXP)" in proc.stderr
+    assert not out.exists() and list(tmp_path.iterdir()) == [bad]
+
+
+def test_write_package_is_atomic(tmp_path, monkeypatch):
+    result = convert_model(HELLO)
+    out = tmp_path / "m.tsm"
+    import os
+
+    def boom(*a):
+        raise OSError("disk full")
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        write_package(result, out)
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,18 @@
+"""Load a .tsm (argv[1]) and print `ok` plus outputs for hex inputs (argv[2:]), or the error."""
+
+import sys
+from binascii import hexlify, unhexlify
+
+from tsnode.engine.model import Model
+
+try:
+    with open(sys.argv[1], "rb") as f:
+        m = Model(f.read())
+except ValueError as exc:
+    print("ValueError", exc)
+    sys.exit(0)
+print("ok")
+for h in sys.argv[2:]:
+    m.set_inputs(unhexlify(h))
+    m.run()
+    print(hexlify(m.output_bytes()).decode())

@@ -1,0 +1,60 @@
+"""The node reads the golden .tsm exactly, and rejects corrupt or truncated packages."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from engine_helpers import REPO, micropython_exe
+
+pytestmark = pytest.mark.node
+GOLDEN = REPO / "tests" / "vectors" / "tsm"
+SCRIPT = Path(__file__).resolve().parent / "engine_mp" / "load_check.py"
+
+
+def _load(tmp_path, data: bytes, *inputs: str) -> list[str]:
+    f = tmp_path / "m.tsm"
+    f.write_bytes(data)
+    env = dict(os.environ, MICROPYPATH=str(REPO / "firmware"))
+    proc = subprocess.run([micropython_exe(), "-X", "heapsize=256K", str(SCRIPT), str(f),
+                           *inputs], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr   # never a crash
+    return proc.stdout.strip().split("\n")
+
+
+def test_golden_package_outputs(tmp_path):
+    meta = json.loads((GOLDEN / "hello_world.json").read_text())
+    lines = _load(tmp_path, (GOLDEN / "hello_world.tsm").read_bytes(),
+                  *[v["input"] for v in meta["vectors"]])
+    assert lines[0] == "ok"
+    assert lines[1:] == [v["output"] for v in meta["vectors"]]
+
+
+def _flip(data: bytes, pos: int) -> bytes:
+    b = bytearray(data)
+    b[pos] ^= 0x01
+    return bytes(b)
+
+
+GOOD = (GOLDEN / "hello_world.tsm").read_bytes()
+
+
+@pytest.mark.parametrize("data, words", [
+    (GOOD[:40], "too short"),
+    (GOOD[:-1], "truncated"),
+    (GOOD + b"\0", "truncated"),
+    (b"XSMP" + GOOD[4:], "bad magic"),
+    (GOOD[:4] + b"\x02" + GOOD[5:], "version 2"),
+    (_flip(GOOD, 200), "CRC"),
+    (_flip(GOOD, len(GOOD) - 1), "CRC"),
+    (GOOD[:32] + struct.pack("<I", 65) + GOOD[36:], "offsets"),
+], ids=["short", "truncated", "padded", "magic", "version", "crc-tables", "crc-consts",
+        "offsets"])
+def test_corrupt_package_is_rejected(tmp_path, data, words):
+    lines = _load(tmp_path, data)
+    assert lines[0].startswith("ValueError tsm:") and words in lines[0], lines
