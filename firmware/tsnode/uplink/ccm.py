@@ -105,6 +105,16 @@ class CCM:
         self._ecb = cryptolib.aes(key, _ECB)
         self._cbc = cryptolib.aes(key, _CBC, bytes(16))
         self._chain = bytearray(16)  # IV the CBC object will chain from next
+        self._x = bytearray(16)  # the CBC-MAC value X of the last message
+        # Probe once whether this port's CBC object carries its IV from call to call
+        # (MicroPython's cryptolib does, via mbedTLS/axTLS); if not, the IV stays zero.
+        o1 = bytearray(16)
+        o2 = bytearray(16)
+        self._cbc.encrypt(self._x, o1)
+        self._cbc.encrypt(self._x, o2)
+        self._chains = o1 != o2
+        if self._chains:
+            _copy(self._chain, 0, o2, 16)
         aad_room = (2 + max_aad + 15) & ~15 if max_aad else 0
         msg_room = (max_len + 15) & ~15
         self._mac = bytearray(16 + aad_room + msg_room)
@@ -171,8 +181,10 @@ class CCM:
         _xor(b, b, self._chain, 16)
         src, dst = self._pair(-pos, self._mac_mv, self._macout_mv, pos)
         self._cbc.encrypt(src, dst)
-        _copy16_from(self._chain, self._macout, pos - 16)  # X_last: the next chain value
-        _xor(self._tag, self._chain, self._ks, m)
+        _copy16_from(self._x, self._macout, pos - 16)
+        if self._chains:
+            _copy(self._chain, 0, self._x, 16)  # the IV of the next call
+        _xor(self._tag, self._x, self._ks, m)
 
     def seal_into(self, nonce, aad, msg, out, n=-1):
         """Write ciphertext || tag of msg[:n] to out[0:n + tag_len]; return that length."""

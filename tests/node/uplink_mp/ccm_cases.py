@@ -3,7 +3,27 @@
 import json
 import sys
 
+from tsnode.uplink import ccm
 from tsnode.uplink.ccm import CCM
+
+if len(sys.argv) > 2 and sys.argv[2] == "nochain":
+    # Simulate a port whose CBC object restarts from its IV on every call.
+    import cryptolib
+
+    class _NoChain:
+        def __init__(self, key, mode, iv=None):
+            self.key, self.mode, self.iv = key, mode, iv
+            self.ecb = cryptolib.aes(key, mode) if mode == 1 else None
+
+        def encrypt(self, src, dst):
+            if self.ecb:
+                return self.ecb.encrypt(src, dst)
+            return cryptolib.aes(self.key, self.mode, self.iv).encrypt(src, dst)
+
+    class _Mod:
+        aes = _NoChain
+
+    ccm.cryptolib = _Mod
 
 with open(sys.argv[1]) as f:
     groups = json.load(f)
