@@ -32,7 +32,10 @@ def cpython_features():
         runner = importlib.import_module("features_mp")
     finally:
         sys.path.remove(str(REPO / "firmware"))
-    return features, pipeline, runner
+    yield features, pipeline, runner
+    for name in [m for m in sys.modules if m == "tsnode" or m.startswith("tsnode.")
+                 or m == "features_mp"]:
+        del sys.modules[name]  # leave no firmware module behind in the host's process
 
 
 def _node_replay(name: str, tsrc: str) -> tuple[np.ndarray, np.ndarray]:
