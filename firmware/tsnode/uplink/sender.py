@@ -4,6 +4,11 @@ send() returns once the frame is durably queued (then it tries to flush for at m
 timeout_ms). flush() sends up to `window` oldest frames that are unsent or due for a
 retry, and handles acks until the queue is empty or the time is up; frames stay queued
 through any network failure. The key is read once into the codec; it is never printed.
+
+Memory: the codec, CCM and batch buffers are preallocated (about 8 KB, measured 10.6 KB
+of objects on the 64-bit unix port). Sealing allocates one small view per frame; the dict
+path of send() allocates its dicts; queueing allocates a path string and a file object,
+and resending reads the frame file into a new bytes object. None of that is per byte.
 """
 
 import json
