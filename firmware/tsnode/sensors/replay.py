@@ -119,6 +119,11 @@ class ReplaySource:
             return
         self._due = time.ticks_add(self._due, self._period_us)
         delay = time.ticks_diff(self._due, now)
+        if delay > 2000:
+            # whole milliseconds with sleep_ms (lets the port idle or run background tasks),
+            # the rest with sleep_us (a short busy wait) for sub-millisecond pacing
+            time.sleep_ms(delay // 1000)
+            delay = time.ticks_diff(self._due, time.ticks_us())
         if delay > 0:
             time.sleep_us(delay)
         elif delay < -1000000:
