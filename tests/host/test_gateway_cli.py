@@ -77,6 +77,9 @@ def test_user_errors_are_one_line(filled_db, capsys):
     assert "bad device id" in capsys.readouterr().err
     assert main(["gateway", "--db", str(filled_db)]) == 2
     assert "no transport given" in capsys.readouterr().err
+    missing = filled_db.parent / "nope.db"
+    assert main(["uplinks", "--db", str(missing)]) == 2
+    assert "no gateway database" in capsys.readouterr().err and not missing.exists()
 
 
 def test_parse_since():

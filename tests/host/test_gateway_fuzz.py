@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import struct
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -120,6 +121,7 @@ LEGIT_ONE = seal(KEYS[1], 1, 42, PTYPE_RECORDS,
                  encode_records([{"type": "event", "code": 1, "t_ms": 5, "value": -1}]))
 
 
+@pytest.mark.slow
 @settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=1200))
 def test_hypothesis_random_bytes(data):
@@ -129,6 +131,7 @@ def test_hypothesis_random_bytes(data):
     conn.close()
 
 
+@pytest.mark.slow
 @settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, len(LEGIT_ONE) + 20), st.integers(0, 255)),
                 min_size=1, max_size=6),

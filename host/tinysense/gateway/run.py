@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TextIO
 
 from tinysense.errors import TinysenseError
@@ -18,7 +19,7 @@ from tinysense.gateway.registry import MAX_DEVICE_ID
 from tinysense.gateway.server import (
     IngestLoop, MqttTransport, SerialTransport, UdpTransport, parse_hostport,
 )
-from tinysense.gateway.store import Store, StoredFrame, open_db
+from tinysense.gateway.store import DEFAULT_DB, Store, StoredFrame, open_db
 
 
 def parse_device_id(text: str) -> int:
@@ -214,7 +215,11 @@ def frame_dict(row: StoredFrame) -> dict:
 def list_uplinks(db: str | None = None, device: int | None = None,
                  since: float | None = None) -> Iterator[dict]:
     """The stored frames, oldest first, as dicts (see frame_dict)."""
-    conn = open_db(db)
+    path = Path(db) if db is not None else DEFAULT_DB
+    if str(path) != ":memory:" and not path.exists():
+        raise TinysenseError(f"no gateway database at {path}; start `tinysense gateway` first "
+                             "or point --db (env TINYSENSE_GATEWAY_DB) at one")
+    conn = open_db(path)
     try:
         for row in Store(conn).frames(device_id=device, since=since):
             yield frame_dict(row)
