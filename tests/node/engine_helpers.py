@@ -22,14 +22,14 @@ def micropython_exe() -> str:
 
 
 def run_engine(package: bytes, vectors: list[bytes], narrow: bool = False,
-               heap: str = "4M") -> tuple[list[bytes], int]:
+               heap: str = "4M", path: str | None = None) -> tuple[list[bytes], int]:
     """Outputs (bytes per vector) of the engine on the unix port, and the worst allocation."""
     with tempfile.TemporaryDirectory() as tmp:
         pkg = Path(tmp) / "m.tsm"
         pkg.write_bytes(package)
         inp = Path(tmp) / "in.bin"
         inp.write_bytes(b"".join(vectors))
-        env = dict(os.environ, MICROPYPATH=str(REPO / "firmware"))
+        env = dict(os.environ, MICROPYPATH=path or str(REPO / "firmware"))
         cmd = [micropython_exe(), "-X", f"heapsize={heap}", str(RUNNER), str(pkg), str(inp),
                str(len(vectors))] + (["narrow"] if narrow else [])
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
@@ -58,7 +58,8 @@ def make_vectors(details: list[dict], n_random: int, seed: int = 0) -> list[list
     return sets
 
 
-def compare_model(path, n_random: int = 3, narrow: bool = False, seed: int = 0):
+def compare_model(path, n_random: int = 3, narrow: bool = False, seed: int = 0,
+                  mp_path: str | None = None):
     """Convert `path`, run every vector on the engine and in tflite-micro; return mismatches."""
     from tflite_micro.python.tflite_micro import runtime
 
@@ -81,7 +82,8 @@ def compare_model(path, n_random: int = 3, narrow: bool = False, seed: int = 0):
                        if io["model_dtype"] == "float32" else np.asarray(y).tobytes())
         expected.append(got)
     node_out, alloc = run_engine(result.package, [b"".join(v.tobytes() for v in vec)
-                                                  for vec in node_vecs], narrow=narrow)
+                                                  for vec in node_vecs], narrow=narrow,
+                                 path=mp_path)
     mismatches = []
     for i, (raw, exp) in enumerate(zip(node_out, expected)):
         pos = 0

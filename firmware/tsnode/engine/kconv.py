@@ -20,7 +20,8 @@ def flip(ar: ptr8, off: int, n: int):
     """x ^= 0x80 over n bytes at a 4-aligned arena offset: int8 <-> int8+128 (uint8), in place.
     Convolutions flip their input before and after, so the inner loops need no conversion."""
     w = ptr32(int(ar) + off)
-    k = 0x40404040 << 1
+    k = 0x20202020
+    k = k << 2         # 0x80808080, built at run time (not a small int on 32-bit)
     i = 0
     n4 = n >> 2
     while i < n4:
@@ -34,7 +35,11 @@ def flip(ar: ptr8, off: int, n: int):
 
 @micropython.viper
 def conv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
-    sb = 1 << 31     # ptr32 loads are zero-extended on 64-bit hosts, so (v ^ sb) - sb
+    # ptr32 loads are zero-extended on 64-bit hosts, so (v ^ sb) - sb sign-extends. Values
+    # >= 2^30 are built at run time: as literals they are not small ints on 32-bit ports.
+    one = 1
+    sb = one << 31
+    h30 = one << 30
     in_off = p[0]
     nb = p[2]
     ih = p[3]
@@ -61,7 +66,7 @@ def conv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
     amin = (p[24] ^ sb) - sb
     amax = (p[25] ^ sb) - sb
     wide = p[27]
-    k16 = k4 & 0x7FFFFFF0
+    k16 = (k4 >> 4) << 4
     flip(ar, in_off, nb * ih * iw * ic)
     # 1x1 without padding: the patch is the input pixel itself (rows past ic read w=0 bytes)
     direct = 1 if kh == 1 and kw == 1 and pt == 0 and pl == 0 else 0
@@ -149,7 +154,7 @@ def conv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
                         rs = 0 - s
                     if wide:
                         if a >= 0:
-                            t = (a * m + 0x40000000) >> 31
+                            t = (a * m + h30) >> 31
                         else:
                             t = 0 - (((0 - a) * m + 0x3FFFFFFF) >> 31)
                     else:
@@ -163,7 +168,7 @@ def conv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
                         m0 = m & 0x7FFF
                         m1 = (m >> 15) & 0x7FFF
                         m2 = (m >> 30) & 1
-                        e0 = a0 * m0 + 0x40000000 - neg
+                        e0 = a0 * m0 + h30 - neg
                         e1 = a1 * m0 + a0 * m1 + (e0 >> 15)
                         e2 = a2 * m0 + a1 * m1 + a0 * m2 + (e1 >> 15)
                         t = (e2 >> 1) + ((a2 * m1 + a1 * m2) << 14) + ((a2 * m2) << 29)
@@ -198,7 +203,9 @@ def dwconv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
     """Depthwise. Input flipped to x' = x+128, so x - zp = x' - c1 (c1 = 128 + zp). 3x3 filters
     (multiplier 1) run 9 unrolled taps from a precomputed K0 = bias - c1*sum(w); other
     filters list each pixel's in-image taps and add (w)(x' - c1)."""
-    sb = 1 << 31
+    one = 1
+    sb = one << 31
+    h30 = one << 30
     in_off = p[0]
     nb = p[2]
     ih = p[3]
@@ -288,7 +295,7 @@ def dwconv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
                             rs = 0 - s
                         if wide:
                             if a >= 0:
-                                t = (a * m + 0x40000000) >> 31
+                                t = (a * m + h30) >> 31
                             else:
                                 t = 0 - (((0 - a) * m + 0x3FFFFFFF) >> 31)
                         else:
@@ -302,7 +309,7 @@ def dwconv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
                             m0 = m & 0x7FFF
                             m1 = (m >> 15) & 0x7FFF
                             m2 = (m >> 30) & 1
-                            e0 = a0 * m0 + 0x40000000 - neg
+                            e0 = a0 * m0 + h30 - neg
                             e1 = a1 * m0 + a0 * m1 + (e0 >> 15)
                             e2 = a2 * m0 + a1 * m1 + a0 * m2 + (e1 >> 15)
                             t = (e2 >> 1) + ((a2 * m1 + a1 * m2) << 14) + ((a2 * m2) << 29)
@@ -363,7 +370,7 @@ def dwconv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
                             rs = 0 - s
                         if wide:
                             if a >= 0:
-                                t = (a * m + 0x40000000) >> 31
+                                t = (a * m + h30) >> 31
                             else:
                                 t = 0 - (((0 - a) * m + 0x3FFFFFFF) >> 31)
                         else:
@@ -377,7 +384,7 @@ def dwconv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
                             m0 = m & 0x7FFF
                             m1 = (m >> 15) & 0x7FFF
                             m2 = (m >> 30) & 1
-                            e0 = a0 * m0 + 0x40000000 - neg
+                            e0 = a0 * m0 + h30 - neg
                             e1 = a1 * m0 + a0 * m1 + (e0 >> 15)
                             e2 = a2 * m0 + a1 * m1 + a0 * m2 + (e1 >> 15)
                             t = (e2 >> 1) + ((a2 * m1 + a1 * m2) << 14) + ((a2 * m2) << 29)

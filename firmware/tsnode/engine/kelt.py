@@ -7,7 +7,9 @@ import micropython
 def _binary(ar: ptr8, cb: ptr8, p: ptr32, is_mul: int):
     """ADD: raw = T1[x1] + T2[x2] (tables of the rescaled inputs, left shift 20 included),
     out = RDBPOT(SRDHM(raw, M), r) + zp. MUL: out = MBQM((x1-z1)*(x2-z2), M, s) + zp."""
-    sb = 1 << 31
+    one = 1
+    sb = one << 31
+    h30 = one << 30
     a_off = p[0]
     b_off = p[1]
     dst = p[2]
@@ -65,7 +67,7 @@ def _binary(ar: ptr8, cb: ptr8, p: ptr32, is_mul: int):
                         rs = 0 - s
                     if wide:
                         if a >= 0:
-                            t = (a * m + 0x40000000) >> 31
+                            t = (a * m + h30) >> 31
                         else:
                             t = 0 - (((0 - a) * m + 0x3FFFFFFF) >> 31)
                     else:
@@ -79,7 +81,7 @@ def _binary(ar: ptr8, cb: ptr8, p: ptr32, is_mul: int):
                         m0 = m & 0x7FFF
                         m1 = (m >> 15) & 0x7FFF
                         m2 = (m >> 30) & 1
-                        e0 = a0 * m0 + 0x40000000 - neg
+                        e0 = a0 * m0 + h30 - neg
                         e1 = a1 * m0 + a0 * m1 + (e0 >> 15)
                         e2 = a2 * m0 + a1 * m1 + a0 * m2 + (e1 >> 15)
                         t = (e2 >> 1) + ((a2 * m1 + a1 * m2) << 14) + ((a2 * m2) << 29)

@@ -5,7 +5,9 @@ import micropython
 
 @micropython.viper
 def _pool(ar: ptr8, p: ptr32, is_max: int):
-    sb = 1 << 31
+    one = 1
+    sb = one << 31
+    h30 = one << 30
     src0 = p[0]
     dst = p[1]
     nb = p[2]
@@ -81,7 +83,9 @@ def maxpool(ar, cb, p, sc):
 @micropython.viper
 def mean(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
     """Sum into int32 scratch per output, then MBQM(sum - zp_in*n, M', s') + zp_out."""
-    sb = 1 << 31
+    one = 1
+    sb = one << 31
+    h30 = one << 30
     src = p[0]
     dst = p[1]
     d0 = p[2]
@@ -129,7 +133,7 @@ def mean(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
             rs = 0 - s
         if wide:
             if a >= 0:
-                t = (a * m + 0x40000000) >> 31
+                t = (a * m + h30) >> 31
             else:
                 t = 0 - (((0 - a) * m + 0x3FFFFFFF) >> 31)
         else:
@@ -143,7 +147,7 @@ def mean(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
             m0 = m & 0x7FFF
             m1 = (m >> 15) & 0x7FFF
             m2 = (m >> 30) & 1
-            e0 = a0 * m0 + 0x40000000 - neg
+            e0 = a0 * m0 + h30 - neg
             e1 = a1 * m0 + a0 * m1 + (e0 >> 15)
             e2 = a2 * m0 + a1 * m1 + a0 * m2 + (e1 >> 15)
             t = (e2 >> 1) + ((a2 * m1 + a1 * m2) << 14) + ((a2 * m2) << 29)

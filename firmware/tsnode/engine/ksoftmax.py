@@ -12,7 +12,9 @@ import micropython
 @micropython.viper
 def _srdhm(s: ptr32, i: int, j: int, k: int):
     """s[k] = SaturatingRoundingDoublingHighMul(s[i], s[j]) (int32, any signs)."""
-    sb = 1 << 31
+    one = 1
+    sb = one << 31
+    h30 = one << 30
     a = (s[i] ^ sb) - sb
     b = (s[j] ^ sb) - sb
     mn = 0 - sb
@@ -32,7 +34,7 @@ def _srdhm(s: ptr32, i: int, j: int, k: int):
     b0 = b & 0x7FFF
     b1 = (b >> 15) & 0x7FFF
     b2 = (b >> 30) & 3
-    e0 = a0 * b0 + 0x40000000 - neg
+    e0 = a0 * b0 + h30 - neg
     e1 = a1 * b0 + a0 * b1 + (e0 >> 15)
     e2 = a2 * b0 + a1 * b1 + a0 * b2 + (e1 >> 15)
     t = (e2 >> 1) + ((a2 * b1 + a1 * b2) << 14) + ((a2 * b2) << 29)
@@ -44,7 +46,9 @@ def _srdhm(s: ptr32, i: int, j: int, k: int):
 @micropython.viper
 def _sat_shl(v: int, e: int) -> int:
     """gemmlowp SaturatingRoundingMultiplyByPOT<e> (e > 0); v, result as int32 words."""
-    sb = 1 << 31
+    one = 1
+    sb = one << 31
+    h30 = one << 30
     v = (v ^ sb) - sb
     thr = (1 << (31 - e)) - 1
     if v > thr:
@@ -57,10 +61,14 @@ def _sat_shl(v: int, e: int) -> int:
 @micropython.viper
 def _recip(s: ptr32, x: int):
     """s[0] = one_over_one_plus_x_for_x_in_0_1(x), x in [0, 2^31); uses s[0..5]."""
-    s[1] = (x >> 1) + 0x40000000      # RoundingHalfSum(x, 1.0) for x >= 0
+    one = 1
+    h30 = one << 30
+    c48 = 0x2D2D2D2D
+    c48 = c48 << 1                    # 1515870810: 48/17 in Q2
+    s[1] = (x >> 1) + h30             # RoundingHalfSum(x, 1.0) for x >= 0
     s[2] = -1010580540
     _srdhm(s, 1, 2, 3)
-    s[4] = 1515870810 + s[3]          # x (Q2)
+    s[4] = c48 + s[3]                 # x (Q2)
     n = 0
     while n < 3:
         _srdhm(s, 1, 4, 3)            # half_denominator * x
@@ -80,6 +88,8 @@ def softmax(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
     ex = ptr32(int(cb) + p[4])
     exr = ptr32(int(cb) + p[5])
     s = ptr32(sc)
+    one = 1
+    sb = one << 31
     r = 0
     while r < rows:
         mx = -128
@@ -98,7 +108,7 @@ def softmax(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
         while hp1 < 32 and ((total >> (31 - hp1)) & 1) == 0:
             hp1 += 1
         nbits = 12 - hp1
-        _recip(s, (total << hp1) & 0x7FFFFFFF)
+        _recip(s, (total << hp1) & (sb - 1))
         e = nbits + 23
         mask = (1 << e) - 1
         c = 0
