@@ -7,7 +7,6 @@ import micropython
 def _pool(ar: ptr8, p: ptr32, is_max: int):
     one = 1
     sb = one << 31
-    h30 = one << 30
     src0 = p[0]
     dst = p[1]
     nb = p[2]

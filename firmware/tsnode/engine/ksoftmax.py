@@ -48,7 +48,6 @@ def _sat_shl(v: int, e: int) -> int:
     """gemmlowp SaturatingRoundingMultiplyByPOT<e> (e > 0); v, result as int32 words."""
     one = 1
     sb = one << 31
-    h30 = one << 30
     v = (v ^ sb) - sb
     thr = (1 << (31 - e)) - 1
     if v > thr:
