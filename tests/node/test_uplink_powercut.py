@@ -93,6 +93,11 @@ class MiniGateway:
             key.fileobj.close()
 
 
+def _dropped_total(flash: Path) -> int:
+    path = flash / "uplink_q" / "dropped"
+    return int.from_bytes(path.read_bytes()[:4], "big") if path.exists() else 0
+
+
 def _queue_snapshot(flash: Path, key: bytes) -> dict[int, bytes]:
     snap = {}
     for p in (flash / "uplink_q").iterdir():
@@ -105,8 +110,13 @@ def _queue_snapshot(flash: Path, key: bytes) -> dict[int, bytes]:
     return snap
 
 
-def test_power_cut_never_repeats_a_counter_and_loses_no_queued_frame(tmp_path):
-    rng = random.Random(4242)
+@pytest.mark.parametrize("queue_max,kills,p_up", [(100000, KILLS, 0.6), (6, 20, 0.3)],
+                         ids=["roomy_queue", "full_queue"])
+def test_power_cut_never_repeats_a_counter_and_loses_no_queued_frame(tmp_path, queue_max,
+                                                                     kills, p_up):
+    """full_queue: the queue overflows often; a queued frame may then vanish only as a
+    counted drop (dropped_total never decreases and covers every vanished frame)."""
+    rng = random.Random(4242 + queue_max)
     key = os.urandom(16)
     flash = tmp_path / "flash"
     flash.mkdir()
@@ -117,14 +127,15 @@ def test_power_cut_never_repeats_a_counter_and_loses_no_queued_frame(tmp_path):
     gw = MiniGateway(key, rng)
     used: dict[int, set[bytes]] = {}
     snapshots: list[tuple[int, dict[int, bytes]]] = []
+    dropped_at_kill: list[int] = []
     sealed_total = 0
     t0 = time.monotonic()
     try:
-        for run in range(KILLS):
-            port = gw.socket_for_run(run, up=rng.random() < 0.6)
+        for run in range(kills):
+            port = gw.socket_for_run(run, up=rng.random() < p_up)
             proc = subprocess.Popen(
                 [micropython_exe(), "-X", "heapsize=256K", str(MP_DIR / "powercut_node.py"),
-                 str(flash), str(port), "run"],
+                 str(flash), str(port), "run", str(queue_max)],
                 env=mp_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             time.sleep(rng.uniform(0.03, 0.35))
             proc.send_signal(signal.SIGKILL)
@@ -141,11 +152,12 @@ def test_power_cut_never_repeats_a_counter_and_loses_no_queued_frame(tmp_path):
                     used.setdefault(int(parts[1]), set()).add(frame)
                     sealed_total += 1
             snapshots.append((run, _queue_snapshot(flash, key)))
-        drain_port = gw.socket_for_run(KILLS, up=True)
+            dropped_at_kill.append(_dropped_total(flash))
+        drain_port = gw.socket_for_run(kills, up=True)
         gw.rng = random.Random(0)
         out = subprocess.run(
             [micropython_exe(), "-X", "heapsize=256K", str(MP_DIR / "powercut_node.py"),
-             str(flash), str(drain_port), "drain"],
+             str(flash), str(drain_port), "drain", str(queue_max)],
             env=mp_env(), capture_output=True, text=True, timeout=60)
         time.sleep(0.1)
     finally:
@@ -163,12 +175,19 @@ def test_power_cut_never_repeats_a_counter_and_loses_no_queued_frame(tmp_path):
     received_after: dict[int, int] = {}
     for run, counter, _ in gw.received:
         received_after[counter] = max(received_after.get(counter, -1), run)
-    lost = [(run, c) for run, snap in snapshots for c in snap
-            if received_after.get(c, -1) <= run]
-    assert not lost, f"queued at a kill but never sent afterwards: {lost[:10]}"
+    lost = {c for run, snap in snapshots for c in snap if received_after.get(c, -1) <= run}
+    assert dropped_at_kill == sorted(dropped_at_kill), "dropped_total went down"
+    if queue_max >= 100000:
+        assert not lost, f"queued at a kill but never sent afterwards: {sorted(lost)[:10]}"
+        assert dropped_at_kill[-1] == 0
+    else:
+        # each vanished frame was dropped as the oldest of a full queue, and counted
+        assert len(lost) <= _dropped_total(flash), (len(lost), _dropped_total(flash))
+        assert _dropped_total(flash) > 0, "the queue never overflowed: test too gentle"
     assert out.stdout.split() == ["DRAINED", "0"]
     queued_ever = set().union(*(s for _, s in snapshots))
-    assert sealed_total > 100 and len(queued_ever) > 20, (sealed_total, len(queued_ever))
-    print(f"\npower cut: {KILLS} kills, {sealed_total} frames sealed, {len(used)} counters, "
-          f"{len(queued_ever)} frames queued at some kill, {len(gw.received)} datagrams, "
-          f"{elapsed:.1f} s")
+    assert sealed_total > 40 and len(queued_ever) > 10, (sealed_total, len(queued_ever))
+    print(f"\npower cut ({queue_max}): {kills} kills, {sealed_total} frames sealed, "
+          f"{len(used)} counters, {len(queued_ever)} frames queued at some kill, "
+          f"{len(lost)} dropped by the queue-full policy ({_dropped_total(flash)} counted), "
+          f"{len(gw.received)} datagrams, {elapsed:.1f} s")

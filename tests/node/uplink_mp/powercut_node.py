@@ -1,4 +1,4 @@
-"""Node driver for the power-cut test: argv root gateway_port mode(run|drain).
+"""Node driver for the power-cut test: argv root gateway_port mode(run|drain) [queue_max].
 
 run: seal and send a frame in a loop forever (the test SIGKILLs it), printing each sealed
 frame as "S <counter> <hex>". drain: flush until the queue is empty, print "DRAINED".
@@ -10,8 +10,9 @@ import time
 from tsnode.uplink.sender import Uplink
 
 root, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+qmax = int(sys.argv[4]) if len(sys.argv) > 4 else 100000
 config = {"device_id": 0x00C0FFEE, "transport": "udp", "gateway": "127.0.0.1:%d" % port,
-          "counter_block": 8, "queue_max": 100000, "window": 8, "retry_ms": 150}
+          "counter_block": 8, "queue_max": qmax, "window": 8, "retry_ms": 150}
 with open(root + "/uplink_key.bin", "rb") as f:
     key = f.read()
 up = Uplink(config, key, root)
