@@ -10,7 +10,12 @@ from tinysense.node import open_node
 def cmd_deploy(args) -> int:
     with open_node(args.target, args.board) as node:
         print(f"target: {node.target.kind} {node.target.url} ({node.target.reason})")
-        deploy(node, force=args.force, prune=not args.keep_stale)
+        if args.romfs:
+            from tinysense.flash.romfs import deploy_romfs
+
+            deploy_romfs(node, args.model or ())
+        else:
+            deploy(node, force=args.force, prune=not args.keep_stale)
     return 0
 
 
@@ -20,4 +25,9 @@ def register(sub) -> None:
     p.add_argument("--force", action="store_true", help="copy every file, changed or not")
     p.add_argument("--keep-stale", action="store_true",
                    help="keep node files under tsnode/ that firmware/ no longer has")
+    p.add_argument("--romfs", action="store_true",
+                   help="put the compiled package and --model files in ROMFS (/rom); falls back "
+                        "to the filesystem, and says so, where the board has no ROMFS partition")
+    p.add_argument("--model", action="append", metavar="TSM",
+                   help="model package to deploy with --romfs (repeatable)")
     p.set_defaults(func=cmd_deploy)

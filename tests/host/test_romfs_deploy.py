@@ -1,0 +1,105 @@
+"""ROMFS deploy: the image build, the virtual board's /rom, and the filesystem fallback.
+
+The virtual board is the real MicroPython unix port (started in a private directory); the
+package must then import from /rom and a model file must be readable zero-copy there.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tinysense.boards import load_board
+from tinysense.flash.image import ROMFS_HEADER
+from tinysense.flash.romfs import build_romfs, deploy_romfs
+from tinysense.node import connect
+from tinysense.targets import Target
+from tinysense.targets.virtual import start_board, stop_board
+
+MODEL = bytes((i * 37) & 0xFF for i in range(3000))   # stands in for a .tsm package
+
+
+@pytest.fixture
+def firmware(tmp_path):
+    """A small firmware tree shaped like firmware/ (with a viper function, so the image
+    holds native x64 code): the tests do not depend on the state of the real node code."""
+    src = tmp_path / "firmware"
+    (src / "tsnode" / "engine").mkdir(parents=True)
+    (src / "boot.py").write_text("# boot\n")
+    (src / "main.py").write_text("# main\n")
+    (src / "tsnode" / "__init__.py").write_text("VERSION = 1\n")
+    (src / "tsnode" / "engine" / "__init__.py").write_text(
+        "import micropython\n\n\n@micropython.viper\ndef add(a: int, b: int) -> int:\n"
+        "    return a + b\n")
+    return src
+
+
+def test_build_romfs_layout(tmp_path, firmware):
+    model = tmp_path / "kws.tsm"
+    model.write_bytes(MODEL)
+    image, paths = build_romfs("x64", [model], src=firmware, build_dir=tmp_path / "build")
+    assert image.startswith(ROMFS_HEADER)
+    assert "/rom/models/kws.tsm" in paths
+    assert "/rom/tsnode/__init__.mpy" in paths
+    assert not any(p.endswith((".py", "/boot.py", "/main.py")) for p in paths)
+
+
+@pytest.fixture
+def vboard(tmp_path):
+    cfg = load_board("ESP32_GENERIC")
+    vb = start_board(cfg.name, directory=tmp_path / "vb", parent_bound=True)
+    yield cfg, vb
+    stop_board(cfg.name, tmp_path / "vb")
+
+
+def test_virtual_board_mounts_the_image_and_imports_from_rom(tmp_path, vboard, firmware):
+    cfg, vb = vboard
+    model = tmp_path / "kws.tsm"
+    model.write_bytes(MODEL)
+    node = connect(vb.url, Target("virtual", vb.url, "test"), cfg)
+    try:
+        # an old filesystem deploy that would shadow /rom/tsnode
+        node.mkdir("/tsnode/engine")
+        node.put(b"raise ImportError('stale filesystem copy')\n", "/tsnode/__init__.py")
+        lines = []
+        result = deploy_romfs(node, [model], src=firmware, build_dir=tmp_path / "build",
+                              virtual_board=vb, say=lines.append)
+        assert result.where == "virtual-romfs"
+        assert vb.romfs_image.read_bytes().startswith(ROMFS_HEADER)
+        assert any("has no ROMFS partition" in line for line in lines)   # ESP32_GENERIC
+        assert not node.exists("/tsnode")
+        out = node.exec("import tsnode, tsnode.engine\nprint(tsnode.__file__)\n"
+                        "assert tsnode.engine.add(2, 3) == 5\n"
+                        "m = memoryview(open('/rom/models/kws.tsm', 'rb'))\n"
+                        "print(len(m), bytes(m[:4]).hex(), bytes(m[-4:]).hex())")
+        file_line, model_line = out.strip().splitlines()
+        assert file_line.startswith("/rom/tsnode/")
+        assert model_line == f"{len(MODEL)} {MODEL[:4].hex()} {MODEL[-4:].hex()}"
+        assert node.exists("/boot.py") and node.exists("/tsnode_board.json")
+    finally:
+        node.close()
+
+
+def test_filesystem_fallback_says_so(tmp_path, firmware):
+    """A board (kind 'board') without a ROMFS partition: filesystem deploy and a message.
+
+    The 'board' here is the virtual board's pty reached as a plain serial target, with the
+    VIRTUAL config (x64 code, romfs_size = 0), so the real deploy path runs."""
+    cfg = load_board("VIRTUAL")
+    vb = start_board(cfg.name, directory=tmp_path / "vb", parent_bound=True)
+    try:
+        model = tmp_path / "kws.tsm"
+        model.write_bytes(MODEL)
+        node = connect(vb.url, Target("board", vb.url, "test"), cfg)
+        try:
+            lines = []
+            result = deploy_romfs(node, [model], src=firmware, build_dir=tmp_path / "build",
+                                  say=lines.append)
+            assert result.where == "filesystem"
+            assert "no ROMFS partition" in result.message and result.message in lines
+            assert node.get("/models/kws.tsm") == MODEL
+            where = node.exec("import tsnode\nprint(tsnode.__file__)").strip()
+            assert where in ("tsnode/__init__.mpy", "/tsnode/__init__.mpy")  # the filesystem
+        finally:
+            node.close()
+    finally:
+        stop_board(cfg.name, tmp_path / "vb")
