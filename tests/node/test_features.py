@@ -106,6 +106,7 @@ def _cases() -> list[dict]:
     cases = []
     for n_ch in (1, 3, 6, 32):
         for muls in ([1] * n_ch, rng.integers(1, 1 << 22, n_ch).tolist(),
+                     [[(1 << 29) + 1, 1 << 31, 1 << 16, 65535][i % 4] for i in range(n_ch)],
                      rng.integers(100, 5000, n_ch).tolist()):
             for x in (i16(n_ch * 7), ext(n_ch * 5)):
                 cases.append({"op": "affine", "offs": rng.integers(-3000, 3000, n_ch).tolist(),
@@ -173,6 +174,14 @@ def test_fixed_point_results_are_close_to_float_math(cpython_features):
     assert np.abs(np.array(be._re) + 1j * np.array(be._im) - ref).max() < 4
     for v in (3, 100, 12345, 10 ** 9):
         assert abs(features.ilog2_q4(v) / 16 - math.log2(v)) < 0.1
+    # Affine equals its definition, clamp8(zp + floor((x - off) * mul / 2**16 + 1/2)), for
+    # any multiplier, including ones so large that the product guard clamps x - off
+    for mul in (1, 77, 65536, 1 << 22, (1 << 29) + 1, 1 << 31):
+        x = rng.integers(-32768, 32768, 64).tolist() + [-1, 0, 1, 2, -2]
+        a = features.Affine([3], [mul], -5)
+        got = np.frombuffer(bytes(a.quantize(x, len(x), bytearray(len(x)))), np.int8)
+        want = [max(-128, min(127, -5 + (((v - 3) * mul + (1 << 15)) >> 16))) for v in x]
+        assert got.tolist() == want, mul
     z = rng.integers(-500, 500, 24)
     out = bytearray(24)
     features.zscore_quantize(z.tolist(), 24, round(256 / (4 / 128)), 0, out)

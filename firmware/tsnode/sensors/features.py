@@ -124,7 +124,8 @@ class Affine:
         self.zp = zp
         self.n_ch = len(self.offs)
         # |x - off| beyond lim saturates anyway; clamping it keeps products small ints.
-        self._lims = [_PRODUCT_MAX // m if m > 0 else _PRODUCT_MAX for m in self.muls]
+        # (lim * mul >> 16 is >= 2**12 for any mul, so the clamp never changes a result)
+        self._lims = [max(1, _PRODUCT_MAX // m) if m > 0 else _PRODUCT_MAX for m in self.muls]
 
     @classmethod
     def from_stats(cls, means, stds, input_scale, input_zp):
