@@ -182,6 +182,11 @@ def test_fixed_point_results_are_close_to_float_math(cpython_features):
         got = np.frombuffer(bytes(a.quantize(x, len(x), bytearray(len(x)))), np.int8)
         want = [max(-128, min(127, -5 + (((v - 3) * mul + (1 << 15)) >> 16))) for v in x]
         assert got.tolist() == want, mul
+    # Windower: the windows are exactly the slices frames[k*stride : k*stride + size]
+    frames = rng.integers(-32768, 32768, (40, 3))
+    w = features.Windower(3, 7, 5)
+    got = [list(w.window([0] * 21)) for f in frames.tolist() if w.push(f)]
+    assert got == [frames[k:k + 7].reshape(-1).tolist() for k in range(0, 34, 5)]
     z = rng.integers(-500, 500, 24)
     out = bytearray(24)
     features.zscore_quantize(z.tolist(), 24, round(256 / (4 / 128)), 0, out)
