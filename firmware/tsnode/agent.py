@@ -81,13 +81,20 @@ def info():
     return _print(_state["info"])
 
 
-def infer_hex(hexstr):
-    """Run one inference; input = all inputs' int8 bytes concatenated (hex)."""
+def infer_hex(hexstr, stop=None):
+    """Run one inference; input = all inputs' int8 bytes concatenated (hex).
+
+    stop: run only the ops up to tflite operator index `stop`, so tensor_hex() can read that
+    op's output before later ops reuse its arena memory (the outputs printed are then stale).
+    """
     m = _model()
     data = unhexlify(hexstr)
     m.set_inputs(data)
     _state["input"] = data
-    m.run()
+    if stop is None:
+        m.run()
+    else:
+        m.run_until(stop)
     return _print(hexlify(m.output_bytes()).decode())
 
 
@@ -127,5 +134,7 @@ def heap():
 
 
 def tensor_hex(i):
-    """Hex of tflite tensor i as it is now (after the last inference)."""
+    """Hex of tflite tensor i as it is now in the arena. After a full inference only tensors
+    still live at the end (inputs, outputs) are sure to be intact; use infer_hex(h, stop=k)
+    to read the output of operator k."""
     return _print(hexlify(_model().tensor_view(i)).decode())

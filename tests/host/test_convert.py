@@ -247,3 +247,18 @@ def test_write_package_is_atomic(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         write_package(result, out)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_param_counts_match_engine_table():
+    """Every op the converter writes has the parameter count the node engine checks."""
+    import ast
+
+    from tinysense.convert.ops import N_PARAMS
+    src = (TESTS.parent / "firmware" / "tsnode" / "engine" / "ops.py").read_text()
+    node = next(n for n in ast.walk(ast.parse(src))
+                if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "N_PARAMS")
+    assert ast.literal_eval(node.value) == N_PARAMS
+    for path in sorted(CONF.glob("*.tflite")) + sorted((TESTS / "ops").glob("*.tflite")):
+        for code, src_idx, params in _params(convert_model(path).package):
+            want = 4 + 2 * params[3] if code == 9 else N_PARAMS[code]
+            assert len(params) == want, (path.name, src_idx, code)

@@ -31,6 +31,7 @@ class Model:
         wide = 0 if FORCE_NARROW else _wide()
         plan = []
         for code, src, ins, outs, params in pkg.ops():
+            ops.check(code, src, params)
             p = array("i", params)
             p.append(wide)
             plan.append((ops.kernel(code), p, code, src))
@@ -48,6 +49,14 @@ class Model:
         sc = self.scratch
         for fn, p, _c, _s in self.plan:
             fn(ar, cb, p, sc)
+
+    def run_until(self, stop):
+        """Run the ops of tflite operator index <= stop only (for diagnosis: that op's output
+        is then still intact in the arena, before later ops reuse its memory)."""
+        for fn, p, _c, src in self.plan:
+            if src > stop:
+                break
+            fn(self.arena, self.buf, p, self.scratch)
 
     def tensor_view(self, i):
         """memoryview of tensor i's bytes (arena, or constants), no copy."""

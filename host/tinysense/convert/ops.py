@@ -19,6 +19,10 @@ from tinysense.errors import TinysenseError
 OPCODES = {"FULLY_CONNECTED": 1, "CONV_2D": 2, "DEPTHWISE_CONV_2D": 3, "AVERAGE_POOL_2D": 4,
            "MAX_POOL_2D": 5, "MEAN": 6, "ADD": 7, "MUL": 8, "CONCATENATION": 9, "PAD": 10,
            "SOFTMAX": 11, "LUT": 12, "COPY": 13, "CONST": 14}
+# parameter words per opcode (CONCATENATION: 4 + 2 per input); the engine checks the same
+# table (firmware/tsnode/engine/ops.py N_PARAMS) so a stale package is refused, not misread
+N_PARAMS = {1: 27, 2: 27, 3: 27, 4: 16, 5: 16, 6: 15, 7: 24, 8: 24, 10: 15, 11: 6, 12: 4,
+            13: 3, 14: 3}
 ALIAS_OPS = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
 
 

@@ -1,0 +1,96 @@
+"""tsnode.agent on the unix port: the one-line JSON/hex API the host uses (docs/engine.md),
+from a RAM-loaded package and zero-copy from a ROMFS image; intermediate tensors equal the
+reference interpreter's (kPreserveAllTensors)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import numpy as np
+import pytest
+
+from conftest import run_micropython
+from engine_helpers import REPO
+from tinysense.convert import convert_model, write_package
+
+pytestmark = pytest.mark.node
+KWS = REPO / "tests" / "conformance" / "mlperf_kws_ref_model.tflite"
+
+
+def _reference(x):
+    from tflite_micro.python.tflite_micro import runtime
+    it = runtime.Interpreter.from_file(
+        str(KWS), intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
+    it.set_input(x, 0)
+    it.invoke()
+    return it
+
+
+@pytest.fixture(scope="module")
+def kws(tmp_path_factory):
+    d = tmp_path_factory.mktemp("agent")
+    result = convert_model(KWS)
+    write_package(result, d / "m.tsm")
+    from mpremote.romfs import make_romfs
+    (d / "rom").mkdir()
+    write_package(result, d / "rom" / "m.tsm")
+    with contextlib.redirect_stdout(io.StringIO()):
+        (d / "rom.img").write_bytes(make_romfs(str(d / "rom"), mpy_cross=False))
+    return d, result
+
+
+@pytest.mark.parametrize("where", ["ram", "romfs"])
+def test_agent_api(kws, where):
+    d, result = kws
+    x = np.random.default_rng(5).integers(-128, 128, (1, 49, 10, 1)).astype(np.int8)
+    mount = "" if where == "ram" else (
+        "import vfs\nvfs.mount(vfs.VfsRom(memoryview(open(%r, 'rb').read())), '/rom')\n"
+        % str(d / "rom.img"))
+    path = str(d / "m.tsm") if where == "ram" else "/rom/m.tsm"
+    # an intermediate activation (operator 3's output, read after running up to op 3), and
+    # the input as set (stop=-1 runs no op; later ops may reuse the input's memory)
+    from tinysense.convert.reader import read_model
+    mid = read_model(KWS).operators[3].outputs[0]
+    script = (f"{mount}from tsnode import agent\nagent.load({path!r})\n"
+              f"agent.infer_hex({x.tobytes().hex()!r})\nagent.bench(5)\nagent.heap()\n"
+              f"agent.infer_hex({x.tobytes().hex()!r}, stop=3) and None\n"
+              f"agent.tensor_hex({mid})\n"
+              f"agent.infer_hex({x.tobytes().hex()!r}, stop=-1) and None\n"
+              "agent.tensor_hex(0)\nagent.info()\n")
+    lines = run_micropython(script, heap="256K").strip().split("\n")
+    del lines[6]                     # the stale outputs of the partial runs
+    del lines[4]
+    assert len(lines) == 7, lines
+    info, out, bench, heap = (json.loads(lines[0]), lines[1], json.loads(lines[2]),
+                              json.loads(lines[3]))
+    ref = _reference(x)
+    assert out == ref.get_output(0).tobytes().hex()
+    assert bytes.fromhex(lines[4]) == ref.GetTensor(mid, 0)["tensor_data"].tobytes()
+    assert bytes.fromhex(lines[5]) == x.tobytes()
+    assert json.loads(lines[6]) == info
+    assert info["ok"] and info["ops"] == 12 and info["inputs"][0]["nbytes"] == 490
+    assert info["outputs"] == [{"tensor": result.report.outputs[0]["tensor"], "shape": [1, 12],
+                                "nbytes": 12, "zero_point": -128}]
+    assert info["zero_copy"] is (where == "romfs")
+    assert bench["n"] == 5 and 0 < bench["min_ms"] <= bench["median_ms"] <= bench["max_ms"]
+    assert bench["alloc_bytes"] == 0 and heap["inference_alloc_bytes"] == 0
+    assert heap["arena_bytes"] >= result.report.arena_bytes
+    assert heap["engine_bytes"] == heap["arena_bytes"] + heap["scratch_bytes"] + \
+        heap["tables_bytes"]
+    if where == "romfs":
+        assert heap["package_bytes"] < 1000      # constants stay in the image
+    else:
+        assert heap["package_bytes"] >= len(result.package)
+
+
+def test_agent_errors_are_clear(tmp_path):
+    bad = tmp_path / "bad.tsm"
+    bad.write_bytes(b"TSMP" + bytes(100))
+    with pytest.raises(AssertionError) as exc:
+        run_micropython(f"from tsnode import agent\nagent.load({str(bad)!r})\n")
+    assert "ValueError: tsm:" in str(exc.value)
+    with pytest.raises(AssertionError) as exc:
+        run_micropython("from tsnode import agent\nagent.infer_hex('00')\n")
+    assert "no model loaded" in str(exc.value)
