@@ -8,7 +8,9 @@ spread over many devices, each with its own key):
   2. offered load through the real IngestLoop (the thread the transports feed): a producer
      submits frames at 80% of the rate measured in 1 (or --rate); latency = submit -> ack
      ready to send (after the commit).
-  3. the node's cost to seal one frame, on the virtual board, when the uplink code offers a
+  3. the same load over real UDP on loopback, sent by another process, into a running
+     gateway (UDP thread + ingest thread): frames stored and the rate reached;
+  4. the node's cost to seal one frame, on the virtual board, when the uplink code offers a
      way to measure it (tinysense.uplink.node_bench.seal_cost).
 """
 
@@ -47,6 +49,7 @@ class BenchResult:
     host_seal_us: float
     ingest: dict = field(default_factory=dict)     # mode -> {fps, batch_p50_ms, batch_p99_ms}
     sustained: dict = field(default_factory=dict)  # mode -> {offered, achieved, p50/p99_ms}
+    udp: dict = field(default_factory=dict)        # mode -> {offered, achieved, sent, acked}
     node_seal: dict | None = None
     node_note: str = ""
 
@@ -119,11 +122,12 @@ def _sustained(conn, frames: list[tuple[bytes, str]], rate: float, batch: int,
         if delay > 0:
             time.sleep(delay)
         now = time.perf_counter()
-        for j in range(i, min(i + per_step, len(frames))):
-            with lock:
+        end = min(i + per_step, len(frames))
+        with lock:
+            for j in range(i, end):
                 submitted[keys_by_frame[j]] = now
-            loop.submit(frames[j][0], frames[j][1], reply)
-        i += per_step
+        loop.submit_many([(frames[j][0], frames[j][1], reply, None) for j in range(i, end)])
+        i = end
     all_acked.wait(60)
     t_end = time.perf_counter()
     loop.stop()
@@ -131,6 +135,75 @@ def _sustained(conn, frames: list[tuple[bytes, str]], rate: float, batch: int,
             "acked": len(latencies), "frames": len(frames),
             "p50_ms": _percentile(latencies, 0.5) * 1e3,
             "p99_ms": _percentile(latencies, 0.99) * 1e3}
+
+
+def _udp_sender(port: int, frames: list[bytes], rate: float, out) -> None:
+    """Child process: send `frames` to the gateway at `rate`, count acknowledged counters."""
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    sock.settimeout(0.05)
+    acked = 0
+    last_ack = 0.0
+    done = threading.Event()
+
+    def receive() -> None:
+        nonlocal acked, last_ack
+        quiet_since = None
+        while True:
+            try:
+                sock.recv(2048)
+            except TimeoutError:
+                if done.is_set():
+                    quiet_since = quiet_since or time.monotonic()
+                    if time.monotonic() - quiet_since > 1.0:
+                        return
+                continue
+            quiet_since = None
+            acked += 1
+            last_ack = time.monotonic()
+
+    reader = threading.Thread(target=receive, daemon=True)
+    reader.start()
+    start = time.monotonic()
+    step = max(1, int(rate * 0.002))
+    for i in range(0, len(frames), step):
+        due = start + i / rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        for f in frames[i:i + step]:
+            sock.sendto(f, ("127.0.0.1", port))
+    done.set()
+    reader.join(30)
+    out.put({"sent": len(frames), "ack_datagrams": acked, "seconds": last_ack - start})
+
+
+def _udp_run(db_path: Path, frames: list[bytes], rate: float, batch: int, decode: bool,
+             synchronous: str) -> dict:
+    """Frames over real UDP on loopback from another process into a running gateway."""
+    import multiprocessing
+
+    from tinysense.gateway.run import GatewayConfig, RunningGateway
+
+    gw = RunningGateway(GatewayConfig(db=str(db_path), udp="127.0.0.1:0", max_batch=batch,
+                                      decode=decode, synchronous=synchronous), on_frame=None)
+    try:
+        port = int(gw.addresses["udp"].rsplit(":", 1)[1])
+        ctx = multiprocessing.get_context("spawn")
+        out = ctx.Queue()
+        proc = ctx.Process(target=_udp_sender, args=(port, frames, rate, out))
+        proc.start()
+        report = out.get(timeout=120)
+        proc.join(10)
+    finally:
+        gw.close()
+    conn = open_db(db_path)
+    stored = Store(conn).count_frames()
+    conn.close()
+    return {"offered": rate, "sent": report["sent"], "stored": stored,
+            "achieved": stored / report["seconds"] if report["seconds"] > 0 else 0.0}
 
 
 def _node_seal_cost() -> tuple[dict | None, str]:
@@ -182,6 +255,13 @@ def run_bench(frames: int = 200_000, devices: int = 100, batch: int = 1024,
             conn = _fresh_db(directory, base, synchronous, keys)
             result.sustained[mode] = _sustained(conn, items[:n], rate, batch, ids[:n], decode)
             conn.close()
+        for mode, decode in (("decode on ingest", True), ("decode on read", False)):
+            rate = sustained_rate or 0.8 * result.ingest[mode]["fps"]
+            n = min(frames, int(rate * 2))
+            say(f"offered {rate:.0f} frames/s over UDP from another process, {mode}")
+            _fresh_db(directory, base, synchronous, keys).close()
+            result.udp[mode] = _udp_run(directory / base, [f for f, _ in items[:n]], rate,
+                                        batch, decode, synchronous)
     finally:
         if not db:
             tmp.cleanup()
@@ -206,6 +286,10 @@ def print_bench(r: BenchResult, out: TextIO) -> None:
         print(f"  offered {s['offered']:6.0f} frames/s to the ingest loop, {mode}: achieved "
               f"{s['achieved']:.0f} frames/s, {s['acked']}/{s['frames']} acked, latency to "
               f"ack p50 {s['p50_ms']:.1f} ms, p99 {s['p99_ms']:.1f} ms", file=out)
+    for mode, u in r.udp.items():
+        print(f"  offered {u['offered']:6.0f} frames/s over UDP (loopback, sender process), "
+              f"{mode}: stored {u['stored']}/{u['sent']} at {u['achieved']:.0f} frames/s",
+              file=out)
     if r.node_seal:
         ns = r.node_seal
         print("  node seal on the virtual board:   " + ", ".join(

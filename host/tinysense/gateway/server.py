@@ -48,7 +48,12 @@ class IngestLoop:
     def submit(self, frame: bytes | None, source: str, reply: Reply | None = None,
                done: Callable[[], None] | None = None) -> None:
         """Queue a received frame (None = the transport could not decode its framing)."""
-        self._queue.put((frame, source, reply, done))
+        self._queue.put([(frame, source, reply, done)])
+
+    def submit_many(self, items: list[tuple]) -> None:
+        """Queue several (frame, source, reply, done) at once (cheaper per frame)."""
+        if items:
+            self._queue.put(items)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="gateway-ingest", daemon=True)
@@ -69,13 +74,13 @@ class IngestLoop:
             except queue.Empty:
                 self._flush()  # idle: write pending rejection counts
                 continue
-            batch = []
+            batch: list[tuple] = []
             stopping = False
             while True:
                 if item is None:
                     stopping = True
                 else:
-                    batch.append(item)
+                    batch += item
                 if len(batch) >= self.max_batch:
                     break
                 try:
@@ -151,47 +156,68 @@ class UdpTransport:
             self.sock.close()
             raise TinysenseError(f"cannot listen on UDP {host}:{port}: {exc.strerror}; "
                                  "choose another --udp HOST:PORT") from None
-        self.sock.settimeout(0.2)
+        self.sock.setblocking(False)  # waits happen in poll(); reads drain what is there
         self.address = self.sock.getsockname()[:2]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._replies: dict[tuple, tuple[str, Reply]] = {}
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="gateway-udp", daemon=True)
         self._thread.start()
 
-    def _reply_to(self, addr) -> Reply:
-        sock = self.sock
+    def _peer(self, addr) -> tuple[str, Reply]:
+        """(source name, reply function) for a sender address, cached (bounded)."""
+        found = self._replies.get(addr)
+        if found is None:
+            if len(self._replies) > 10_000:
+                self._replies.clear()
+            sock = self.sock
 
-        def reply(ack: Ack) -> None:
-            sock.sendto(ack.frame, addr)
-        return reply
+            def reply(ack: Ack) -> None:
+                sock.sendto(ack.frame, addr)
+            found = self._replies[addr] = (f"udp:{addr[0]}:{addr[1]}", reply)
+        return found
+
+    def _read_available(self, limit: int = 256) -> list[tuple]:
+        items = []
+        recv = self.sock.recvfrom
+        while len(items) < limit:
+            try:
+                data, addr = recv(65535)
+            except (BlockingIOError, InterruptedError):
+                break
+            source, reply = self._peer(addr)
+            items.append((data, source, reply, None))
+        return items
 
     def _run(self) -> None:
-        submit = self.loop.submit
+        import select
+
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
         while not self._stop.is_set():
-            try:
-                data, addr = self.sock.recvfrom(65535)
-            except TimeoutError:
+            if not poller.poll(200):
                 continue
+            try:
+                self.loop.submit_many(self._read_available())
             except OSError as exc:
                 if self._stop.is_set():
-                    return
+                    break
                 log.warning("UDP receive failed: %s", exc)
                 time.sleep(0.05)
-                continue
-            submit(data, f"udp:{addr[0]}:{addr[1]}", self._reply_to(addr))
         self._drain()
 
     def _drain(self) -> None:
         """On stop: take what already arrived, so it is stored and acked before closing."""
-        self.sock.setblocking(False)
-        for _ in range(100_000):
+        for _ in range(1000):
             try:
-                data, addr = self.sock.recvfrom(65535)
+                items = self._read_available()
             except OSError:
                 return
-            self.loop.submit(data, f"udp:{addr[0]}:{addr[1]}", self._reply_to(addr))
+            if not items:
+                return
+            self.loop.submit_many(items)
 
     def stop_receiving(self) -> None:
         """Stop reading; the socket stays open so queued frames can still be acked."""
