@@ -19,9 +19,10 @@ DEVICE = 0x0BADCAFE
 
 
 class UdpGateway:
-    def __init__(self, collector: Collector, ack: bool = True):
+    def __init__(self, collector: Collector, ack: bool = True, never_ack=()):
         self.c = collector
         self.ack = ack
+        self.never_ack = set(never_ack)  # counters this gateway rejects (e.g. too old)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.05)
@@ -35,6 +36,9 @@ class UdpGateway:
             try:
                 data, addr = self.sock.recvfrom(2048)
             except OSError:
+                continue
+            if int.from_bytes(data[6:10], "big") in self.never_ack:
+                self.c.datagrams += 1
                 continue
             reply = self.c.take(data)
             if reply and self.ack:
@@ -57,6 +61,26 @@ def _check_frames(c: Collector, indices: range):
     assert sorted(by_value) == list(indices)
     for i in indices:
         assert by_value[i].records == expected_records(i)
+
+
+def test_unackable_frames_do_not_stall_the_queue(tmp_path):
+    """The gateway never acks counters 0 and 1 (say it rejects them as too old): with a
+    window of 2 they would block every later frame; parked, they stay queued and the rest
+    flows."""
+    key = os.urandom(16)
+    provision_flash(tmp_path, key)
+    c = Collector(key, DEVICE)
+    gw = UdpGateway(c, never_ack={0, 1})
+    try:
+        out = run_mp("send_node.py", str(tmp_path), "udp", f"127.0.0.1:{gw.port}", "0", "8",
+                     "64", "3000", "2", "40", "60000")
+    finally:
+        gw.close()
+    stats = _stats(out)
+    assert stats["acked"] == 6 and stats["queued"] == 2, stats
+    assert sorted(c.frames) == list(range(2, 8))
+    assert sorted(p.name for p in (tmp_path / "uplink_q").iterdir()) == [
+        "00000000", "00000001"]
 
 
 @pytest.mark.parametrize("mount", [False, True], ids=["dir", "mounted_at_root"])

@@ -23,6 +23,7 @@ from tsnode.uplink.queue import FrameQueue
 from tsnode.uplink.records import Batch, PayloadError, decode_ack, encode_records
 
 _POLL_SLICE_MS = const(20)
+_PARK_AFTER = const(4)  # transmissions without an ack before a frame stops holding a slot
 
 
 def load_config(root="/"):
@@ -81,7 +82,10 @@ class Uplink:
         self.window = config.get("window", 8)
         self.retry_ms = config.get("retry_ms", 1000)
         self._transport = transport
+        self.park_ms = config.get("park_ms", 30000)
         self._sent = {}  # counter -> ticks_ms of its last transmission
+        self._tries = {}  # counter -> transmissions so far
+        self._last_ack = None  # ticks_ms of the last authentic ack
         self.on_sealed = None  # optional callback(counter, frame view), for tests/monitors
         self.stats = {"sealed": 0, "sent": 0, "acked": 0, "bad_acks": 0}
 
@@ -121,24 +125,13 @@ class Uplink:
         t = self.transport
         if t is None or not self.queue.counters:
             return len(self.queue)
+        if len(self._sent) > len(self.queue):  # forget frames dropped from the queue
+            for ctr in [c for c in self._sent if c not in self.queue.counters]:
+                del self._sent[ctr]
+                self._tries.pop(ctr, None)
         start = time.ticks_ms()
         while self.queue.counters:
-            now = time.ticks_ms()
-            for ctr in self.queue.counters[:self.window]:
-                last = self._sent.get(ctr)
-                if last is not None and time.ticks_diff(now, last) < self.retry_ms:
-                    continue
-                frame = self.queue.read(ctr)
-                if frame is None:
-                    self.queue.ack(ctr)
-                    continue
-                if not t.send(frame):
-                    break
-                self.stats["sent"] += 1
-                if t.acks:
-                    self._sent[ctr] = now
-                else:
-                    self.queue.ack(ctr)  # serial without acks: written = delivered
+            self._send_due(t, time.ticks_ms())
             if not t.acks:
                 break  # one pass: whatever was written is delivered, the rest waits
             left = timeout_ms - time.ticks_diff(time.ticks_ms(), start)
@@ -148,6 +141,43 @@ class Uplink:
             if ack is not None:
                 self.handle_ack(ack)
         return len(self.queue)
+
+    def _send_due(self, t, now):
+        # Oldest first, at most `window` frames in flight. A frame sent _PARK_AFTER times
+        # without an ack is "parked": it stays queued (nothing is given up) but no longer
+        # holds a window slot, and parked frames are retried one per call, each at most
+        # every park_ms. So a frame the gateway will never ack (say it is rejected as too
+        # old) cannot stall the frames behind it. When acks resume after a silence (a
+        # gateway or network outage), handle_ack un-parks everything so the backlog goes
+        # out in order again at full speed.
+        in_flight = 0
+        parked_sent = False
+        for ctr in self.queue.counters:
+            if in_flight >= self.window:
+                break
+            tries = self._tries.get(ctr, 0)
+            parked = tries >= _PARK_AFTER
+            if parked and parked_sent:
+                continue
+            if not parked:
+                in_flight += 1
+            last = self._sent.get(ctr)
+            wait = self.park_ms if parked else self.retry_ms
+            if last is not None and time.ticks_diff(now, last) < wait:
+                continue
+            frame = self.queue.read(ctr)
+            if frame is None:
+                self.queue.ack(ctr)
+                continue
+            if not t.send(frame):
+                return
+            self.stats["sent"] += 1
+            if t.acks:
+                self._sent[ctr] = now
+                self._tries[ctr] = tries + 1
+                parked_sent = parked_sent or parked
+            else:
+                self.queue.ack(ctr)  # serial without acks: written = delivered
 
     def handle_ack(self, frame):
         """Authenticate an ack frame and drop what it acknowledges; how many were dropped."""
@@ -159,10 +189,15 @@ class Uplink:
         except (FrameError, PayloadError):
             self.stats["bad_acks"] += 1
             return 0
+        now = time.ticks_ms()
+        if self._last_ack is None or time.ticks_diff(now, self._last_ack) > self.park_ms:
+            self._tries = {}  # acks resumed after a silence: un-park the backlog
+        self._last_ack = now
         n = 0
         for c in counters:
             if self.queue.ack(c):
                 self._sent.pop(c, None)
+                self._tries.pop(c, None)
                 n += 1
         self.stats["acked"] += n
         return n

@@ -1,4 +1,4 @@
-"""Node driver: argv root transport gateway first n queue_max [drain_ms].
+"""Node driver: argv root transport gateway first n queue_max [drain_ms [window retry park]].
 
 Sends frames first..first+n-1 (records derived from the index, see expected_records in
 uplink_helpers.py), then flushes for up to drain_ms; prints a JSON line of stats.
@@ -28,6 +28,8 @@ if root.startswith("vfs:"):  # mount the dir at "/" as the virtual board does; r
     root = "/"
 config = {"device_id": 0x0BADCAFE, "transport": transport.split("+")[0], "gateway": gateway,
           "queue_max": qmax, "retry_ms": 300, "serial_acks": transport == "serial+ack"}
+if len(sys.argv) > 8:  # window retry_ms park_ms
+    config.update(window=int(sys.argv[8]), retry_ms=int(sys.argv[9]), park_ms=int(sys.argv[10]))
 with open(join(root, "uplink_key.bin"), "rb") as f:
     key = f.read()
 up = Uplink(config, key, root)
