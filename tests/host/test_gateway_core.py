@@ -258,3 +258,34 @@ def test_open_frame_still_checks_the_codec_contract(rig):
     with pytest.raises(FrameError) as exc:
         open_frame(rig.keys[DEV], rig.frame(1)[:-1] + b"\0")
     assert exc.value.reason == "bad_tag"
+
+
+def test_decoder_crash_keeps_the_frame_raw(rig, monkeypatch):
+    import tinysense.gateway.core as core
+
+    def broken(plaintext):
+        raise TypeError("decoder bug")
+
+    monkeypatch.setattr(core, "decode_batch", broken)
+    assert rig.acked(rig.gw.handle(rig.frame(4), "x")) == [4]
+    row = rig.conn.execute("SELECT decoded, decode_error FROM frames").fetchone()
+    assert row[0] is None and "TypeError: decoder bug" in row[1]
+
+
+def test_internal_error_does_not_mark_the_counter(rig, monkeypatch):
+    """A frame that fails inside the gateway is not stored, not acked, and NOT remembered
+    as seen: the node's re-send must be stored, not taken for a duplicate."""
+    import tinysense.gateway.core as core
+
+    real = core.decode_payload
+
+    def explode(ptype, plaintext):
+        raise RuntimeError("gateway bug")
+
+    monkeypatch.setattr(core, "decode_payload", explode)
+    f = rig.frame(8)
+    assert rig.gw.handle(f, "x") is None
+    assert rig.gw.rejections["internal_error"] == 1
+    monkeypatch.setattr(core, "decode_payload", real)
+    assert rig.acked(rig.gw.handle(f, "x")) == [8]
+    assert rig.stored() == [8] and rig.gw.rejections["replay"] == 0

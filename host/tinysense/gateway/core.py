@@ -96,8 +96,10 @@ def decode_payload(ptype: int, plaintext: bytes) -> tuple[dict | None, str | Non
         return None, None, f"payload type {ptype} is not stored decoded"
     try:
         batch = decode_batch(plaintext)
-    except (PayloadError, ValueError, IndexError) as exc:
-        return None, None, str(exc) or type(exc).__name__
+    except PayloadError as exc:
+        return None, None, str(exc) or "PayloadError"
+    except Exception as exc:  # noqa: BLE001 - any decoder failure means "undecodable"
+        return None, None, f"{type(exc).__name__}: {exc}"
     decoded = {"boot": batch.boot, "dropped_total": batch.dropped_total,
                "base_ms": batch.base_ms, "records": batch.records}
     return decoded, _JSON.encode(decoded), None
@@ -141,7 +143,7 @@ class Gateway:
     def handle_batch(self, items: Sequence[tuple[bytes, str]]) -> list[Ack]:
         """Ingest a batch in one transaction; return the acks to send once it is durable."""
         rows: list[tuple] = []
-        accepted: list[Accepted] = []
+        accepted: list[tuple] = []  # Accepted's fields
         batch_rejects: Counter[str] = Counter()
         now = self.clock()
         for frame, source in items:
@@ -198,7 +200,7 @@ class Gateway:
                 _, plaintext = open_frame(dkey.key, frame, self._cipher(dkey))
             except FrameError:
                 return self._reject("bad_tag", source, header, "authentication failed")
-        verdict = self.replay.check_and_mark(dev, dkey.key_version, ctr)
+        verdict = self.replay.check(dev, dkey.key_version, ctr)
         if verdict != NEW:
             if verdict == REPLAY:  # authentic and stored: ack again so the node can drop it
                 accepted.append((dev, dkey.key_version, ctr, header.ptype, source, now,
@@ -213,6 +215,9 @@ class Gateway:
             self._reject("malformed_payload", source, header, f"stored raw: {error}")
         rows.append((dev, dkey.key_version, ctr, now, header.ptype, source, plaintext, text,
                      error))
+        # Marked only once its row is in the batch: a frame marked but not stored would be
+        # acknowledged as a duplicate later and never stored.
+        self.replay.mark(dev, dkey.key_version, ctr)
         accepted.append((dev, dkey.key_version, ctr, header.ptype, source, now, decoded,
                          error, False))
         return "malformed_payload" if error is not None else None

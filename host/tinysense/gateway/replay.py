@@ -88,10 +88,9 @@ class ReplayGuard:
         self._windows[(device_id, key_version)] = win
         return win
 
-    def check_and_mark(self, device_id: int, key_version: int, counter: int) -> str:
-        """NEW (and marked as accepted), REPLAY or TOO_OLD for an authenticated frame."""
-        key = (device_id, key_version)
-        win = self._windows.get(key)
+    def check(self, device_id: int, key_version: int, counter: int) -> str:
+        """NEW, REPLAY or TOO_OLD for an authenticated frame (nothing is recorded)."""
+        win = self._windows.get((device_id, key_version))
         if win is None:
             win = self._load(device_id, key_version)
         if self.max_age is not None and win.top - counter > self.max_age:
@@ -101,10 +100,22 @@ class ReplayGuard:
             full = (device_id, key_version, counter)
             if full in self._pending or self.store.has_frame(*full):
                 return REPLAY
-            self._pending.add(full)
             return NEW
-        if verdict is NEW:
+        return verdict
+
+    def mark(self, device_id: int, key_version: int, counter: int) -> None:
+        """Record a NEW counter as accepted into the current batch (after `check`)."""
+        win = self._windows[(device_id, key_version)]
+        if win.top - counter >= win.size:
+            self._pending.add((device_id, key_version, counter))
+        else:
             win.mark(counter)
+
+    def check_and_mark(self, device_id: int, key_version: int, counter: int) -> str:
+        """`check`, then `mark` when NEW."""
+        verdict = self.check(device_id, key_version, counter)
+        if verdict == NEW:
+            self.mark(device_id, key_version, counter)
         return verdict
 
     def committed(self) -> None:
