@@ -27,14 +27,18 @@ _PARK_AFTER = const(4)  # transmissions without an ack before a frame stops hold
 
 
 def load_config(root="/"):
-    """(config dict from uplink.json, key bytes from uplink_key.bin) under root."""
+    """The config dict from uplink.json under root."""
     with open(join(root, "uplink.json")) as f:
-        config = json.load(f)
+        return json.load(f)
+
+
+def load_key(root="/"):
+    """The 16 key bytes from uplink_key.bin under root (never printed)."""
     with open(join(root, "uplink_key.bin"), "rb") as f:
         key = f.read()
     if len(key) != 16:
         raise ValueError("uplink_key.bin must hold 16 bytes; re-provision the device")
-    return config, key
+    return key
 
 
 def make_transport(config):
@@ -68,10 +72,10 @@ def network_up(timeout_ms=10000):
 
 class Uplink:
     def __init__(self, config=None, key=None, root="/", transport=None):
-        if config is None or key is None:
-            file_config, file_key = load_config(root)
-            config = config or file_config
-            key = key or file_key
+        if config is None:
+            config = load_config(root)
+        if key is None:
+            key = load_key(root)
         self.config = config
         self.device_id = config["device_id"]
         self.codec = Codec(key, self.device_id)
