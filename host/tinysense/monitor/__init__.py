@@ -1,0 +1,1 @@
+"""Serial monitor: timestamped lines, uplink frame decoding, log file, reconnects."""

@@ -1,0 +1,105 @@
+"""Decode uplink frames printed on a node's serial transport ("TSF1 <base64 frame>") for humans.
+
+With the device's key (from the gateway registry) a frame is authenticated and its payload
+summarised; without one only the header is shown. Key material is never put in the text.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Callable
+
+from tinysense.uplink.frame import PTYPE_ACK, PTYPE_RECORDS, FrameError, open_frame, parse_header
+from tinysense.uplink.payload import PayloadError, decode_ack, decode_batch
+
+PREFIX = "TSF1 "
+_MAX_SHOWN = 6     # records summarised per frame line
+
+
+def _record(rec: dict) -> str:
+    kind = rec.get("type")
+    if kind == "inference":
+        return f"inference model {rec['model']} class {rec['class']} conf {rec['confidence']}"
+    if kind == "reading":
+        values = rec["values"]
+        shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values[:4])
+        more = ", ..." if len(values) > 4 else ""
+        return f"reading sensor {rec['sensor']} [{shown}{more}]"
+    if kind == "anomaly":
+        flag = "ANOMALY" if rec["anomalous"] else "normal"
+        return f"anomaly model {rec['model']} score {rec['score']:.3g} {flag}"
+    if kind == "event":
+        return f"event {rec['code']} value {rec['value']}"
+    return str(kind)
+
+
+class FrameDescriber:
+    """Turns one serial line into a frame summary (None if the line is not a frame).
+
+    Args:
+        key_for: device id -> 16-byte key, or None when the registry has no key for it.
+    """
+
+    def __init__(self, key_for: Callable[[int], bytes | None] | None = None) -> None:
+        self.key_for = key_for or (lambda _device: None)
+
+    def describe(self, line: str) -> str | None:
+        text = line.strip()
+        if not text.startswith(PREFIX):
+            return None
+        try:
+            frame = base64.b64decode(text[len(PREFIX):], validate=True)
+        except (binascii.Error, ValueError):
+            return "[uplink] not a frame: bad base64"
+        try:
+            header = parse_header(frame)
+        except FrameError as exc:
+            return f"[uplink] rejected frame ({exc.reason}), {len(frame)} bytes"
+        where = ("up" if header.direction == 0 else "down")
+        head = (f"[uplink] device {header.device_id} (0x{header.device_id:08x}) {where} "
+                f"#{header.counter}")
+        key = self.key_for(header.device_id)
+        if key is None:
+            return (f"{head} type {header.ptype}, {len(frame)} bytes (no key for this device in "
+                    "the registry: payload not shown)")
+        try:
+            _, plaintext = open_frame(key, frame)
+        except FrameError as exc:
+            return f"{head} REJECTED ({exc.reason}): not authentic with the registry's key"
+        try:
+            if header.ptype == PTYPE_RECORDS:
+                batch = decode_batch(plaintext)
+                parts = [_record(r) for r in batch.records[:_MAX_SHOWN]]
+                if len(batch.records) > _MAX_SHOWN:
+                    parts.append(f"... {len(batch.records) - _MAX_SHOWN} more")
+                dropped = f", {batch.dropped_total} dropped" if batch.dropped_total else ""
+                return (f"{head} boot {batch.boot}{dropped}: {len(batch.records)} records: "
+                        + " | ".join(parts))
+            if header.ptype == PTYPE_ACK:
+                return f"{head} ack {decode_ack(plaintext)}"
+        except PayloadError as exc:
+            return f"{head} authentic, but the payload does not decode: {exc}"
+        return f"{head} type {header.ptype}, {len(plaintext)} bytes"
+
+
+def registry_keys(db: str | os.PathLike | None) -> Callable[[int], bytes | None] | None:
+    """A key lookup backed by the gateway registry (None if there is no database file).
+
+    Keys are re-read at most once a second, so a device registered while the monitor runs
+    is decoded from then on.
+    """
+    from tinysense.gateway import store
+    from tinysense.gateway.registry import KeyCache, Registry
+
+    path = store.DEFAULT_DB if db is None else db
+    if not os.path.exists(path):
+        return None
+    cache = KeyCache(Registry(store.open_db(path)), refresh_s=1.0)
+
+    def key_for(device_id: int) -> bytes | None:
+        entry = cache.get(device_id)
+        return entry.key if entry is not None else None
+
+    return key_for

@@ -1,0 +1,263 @@
+"""`tinysense monitor`: a serial monitor that timestamps lines, decodes uplink frames, keeps a log,
+and rides out resets and unplugging.
+
+- Any pyserial URL (`serial_for_url`): /dev/ttyUSB0, a pty, socket://host:port, rfc2217://.
+- Output: each line gets a local timestamp when it starts; partial lines (a REPL prompt)
+  are shown as they arrive. A "TSF1 <base64>" line is followed by its decoded summary.
+- Log file: complete lines, timestamped, appended (a reconnect is logged too).
+- Keys typed go to the board unchanged (the terminal is in raw mode when stdin is a tty, so
+  Ctrl-C and Ctrl-D reach the REPL); Ctrl-] quits. When stdin is not a tty it is read and
+  passed through the same way, and its end does not stop the monitor.
+- If the port goes away (board reset over USB, cable pulled, the virtual board restarted),
+  the monitor says so and reopens the same path every half second until it is back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import TextIO
+
+import serial
+
+from tinysense.errors import TinysenseError
+from tinysense.monitor.frames import FrameDescriber
+
+EXIT_KEY = b"\x1d"          # Ctrl-]
+_READ_TIMEOUT = 0.05
+_RETRY_S = 0.5
+
+
+def stamp(now: float | None = None) -> str:
+    return datetime.fromtimestamp(time.time() if now is None else now).strftime("%H:%M:%S.%f")[:-3]
+
+
+class Monitor:
+    """Watch one serial port until stop() (or Ctrl-] on the input).
+
+    Args:
+        url: pyserial URL or device path (reopened by the same name after a disconnect).
+        baud: console baud rate.
+        describer: turns frame lines into summaries (FrameDescriber).
+        log: path of the log file to append to, or None.
+        out: where the display goes (default stdout).
+        clock: returns the time used for timestamps.
+    """
+
+    def __init__(self, url: str, baud: int = 115200, *, describer: FrameDescriber | None = None,
+                 log: str | os.PathLike | None = None, out: TextIO | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.url = url
+        self.baud = baud
+        self.describer = describer or FrameDescriber()
+        self.out = out or sys.stdout
+        self.clock = clock
+        self._log = open(log, "a", encoding="utf-8") if log else None
+        self._stop = threading.Event()
+        self._ser: serial.SerialBase | None = None
+        self._lock = threading.Lock()
+        self._line = bytearray()        # the current line so far
+        self._line_t: float | None = None
+        self._display_open = False      # the display has a started, unfinished line
+        self.reconnects = 0
+        self.frames = 0
+
+    # -- port --------------------------------------------------------------------------------
+
+    def _open(self) -> serial.SerialBase:
+        kwargs = {"baudrate": self.baud, "timeout": _READ_TIMEOUT}
+        if "://" not in self.url:
+            kwargs["exclusive"] = True   # so `tinysense flash` sees the port is busy
+        return serial.serial_for_url(self.url, **kwargs)
+
+    def open_first(self) -> None:
+        """Open the port once, failing with a clear error if it is missing or busy."""
+        if "://" not in self.url and not os.path.exists(self.url):
+            raise TinysenseError(f"serial port {self.url} does not exist: is the board plugged "
+                                 "in? (or start the virtual board: tinysense board start)")
+        try:
+            self._ser = self._open()
+        except serial.SerialException as exc:
+            if "exclusively lock" in str(exc):
+                raise TinysenseError(f"serial port {self.url} is busy: another program has it "
+                                     "open (a flash, mpremote, another monitor)") from None
+            raise TinysenseError(f"cannot open {self.url}: {exc}") from None
+
+    def _reconnect(self, why: str) -> bool:
+        self._finish_line()
+        self._note(f"{self.url} disconnected ({why}); waiting for it to come back "
+                   "(Ctrl-] quits)")
+        with contextlib.suppress(Exception):
+            self._ser.close()
+        self._ser = None
+        while not self._stop.is_set():
+            try:
+                ser = self._open()
+            except (serial.SerialException, OSError, ValueError):
+                self._stop.wait(_RETRY_S)
+                continue
+            with self._lock:
+                self._ser = ser
+            self.reconnects += 1
+            self._note(f"reconnected to {self.url}")
+            return True
+        return False
+
+    # -- output ------------------------------------------------------------------------------
+
+    def _emit(self, text: str) -> None:
+        self.out.write(text)
+        self.out.flush()
+
+    def _log_line(self, t: float, text: str) -> None:
+        if self._log is not None:
+            self._log.write(f"{stamp(t)} {text}\n")
+            self._log.flush()
+
+    def _note(self, text: str) -> None:
+        t = self.clock()
+        self._emit(f"{stamp(t)} [monitor] {text}\r\n")
+        self._log_line(t, f"[monitor] {text}")
+
+    def _finish_line(self) -> None:
+        """End a partial line (before a monitor note or at exit)."""
+        if self._line:
+            self._complete_line(newline=False)
+        if self._display_open:
+            self._emit("\r\n")
+            self._display_open = False
+
+    def _complete_line(self, newline: bool = True) -> None:
+        raw = bytes(self._line).rstrip(b"\r")
+        t = self._line_t if self._line_t is not None else self.clock()
+        text = raw.decode("utf-8", errors="replace")
+        self._log_line(t, text)
+        self._line.clear()
+        self._line_t = None
+        summary = self.describer.describe(text)
+        if summary is not None:
+            self.frames += 1
+            if self._display_open or not newline:
+                self._emit("\r\n")
+            self._emit(f"{stamp(t)} {summary}\r\n")
+            self._log_line(t, summary)
+            self._display_open = False
+
+    def feed(self, data: bytes) -> None:
+        """Show and log bytes received from the port."""
+        for piece in data.splitlines(keepends=True):
+            if not self._line and self._line_t is None:
+                self._line_t = self.clock()
+            if not self._display_open:
+                self._emit(f"{stamp(self._line_t)} ")
+                self._display_open = True
+            ends = piece.endswith(b"\n")
+            body = piece.rstrip(b"\r\n")
+            self._line += body
+            self._emit(body.decode("utf-8", errors="replace"))
+            if ends:
+                self._emit("\r\n")
+                self._display_open = False
+                self._complete_line()
+
+    # -- input -------------------------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        """Pass keystrokes to the board; Ctrl-] stops the monitor instead."""
+        if EXIT_KEY in data:
+            data = data[:data.index(EXIT_KEY)]
+            self._stop.set()
+        if not data:
+            return
+        with self._lock:
+            ser = self._ser
+        if ser is None:
+            return  # disconnected: keystrokes are dropped, as with a cable pulled
+        with contextlib.suppress(serial.SerialException, OSError):
+            ser.write(data)
+
+    def _stdin_loop(self, fd: int) -> None:
+        while not self._stop.is_set():
+            try:
+                data = os.read(fd, 1024)
+            except OSError:
+                return
+            if not data:
+                return   # end of piped input: keep monitoring
+            self.send(data)
+
+    # -- main loop ---------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self, stdin: int | None = None) -> None:
+        """Monitor until stopped. `stdin`: a file descriptor to pass through (None: none)."""
+        if self._ser is None:
+            self.open_first()
+        self._note(f"monitoring {self.url} at {self.baud} baud (Ctrl-] quits)")
+        if stdin is not None:
+            threading.Thread(target=self._stdin_loop, args=(stdin,), daemon=True,
+                             name="monitor-stdin").start()
+        try:
+            while not self._stop.is_set():
+                try:
+                    data = self._ser.read(4096)
+                except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
+                    if not self._reconnect(str(exc).splitlines()[0] if str(exc) else "gone"):
+                        break
+                    continue
+                if data:
+                    self.feed(data)
+                elif "://" not in self.url and not os.path.exists(self.url):
+                    # a USB device that vanished can read as silence rather than an error
+                    if not self._reconnect("device node removed"):
+                        break
+        finally:
+            self._finish_line()
+            with contextlib.suppress(Exception):
+                self._ser.close()
+            if self._log is not None:
+                self._log.close()
+
+
+@contextlib.contextmanager
+def raw_terminal(fd: int):
+    """Put a tty in raw mode for the duration (keys go to the board as typed)."""
+    import termios
+    import tty
+
+    saved = termios.tcgetattr(fd)
+    try:
+        tty.setraw(fd)
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def run_monitor(url: str, baud: int = 115200, *, log: str | os.PathLike | None = None,
+                db: str | os.PathLike | None = None) -> Monitor:
+    """The CLI's monitor: decodes frames with the registry in `db` (default the gateway's)."""
+    from tinysense.monitor.frames import registry_keys
+
+    keys = registry_keys(db)
+    mon = Monitor(url, baud, describer=FrameDescriber(keys), log=log)
+    mon.open_first()
+    if keys is None:
+        mon._note("no gateway registry found: frames are shown by header only "
+                  "(--db PATH to use one)")
+    if log:
+        mon._note(f"logging to {Path(log).resolve()}")
+    fd = sys.stdin.fileno() if sys.stdin is not None else None
+    if fd is not None and os.isatty(fd):
+        with raw_terminal(fd):
+            mon.run(stdin=fd)
+    else:
+        mon.run(stdin=fd)
+    return mon

@@ -1,0 +1,187 @@
+"""The serial monitor: frame decoding with registry keys, log file, passthrough, reconnects.
+
+Frames are sealed with the uplink codec (tinysense.uplink) and keys live in a real gateway
+registry (SQLite file). The reconnect tests use a pty this test owns (closed and recreated,
+as a USB device vanishes and comes back) and the real virtual board (stopped and started).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import threading
+import time
+
+import pytest
+
+from tinysense.gateway.registry import Registry
+from tinysense.gateway.store import open_db
+from tinysense.monitor.frames import FrameDescriber, registry_keys
+from tinysense.monitor.monitor import Monitor
+from tinysense.uplink.frame import seal
+from tinysense.uplink.payload import encode_records
+
+KEY = bytes(range(0x40, 0x50))
+RECORDS = [
+    {"type": "inference", "model": 1, "t_ms": 1000, "class": 2, "confidence": 200},
+    {"type": "reading", "sensor": 0, "t_ms": 1010, "values": [1, -2, 3]},
+]
+
+
+def frame_line(device: int, counter: int, key: bytes = KEY) -> str:
+    frame = seal(key, device, counter, 1, encode_records(RECORDS, boot=3))
+    return "TSF1 " + base64.b64encode(frame).decode()
+
+
+@pytest.fixture
+def keys(tmp_path):
+    db = tmp_path / "gateway.db"
+    Registry(open_db(db)).set_key(42, KEY)
+    return registry_keys(db)
+
+
+def test_describe_with_key_without_key_and_forged(keys):
+    d = FrameDescriber(keys)
+    text = d.describe(frame_line(42, 7))
+    assert "device 42 (0x0000002a) up #7" in text
+    assert "boot 3: 2 records: inference model 1 class 2 conf 200 | reading sensor 0 [1, -2, 3]" \
+        in text
+    no_key = d.describe(frame_line(43, 1))
+    assert "device 43" in no_key and "#1" in no_key and "no key" in no_key
+    forged = d.describe(frame_line(42, 8, key=bytes(16)))
+    assert "REJECTED (bad_tag)" in forged
+    assert d.describe("TSF1 ###") == "[uplink] not a frame: bad base64"
+    assert "truncated" in d.describe("TSF1 " + base64.b64encode(b"\x01\x00").decode())
+    assert d.describe(">>> print('TSF1 abc')") is None
+    for out in (text, no_key, forged):
+        assert KEY.hex() not in out and KEY.hex().upper() not in out
+
+
+def test_no_registry_file(tmp_path):
+    assert registry_keys(tmp_path / "missing.db") is None
+    assert not (tmp_path / "missing.db").exists()   # the monitor does not create one
+
+
+def wait_for(predicate, timeout: float = 10.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class FakeUsb:
+    """A pty standing in for a USB serial device; `unplug()`/`plug()` make it vanish/return
+    at the same path (a symlink, as udev's /dev/serial/by-id names are)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.master = None
+        self.plug()
+
+    def plug(self):
+        self.master, slave = os.openpty()
+        name = os.ttyname(slave)
+        os.close(slave)
+        os.symlink(name, self.path)
+
+    def unplug(self):
+        os.unlink(self.path)
+        os.close(self.master)
+
+    def write(self, text: str):
+        os.write(self.master, text.encode())
+
+    def read(self, n: int = 100) -> bytes:
+        return os.read(self.master, n)
+
+
+def test_monitor_on_a_pty_survives_unplug(tmp_path, keys):
+    port = tmp_path / "ttyUSB0"
+    usb = FakeUsb(port)
+    out = io.StringIO()
+    log = tmp_path / "monitor.log"
+    mon = Monitor(str(port), describer=FrameDescriber(keys), log=log, out=out)
+    mon.open_first()
+    runner = threading.Thread(target=mon.run, daemon=True)
+    runner.start()
+    try:
+        usb.write("hello board\r\n" + frame_line(42, 1) + "\r\n>>> ")
+        wait_for(lambda: mon.frames == 1 and ">>> " in out.getvalue(), what="first frame")
+        mon.send(b"help()\r")                    # keystrokes go to the board unchanged
+        assert usb.read() == b"help()\r"
+        usb.unplug()
+        wait_for(lambda: "disconnected" in out.getvalue(), what="disconnect note")
+        time.sleep(0.3)
+        usb.plug()
+        wait_for(lambda: mon.reconnects == 1, what="reconnect")
+        usb.write(frame_line(42, 2) + "\r\n")
+        wait_for(lambda: mon.frames == 2, what="frame after reconnect")
+        mon.send(b"\x1d")                        # Ctrl-] quits
+        runner.join(timeout=5)
+        assert not runner.is_alive()
+    finally:
+        mon.stop()
+        runner.join(timeout=5)
+    shown = out.getvalue()
+    assert "#1" in shown and "#2" in shown and "reconnected to" in shown
+    logged = log.read_text().splitlines()
+    stamp_re = r"\d\d:\d\d:\d\d\.\d\d\d "
+    import re
+    assert all(re.match(stamp_re, line) for line in logged)
+    texts = [line[13:] for line in logged]
+    assert "hello board" in texts
+    assert any(t.startswith("[uplink] device 42 (0x0000002a) up #2 boot 3") for t in texts)
+    assert any("disconnected" in t for t in texts) and ">>> " in texts   # partial line kept
+    assert KEY.hex() not in log.read_text()
+
+
+MAIN_PY = """\
+# prints one uplink frame per boot (written by tests/host/test_monitor.py)
+FRAMES = {frames!r}
+try:
+    n = int(open("boots").read())
+except OSError:
+    n = 0
+open("boots", "w").write(str(n + 1))
+print(FRAMES[n % len(FRAMES)])
+"""
+
+
+def test_monitor_follows_the_virtual_board_through_resets_and_restarts(tmp_path, keys):
+    from tinysense.targets.virtual import start_board, stop_board
+
+    bdir = tmp_path / "vb"
+    (bdir / "flash").mkdir(parents=True)
+    frames = [frame_line(42, counter) for counter in range(10, 20)]
+    (bdir / "flash" / "main.py").write_text(MAIN_PY.format(frames=frames))
+    vb = start_board("ESP32_GENERIC", directory=bdir, parent_bound=True)
+    out = io.StringIO()
+    mon = Monitor(str(vb.tty), describer=FrameDescriber(keys), out=out)
+    mon.open_first()
+    keys_in, keys_out = os.pipe()
+    runner = threading.Thread(target=mon.run, kwargs={"stdin": keys_in}, daemon=True)
+    runner.start()
+    try:
+        os.write(keys_out, b"\r\x04")           # typed: Enter, then Ctrl-D (soft reset)
+        wait_for(lambda: mon.frames >= 1, what="frame after a soft reset")
+        stop_board("ESP32_GENERIC", bdir)        # the board goes away ...
+        wait_for(lambda: "disconnected" in out.getvalue(), what="disconnect note")
+        start_board("ESP32_GENERIC", directory=bdir, parent_bound=True)   # ... and comes back
+        wait_for(lambda: mon.reconnects >= 1, what="reconnect", timeout=15)
+        seen = mon.frames
+        os.write(keys_out, b"\r\x04")
+        wait_for(lambda: mon.frames > seen, what="frame after the restart")
+    finally:
+        mon.stop()
+        runner.join(timeout=5)
+        os.close(keys_out)
+        stop_board("ESP32_GENERIC", bdir)
+    shown = out.getvalue()
+    counters = [int(line.split(" up #")[1].split()[0]) for line in shown.splitlines()
+                if "[uplink] device 42" in line]
+    assert len(counters) >= 2 and counters == sorted(counters)
+    assert all(c in range(10, 20) for c in counters)
+    assert "REJECTED" not in shown and "no key" not in shown
