@@ -153,6 +153,7 @@ class Gateway:
                 log.exception("internal error on a frame from %s (%d bytes)", source,
                               _safe_len(frame))
                 reason = "internal_error"
+                self.rejections[reason] += 1
             if reason:
                 batch_rejects[reason] += 1
         return self._commit(rows, accepted, batch_rejects)
