@@ -150,10 +150,11 @@ class Gateway:
             try:
                 reason = self._one(frame, source, now, rows, accepted)
             except Exception:  # never crash on input; count and keep going
-                log.exception("internal error on a frame from %s (%d bytes)", source,
-                              _safe_len(frame))
                 reason = "internal_error"
                 self.rejections[reason] += 1
+                if self._should_log(reason):
+                    log.exception("internal error on a frame from %s (%d bytes)", source,
+                                  _safe_len(frame))
             if reason:
                 batch_rejects[reason] += 1
         return self._commit(rows, accepted, batch_rejects)
@@ -303,14 +304,18 @@ class Gateway:
         return acks
 
     # -- rejections -----------------------------------------------------------------------
-    def _reject(self, reason: str, source: str, header, detail: str) -> str:
-        self.rejections[reason] += 1
+    def _should_log(self, reason: str) -> bool:
+        """At most LOG_PER_REASON_S log lines per reason per second (floods stay readable)."""
         second = int(time.monotonic())
         if second != self._log_second:
             self._log_second = second
             self._log_counts.clear()
         self._log_counts[reason] += 1
-        if self._log_counts[reason] <= LOG_PER_REASON_S:
+        return self._log_counts[reason] <= LOG_PER_REASON_S
+
+    def _reject(self, reason: str, source: str, header, detail: str) -> str:
+        self.rejections[reason] += 1
+        if self._should_log(reason):
             where = (f"device {header.device_id:08x} counter {header.counter}"
                      if header is not None else "unparsed frame")
             log.info("rejected %s from %s: %s (%s)", reason, source or "?", where, detail)
