@@ -37,5 +37,5 @@ for g in groups:
         forged = [c.open(nonce, aad, bytes.fromhex(t)) for t in case.get("tampered", [])]
         bad_aad = [c.open(nonce, bytes.fromhex(a), bytes.fromhex(case["expect"]))
                    for a in case.get("tampered_aad", [])]
-        print(sealed.hex(), "-" if opened is None else opened.hex(),
+        print(sealed.hex(), "-" if opened is None else "p" + opened.hex(),
               "".join("1" if x is None else "0" for x in forged + bad_aad) or "_")
