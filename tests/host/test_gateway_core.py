@@ -289,3 +289,33 @@ def test_internal_error_does_not_mark_the_counter(rig, monkeypatch):
     monkeypatch.setattr(core, "decode_payload", real)
     assert rig.acked(rig.gw.handle(f, "x")) == [8]
     assert rig.stored() == [8] and rig.gw.rejections["replay"] == 0
+
+
+def test_device_provisioned_while_running_is_picked_up(rig):
+    key = new_key()
+    f = seal(key, 0x99, 0, PTYPE_RECORDS, records(0))
+    assert rig.gw.handle(f, "x") is None
+    other_conn = sqlite3.connect(rig.path)
+    Registry(other_conn).set_key(0x99, key)
+    other_conn.close()
+    assert rig.gw.handle(f, "x") is None  # the negative answer is cached for a second
+    rig.gw.keys.refresh_s = 0
+    assert rig.gw.handle(f, "x") is not None
+    assert rig.gw.rejections["unknown_device"] == 2
+
+
+def test_database_is_private_and_sync_modes(tmp_path):
+    import os
+    import stat
+
+    from tinysense.errors import TinysenseError
+
+    conn = open_db(tmp_path / "full.db")
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    conn.close()
+    assert stat.S_IMODE(os.stat(tmp_path / "full.db").st_mode) == 0o600
+    conn = open_db(tmp_path / "normal.db", synchronous="normal")
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    conn.close()
+    with pytest.raises(TinysenseError, match="synchronous"):
+        open_db(tmp_path / "x.db", synchronous="off")
