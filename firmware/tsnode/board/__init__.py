@@ -13,6 +13,11 @@ unix port. Both offer the same small API, so everything above runs unchanged on 
     i2c()               the sensor bus from the config's i2c pins (None on the virtual board)
     adc(pin)            an ADC object with read_u16() (None on the virtual board)
     reset(), soft_reset()
+    watchdog(timeout_ms) an object with feed() (machine.WDT on a board; a counter on virtual)
+    idle()              wait for the next interrupt (machine.idle; a 1 ms sleep on virtual)
+    light_sleep(ms)     machine.lightsleep on a board; time.sleep_ms on the virtual board
+    timer(rate_hz, cb)  a periodic hardware timer calling cb(t); returns it (deinit() stops)
+    set_wifi(ssid, pw), network_up(timeout_ms)   WiFi station on a board (always up on virtual)
 """
 
 import gc

@@ -48,3 +48,56 @@ def reset():
 
 def soft_reset():
     machine.soft_reset()
+
+
+# --- app support: watchdog, sleep, sampling timer, WiFi (used by tsnode.app) ----------------
+
+
+def watchdog(timeout_ms):
+    # machine.WDT cannot be stopped once started (ESP-IDF task watchdog): after the app stops
+    # the board resets within timeout_ms unless something keeps feeding it.
+    return machine.WDT(timeout=timeout_ms)
+
+
+def idle():
+    machine.idle()
+
+
+def light_sleep(ms):
+    # CPU and most peripherals pause; RAM and the GC heap are kept, so the app resumes in place.
+    machine.lightsleep(ms)
+
+
+def timer(rate_hz, callback):
+    t = machine.Timer(0)
+    t.init(period=max(1, 1000 // rate_hz), mode=machine.Timer.PERIODIC, callback=callback)
+    return t
+
+
+_wifi = None  # (ssid, password)
+
+
+def set_wifi(ssid, password):
+    global _wifi
+    _wifi = (ssid, password) if ssid else None
+
+
+def network_up(timeout_ms=10000):
+    """Connect the WiFi station (credentials from set_wifi); True once connected."""
+    import network
+
+    sta = network.WLAN(network.STA_IF)
+    if sta.active() and sta.isconnected():
+        return True
+    if _wifi is None:
+        return False
+    sta.active(True)
+    sta.connect(_wifi[0], _wifi[1])
+    import time
+
+    start = time.ticks_ms()
+    while not sta.isconnected():
+        if time.ticks_diff(time.ticks_ms(), start) > timeout_ms:
+            return False
+        time.sleep_ms(100)
+    return True
