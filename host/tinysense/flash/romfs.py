@@ -40,6 +40,7 @@ class RomfsResult:
     size: int                  # image bytes (0 for the filesystem fallback)
     files: tuple[str, ...]     # node paths now holding the package and models
     message: str
+    image_path: Path | None = None   # the virtual board's romfs.img, when that is where
 
 
 def build_romfs(arch: str | None, models: Sequence[str | os.PathLike] = (), *,
@@ -112,14 +113,23 @@ def _fs_only_deploy(node, src: Path, say: Callable[[str], None]) -> None:
         deploy(node, src=stage, build_dir=Path(stage) / "build", progress=say)
 
 
-def _find_virtual_board(node):
+def _virtual_romfs_path(node) -> Path:
+    """Where the virtual board behind `node` looks for romfs.img (its board directory).
+
+    A board started by `tinysense board start` is found among the running boards by URL;
+    one started elsewhere (a test session's private board) is asked for its flash directory,
+    which the supervisor passes to the VM as TSVB_FLASH (tinysense/targets/vboard/_vboot.py).
+    """
     from tinysense.targets.virtual import running_boards
 
     for vb in running_boards():
         if node.target.url in (vb.pty, str(vb.tty), vb.tcp_url):
-            return vb
-    raise TinysenseError(f"cannot find the virtual board behind {node.target.url}; start it "
-                         "with `tinysense board start` (or pass virtual_board=)")
+            return vb.romfs_image
+    flash = node.exec("import os\nprint(os.getenv('TSVB_FLASH') or '')", timeout=10).strip()
+    if not flash:
+        raise TinysenseError(f"cannot find the virtual board directory behind "
+                             f"{node.target.url}; start it with `tinysense board start`")
+    return Path(flash).parent / "romfs.img"
 
 
 def _mpremote_romfs_deploy(node, image: bytes) -> None:
@@ -174,22 +184,24 @@ def deploy_romfs(node, models: Sequence[str | os.PathLike] = (), *,
     arch = _node_arch(node)
     image, paths = build_romfs(arch, models, src=src, build_dir=build_dir)
     say(f"romfs: {len(image)} bytes, {len(paths)} files for {arch or 'bytecode'}")
+    if node.target.kind != "virtual" and len(image) > cfg.romfs_size:
+        raise TinysenseError(f"the ROMFS image is {len(image)} bytes; {cfg.name}'s partition "
+                             f"holds {cfg.romfs_size}: deploy fewer models (nothing changed)")
     _fs_only_deploy(node, Path(src), say)
     _remove_fs_package(node, say)
+    image_path = None
     if node.target.kind == "virtual":
-        vb = virtual_board or _find_virtual_board(node)
-        tmp = vb.romfs_image.with_suffix(".part")
+        target = virtual_board.romfs_image if virtual_board else _virtual_romfs_path(node)
+        tmp = target.with_suffix(".part")
         tmp.write_bytes(image)
-        os.replace(tmp, vb.romfs_image)
+        os.replace(tmp, target)
+        image_path = target
         node.soft_reset()  # the virtual board mounts romfs.img at /rom when its VM starts
         where = "virtual-romfs"
         note = "" if cfg.has_romfs else (f" (the real {cfg.name} has no ROMFS partition: "
                                          "there this deploy goes to the filesystem)")
-        message = f"deployed {len(image)} bytes to ROMFS at /rom ({vb.romfs_image}){note}"
+        message = f"deployed {len(image)} bytes to ROMFS at /rom ({target}){note}"
     else:
-        if len(image) > cfg.romfs_size:
-            raise TinysenseError(f"the ROMFS image is {len(image)} bytes; {cfg.name}'s partition "
-                                 f"holds {cfg.romfs_size}: deploy fewer models")
         _mpremote_romfs_deploy(node, image)
         node.soft_reset()
         where = "romfs-partition"
@@ -199,4 +211,4 @@ def deploy_romfs(node, models: Sequence[str | os.PathLike] = (), *,
         raise TinysenseError(f"after deploying, /rom on the node holds {listed}, not tsnode/: "
                              "the ROMFS image was not mounted")
     say(message)
-    return RomfsResult(where, len(image), tuple(paths), message)
+    return RomfsResult(where, len(image), tuple(paths), message, image_path)
