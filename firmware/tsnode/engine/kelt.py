@@ -65,11 +65,8 @@ def _binary(ar: ptr8, cb: ptr8, p: ptr32, is_mul: int):
                         a = a << s
                     else:
                         rs = 0 - s
-                    if wide:
-                        if a >= 0:
-                            t = (a * m + h30) >> 31
-                        else:
-                            t = 0 - (((0 - a) * m + 0x3FFFFFFF) >> 31)
+                    if wide:   # exact 64-bit product: trunc((p + nudge) / 2^31) == (p + 2^30) >> 31
+                        t = (a * m + h30) >> 31
                     else:
                         neg = 0
                         if a < 0:
@@ -88,14 +85,17 @@ def _binary(ar: ptr8, cb: ptr8, p: ptr32, is_mul: int):
                         if neg:
                             t = 0 - t
                     if rs > 0:
-                        mask = (1 << rs) - 1
-                        rem = t & mask
-                        thr = mask >> 1
-                        if t < 0:
-                            thr += 1
-                        t = t >> rs
-                        if rem > thr:
-                            t += 1
+                        if wide:   # RDBPOT: round half away from zero (no overflow in 64 bits)
+                            t = (t + (1 << (rs - 1)) + (t >> 31)) >> rs
+                        else:
+                            mask = (1 << rs) - 1
+                            rem = t & mask
+                            thr = mask >> 1
+                            if t < 0:
+                                thr += 1
+                            t = t >> rs
+                            if rem > thr:
+                                t += 1
                     t += zo
                     if t < amin:
                         t = amin

@@ -43,7 +43,8 @@ def kernel(code):
     if code in (FULLY_CONNECTED, CONV_2D):
         return kconv.conv
     if code == DEPTHWISE_CONV_2D:
-        return kconv.dwconv
+        from tsnode.engine import kdw
+        return kdw.dwconv
     if code in (AVERAGE_POOL_2D, MAX_POOL_2D, MEAN):
         from tsnode.engine import kpool
         return (kpool.avgpool, kpool.maxpool, kpool.mean)[code - AVERAGE_POOL_2D]

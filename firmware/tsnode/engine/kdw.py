@@ -1,0 +1,222 @@
+"""DEPTHWISE_CONV_2D kernel (viper); same requantization as kconv (see its docstring)."""
+
+import micropython
+
+from tsnode.engine.kconv import flip
+
+
+@micropython.viper
+def dwconv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
+    """Depthwise. Input flipped to x' = x+128, so x - zp = x' - c1 (c1 = 128 + zp). 3x3 filters
+    (multiplier 1) run 9 unrolled taps from a precomputed K0 = bias - c1*sum(w); other
+    filters list each pixel's in-image taps and add (w)(x' - c1)."""
+    one = 1
+    sb = one << 31
+    h30 = one << 30
+    in_off = p[0]
+    nb = p[2]
+    ih = p[3]
+    iw = p[4]
+    ic = p[5]
+    oh = p[6]
+    ow = p[7]
+    oc = p[8]
+    kh = p[9]
+    kw = p[10]
+    sh = p[11]
+    sw = p[12]
+    dh = p[13]
+    dw = p[14]
+    pt = p[15]
+    pl = p[16]
+    wb = int(cb) + p[17]
+    mult = p[18]
+    bs = ptr32(int(cb) + p[19])
+    ms = ptr32(int(cb) + p[20])
+    ss = ptr32(int(cb) + p[21])
+    c1 = 128 + ((p[22] ^ sb) - sb)
+    zo = (p[23] ^ sb) - sb
+    amin = (p[24] ^ sb) - sb
+    amax = (p[25] ^ sb) - sb
+    k0 = ptr32(int(cb) + p[26])
+    wide = p[27]
+    nt_all = kh * kw
+    toff = ptr32(sc)
+    tidx = ptr32(int(sc) + 4 * nt_all)
+    fast = 1 if kh == 3 and kw == 3 and mult == 1 else 0
+    d1 = dw * ic
+    r1 = dh * iw * ic
+    arb = int(ar)
+    # out-of-image taps point at scratch bytes equal to c1 (x' - c1 = 0): with K0 folded in,
+    # every pixel of a 3x3 filter runs the same 9 unrolled taps
+    zb = int(sc) + 8 * nt_all
+    zq = ptr8(zb)
+    i = 0
+    while i < ic:
+        zq[i] = c1
+        i += 1
+    flip(ar, in_off, nb * ih * iw * ic)
+    dst = p[1]
+    b = 0
+    while b < nb:
+        oy = 0
+        while oy < oh:
+            y0 = oy * sh - pt
+            ox = 0
+            while ox < ow:
+                x0 = ox * sw - pl
+                if fast:
+                    pix = arb + in_off + ((b * ih + y0) * iw + x0) * ic
+                    v0 = 1 if y0 >= 0 and y0 < ih else 0
+                    v1 = 1 if y0 + dh >= 0 and y0 + dh < ih else 0
+                    v2 = 1 if y0 + dh + dh >= 0 and y0 + dh + dh < ih else 0
+                    h0 = 1 if x0 >= 0 and x0 < iw else 0
+                    h1 = 1 if x0 + dw >= 0 and x0 + dw < iw else 0
+                    h2 = 1 if x0 + dw + dw >= 0 and x0 + dw + dw < iw else 0
+                    q0 = ptr8(pix if v0 and h0 else zb)
+                    q1 = ptr8(pix + d1 if v0 and h1 else zb)
+                    q2 = ptr8(pix + d1 + d1 if v0 and h2 else zb)
+                    q3 = ptr8(pix + r1 if v1 and h0 else zb)
+                    q4 = ptr8(pix + r1 + d1 if v1 and h1 else zb)
+                    q5 = ptr8(pix + r1 + d1 + d1 if v1 and h2 else zb)
+                    q6 = ptr8(pix + r1 + r1 if v2 and h0 else zb)
+                    q7 = ptr8(pix + r1 + r1 + d1 if v2 and h1 else zb)
+                    q8 = ptr8(pix + r1 + r1 + d1 + d1 if v2 and h2 else zb)
+                    o = 0
+                    wo = wb
+                    while o < oc:
+                        w = ptr8(wo)
+                        acc = ((k0[o] ^ sb) - sb) + (
+                            (w[0] - 128) * q0[o] + (w[1] - 128) * q1[o]
+                            + (w[2] - 128) * q2[o] + (w[3] - 128) * q3[o]
+                            + (w[4] - 128) * q4[o] + (w[5] - 128) * q5[o]
+                            + (w[6] - 128) * q6[o] + (w[7] - 128) * q7[o]
+                            + (w[8] - 128) * q8[o])
+                        a = acc
+                        m = ms[o]
+                        s = (ss[o] ^ sb) - sb
+                        rs = 0
+                        if s > 0:
+                            a = a << s
+                        else:
+                            rs = 0 - s
+                        if wide:   # exact 64-bit product: trunc((p + nudge) / 2^31) == (p + 2^30) >> 31
+                            t = (a * m + h30) >> 31
+                        else:
+                            neg = 0
+                            if a < 0:
+                                a = 0 - a
+                                neg = 1
+                            a0 = a & 0x7FFF
+                            a1 = (a >> 15) & 0x7FFF
+                            a2 = (a >> 30) & 3
+                            m0 = m & 0x7FFF
+                            m1 = (m >> 15) & 0x7FFF
+                            m2 = (m >> 30) & 1
+                            e0 = a0 * m0 + h30 - neg
+                            e1 = a1 * m0 + a0 * m1 + (e0 >> 15)
+                            e2 = a2 * m0 + a1 * m1 + a0 * m2 + (e1 >> 15)
+                            t = (e2 >> 1) + ((a2 * m1 + a1 * m2) << 14) + ((a2 * m2) << 29)
+                            if neg:
+                                t = 0 - t
+                        if rs > 0:
+                            if wide:   # RDBPOT: round half away from zero (no overflow in 64 bits)
+                                t = (t + (1 << (rs - 1)) + (t >> 31)) >> rs
+                            else:
+                                mask = (1 << rs) - 1
+                                rem = t & mask
+                                thr = mask >> 1
+                                if t < 0:
+                                    thr += 1
+                                t = t >> rs
+                                if rem > thr:
+                                    t += 1
+                        t += zo
+                        if t < amin:
+                            t = amin
+                        if t > amax:
+                            t = amax
+                        ar[dst + o] = t
+                        o += 1
+                        wo += 9
+                    dst += oc
+                    ox += 1
+                    continue
+                nt = 0
+                ky = 0
+                while ky < kh:
+                    iy = y0 + ky * dh
+                    if iy >= 0 and iy < ih:
+                        kx = 0
+                        while kx < kw:
+                            ix = x0 + kx * dw
+                            if ix >= 0 and ix < iw:
+                                toff[nt] = in_off + ((b * ih + iy) * iw + ix) * ic
+                                tidx[nt] = ky * kw + kx
+                                nt += 1
+                            kx += 1
+                    ky += 1
+                c = 0
+                o = 0
+                while c < ic:
+                    k = 0
+                    while k < mult:
+                        w = ptr8(wb + o * nt_all)
+                        acc = (bs[o] ^ sb) - sb
+                        j = 0
+                        while j < nt:
+                            acc += (w[tidx[j]] - 128) * (ar[toff[j] + c] - c1)
+                            j += 1
+                        a = acc
+                        m = ms[o]
+                        s = (ss[o] ^ sb) - sb
+                        rs = 0
+                        if s > 0:
+                            a = a << s
+                        else:
+                            rs = 0 - s
+                        if wide:   # exact 64-bit product: trunc((p + nudge) / 2^31) == (p + 2^30) >> 31
+                            t = (a * m + h30) >> 31
+                        else:
+                            neg = 0
+                            if a < 0:
+                                a = 0 - a
+                                neg = 1
+                            a0 = a & 0x7FFF
+                            a1 = (a >> 15) & 0x7FFF
+                            a2 = (a >> 30) & 3
+                            m0 = m & 0x7FFF
+                            m1 = (m >> 15) & 0x7FFF
+                            m2 = (m >> 30) & 1
+                            e0 = a0 * m0 + h30 - neg
+                            e1 = a1 * m0 + a0 * m1 + (e0 >> 15)
+                            e2 = a2 * m0 + a1 * m1 + a0 * m2 + (e1 >> 15)
+                            t = (e2 >> 1) + ((a2 * m1 + a1 * m2) << 14) + ((a2 * m2) << 29)
+                            if neg:
+                                t = 0 - t
+                        if rs > 0:
+                            if wide:   # RDBPOT: round half away from zero (no overflow in 64 bits)
+                                t = (t + (1 << (rs - 1)) + (t >> 31)) >> rs
+                            else:
+                                mask = (1 << rs) - 1
+                                rem = t & mask
+                                thr = mask >> 1
+                                if t < 0:
+                                    thr += 1
+                                t = t >> rs
+                                if rem > thr:
+                                    t += 1
+                        t += zo
+                        if t < amin:
+                            t = amin
+                        if t > amax:
+                            t = amax
+                        ar[dst + o] = t
+                        o += 1
+                        k += 1
+                    c += 1
+                dst += oc
+                ox += 1
+            oy += 1
+        b += 1
+    flip(ar, in_off, nb * ih * iw * ic)
