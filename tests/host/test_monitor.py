@@ -10,6 +10,9 @@ from __future__ import annotations
 import base64
 import io
 import os
+import re
+import subprocess
+import sys
 import threading
 import time
 
@@ -129,13 +132,39 @@ def test_monitor_on_a_pty_survives_unplug(tmp_path, keys):
     assert "#1" in shown and "#2" in shown and "reconnected to" in shown
     logged = log.read_text().splitlines()
     stamp_re = r"\d\d:\d\d:\d\d\.\d\d\d "
-    import re
     assert all(re.match(stamp_re, line) for line in logged)
     texts = [line[13:] for line in logged]
     assert "hello board" in texts
     assert any(t.startswith("[uplink] device 42 (0x0000002a) up #2 boot 3") for t in texts)
     assert any("disconnected" in t for t in texts) and ">>> " in texts   # partial line kept
     assert KEY.hex() not in log.read_text()
+
+
+def test_cli_monitor_decodes_logs_and_quits_on_ctrl_bracket(tmp_path):
+    db = tmp_path / "gateway.db"
+    Registry(open_db(db)).set_key(42, KEY)
+    usb = FakeUsb(tmp_path / "ttyACM0")
+    log = tmp_path / "m.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tinysense", "monitor", "--target", str(tmp_path / "ttyACM0"),
+         "--log", str(log), "--db", str(db)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: log.exists() and "monitoring" in log.read_text(), what="monitor up")
+        usb.write(frame_line(42, 5) + "\r\n")
+        wait_for(lambda: "#5" in log.read_text(), what="decoded frame in the log")
+        proc.stdin.write(b"ls\r")
+        proc.stdin.flush()
+        assert usb.read() == b"ls\r"
+        proc.stdin.write(b"\x1d")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert b"[uplink] device 42 (0x0000002a) up #5 boot 3: 2 records" in out
+    assert KEY.hex().encode() not in out + log.read_bytes()
 
 
 MAIN_PY = """\
