@@ -43,3 +43,16 @@ def test_ack_authentication(tmp_path):
         "bad_payload 0 0,1,2,3,4", "good 2 0,2,4", "replayed 0 0,2,4",
         "unknown_counter 0 0,2,4", "rest 3 ", "bad_acks 7"]
     assert sorted(p.name for p in (tmp_path / "uplink_q").iterdir()) == []
+
+
+def test_node_open_fuzz_no_crash_no_forgery():
+    """20,000 random and mutated frames at the node's Codec.open: only FrameError comes
+    out, and no altered frame authenticates."""
+    key = os.urandom(16)
+    good = seal(key, DEVICE, 9, PTYPE_ACK, encode_ack([1, 2, 3]), direction=1)
+    out = run_mp("open_fuzz.py", f"{key.hex()}:{good.hex()}", "20000", "5",
+                 timeout=300).splitlines()
+    words = out[0].split()
+    assert words[:2] == ["accepted", "0"], out
+    assert int(words[3]) > 19000  # the rest were identical to the good frame
+    assert set(out[1].split()) >= {"truncated", "oversized", "bad_tag", "bad_version"}
