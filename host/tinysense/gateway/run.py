@@ -183,6 +183,7 @@ def run_gateway(config: GatewayConfig, out: TextIO = sys.stdout,
     except KeyboardInterrupt:
         pass
     finally:
+        _ignore_signals_while_closing()
         counts = gw.close()
         stats = gw.gateway.stats
         print(f"gateway: stopped; stored {stats['accepted']} frames, re-acknowledged "
@@ -193,6 +194,16 @@ def run_gateway(config: GatewayConfig, out: TextIO = sys.stdout,
         else:
             print("gateway: rejections: none", file=out, flush=True)
     return counts
+
+
+def _ignore_signals_while_closing() -> None:
+    """A second Ctrl-C (or a SIGTERM after it) must not cut the final commit and acks
+    short; closing is bounded (joins time out), so the process still ends."""
+    import signal
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def frame_dict(row: StoredFrame) -> dict:
