@@ -1,6 +1,6 @@
 """Expect-style access to a node's console: wait for a regex, quote what came on failure.
 
-    dut = Dut(node.transport.serial, log_path)
+    dut = Dut(node, log_path)               # or Dut(pyserial_object, log_path)
     dut.write(b"\\x04")                      # soft reset from the friendly REPL
     m = dut.expect(r"app: window (\\d+)", timeout=10)
 
@@ -25,16 +25,22 @@ class Dut:
     """The console of a device under test.
 
     Args:
-        serial: an open pyserial object (`node.transport.serial`).
+        source: a tinysense Node (its current port is used, also after a reconnect) or an
+            open pyserial object.
         log_path: file that receives everything read (appended).
     """
 
-    def __init__(self, serial, log_path: str | Path) -> None:
-        self.serial = serial
+    def __init__(self, source, log_path: str | Path) -> None:
+        self.node = source if hasattr(source, "transport") else None
+        self._serial = None if self.node is not None else source
         self.log_path = Path(log_path)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in close())
         self.buffer = ""  # received and not yet consumed by a match
+
+    @property
+    def serial(self):
+        return self.node.transport.serial if self.node is not None else self._serial
 
     def _read_some(self, wait: float) -> str:
         serial = self.serial
@@ -99,6 +105,12 @@ class Dut:
     def write(self, data: bytes | str) -> None:
         """Send bytes (or text, UTF-8) to the node's console."""
         self.serial.write(data.encode() if isinstance(data, str) else data)
+
+    def raw_repl(self, timeout: float = 10.0) -> None:
+        """Hand the console back to the node's raw REPL, so node.exec works again after
+        expect() has read the prompt (interrupts code that still runs, with Ctrl-C)."""
+        self.drain(0.05)
+        self.node.transport.enter_raw_repl(soft_reset=False, timeout_overall=timeout)
 
     def close(self) -> None:
         self._log.close()

@@ -23,6 +23,7 @@ A test declares what it needs and is skipped, with the reason, on targets that l
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,6 +32,9 @@ import pytest
 
 _DEFAULT_TARGET = "virtual"  # CI has no board; `--target auto` looks for one
 _DEFAULT_BOARD = "ESP32_GENERIC"
+# mpremote reads some replies with blocking reads; a node that went silent (crashed, or a
+# test that desynchronised the raw REPL) must fail that test, not hang the session.
+_READ_TIMEOUT_S = 30.0
 
 
 # --- what a target can do: feature -> (description, predicate(kind, board)) -----------------
@@ -187,6 +191,43 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.fail(f"@pytest.mark.needs: {bad}", pytrace=False)
 
 
+def reconnect(node, timeout: float = 30.0) -> None:
+    """Close the node's port and open it again until the node answers in its raw REPL.
+
+    What a host does after a hard reset or a USB re-plug (a board's native USB port vanishes
+    for a moment); the node is not reset by this, only interrupted (Ctrl-C) if it runs code.
+
+    Raises:
+        TinysenseError: no raw REPL on the port within `timeout` seconds.
+    """
+    import time
+
+    from mpremote.transport import TransportError
+    from mpremote.transport_serial import SerialTransport
+
+    from tinysense.errors import TinysenseError
+
+    with contextlib.suppress(Exception):
+        node.close()
+    deadline, last = time.monotonic() + timeout, ""
+    while time.monotonic() < deadline:
+        transport = None
+        try:
+            transport = SerialTransport(node.target.url, baudrate=node.board.console_baud,
+                                        timeout=_READ_TIMEOUT_S)
+            transport.enter_raw_repl(soft_reset=False, timeout_overall=5)
+            node.transport = transport
+            return
+        except (TransportError, OSError) as exc:  # serial.SerialException is an OSError
+            last = str(exc)
+            if transport is not None:
+                with contextlib.suppress(Exception):
+                    transport.close()
+            time.sleep(0.5)
+    raise TinysenseError(f"node on {node.target.url} did not answer within {timeout:g} s "
+                         f"after reconnecting ({last})")
+
+
 # --- fixtures -----------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
@@ -253,8 +294,6 @@ def _deploy(node, skip: bool) -> str:
 @pytest.fixture(scope="session")
 def session_node(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator:
     """The node for the whole session: started, connected, firmware/ deployed."""
-    import contextlib
-
     from tinysense.errors import TinysenseError
     from tinysense.node import open_node
     from tinysense.targets import Target
@@ -266,6 +305,7 @@ def session_node(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator:
             url = _start(state, workdir, stack)
             node = stack.enter_context(open_node(
                 Target(state.target.kind, url, state.target.reason), state.board))
+            node.transport.serial.timeout = _READ_TIMEOUT_S
             state.deploy_note = _deploy(
                 node, request.config.getoption("tinysense_no_deploy"))
         except TinysenseError as exc:
@@ -286,8 +326,7 @@ def dut(node, tmp_path):
     """The node's console, with expect(regex, timeout). Its full log is tmp_path/console.log."""
     from tinysense.dut import Dut
 
-    console = Dut(node.transport.serial, tmp_path / "console.log")
-    console.node = node
+    console = Dut(node, tmp_path / "console.log")
     yield console
     console.close()
 
