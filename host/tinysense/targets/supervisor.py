@@ -50,6 +50,13 @@ VBOARD_DIR = Path(__file__).resolve().parent / "vboard"
 STATE_FILE = "supervisor.json"
 TTY_LINK = "tty"
 _FAST_CRASH_S = 1.0  # a VM that exits sooner than this after start is restarted with back-off
+_SIGINT_INTERVAL_S = 0.3
+_DEBUG = bool(os.environ.get("TINYSENSE_VBOARD_DEBUG"))  # log relay events to supervisor.log
+
+
+def _debug(*args) -> None:
+    if _DEBUG:
+        print(f"{time.monotonic():.3f}", *args, file=sys.stderr, flush=True)
 
 
 class OutputFilter:
@@ -174,6 +181,7 @@ class Supervisor:
         self.raw_mode = False
         self.queued = b""  # client input waiting for the VM to be ready
         self.pending_interrupt = False  # Ctrl-C received while the VM could not take SIGINT
+        self.last_sigint = 0.0
         self.started_at = 0.0
         self.fast_crashes = 0
         self.restarts = 0
@@ -228,12 +236,14 @@ class Supervisor:
         self.inner = master
         self.filter = OutputFilter(raw_restart=raw, raw_mode=raw)
         self.pending_interrupt = False
+        self.last_sigint = 0.0  # a new VM has no SIGINT in flight
         self.started_at = time.monotonic()
         self._write_state()
 
     def _child_exited(self) -> None:
         """The VM ended (reset, sys.exit, crash): report it as a board would and restart."""
         rc = self.child.wait() if self.child else 0
+        _debug("VM exited", rc)
         os.close(self.inner)
         self.inner = -1
         self.child = None
@@ -248,7 +258,8 @@ class Supervisor:
             raw = False
         else:
             self.broadcast(SOFT_REBOOT)
-        if time.monotonic() - self.started_at < _FAST_CRASH_S:
+        crashed = rc not in (0, HARD_RESET_EXIT)  # resets are deliberate; crashes may loop
+        if crashed and time.monotonic() - self.started_at < _FAST_CRASH_S:
             self.fast_crashes += 1
             time.sleep(min(0.05 * 2 ** self.fast_crashes, 2.0))
         else:
@@ -267,6 +278,7 @@ class Supervisor:
             self._child_exited()
             return
         was_booted = self.filter.booted
+        _debug("vm>", data)
         out = self.filter.feed(data)
         if not was_booted and self.filter.booted:
             self.pending_interrupt = False  # boot is over: the REPL takes Ctrl-C as a byte
@@ -280,14 +292,41 @@ class Supervisor:
     def _ready(self) -> bool:
         return self.inner >= 0 and (self.filter.phase == "run" or not self.filter.raw_restart)
 
-    def _interrupt(self) -> bool:
-        """Deliver Ctrl-C as KeyboardInterrupt if the VM is executing code; True if done."""
-        if self.child is not None and catches_sigint(self.child.pid):
-            os.kill(self.child.pid, signal.SIGINT)
-            return True
-        return False
+    def _catching(self) -> bool:
+        return self.child is not None and catches_sigint(self.child.pid)
+
+    def _sigint(self) -> None:
+        os.kill(self.child.pid, signal.SIGINT)
+        self.last_sigint = time.monotonic()
+        self.pending_interrupt = False
+        _debug("SIGINT to", self.child.pid)
+
+    def _ctrl_c(self) -> None:
+        """Ctrl-C from a client: KeyboardInterrupt if the VM runs code, else a REPL byte."""
+        if self._catching():
+            # The unix port exits on a second SIGINT that arrives before it handled the first;
+            # a board just raises KeyboardInterrupt, so SIGINTs are spaced out.
+            if time.monotonic() - self.last_sigint > _SIGINT_INTERVAL_S:
+                self._sigint()
+            else:
+                self.pending_interrupt = True
+        elif self.filter.phase == "boot":
+            self.pending_interrupt = True  # boot.py/main.py are about to run
+        else:
+            self._write_child(b"\x03")  # at a prompt: the REPL handles it as a byte
+
+    def _poll_interrupt(self) -> None:
+        """Deliver a held Ctrl-C once the VM can take it; drop it if its target is gone."""
+        if not self.pending_interrupt:
+            return
+        if self._catching():
+            if time.monotonic() - self.last_sigint > _SIGINT_INTERVAL_S:
+                self._sigint()
+        elif self.filter.phase != "boot":
+            self.pending_interrupt = False  # the code it was meant for has finished
 
     def _to_child(self, data: bytes) -> None:
+        _debug("host>", data, "ready" if self._ready() else "queued")
         if not self._ready():
             self.queued += data
             return
@@ -295,11 +334,7 @@ class Supervisor:
             parts = data.split(b"\x03")
             for part in parts[:-1]:
                 self._write_child(part)
-                if not self._interrupt():
-                    if self.filter.phase == "boot":
-                        self.pending_interrupt = True  # boot.py/main.py about to run
-                    else:
-                        self._write_child(b"\x03")  # at a prompt: the REPL handles it
+                self._ctrl_c()
             data = parts[-1]
         self._write_child(data)
 
@@ -399,8 +434,7 @@ class Supervisor:
                 ready, _, _ = select.select(fds, [], [], 0.01 if self.pending_interrupt else 0.25)
             except InterruptedError:
                 continue
-            if self.pending_interrupt and self._interrupt():
-                self.pending_interrupt = False
+            self._poll_interrupt()
             for item in ready:
                 if item is self.listener:
                     self._accept()

@@ -56,8 +56,12 @@ class VirtualBoard:
 
     @property
     def url(self) -> str:
-        """A pyserial URL for the board: its pty (mpremote, pyserial and tinysense take it)."""
-        return self.pty
+        """A pyserial URL for the board: the stable link to its pty.
+
+        Not /dev/pts/N itself: mpremote treats /dev/pts/* as QEMU's pty and then reads with
+        no timeout, so a node that stops answering would hang the host forever.
+        """
+        return str(self.tty)
 
     @property
     def tcp_url(self) -> str | None:

@@ -1,0 +1,57 @@
+"""Deploy end to end on a private virtual board: only changed files move, stale ones go."""
+
+from __future__ import annotations
+
+import pytest
+
+from tinysense.deploy import deploy
+from tinysense.node import open_node
+from tinysense.targets import Target
+from tinysense.targets.virtual import start_board, stop_board
+
+pytestmark = pytest.mark.hil
+
+
+@pytest.fixture
+def vnode(tmp_path):
+    vb = start_board("ESP32_GENERIC", directory=tmp_path / "vb", parent_bound=True)
+    try:
+        with open_node(Target("virtual", vb.url, "test"), "ESP32_GENERIC") as node:
+            yield node
+    finally:
+        stop_board("ESP32_GENERIC", tmp_path / "vb")
+
+
+def test_deploy_copies_only_changes(vnode, tmp_path):
+    fw = tmp_path / "fw"
+    (fw / "tsnode" / "sub").mkdir(parents=True)
+    (fw / "main.py").write_text("print('main')\n")
+    (fw / "tsnode" / "__init__.py").write_text("")
+    (fw / "tsnode" / "a.py").write_text("A = 1\n")
+    (fw / "tsnode" / "sub" / "b.py").write_text(
+        "@micropython.viper\ndef twice(x: int) -> int:\n    return x << 1\n")
+    build = tmp_path / "build"
+
+    def run():
+        return deploy(vnode, src=fw, build_dir=build, progress=None)
+
+    first = run()
+    assert first.arch == "x64"
+    assert sorted(first.copied) == ["/main.py", "/tsnode/__init__.mpy", "/tsnode/a.mpy",
+                                    "/tsnode/sub/b.mpy", "/tsnode_board.json"]
+    assert vnode.exec("import tsnode.sub.b, tsnode.a\n"
+                      "print(tsnode.sub.b.twice(21), tsnode.a.A)") == "42 1\n"
+    assert run().copied == []
+    (fw / "tsnode" / "a.py").write_text("A = 2\n")
+    assert run().copied == ["/tsnode/a.mpy"]
+    vnode.put(b"garbage", "/tsnode/sub/b.mpy")  # changed behind our back
+    vnode.put(b"X = 1\n", "/tsnode/old.py")  # stale source that would shadow an .mpy
+    (fw / "tsnode" / "sub" / "b.py").unlink()
+    result = run()
+    assert result.copied == [] and result.unchanged
+    assert sorted(result.removed) == ["/tsnode/old.py", "/tsnode/sub/b.mpy"]
+    (fw / "tsnode" / "sub" / "b.py").write_text("B = 3\n")
+    assert run().copied == ["/tsnode/sub/b.mpy"]
+    vnode.soft_reset()
+    assert vnode.exec("import tsnode.a, tsnode.sub.b\nprint(tsnode.a.A, tsnode.sub.b.B)") \
+        == "2 3\n"
