@@ -53,7 +53,8 @@ def test_make_flash_lands_byte_identical_and_esptool_verifies(tmp_path, state, b
             ["make", "--no-print-directory", "-s", "flash", f"BOARD={board}", f"PORT={rom.port}",
              f"FIRMWARE={firmware}"], cwd=REPO, capture_output=True, text=True, timeout=120)
         assert make.returncode == 0, make.stdout + make.stderr
-        assert "virtual ROM loader, no stub" in make.stdout
+        assert "(virtual ROM loader)" in make.stdout
+        assert "Stub flasher running." in make.stdout    # the same path as on a board
         assert f"at 0x{cfg.firmware_offset:x} and verified" in make.stdout
         verify = subprocess.run(
             [sys.executable, "-m", "esptool", "--port", rom.port, "--before", "no-reset",
@@ -68,24 +69,34 @@ def test_make_flash_lands_byte_identical_and_esptool_verifies(tmp_path, state, b
     assert set(flash[:offset] + flash[offset + len(data):]) == {0xFF}
 
 
-def test_cache_by_name_and_sha_prefix_and_erase(tmp_path, state):
-    data = make_firmware("esp32c3")
-    (tmp_path / "mp-c3.bin").write_bytes(data)
-    with loader(tmp_path, "ESP32_GENERIC_C3") as rom:
-        rom.flash.program(0x300000, b"old filesystem")
-        flash_firmware("ESP32_GENERIC_C3", rom.port, str(tmp_path / "mp-c3.bin"), say=str)
-        assert rom.flash.read(0x300000, 3) == b"old"          # no --erase: kept
+@pytest.mark.parametrize("board", ["ESP32_GENERIC", "ESP32_GENERIC_C3"])
+def test_cache_by_name_and_sha_prefix_and_erase(tmp_path, state, board):
+    cfg = load_board(board)
+    data = make_firmware(cfg.chip)
+    (tmp_path / "mp.bin").write_bytes(data)
+    old = b"old filesystem"
+    with loader(tmp_path, board) as rom:
+        rom.flash.program(0x300000, old)
+        flash_firmware(board, rom.port, str(tmp_path / "mp.bin"), say=str)
+        assert rom.flash.read(0x300000, len(old)) == old      # no --erase: kept
         (entry,) = list_firmware()
-        assert entry.names == ("mp-c3.bin",) and entry.chip == "esp32c3"
+        assert entry.names == ("mp.bin",) and entry.chip == cfg.chip
         assert lookup_firmware(entry.sha256[:8]) == entry
-        (tmp_path / "mp-c3.bin").unlink()                      # from the cache now
-        flash_firmware("ESP32_GENERIC_C3", rom.port, "mp-c3.bin", say=str)
-        result = flash_firmware("ESP32_GENERIC_C3", rom.port, entry.sha256[:6], erase=True,
+        (tmp_path / "mp.bin").unlink()                         # from the cache now
+        # --erase through the stub (ERASE_FLASH) ...
+        result = flash_firmware(board, rom.port, "mp.bin", erase=True, say=str)
+        assert result.erased and result.stub
+        assert rom.flash.read(0x300000, len(old)) == b"\xff" * len(old)
+        # ... and through the ROM alone (FLASH_BEGIN over the whole flash)
+        rom.flash.program(0x300000, old)
+        result = flash_firmware(board, rom.port, entry.sha256[:6], erase=True, no_stub=True,
                                 say=str)
         assert result.erased and not result.stub
         flash = rom.flash.read(0, rom.flash.size)
-    assert flash[:len(data)] == data
-    assert set(flash[len(data):]) == {0xFF}                    # --erase wiped the rest
+        assert rom.unhandled == []
+    offset = cfg.firmware_offset
+    assert flash[offset:offset + len(data)] == data
+    assert set(flash[:offset] + flash[offset + len(data):]) == {0xFF}   # erased elsewhere
 
 
 def test_unknown_firmware_name(state):

@@ -19,6 +19,9 @@ from tinysense.flash.romloader import (
     FLASH_DATA,
     FLASH_DEFL_BEGIN,
     FLASH_DEFL_DATA,
+    MEM_BEGIN,
+    MEM_DATA,
+    MEM_END,
     READ_REG,
     SPI_FLASH_MD5,
     SYNC,
@@ -166,6 +169,48 @@ def test_real_esptool_detects_writes_and_verifies(tmp_path, chip, monkeypatch):
     assert len(flash) == 4 << 20
     assert flash[offset:offset + len(data)] == data
     assert set(flash[:offset] + flash[offset + len(data):]) == {0xFF}
+
+
+@pytest.mark.parametrize("chip", list(CHIPS))
+def test_real_esptool_with_its_flasher_stub(tmp_path, chip):
+    """Default esptool (stub uploaded with MEM_*): erase-all, compressed write, read back."""
+    firmware = tmp_path / "firmware.bin"
+    data = make_firmware(chip)
+    firmware.write_bytes(data)
+    offset = CHIP_LAYOUT[chip][1]
+    (tmp_path / "flash.bin").write_bytes(b"\x00" * (4 << 20))   # junk everywhere
+    common = ["--before", "no-reset", "--after", "no-reset"]
+    with RomLoader(chip, tmp_path / "flash.bin", 4 << 20) as rom:
+        write = esptool("--port", rom.port, *common, "write-flash", "--erase-all", hex(offset),
+                        str(firmware))
+        assert write.returncode == 0, write.stdout + write.stderr
+        assert "Stub flasher running." in write.stdout and "Hash of data verified" in write.stdout
+        back = tmp_path / "back.bin"
+        read = esptool("--port", rom.port, *common, "read-flash", hex(offset), hex(len(data)),
+                       str(back))
+        assert read.returncode == 0, read.stdout + read.stderr
+        assert back.read_bytes() == data
+        assert rom.unhandled == []
+    flash = (tmp_path / "flash.bin").read_bytes()
+    assert set(flash[:offset] + flash[offset + len(data):]) == {0xFF}
+
+
+def test_esp32_rom_reads_flash_slowly_without_stub(tmp_path):
+    (tmp_path / "flash.bin").write_bytes(bytes(range(256)) * (4 << 12))
+    with RomLoader("esp32", tmp_path / "flash.bin", 4 << 20) as rom:
+        out = esptool("--port", rom.port, "--before", "no-reset", "--no-stub", "read-flash",
+                      "0x100", "0x300", str(tmp_path / "r.bin"))
+        assert out.returncode == 0, out.stdout + out.stderr
+    assert (tmp_path / "r.bin").read_bytes() == (bytes(range(256)) * 4)[:0x300]
+
+
+def test_unknown_code_is_not_run(rom):
+    rom.handle(request(MEM_BEGIN, struct.pack("<4I", 4, 1, 4, 0x40080000)))
+    rom.handle(request(MEM_DATA, struct.pack("<4I", 4, 0, 0, 0) + b"\x01\x02\x03\x04",
+                       checksum(b"\x01\x02\x03\x04")))
+    (resp,) = rom.handle(request(MEM_END, struct.pack("<II", 0, 0x40080000)))
+    assert status(resp) == (1, ERR_FAILED) and not rom.stub
+    assert "not esptool's flasher stub" in rom.unhandled[-1]
 
 
 def test_tcp_transport(tmp_path):

@@ -18,7 +18,7 @@ def cmd_flash(args) -> int:
         raise TinysenseError("no serial port given: pass --port /dev/ttyUSB0 (or PORT=... for "
                              "make, or set TINYSENSE_PORT)")
     flash_firmware(args.board, args.port, args.firmware, erase=args.erase, baud=args.baud,
-                   no_stub=True if args.no_stub else None)
+                   no_stub=args.no_stub)
     return 0
 
 
@@ -88,7 +88,7 @@ def register(sub) -> None:
     p.add_argument("--erase", action="store_true", help="erase the whole flash first")
     p.add_argument("--baud", type=int, help="flashing baud rate (default: the board's)")
     p.add_argument("--no-stub", action="store_true",
-                   help="talk to the ROM loader only (automatic for a virtual ROM loader)")
+                   help="talk to the ROM loader only, without esptool's flasher stub")
     p.set_defaults(func=cmd_flash)
 
     p = sub.add_parser("image", help="whole-flash image for QEMU (esptool merge-bin, padded)")

@@ -79,7 +79,7 @@ def _connect(port: str, before: str) -> ESPLoader:
 
 
 def flash_firmware(board: str | BoardConfig, port: str, firmware: str, *, erase: bool = False,
-                   baud: int | None = None, no_stub: bool | None = None,
+                   baud: int | None = None, no_stub: bool = False,
                    say: Callable[[str], None] = print) -> FlashResult:
     """Write `firmware` at the board's firmware offset, verify it, and reset the board.
 
@@ -89,7 +89,8 @@ def flash_firmware(board: str | BoardConfig, port: str, firmware: str, *, erase:
         firmware: a file path, or a cached image's name or sha256 prefix.
         erase: erase the whole flash first (the filesystem is lost).
         baud: flashing baud rate (default: the board's `baud`).
-        no_stub: talk to the ROM loader only. None: only for a virtual ROM loader port.
+        no_stub: talk to the ROM loader only (no flasher stub upload); slower, but what a
+            chip in secure download mode needs.
         say: where progress lines go.
 
     Raises:
@@ -110,8 +111,10 @@ def flash_firmware(board: str | BoardConfig, port: str, firmware: str, *, erase:
     say(f"firmware: {info.summary()} (cached as {entry.sha256[:12]})")
 
     check_port(port)
+    # A virtual ROM loader (or a TCP port) has no DTR/RTS lines to reset the chip with: it
+    # is already in download mode, so connect without the reset dance.
     virtual = virtual_rom_port(port)
-    use_stub = not (no_stub if no_stub is not None else virtual is not None)
+    use_stub = not no_stub
     before = "no-reset" if virtual or "://" in port else "default-reset"
     start = time.monotonic()
     esp = _connect(port, before)
@@ -122,8 +125,8 @@ def flash_firmware(board: str | BoardConfig, port: str, firmware: str, *, erase:
                                  f"is an {expected}: pick the right --board (nothing was "
                                  "written)")
         description = esp.get_chip_description()
-        say(f"connected: {description} on {port}"
-            + (" (virtual ROM loader, no stub)" if virtual else ""))
+        say(f"connected: {description} on {port}" + (" (virtual ROM loader)" if virtual else "")
+            + ("" if use_stub else ", ROM loader only (no stub)"))
         try:
             if use_stub:
                 esp = run_stub(esp)

@@ -55,6 +55,8 @@ class RomChip:
     # FLASH_BEGIN / FLASH_DEFL_BEGIN take 16 bytes on ESP32; later ROMs add an
     # "encrypted write" word (20 bytes).
     begin_param_sizes: tuple[int, ...]
+    # READ_FLASH_SLOW (0x0e, 64 bytes per request) is in the ESP32 ROM only.
+    read_flash_slow: bool
     registers: dict[int, int]      # eFuse words and other registers read at connect time
 
 
@@ -85,6 +87,7 @@ CHIPS: dict[str, RomChip] = {
         uart_clkdiv_reg=0x3FF40014,
         apb_hz=40_000_000,
         begin_param_sizes=(16,),
+        read_flash_slow=True,
         registers={
             _MAGIC_REG: 0x00F01D83,
             ESP32_EFUSE + 4 * 0: 0,                        # FLASH_CRYPT_CNT = 0
@@ -112,6 +115,7 @@ CHIPS: dict[str, RomChip] = {
         uart_clkdiv_reg=0x60000014,
         apb_hz=40_000_000,
         begin_param_sizes=(16, 20),
+        read_flash_slow=False,
         registers={
             _MAGIC_REG: 0x00000009,  # not used for detection on ESP32-S3
             S3_BLOCK1 + 4 * 0: _S3_LO,
@@ -134,6 +138,7 @@ CHIPS: dict[str, RomChip] = {
         uart_clkdiv_reg=0x60000014,
         apb_hz=40_000_000,
         begin_param_sizes=(16, 20),
+        read_flash_slow=False,
         registers={
             _MAGIC_REG: 0x1B31506F,  # not used for detection on ESP32-C3
             C3_BLOCK1 + 4 * 0: _C3_LO,

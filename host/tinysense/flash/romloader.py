@@ -16,6 +16,13 @@ enough for real esptool run with `--before no-reset --no-stub` to detect the chi
 - What the ROM does not have (ERASE_FLASH, READ_FLASH, ...: stub-only commands) is refused
   with status 1 / error 0x05, as the ROM does; esptool then says the command needs the stub.
   Every request the loader cannot serve is recorded in `RomLoader.unhandled`.
+- esptool's flasher stub: the virtual chip cannot execute Xtensa/RISC-V code, but when
+  MEM_END starts exactly the stub esptool ships for this chip (compared byte for byte with
+  esptool's stub_flasher/*/<chip>.json), it answers "OHAI" and from then on speaks the stub's
+  side of the protocol (2 status bytes, SYNC value 0, 16 KiB blocks, FLASH_DEFL_BEGIN with
+  the uncompressed size, binary MD5, ERASE_FLASH, ERASE_REGION, READ_FLASH with its data
+  frames and digest, RUN_USER_CODE). So plain `esptool write-flash` (with the stub) works too.
+  Any other code started with MEM_END is refused as not executable.
 
 The protocol engine (`RomProtocol`) is separate from the transport so tests can drive it
 with byte strings; `RomLoader` runs it in a thread behind a pty (`.port` is its path) or a
@@ -48,6 +55,9 @@ SYNC, WRITE_REG, READ_REG = 0x08, 0x09, 0x0A
 SPI_SET_PARAMS, SPI_ATTACH, CHANGE_BAUDRATE = 0x0B, 0x0D, 0x0F
 FLASH_DEFL_BEGIN, FLASH_DEFL_DATA, FLASH_DEFL_END = 0x10, 0x11, 0x12
 SPI_FLASH_MD5, GET_SECURITY_INFO = 0x13, 0x14
+READ_FLASH_SLOW = 0x0E                                   # ESP32 ROM only
+# Flasher stub only (esptool's stub; the ROM refuses them).
+ERASE_FLASH, ERASE_REGION, READ_FLASH, RUN_USER_CODE = 0xD0, 0xD1, 0xD2, 0xD3
 
 # ROM error codes (second status byte).
 ERR_INVALID = 0x05      # received message is invalid (parameters or length)
@@ -58,7 +68,7 @@ ERR_DEFLATE = 0x0B      # inflate error
 _CHECKSUM_SEED = 0xEF
 _SECTOR = 0x1000
 _SYNC_BODY = b"\x07\x07\x12\x20" + 32 * b"\x55"
-_SYNC_VALUE = 0x20120707            # any non-zero value: "this is the ROM, not the stub"
+_SYNC_VALUE = 0x20120707            # non-zero: "this is the ROM" (the stub answers 0)
 _SPI_CMD_USR = 1 << 18
 
 # SPI flash commands the virtual flash chip answers (JEDEC / common NOR commands).
@@ -134,6 +144,23 @@ class FlashFile:
         os.pwrite(self._fd, merged.to_bytes(len(data), "little"), offset)
 
 
+def _is_esptool_stub(chip: str, ram: dict[int, bytes], entry: int) -> bool:
+    """Whether RAM holds exactly one of the flasher stubs esptool ships for `chip`."""
+    import base64
+
+    import esptool
+
+    root = Path(esptool.__file__).parent / "targets" / "stub_flasher"
+    for path in sorted(root.glob(f"*/{chip}.json")):
+        stub = json.loads(path.read_text())
+        segments = {stub["text_start"]: base64.b64decode(stub["text"])}
+        if stub.get("data") is not None:
+            segments[stub["data_start"]] = base64.b64decode(stub["data"])
+        if stub["entry"] == entry and segments == ram:
+            return True
+    return False
+
+
 class RomError(Exception):
     def __init__(self, code: int, why: str) -> None:
         super().__init__(why)
@@ -146,32 +173,36 @@ class RomProtocol:
     def __init__(self, chip: RomChip, flash: FlashFile, baud: int = 115200) -> None:
         self.chip = chip
         self.flash = flash
-        self.regs: dict[int, int] = {**chip.spi.registers(), **chip.registers}
-        self.baud = baud
-        self._set_baud(baud)
+        self.rom_baud = baud
+        self.regs: dict[int, int] = {}
+        self._power_on()
         self.unhandled: list[str] = []
         self.ram: dict[int, bytes] = {}
         self.reboots = 0
         self._write: dict | None = None   # the FLASH_BEGIN / FLASH_DEFL_BEGIN in progress
         self._mem: dict | None = None
         self._op = 0
+        self.stub = False                 # running (the emulation of) esptool's flasher stub
         self._handlers = {
             SYNC: self._sync, READ_REG: self._read_reg, WRITE_REG: self._write_reg,
-            GET_SECURITY_INFO: self._security_info, SPI_ATTACH: self._ok,
+            GET_SECURITY_INFO: self._security_info, SPI_ATTACH: self._spi_attach,
             SPI_SET_PARAMS: self._spi_set_params, CHANGE_BAUDRATE: self._change_baud,
             FLASH_BEGIN: self._flash_begin, FLASH_DATA: self._flash_data,
             FLASH_END: self._flash_end, FLASH_DEFL_BEGIN: self._flash_begin,
             FLASH_DEFL_DATA: self._flash_data, FLASH_DEFL_END: self._flash_end,
             SPI_FLASH_MD5: self._md5, MEM_BEGIN: self._mem_begin, MEM_DATA: self._mem_data,
-            MEM_END: self._mem_end,
+            MEM_END: self._mem_end, READ_FLASH_SLOW: self._read_flash_slow,
+            ERASE_FLASH: self._erase_flash, ERASE_REGION: self._erase_region,
+            READ_FLASH: self._read_flash, RUN_USER_CODE: self._run_user_code,
         }
+        self._stub_only = {ERASE_FLASH, ERASE_REGION, READ_FLASH, RUN_USER_CODE}
 
     # -- framing -----------------------------------------------------------------------------
 
-    @staticmethod
-    def _response(op: int, value: int = 0, data: bytes = b"", status: int = 0,
+    def _response(self, op: int, value: int = 0, data: bytes = b"", status: int = 0,
                   error: int = 0) -> bytes:
-        body = data + bytes([status, error, 0, 0])
+        # The ROM ends a response with 4 status bytes (status, error, 0, 0); the stub with 2.
+        body = data + bytes([status, error]) + (b"" if self.stub else b"\0\0")
         return struct.pack("<BBHI", 1, op, len(body), value) + body
 
     def handle(self, packet: bytes) -> list[bytes]:
@@ -181,6 +212,10 @@ class RomProtocol:
         _, op, size, checksum = struct.unpack_from("<BBHI", packet)
         data = packet[8:]
         handler = self._handlers.get(op)
+        if op in self._stub_only and not self.stub:
+            handler = None
+        if op == READ_FLASH_SLOW and (self.stub or not self.chip.read_flash_slow):
+            handler = None
         if handler is None:
             self._note(f"unsupported command 0x{op:02x} ({len(data)} bytes)")
             return [self._response(op, status=1, error=ERR_INVALID)]
@@ -200,6 +235,20 @@ class RomProtocol:
         value, body = result
         return [self._response(op, value, body)]
 
+    def _power_on(self) -> None:
+        """Registers as after a reset into download mode, at the ROM's baud rate."""
+        self.regs = {**self.chip.spi.registers(), **self.chip.registers}
+        self._set_baud(self.rom_baud)
+
+    def _reboot(self) -> None:
+        """The chip resets; its strapping pin holds it in download mode, so it comes back
+        to the ROM loader (the stub, RAM and register changes are gone)."""
+        self.reboots += 1
+        self.stub = False
+        self.ram.clear()
+        self._write = self._mem = None
+        self._power_on()
+
     def _note(self, what: str) -> None:
         self.unhandled.append(what)
         log.warning("virtual %s ROM loader: %s", self.chip.name, what)
@@ -209,10 +258,16 @@ class RomProtocol:
     def _ok(self, data: bytes, _chk: int):
         return 0, b""
 
+    def _spi_attach(self, data: bytes, _chk: int):
+        # The ROM takes (pins, is_legacy); the stub only the pins word.
+        if len(data) != (4 if self.stub else 8):
+            raise RomError(ERR_INVALID, f"{len(data)}-byte SPI_ATTACH parameters")
+        return 0, b""
+
     def _sync(self, data: bytes, _chk: int):
         if data != _SYNC_BODY:
             raise RomError(ERR_INVALID, "bad SYNC body")
-        return [self._response(SYNC, _SYNC_VALUE)] * 8
+        return [self._response(SYNC, 0 if self.stub else _SYNC_VALUE)] * 8
 
     def _read_reg(self, data: bytes, _chk: int):
         (addr,) = struct.unpack("<I", data)
@@ -286,7 +341,7 @@ class RomProtocol:
         return response
 
     def _flash_begin(self, data: bytes, _chk: int):
-        if len(data) not in self.chip.begin_param_sizes:
+        if len(data) not in ((16, 20) if self.stub else self.chip.begin_param_sizes):
             raise RomError(ERR_INVALID, f"{len(data)}-byte FLASH_BEGIN parameters")
         size, blocks, block_size, offset = struct.unpack_from("<IIII", data)
         if offset % _SECTOR or offset + size > self.flash.size or block_size == 0:
@@ -334,13 +389,15 @@ class RomProtocol:
     def _flash_end(self, data: bytes, _chk: int):
         (stay,) = struct.unpack("<I", data)
         self._write = None
-        # The ROM leaves download mode here: 0 reboots, 1 runs the app. The virtual chip
-        # has its strapping pin held for download mode, so either way it comes back into
-        # the loader (with fresh registers, as after a reset).
-        self.reboots += 1
-        log.info("rom loader: FLASH_END (%s); back in download mode",
-                 "run app" if stay else "reboot")
-        return 0, b""
+        # The ROM leaves download mode here (0: reboot, 1: run the app); the stub stays
+        # unless told to reboot. The virtual chip's strapping pin holds it in download mode,
+        # so leaving means coming back to the ROM loader, as after a reset.
+        response = [self._response(self._op)]
+        if not stay or not self.stub:
+            self._reboot()
+            log.info("rom loader: FLASH_END (%s): reset, back in the ROM loader",
+                     "run app" if stay else "reboot")
+        return response
 
     def _md5(self, data: bytes, _chk: int):
         addr, size, _, _ = struct.unpack("<IIII", data)
@@ -349,10 +406,52 @@ class RomProtocol:
         digest = hashlib.md5()
         for pos in range(addr, addr + size, 0x10000):
             digest.update(self.flash.read(pos, min(0x10000, addr + size - pos)))
-        return 0, digest.hexdigest().encode()
+        # The ROM answers 32 hex characters, the stub the 16 raw bytes.
+        return 0, digest.digest() if self.stub else digest.hexdigest().encode()
+
+    def _read_flash_slow(self, data: bytes, _chk: int):
+        offset, length = struct.unpack("<II", data)
+        if length > 64 or offset + length > self.flash.size:
+            raise RomError(ERR_INVALID, "READ_FLASH_SLOW reads at most 64 bytes inside flash")
+        return 0, self.flash.read(offset, length).ljust(64, b"\xff")
+
+    def _erase_flash(self, data: bytes, _chk: int):
+        self.flash.erase(0, self.flash.size)
+        return 0, b""
+
+    def _erase_region(self, data: bytes, _chk: int):
+        offset, size = struct.unpack("<II", data)
+        if offset % _SECTOR or size % _SECTOR or offset + size > self.flash.size:
+            raise RomError(ERR_FAILED, "ERASE_REGION needs sector-aligned bounds inside flash")
+        self.flash.erase(offset, size)
+        return 0, b""
+
+    def _read_flash(self, data: bytes, _chk: int):
+        """The stub streams the data in packet_size SLIP frames, then the MD5 (16 bytes).
+
+        The host acknowledges each frame with the byte count so far (4-byte frames, which
+        handle() ignores); a pty or socket buffer is all the flow control needed here.
+        """
+        offset, length, packet, _inflight = struct.unpack("<IIII", data)
+        if offset + length > self.flash.size or packet == 0:
+            raise RomError(ERR_FAILED, "READ_FLASH outside the flash")
+        content = self.flash.read(offset, length)
+        frames = [self._response(READ_FLASH)]
+        frames += [content[i:i + packet] for i in range(0, length, packet)]
+        return frames + [hashlib.md5(content).digest()]
+
+    def _run_user_code(self, data: bytes, _chk: int):
+        self._reboot()
+        return []  # no response: the chip is off running the app
+
+    def _mem_commit(self) -> None:
+        if self._mem is not None:
+            self.ram[self._mem["offset"]] = bytes(self._mem["data"])
+            self._mem = None
 
     def _mem_begin(self, data: bytes, _chk: int):
         size, blocks, block_size, offset = struct.unpack("<IIII", data)
+        self._mem_commit()
         self._mem = {"offset": offset, "size": size, "blocks": blocks, "seq": 0,
                      "block_size": block_size, "data": bytearray()}
         return 0, b""
@@ -368,22 +467,25 @@ class RomProtocol:
             state ^= b
         if size != len(block) or state != checksum & 0xFF or seq != m["seq"]:
             raise RomError(ERR_CRC, f"RAM block {seq}")
+        if len(m["data"]) + len(block) > m["size"]:
+            raise RomError(ERR_FAILED, "more RAM data than MEM_BEGIN announced")
         m["data"] += block
         m["seq"] += 1
         return 0, b""
 
     def _mem_end(self, data: bytes, _chk: int):
         no_entry, entry = struct.unpack("<II", data)
-        if self._mem is not None:
-            self.ram[self._mem["offset"]] = bytes(self._mem["data"])
-            self._mem = None
-        if not no_entry:
-            # A real ROM would jump to `entry` (usually esptool's flasher stub). The virtual
-            # chip cannot run Xtensa/RISC-V code: say so; esptool will time out waiting
-            # for the stub's greeting. Use --no-stub with the virtual loader.
-            self._note(f"MEM_END would run code at 0x{entry:08x}: cannot execute (use "
-                       "--no-stub)")
-        return 0, b""
+        self._mem_commit()
+        if no_entry:
+            return 0, b""
+        if _is_esptool_stub(self.chip.name, self.ram, entry):
+            self.ram.clear()
+            done = self._response(MEM_END)      # the ROM's answer, then the stub runs
+            self.stub = True
+            return [done, b"OHAI"]              # the stub's greeting is its first frame
+        self._note(f"MEM_END would run code at 0x{entry:08x}, which is not esptool's flasher "
+                   "stub: the virtual chip cannot execute it")
+        raise RomError(ERR_FAILED, "cannot execute uploaded code")
 
 
 def _registry_dir() -> Path:
