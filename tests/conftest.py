@@ -6,11 +6,26 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Tests keep their state (virtual boards, QEMU images, caches) out of the user's .tinysense/
+# and away from other test sessions running at the same time: one fresh $TINYSENSE_HOME per
+# session, removed at the end (virtual boards in it are stopped first).
+_TEST_HOME = tempfile.mkdtemp(prefix="tinysense-test-home-")
+os.environ["TINYSENSE_HOME"] = _TEST_HOME
+
+
+def pytest_sessionfinish(session, exitstatus):
+    from tinysense.targets.virtual import running_boards, stop_board
+
+    for vb in running_boards():
+        stop_board(vb.board, vb.board_dir)
+    shutil.rmtree(_TEST_HOME, ignore_errors=True)
 
 
 # --target/--board/--firmware and the target_option, board_option, target, node and dut
