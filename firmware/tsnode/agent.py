@@ -18,40 +18,61 @@ def _print(v):
     return v
 
 
-def _open_package(path):
-    """A zero-copy memoryview for ROMFS files (4-byte aligned), else the file read whole."""
-    f = open(path, "rb")
-    try:
-        mv = memoryview(f)
-        if _m.address(mv) & 3 == 0:
-            return mv, True
-    except TypeError:
-        pass
-    f.seek(0, 2)
-    n = f.tell()
-    f.seek(0)
-    buf = bytearray(n)
-    f.readinto(buf)
-    f.close()
-    return buf, False
+def _open_model(path, stream):
+    """(Model, placement): zero-copy from ROMFS (4-byte aligned), else the file read whole
+    into the heap, else (no room, or stream=True) constants streamed op by op."""
+    if not stream:
+        f = open(path, "rb")
+        try:
+            mv = memoryview(f)
+            if _m.address(mv) & 3 == 0:
+                return _m.Model(mv), "romfs"
+        except TypeError:
+            pass
+        try:
+            head = f.read(64)
+            f.seek(0, 2)
+            n = f.tell()
+            gc.collect()
+            if stream is None and n + int.from_bytes(head[24:28], "little") > gc.mem_free():
+                raise MemoryError    # clearly no room: do not fragment the heap trying
+            buf = bytearray(n)
+            f.seek(0)
+            f.readinto(buf)
+            f.close()
+            return _m.Model(buf), "ram"
+        except MemoryError:
+            f.close()
+            if stream is False:
+                raise
+            buf = None
+            gc.collect()
+    return _m.open_streaming(path), "stream"
 
 
-def load(path):
-    """Load a .tsm package; prints the model info as one JSON line."""
+def load(path, stream=None):
+    """Load a .tsm package; prints the model info as one JSON line.
+
+    stream: None picks zero-copy (ROMFS), then RAM, then streaming when the heap runs out;
+    True streams constants from the file op by op; False never streams.
+    """
+    old = _state["model"]
+    if old is not None and old.file is not None:
+        old.file.close()
     _state["model"] = None
     _state["input"] = None
     gc.collect()
     t0 = time.ticks_ms()
     m0 = gc.mem_alloc()
-    buf, zero_copy = _open_package(path)
-    m1 = gc.mem_alloc()
-    model = _m.Model(buf)
+    model, placement = _open_model(path, stream)
     gc.collect()
     m2 = gc.mem_alloc()
     pkg = model.pkg
-    eng = m2 - m1
+    zero_copy = placement == "romfs"
+    pkg_b = len(model.buf) if placement == "ram" else 0
+    eng = m2 - m0 - pkg_b
     _state["model"] = model
-    _state["mem"] = (m1 - m0, eng, len(model.arena), len(model.scratch), zero_copy)
+    _state["mem"] = (pkg_b, eng, len(model.arena), len(model.scratch), zero_copy)
     ios = []
     for group in (model.inputs, model.outputs):
         lst = []
@@ -62,9 +83,9 @@ def load(path):
         ios.append(lst)
     info = {"ok": True, "ops": pkg.n_ops, "tensors": pkg.n_tensors,
             "arena_bytes": len(model.arena), "scratch_bytes": len(model.scratch),
-            "const_bytes": pkg.const_size, "package_bytes": m1 - m0, "engine_bytes": eng,
-            "zero_copy": zero_copy, "inputs": ios[0], "outputs": ios[1],
-            "load_ms": time.ticks_diff(time.ticks_ms(), t0)}
+            "const_bytes": pkg.const_size, "package_bytes": pkg_b, "engine_bytes": eng,
+            "zero_copy": zero_copy, "placement": placement, "inputs": ios[0],
+            "outputs": ios[1], "load_ms": time.ticks_diff(time.ticks_ms(), t0)}
     _state["info"] = info
     return _print(info)
 
@@ -129,6 +150,7 @@ def heap():
     d = gc.mem_alloc() - a0
     return _print({"arena_bytes": arena, "scratch_bytes": scratch,
                    "tables_bytes": eng - arena - scratch, "package_bytes": pkg_b,
+                   "placement": _state["info"]["placement"],
                    "zero_copy": zc, "engine_bytes": eng, "inference_alloc_bytes": d,
                    "mem_alloc": gc.mem_alloc(), "mem_free": gc.mem_free()})
 

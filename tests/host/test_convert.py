@@ -73,8 +73,9 @@ def _params(pkg: bytes):
     ops_off, ops_size = h[14], h[15]
     off, out = ops_off, []
     while off < ops_off + ops_size:
-        code, n_in, n_out, _r, n_par, src = struct.unpack_from("<BBBBHH", pkg, off)
-        off += 8 + 4 * ((n_in + n_out + 1) // 2)
+        code, n_in, n_out, _r, n_par, src, _cs, _cl = struct.unpack_from("<BBBBHHII", pkg,
+                                                                          off)
+        off += 16 + 4 * ((n_in + n_out + 1) // 2)
         out.append((code, src, struct.unpack_from(f"<{n_par}i", pkg, off)))
         off += 4 * n_par
     return out
@@ -167,7 +168,7 @@ def test_conformance_arenas_not_larger_than_tflite_micro():
 def test_package_header_and_sections():
     pkg = convert_model(HELLO).package
     h = HEADER.unpack_from(pkg, 0)
-    assert h[0] == b"TSMP" and h[1] == 1 and h[2] == 64
+    assert h[0] == b"TSMP" and h[1] == 2 and h[2] == 64
     assert binascii.crc32(pkg[64:]) == h[4] and h[5] == len(pkg)
     assert h[13] == 64 and h[14] == 64 + h[6] * TENSOR.size
     assert h[16] % 4 == 0 and h[16] + h[17] == len(pkg)

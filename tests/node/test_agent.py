@@ -41,19 +41,21 @@ def kws(tmp_path_factory):
     return d, result
 
 
-@pytest.mark.parametrize("where", ["ram", "romfs"])
+@pytest.mark.parametrize("where", ["ram", "romfs", "stream"])
 def test_agent_api(kws, where):
     d, result = kws
     x = np.random.default_rng(5).integers(-128, 128, (1, 49, 10, 1)).astype(np.int8)
     mount = "" if where == "ram" else (
         "import vfs\nvfs.mount(vfs.VfsRom(memoryview(open(%r, 'rb').read())), '/rom')\n"
         % str(d / "rom.img"))
-    path = str(d / "m.tsm") if where == "ram" else "/rom/m.tsm"
+    path = "/rom/m.tsm" if where == "romfs" else str(d / "m.tsm")
+    load = f"agent.load({path!r}, stream=True)" if where == "stream" else \
+        f"agent.load({path!r})"
     # an intermediate activation (operator 3's output, read after running up to op 3), and
     # the input as set (stop=-1 runs no op; later ops may reuse the input's memory)
     from tinysense.convert.reader import read_model
     mid = read_model(KWS).operators[3].outputs[0]
-    script = (f"{mount}from tsnode import agent\nagent.load({path!r})\n"
+    script = (f"{mount}from tsnode import agent\n{load}\n"
               f"agent.infer_hex({x.tobytes().hex()!r})\nagent.bench(5)\nagent.heap()\n"
               f"agent.infer_hex({x.tobytes().hex()!r}, stop=3) and None\n"
               f"agent.tensor_hex({mid})\n"
@@ -73,16 +75,16 @@ def test_agent_api(kws, where):
     assert info["ok"] and info["ops"] == 12 and info["inputs"][0]["nbytes"] == 490
     assert info["outputs"] == [{"tensor": result.report.outputs[0]["tensor"], "shape": [1, 12],
                                 "nbytes": 12, "zero_point": -128}]
-    assert info["zero_copy"] is (where == "romfs")
+    assert info["zero_copy"] is (where == "romfs") and info["placement"] == where
     assert bench["n"] == 5 and 0 < bench["min_ms"] <= bench["median_ms"] <= bench["max_ms"]
     assert bench["alloc_bytes"] == 0 and heap["inference_alloc_bytes"] == 0
     assert heap["arena_bytes"] >= result.report.arena_bytes
     assert heap["engine_bytes"] == heap["arena_bytes"] + heap["scratch_bytes"] + \
         heap["tables_bytes"]
-    if where == "romfs":
-        assert heap["package_bytes"] < 1000      # constants stay in the image
-    else:
+    if where == "ram":
         assert heap["package_bytes"] >= len(result.package)
+    else:
+        assert heap["package_bytes"] == 0        # constants stay in the image / the file
 
 
 def test_agent_errors_are_clear(tmp_path):

@@ -17,20 +17,22 @@ GOLDEN = REPO / "tests" / "vectors" / "tsm"
 SCRIPT = Path(__file__).resolve().parent / "engine_mp" / "load_check.py"
 
 
-def _load(tmp_path, data: bytes, *inputs: str) -> list[str]:
+def _load(tmp_path, data: bytes, *inputs: str, stream: bool = False) -> list[str]:
     f = tmp_path / "m.tsm"
     f.write_bytes(data)
     env = dict(os.environ, MICROPYPATH=str(REPO / "firmware"))
-    proc = subprocess.run([micropython_exe(), "-X", "heapsize=256K", str(SCRIPT), str(f),
+    arg = f"stream:{f}" if stream else str(f)
+    proc = subprocess.run([micropython_exe(), "-X", "heapsize=256K", str(SCRIPT), arg,
                            *inputs], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr   # never a crash
     return proc.stdout.strip().split("\n")
 
 
-def test_golden_package_outputs(tmp_path):
+@pytest.mark.parametrize("stream", [False, True], ids=["ram", "stream"])
+def test_golden_package_outputs(tmp_path, stream):
     meta = json.loads((GOLDEN / "hello_world.json").read_text())
     lines = _load(tmp_path, (GOLDEN / "hello_world.tsm").read_bytes(),
-                  *[v["input"] for v in meta["vectors"]])
+                  *[v["input"] for v in meta["vectors"]], stream=stream)
     assert lines[0] == "ok"
     assert lines[1:] == [v["output"] for v in meta["vectors"]]
 
@@ -49,12 +51,15 @@ GOOD = (GOLDEN / "hello_world.tsm").read_bytes()
     (GOOD[:-1], "truncated"),
     (GOOD + b"\0", "truncated"),
     (b"XSMP" + GOOD[4:], "bad magic"),
-    (GOOD[:4] + b"\x02" + GOOD[5:], "version 2"),
+    (GOOD[:4] + b"\x01" + GOOD[5:], "version 1"),
     (_flip(GOOD, 200), "CRC"),
     (_flip(GOOD, len(GOOD) - 1), "CRC"),
     (GOOD[:32] + struct.pack("<I", 65) + GOOD[36:], "offsets"),
 ], ids=["short", "truncated", "padded", "magic", "version", "crc-tables", "crc-consts",
         "offsets"])
-def test_corrupt_package_is_rejected(tmp_path, data, words):
-    lines = _load(tmp_path, data)
-    assert lines[0].startswith("ValueError tsm:") and words in lines[0], lines
+@pytest.mark.parametrize("stream", [False, True], ids=["ram", "stream"])
+def test_corrupt_package_is_rejected(tmp_path, data, words, stream):
+    lines = _load(tmp_path, data, stream=stream)
+    assert lines[0].startswith("ValueError tsm:"), lines
+    if not stream or words not in ("too short", "truncated"):
+        assert words in lines[0], lines

@@ -10,7 +10,7 @@ except ImportError:  # pragma: no cover - every supported port has binascii.crc3
     crc32 = None
 
 MAGIC = b"TSMP"
-VERSION = const(1)
+VERSION = const(2)
 _HEADER = "<4sBBHIIHHBBHIIIIIIII"
 _HEADER_SIZE = const(64)
 _TENSOR = "<BBBB4IIIif"
@@ -21,10 +21,17 @@ F_OUTPUT = const(4)
 
 
 class Package:
-    """The parsed tables of a package; `buf` stays the backing store for constants."""
+    """The parsed tables of a package; `buf` stays the backing store for constants.
 
-    def __init__(self, buf):
+    Streaming: `buf` holds only the first const_off bytes and `file` is the open package;
+    the sizes and the CRC are then checked by reading the file through a small buffer.
+    """
+
+    def __init__(self, buf, file=None):
         n = len(buf)
+        if file is not None:
+            file.seek(0, 2)
+            n = file.tell()
         if n < _HEADER_SIZE:
             raise ValueError("tsm: file too short for a header (%d bytes)" % n)
         h = struct.unpack_from(_HEADER, buf, 0)
@@ -47,9 +54,22 @@ class Package:
                 or self.io_off > self.const_off or self.const_off + self.const_size != n
                 or self.const_off & 3):
             raise ValueError("tsm: inconsistent section offsets")
+        if file is not None and len(buf) < self.const_off:
+            raise ValueError("tsm: truncated tables")
         if crc32 is not None:
             mv = memoryview(buf)
-            if crc32(mv[_HEADER_SIZE:]) & 0xFFFFFFFF != self.crc:
+            if file is None:
+                crc = crc32(mv[_HEADER_SIZE:])
+            else:
+                crc = crc32(mv[_HEADER_SIZE:self.const_off])
+                chunk = bytearray(512)
+                file.seek(self.const_off)
+                while True:
+                    k = file.readinto(chunk)
+                    if not k:
+                        break
+                    crc = crc32(memoryview(chunk)[:k], crc)
+            if crc & 0xFFFFFFFF != self.crc:
                 raise ValueError("tsm: CRC mismatch (corrupt package); copy it again")
         self.buf = buf
 
@@ -66,16 +86,18 @@ class Package:
         idx = struct.unpack_from("<%dH" % k, self.buf, self.io_off)
         return idx[:self.n_inputs], idx[self.n_inputs:]
 
-    def ops(self):
-        """Yield (opcode, tflite index, inputs, outputs, params tuple) per op record."""
+    def ops(self, consts=False):
+        """Yield (opcode, tflite index, inputs, outputs, params tuple) per op record, plus
+        (const_start, const_len) of its constant data when `consts`."""
         off = self.ops_off
         end = self.ops_off + self.ops_size
         buf = self.buf
         for _ in range(self.n_ops):
-            if off + 8 > end:
+            if off + 16 > end:
                 raise ValueError("tsm: op table truncated")
-            code, n_in, n_out, _r, n_par, src = struct.unpack_from("<BBBBHH", buf, off)
-            off += 8
+            code, n_in, n_out, _r, n_par, src, c_start, c_len = struct.unpack_from(
+                "<BBBBHHII", buf, off)
+            off += 16
             k = n_in + n_out
             idx = struct.unpack_from("<%dH" % k, buf, off)
             off += 4 * ((k + 1) // 2)
@@ -83,6 +105,11 @@ class Package:
                 raise ValueError("tsm: op record %d overruns the op table" % src)
             params = struct.unpack_from("<%di" % n_par, buf, off)
             off += 4 * n_par
-            yield code, src, idx[:n_in], idx[n_in:], params
+            if c_len and (c_start < self.const_off or c_start + c_len > self.total):
+                raise ValueError("tsm: op %d constants outside the constant section" % src)
+            if consts:
+                yield code, src, idx[:n_in], idx[n_in:], params, c_start, c_len
+            else:
+                yield code, src, idx[:n_in], idx[n_in:], params
         if off != end:
             raise ValueError("tsm: op table size mismatch")

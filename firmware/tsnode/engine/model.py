@@ -22,48 +22,86 @@ def _wide() -> int:
 class Model:
     """Load once, then `run()` with no heap allocation.
 
-    buf: the whole package (bytes/bytearray, or a memoryview of a ROMFS file: zero-copy).
+    buf: the whole package (bytes/bytearray, or a memoryview of a ROMFS file: zero-copy);
+    or, to stream constants layer by layer, the package's first const_off bytes (see
+    `open_streaming`) with `file` the open package file.
     """
 
-    def __init__(self, buf):
-        self.pkg = pkg = Package(buf)
+    def __init__(self, buf, file=None):
+        self.pkg = pkg = Package(buf, file)
         self.buf = buf
+        self.file = file
         wide = 0 if FORCE_NARROW else _wide()
-        plan = []
-        for code, src, ins, outs, params in pkg.ops():
-            ops.check(code, src, params)
-            p = array("i", params)
-            p.append(wide)
-            plan.append((ops.kernel(code), p, code, src))
-        self.plan = plan
-        self.inputs, self.outputs = pkg.io()
+        # the big buffers first, while the heap is least fragmented
+        big = 0
+        if file is not None:
+            for op in pkg.ops(consts=True):
+                big = max(big, op[6])
         gc.collect()
         # +16: 1x1 convolutions read up to 3 bytes past a pixel (times zero weights)
         self.arena = bytearray(pkg.arena_size + 16)
         self.scratch = bytearray(pkg.scratch_size + 64)
+        self.streams = None
+        if file is not None:
+            # one buffer for the largest op's constants; each op reads its region into it
+            # and its kernel gets (buffer address - region start) as the constants base
+            self.cbuf = bytearray(max(big, 4))
+        plan = []
+        regions = []
+        for code, src, ins, outs, params, c_start, c_len in pkg.ops(consts=True):
+            ops.check(code, src, params)
+            p = array("i", params)
+            p.append(wide)
+            plan.append((ops.kernel(code), p, code, src))
+            regions.append((c_start, c_len))
+        self.plan = plan
+        if file is not None:
+            base = address(self.cbuf)
+            mv = memoryview(self.cbuf)
+            self.streams = [(s, mv[:n], base - s) if n else None for s, n in regions]
+        self.inputs, self.outputs = pkg.io()
 
     def run(self):
         """One inference over the arena (inputs already in place). Allocates nothing."""
         ar = self.arena
         cb = self.buf
         sc = self.scratch
-        for fn, p, _c, _s in self.plan:
-            fn(ar, cb, p, sc)
+        if self.streams is None:
+            for fn, p, _c, _s in self.plan:
+                fn(ar, cb, p, sc)
+            return
+        f = self.file
+        plan = self.plan
+        streams = self.streams
+        for i in range(len(plan)):
+            fn, p, _c, _s = plan[i]
+            st = streams[i]
+            if st is None:
+                fn(ar, cb, p, sc)
+            else:
+                f.seek(st[0])
+                f.readinto(st[1])
+                fn(ar, st[2], p, sc)
 
     def run_until(self, stop):
         """Run the ops of tflite operator index <= stop only (for diagnosis: that op's output
         is then still intact in the arena, before later ops reuse its memory)."""
-        for fn, p, _c, src in self.plan:
+        for i, (fn, p, _c, src) in enumerate(self.plan):
             if src > stop:
                 break
-            fn(self.arena, self.buf, p, self.scratch)
+            cb = self.buf
+            if self.streams is not None and self.streams[i] is not None:
+                st = self.streams[i]
+                self.file.seek(st[0])
+                self.file.readinto(st[1])
+                cb = st[2]
+            fn(self.arena, cb, p, self.scratch)
 
     def tensor_view(self, i):
         """memoryview of tensor i's bytes (arena, or constants), no copy."""
         dtype, shape, flags, off, nbytes, zp = self.pkg.tensor(i)
-        if flags & 1:
-            base = self.pkg.const_off + off
-            return memoryview(self.buf)[base:base + nbytes]
+        if flags & 1:   # weights live re-laid-out in op constants (nbytes 0)
+            return memoryview(b"")
         return memoryview(self.arena)[off:off + nbytes]
 
     def set_inputs(self, data):
@@ -94,3 +132,19 @@ class Model:
 def address(buf: ptr8) -> int:
     """Address of a buffer's first byte (to check 4-byte alignment of zero-copy packages)."""
     return int(buf)
+
+
+def open_streaming(path):
+    """A Model that keeps `path` open and reads each op's constants when it runs: the heap
+    holds the tables, the arena and one buffer the size of the largest op's constants."""
+    f = open(path, "rb")
+    head = bytearray(64)
+    f.readinto(head)
+    const_off = int.from_bytes(head[44:48], "little")
+    if head[:4] != b"TSMP" or const_off < 64:
+        f.close()
+        raise ValueError("tsm: bad magic or header (not a .tsm package)")
+    buf = bytearray(const_off)
+    f.seek(0)
+    f.readinto(buf)
+    return Model(buf, f)

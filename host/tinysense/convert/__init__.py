@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -171,6 +172,9 @@ def convert_model(source, board=None) -> ConvertResult:
               "out_shape": list(model.tensors[lo.outputs[0]].shape)} for lo in lowered],
         macs=sum(lo.macs for lo in lowered), const_bytes=const_bytes, arena_bytes=arena,
         scratch_bytes=scratch, package_bytes=len(pkg),
+        tables_bytes=struct.unpack_from("<I", pkg, 44)[0],
+        max_op_const_bytes=max((sum(len(b) + (-len(b) % 4) for b in lo.blobs)
+                                for lo in lowered), default=0),
         tensors=[{"index": t.index, "name": t.name, "shape": list(t.shape), "dtype": t.dtype,
                   "offset": offsets.get(t.index), "nbytes": t.size if t.index in offsets else 0,
                   "const": t.data is not None, "scale": float(t.scale),

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
-# Heap the engine itself needs besides arena and scratch: op tables, parameter arrays, module
-# objects. Measured on the unix port (agent.heap() tables_bytes) for the conformance models;
-# a per-op figure plus a fixed part is a deliberate over-estimate.
-ENGINE_FIXED_BYTES = 6000
+# Heap the engine itself needs besides arena and scratch: the kernels' native code and module
+# objects (18 KB measured for the x64 .mpy build on the unix port), plus per op its parameter
+# array and plan entries (~300 B measured with agent.heap()). Rounded up on purpose.
+ENGINE_FIXED_BYTES = 20000
 ENGINE_PER_OP_BYTES = 320
 
 
@@ -20,6 +20,8 @@ class ConvertReport:
     arena_bytes: int
     scratch_bytes: int
     package_bytes: int
+    tables_bytes: int                # header + tensor/op tables (held in RAM when streaming)
+    max_op_const_bytes: int          # the largest op's constants (the streaming buffer)
     tensors: list[dict]
     inputs: list[dict]
     outputs: list[dict]
@@ -55,19 +57,27 @@ class ConvertReport:
 
 
 def fit(report: ConvertReport, board) -> None:
-    """Decide where the weights live on `board` and whether the heap budget holds."""
+    """Decide where the weights live on `board` and whether the heap budget holds.
+
+    romfs: constants read in place from flash; ram: the package loaded whole; stream: each
+    op's constants read from the file into one buffer just before the op runs (slower).
+    """
     engine = ENGINE_FIXED_BYTES + ENGINE_PER_OP_BYTES * len(report.ops)
     work = report.arena_bytes + report.scratch_bytes + engine
     report.board = board.name
     report.heap_budget = board.heap_budget
+    ram = work + report.package_bytes
+    stream = work + report.tables_bytes + report.max_op_const_bytes
     if board.has_romfs and report.package_bytes <= board.romfs_size:
-        report.placement = "romfs"
-        report.heap_needed = work
+        report.placement, report.heap_needed = "romfs", work
         why = "constants are read in place from the ROMFS partition"
-    else:
-        report.placement = "ram"
-        report.heap_needed = work + report.package_bytes
+    elif ram <= board.heap_budget or stream >= ram:
+        report.placement, report.heap_needed = "ram", ram
         why = "the whole package is loaded into the heap"
+    else:
+        report.placement, report.heap_needed = "stream", stream
+        why = ("too big to load whole (~%s B); each op's constants are read from the file "
+               "as it runs" % f"{ram:,}")
     report.fits = report.heap_needed <= board.heap_budget
     if not report.fits:
         why += "; use a board with PSRAM or ROMFS, or a smaller model"

@@ -11,10 +11,10 @@ from pathlib import Path
 from tinysense.convert.ops import CRef, TRef
 
 MAGIC = b"TSMP"
-VERSION = 1
+VERSION = 2
 HEADER = struct.Struct("<4sBBHIIHHBBHIIIIIIII8s")   # 64 bytes
 TENSOR = struct.Struct("<BBBB4IIIif")               # 36 bytes
-OPHEAD = struct.Struct("<BBBBHH")                   # 8 bytes
+OPHEAD = struct.Struct("<BBBBHHII")                 # 16 bytes
 DTYPE_CODES = {"int8": 1, "int32": 2, "float32": 3, "int16": 4, "uint8": 5}
 F_CONST, F_INPUT, F_OUTPUT, F_HOST_QUANTIZE, F_HOST_DEQUANTIZE = 1, 2, 4, 8, 16
 assert HEADER.size == 64 and TENSOR.size == 36
@@ -63,8 +63,10 @@ def pack(tensor_rows, lowered, inputs, outputs, arena_size, scratch_size, offset
                 words.append(int(p))
         idx = list(lo.inputs) + list(lo.outputs)
         idx += [0xFFFF] * (len(idx) % 2)
+        c_start = at[0] if at else 0
+        c_len = sum(len(b) + (-len(b) % 4) for b in lo.blobs)
         body += OPHEAD.pack(lo.opcode, len(lo.inputs), len(lo.outputs), 0, len(words),
-                            lo.op.index)
+                            lo.op.index, c_start, c_len)
         body += struct.pack(f"<{len(idx)}H", *idx)
         body += struct.pack(f"<{len(words)}i", *words)
     body += _pad4(io)

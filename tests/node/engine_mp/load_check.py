@@ -1,13 +1,17 @@
-"""Load a .tsm (argv[1]) and print `ok` plus outputs for hex inputs (argv[2:]), or the error."""
+"""Load a .tsm (argv[1]; `stream:PATH` streams constants) and print `ok` plus the outputs
+for hex inputs (argv[2:]), or the error."""
 
 import sys
 from binascii import hexlify, unhexlify
 
-from tsnode.engine.model import Model
+from tsnode.engine.model import Model, open_streaming
 
 try:
-    with open(sys.argv[1], "rb") as f:
-        m = Model(f.read())
+    if sys.argv[1].startswith("stream:"):
+        m = open_streaming(sys.argv[1][7:])
+    else:
+        with open(sys.argv[1], "rb") as f:
+            m = Model(f.read())
 except ValueError as exc:
     print("ValueError", exc)
     sys.exit(0)

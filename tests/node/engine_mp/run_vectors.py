@@ -1,6 +1,6 @@
 """Run a .tsm on the unix port for the engine tests: prints one hex line per input vector.
 
-usage: micropython run_vectors.py PACKAGE INPUTS NVEC [narrow]
+usage: micropython run_vectors.py PACKAGE INPUTS NVEC [narrow,stream]
 INPUTS holds NVEC vectors back to back (each the model's concatenated int8 inputs). After the
 outputs it prints `alloc <bytes>`: the most gc.mem_alloc() grew across one inference.
 """
@@ -11,9 +11,13 @@ from binascii import hexlify
 
 import tsnode.engine.model as M
 
-M.FORCE_NARROW = len(sys.argv) > 4 and sys.argv[4] == "narrow"
-with open(sys.argv[1], "rb") as f:
-    m = M.Model(f.read())
+flags = sys.argv[4].split(",") if len(sys.argv) > 4 else []
+M.FORCE_NARROW = "narrow" in flags
+if "stream" in flags:
+    m = M.open_streaming(sys.argv[1])
+else:
+    with open(sys.argv[1], "rb") as f:
+        m = M.Model(f.read())
 with open(sys.argv[2], "rb") as f:
     data = f.read()
 n = int(sys.argv[3])
