@@ -83,19 +83,24 @@ class Model:
                 f.readinto(st[1])
                 fn(ar, st[2], p, sc)
 
+    def run_op(self, i):
+        """Run plan entry i alone (reads its constants first when streaming)."""
+        fn, p, _c, _s = self.plan[i]
+        cb = self.buf
+        if self.streams is not None and self.streams[i] is not None:
+            st = self.streams[i]
+            self.file.seek(st[0])
+            self.file.readinto(st[1])
+            cb = st[2]
+        fn(self.arena, cb, p, self.scratch)
+
     def run_until(self, stop):
         """Run the ops of tflite operator index <= stop only (for diagnosis: that op's output
         is then still intact in the arena, before later ops reuse its memory)."""
-        for i, (fn, p, _c, src) in enumerate(self.plan):
-            if src > stop:
+        for i in range(len(self.plan)):
+            if self.plan[i][3] > stop:
                 break
-            cb = self.buf
-            if self.streams is not None and self.streams[i] is not None:
-                st = self.streams[i]
-                self.file.seek(st[0])
-                self.file.readinto(st[1])
-                cb = st[2]
-            fn(self.arena, cb, p, self.scratch)
+            self.run_op(i)
 
     def tensor_view(self, i):
         """memoryview of tensor i's bytes (arena, or constants), no copy."""
