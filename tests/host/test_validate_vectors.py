@@ -7,7 +7,8 @@ import pytest
 
 from tinysense.errors import TinysenseError
 from tinysense.validate.compare import compare_outputs
-from tinysense.validate.vectors import InputSpec, load_inputs, make_vectors
+from tinysense.validate.vectors import (
+    InputSpec, adversarial_vectors, load_inputs, make_vectors)
 
 I8 = InputSpec((1, 4, 4, 2), np.dtype(np.int8), 0.05, -3)
 F32 = InputSpec((1, 6), np.dtype(np.float32), 0.1, 5)
@@ -28,6 +29,16 @@ def test_edge_cases_come_first_then_seeded_random():
     other = make_vectors([I8, I8], 20, seed=4)
     assert vecs[5].arrays[0].tobytes() != other[5].arrays[0].tobytes()
     assert len(make_vectors([I8], 2)) == 2
+
+
+def test_adversarial_vectors():
+    alt, near, ramp = adversarial_vectors([I8])
+    a = alt.arrays[0]
+    assert set(np.unique(a)) == {-128, 127} and a[0, 0, 0, 0] != a[0, 0, 0, 1]
+    assert set(np.unique(near.arrays[0])) == {-4, -3, -2}
+    assert len(np.unique(ramp.arrays[0])) == 32     # 32 elements, all different codes
+    (f,) = adversarial_vectors([F32])[0].arrays
+    assert f.dtype == np.float32
 
 
 def test_float_inputs_hit_codes_ties_and_saturation():

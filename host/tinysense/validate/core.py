@@ -170,6 +170,17 @@ def validate_model(model: str | Path, *, target: str = "auto", board: str | Boar
                               timing=timing, diagnose=diagnose)
 
 
+def _check_same_model(ref: Reference, rep) -> None:
+    """The package must have the reference model's input and output shapes."""
+    mine = ([list(ref.graph.tensors[i].shape) for i in ref.graph.inputs],
+            [list(ref.graph.tensors[i].shape) for i in ref.graph.outputs])
+    theirs = ([list(io["shape"]) for io in rep.inputs], [list(io["shape"]) for io in rep.outputs])
+    if mine != theirs:
+        raise TinysenseError(f"the package's input/output shapes {theirs} differ from the "
+                             f"model's {mine}: it was converted from another model; convert "
+                             "this model again")
+
+
 def validate_converted(node, ref: Reference, converted, vecs: list[Vector], cfg: BoardConfig,
                        *, progress: Progress | None = print, timing: bool = True,
                        diagnose: bool = True) -> ValidateResult:
@@ -178,6 +189,7 @@ def validate_converted(node, ref: Reference, converted, vecs: list[Vector], cfg:
     say = _say(progress)
     path = Path(ref.path) if ref.path else Path("model.tflite")
     rep = converted.report
+    _check_same_model(ref, rep)
     nm = NodeModel(node, converted.package, rep)
     failures, total_bad, max_diff = [], 0, 0.0
     first_bad: Vector | None = None

@@ -116,3 +116,22 @@ def load_inputs(path: Path, specs: list[InputSpec]) -> list[Vector]:
         raise TinysenseError(f"{path}: the arrays hold different numbers of vectors {counts}")
     return [Vector(f"{path.name}[{i}]", tuple(a[i] for a in arrays))
             for i in range(counts.pop())]
+
+
+def adversarial_vectors(specs: list[InputSpec]) -> list[Vector]:
+    """Inputs that stress saturation and rounding: alternating -128/127, zero point +-1,
+    and a ramp through every int8 code (each input of the model gets the same kind)."""
+    def alternating(s):
+        return np.where(np.indices(s.shape).sum(axis=0) % 2 == 0, -128, 127)
+
+    def near_zp(s):
+        idx = np.arange(int(np.prod(s.shape))).reshape(s.shape)
+        return np.clip(s.zero_point + (idx % 3) - 1, -128, 127)
+
+    def ramp(s):
+        idx = np.arange(int(np.prod(s.shape))).reshape(s.shape)
+        return (idx * 37 % 256) - 128
+
+    kinds = [("alternating -128/127", alternating), ("zero point +-1", near_zp),
+             ("ramp over all codes", ramp)]
+    return [Vector(label, tuple(_from_int8(s, make(s)) for s in specs)) for label, make in kinds]

@@ -26,3 +26,7 @@ for (_fn, _p, _c, _s), (_code, _src, _ins, _outs, _par) in zip(_m.plan, _m.pkg.o
     if _DUMP == _k:
         break
     _k += 1
+# The REPL keeps globals: drop every reference into the model so the next agent.load() can
+# free it (on a 112 KB heap two packages do not fit side by side).
+_m = _v = _fn = _p = _par = _ins = _outs = None
+del _m, _v, _fn, _p, _c, _s, _code, _src, _ins, _outs, _par, _k

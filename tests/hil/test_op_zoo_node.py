@@ -1,0 +1,45 @@
+"""Every op-zoo model (tests/ops/) converted and run by the node engine, byte for byte equal to
+tflite-micro on edge, adversarial and random inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tinysense.boards import load_board
+from tinysense.convert import convert_model
+from tinysense.reference import Reference
+from tinysense.validate.core import model_inputs, validate_converted
+from tinysense.validate.vectors import adversarial_vectors, make_vectors
+
+from validate_nodes import deployed_node
+
+pytestmark = pytest.mark.hil
+
+OPS_DIR = Path(__file__).resolve().parents[1] / "ops"
+MANIFEST = json.loads((OPS_DIR / "models.json").read_text())
+MODELS = sorted(k for k in MANIFEST if not k.startswith("_"))
+RANDOM_VECTORS = 12   # plus 3 edge and 3 adversarial vectors per model
+
+
+@pytest.fixture(scope="module")
+def zoo_node(target_option, board_option, tmp_path_factory):
+    with deployed_node(target_option, board_option, tmp_path_factory.mktemp("zoo")) as node:
+        yield node
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_op_model_bit_exact_on_node(zoo_node, board_option, name):
+    path = OPS_DIR / MANIFEST[name]["file"]
+    cfg = load_board(board_option)
+    ref = Reference(path)
+    specs = model_inputs(ref)
+    vecs = make_vectors(specs, 3 + RANDOM_VECTORS, seed=11) + adversarial_vectors(specs)
+    converted = convert_model(path, board=cfg)
+    result = validate_converted(zoo_node, ref, converted, vecs, cfg, progress=None,
+                                timing=False)
+    assert result.vectors == len(vecs) == 3 + RANDOM_VECTORS + 3
+    assert result.bit_exact, result.summary() + "\n" + json.dumps(result.failures[:3])
+    assert result.node_inference_alloc_bytes == 0

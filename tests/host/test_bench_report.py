@@ -1,0 +1,47 @@
+"""bench-all's summary: geometric mean and the markdown table (notes after the marker kept)."""
+
+from __future__ import annotations
+
+import math
+
+from tinysense.validate.bench import KEEP_MARKER, geomean, render_markdown, write_markdown
+
+
+def _summary(ratios):
+    rows = [{"model": f"m{i}.tflite", "macs": 1000 * (i + 1), "node_ms": r, "reference_ms": 1.0,
+             "ratio": r, "node_ns_per_mac": r * 1e6 / (1000 * (i + 1)),
+             "reference_ns_per_mac": 1e6 / (1000 * (i + 1)), "node_heap_peak_bytes": 900,
+             "reference_arena_bytes": 1000, "heap_ratio": 0.9, "node_package_heap_bytes": 5000,
+             "bit_exact": i != 1} for i, r in enumerate(ratios)]
+    return {"results": rows, "geomean_ratio": geomean(ratios), "geomean_heap_ratio": 0.9,
+            "max_heap_ratio": 0.9, "board": "ESP32_GENERIC_S3", "target": "virtual",
+            "repeats": 20, "environment": {"host_cpu": "cpu", "host": "Linux x86_64",
+                                           "python": "3.11", "micropython": "mp",
+                                           "tflite_micro": "0.dev", "date": "today"}}
+
+
+def test_geomean():
+    assert math.isclose(geomean([1.0, 4.0]), 2.0)
+    assert math.isclose(geomean([2.0, 2.0, 2.0]), 2.0)
+    assert math.isnan(geomean([]))
+
+
+def test_markdown_table_and_verdicts():
+    text = render_markdown(_summary([1.0, 4.0, 2.0]))
+    assert "| m0 | 1,000 | 1.000 | 1.000 | 1.00x |" in text
+    assert "| NO |" in text and text.count("| yes |") == 2
+    assert "Geometric mean of node / reference time: 2.00x** over 3 models" in text
+    assert "(goal: at most 2.0x: met)" in text
+    assert "NOT met" in render_markdown(_summary([3.0, 3.0]))
+    assert "--board ESP32_GENERIC_S3 --md docs/benchmarks.md" in text
+
+
+def test_write_keeps_notes_after_marker(tmp_path):
+    md = tmp_path / "benchmarks.md"
+    write_markdown(_summary([1.5]), md)
+    assert md.read_text().rstrip().endswith(KEEP_MARKER)
+    md.write_text(md.read_text() + "\n## What the kernels do\n\nunrolled 4x\n")
+    write_markdown(_summary([1.2]), md)
+    text = md.read_text()
+    assert "1.20x" in text and "1.50x" not in text
+    assert text.endswith("## What the kernels do\n\nunrolled 4x\n")
