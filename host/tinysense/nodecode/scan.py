@@ -1,6 +1,7 @@
 # Deploy scan: print "mpy <sys.implementation._mpy>", then "f <path> <hex sha256>" for every
 # file under the directories in _DIRS and for each path in _FILES (hash "-" if missing).
 # Runs on the node in one exec so a deploy costs one round trip before copying.
+# ruff: noqa: F821 (helpers are deleted from the REPL's globals at the end; params are prepended)
 import sys
 import os
 import hashlib
@@ -46,5 +47,5 @@ def _tss_main(dirs, files):
         print("f", p, _tss_hash(p, buf))
 
 
-_tss_main(_DIRS, _FILES)  # noqa: F821 (prepended by tinysense.nodecode.script)
-del _tss_hash, _tss_walk, _tss_main, _DIRS, _FILES  # noqa: F821
+_tss_main(_DIRS, _FILES)
+del _tss_hash, _tss_walk, _tss_main, _DIRS, _FILES

@@ -1,5 +1,6 @@
 # Print "<path> <hex sha256>" (or "<path> -" when missing) for each path in _PATHS.
 # Runs on the node; reads through one 512-byte buffer so large files need no large allocation.
+# ruff: noqa: F821 (helpers are deleted from the REPL's globals at the end; params are prepended)
 import hashlib
 import binascii
 
@@ -26,5 +27,5 @@ def _tsh_main(paths):
         print(p, _tsh_hash(p, buf))
 
 
-_tsh_main(_PATHS)  # noqa: F821 (prepended by tinysense.nodecode.script)
-del _tsh_hash, _tsh_main, _PATHS  # noqa: F821
+_tsh_main(_PATHS)
+del _tsh_hash, _tsh_main, _PATHS

@@ -3,6 +3,7 @@
 # a board: the per-board flash directory becomes "/", a deployed ROMFS image is mounted at
 # /rom, sys.path is a board's, then boot.py and (in friendly mode) main.py run, and -i drops
 # into the REPL. This file runs on the node side, so it is MicroPython, not CPython.
+# ruff: noqa: F821 (helpers are deleted from the REPL's globals at the end; params are prepended)
 
 
 def _tsvb_setup():
