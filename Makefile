@@ -53,7 +53,7 @@ flash: setup
 	$(BIN)/tinysense flash --board $(BOARD) --port $(PORT) --firmware $(FIRMWARE)
 
 monitor: setup
-	$(BIN)/tinysense monitor --target $(if $(PORT),$(PORT),$(TARGET))
+	$(BIN)/tinysense monitor --target $(if $(PORT),$(PORT),$(TARGET)) --board $(BOARD)
 
 validate: setup
 	$(BIN)/tinysense validate-all --target $(TARGET) --board $(BOARD)

@@ -155,7 +155,7 @@ def test_no_chip_on_port(tmp_path, state):
     try:
         with pytest.raises(TinysenseError, match="no ESP chip in download mode"):
             flash_firmware("ESP32_GENERIC", os.ttyname(slave), str(fw), no_stub=True,
-                           say=str)
+                           connect_attempts=2, say=str)
     finally:
         os.close(master)
         os.close(slave)

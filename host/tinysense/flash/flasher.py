@@ -70,16 +70,16 @@ def check_port(port: str) -> None:
     ser.close()
 
 
-def _connect(port: str, before: str) -> ESPLoader:
+def _connect(port: str, before: str, attempts: int) -> ESPLoader:
     try:
-        with contextlib.redirect_stdout(open(os.devnull, "w")):
-            return connect_esp(port=port, chip="auto", before=before, connect_attempts=3)
+        return connect_esp(port=port, chip="auto", before=before, connect_attempts=attempts)
     except (FatalError, serial.SerialException, OSError) as exc:
         raise _fatal(f"no ESP chip in download mode on {port}", exc) from None
 
 
 def flash_firmware(board: str | BoardConfig, port: str, firmware: str, *, erase: bool = False,
                    baud: int | None = None, no_stub: bool = False,
+                   connect_attempts: int = 7,
                    say: Callable[[str], None] = print) -> FlashResult:
     """Write `firmware` at the board's firmware offset, verify it, and reset the board.
 
@@ -91,6 +91,7 @@ def flash_firmware(board: str | BoardConfig, port: str, firmware: str, *, erase:
         baud: flashing baud rate (default: the board's `baud`).
         no_stub: talk to the ROM loader only (no flasher stub upload); slower, but what a
             chip in secure download mode needs.
+        connect_attempts: esptool's connection attempts (each tries the reset sequences).
         say: where progress lines go.
 
     Raises:
@@ -117,7 +118,8 @@ def flash_firmware(board: str | BoardConfig, port: str, firmware: str, *, erase:
     use_stub = not no_stub
     before = "no-reset" if virtual or "://" in port else "default-reset"
     start = time.monotonic()
-    esp = _connect(port, before)
+    say(f"connecting to {port} ...")
+    esp = _connect(port, before, connect_attempts)
     try:
         expected = CHIP_DEFS[cfg.chip].CHIP_NAME
         if esp.CHIP_NAME != expected:

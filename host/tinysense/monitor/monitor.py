@@ -57,6 +57,8 @@ class Monitor:
         self.baud = baud
         self.describer = describer or FrameDescriber()
         self.out = out or sys.stdout
+        # a raw-mode terminal needs CR LF; a pipe or file gets plain LF
+        self._nl = "\r\n" if getattr(self.out, "isatty", lambda: False)() else "\n"
         self.clock = clock
         self._log = open(log, "a", encoding="utf-8") if log else None
         self._stop = threading.Event()
@@ -122,7 +124,7 @@ class Monitor:
 
     def _note(self, text: str) -> None:
         t = self.clock()
-        self._emit(f"{stamp(t)} [monitor] {text}\r\n")
+        self._emit(f"{stamp(t)} [monitor] {text}{self._nl}")
         self._log_line(t, f"[monitor] {text}")
 
     def _finish_line(self) -> None:
@@ -130,7 +132,7 @@ class Monitor:
         if self._line:
             self._complete_line(newline=False)
         if self._display_open:
-            self._emit("\r\n")
+            self._emit(self._nl)
             self._display_open = False
 
     def _complete_line(self, newline: bool = True) -> None:
@@ -144,8 +146,8 @@ class Monitor:
         if summary is not None:
             self.frames += 1
             if self._display_open or not newline:
-                self._emit("\r\n")
-            self._emit(f"{stamp(t)} {summary}\r\n")
+                self._emit(self._nl)
+            self._emit(f"{stamp(t)} {summary}{self._nl}")
             self._log_line(t, summary)
             self._display_open = False
 
@@ -162,7 +164,7 @@ class Monitor:
             self._line += body
             self._emit(body.decode("utf-8", errors="replace"))
             if ends:
-                self._emit("\r\n")
+                self._emit(self._nl)
                 self._display_open = False
                 self._complete_line()
 
