@@ -42,6 +42,10 @@ from pathlib import Path
 # What the child writes once boot.py/main.py have run (see vboard/_vboot.py). Never printed to
 # clients; NUL bytes do not occur in REPL text.
 SENTINEL = b"\x00\x00tsvb-booted\x00\x00"
+# What the child writes when boot.py/main.py end in SystemExit (sys.exit(), machine.soft_reset(),
+# machine.reset()): `micropython -i` would enter its REPL instead of exiting, so the VM asks to
+# be ended: EXIT_PREFIX, the exit status in decimal, then "\x00\x00". Never shown to clients.
+EXIT_PREFIX = b"\x00\x00tsvb-exit "
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
 FRIENDLY_BANNER = b'Type "help()" for more information.'
 HARD_RESET_EXIT = 99  # exit status of machine.reset() in vboard/machine.py
@@ -72,6 +76,7 @@ class OutputFilter:
         self.raw_restart = raw_restart
         self.raw_mode = raw_mode
         self.booted = False  # sentinel seen
+        self.exit_code: int | None = None  # the VM asked to exit with this status
         self._pending = b""  # bytes held back: a possible sentinel prefix or the hold buffer
         self._last = b""  # last forwarded byte, for LF -> CRLF
         self._tail = b""  # recent output, for banner detection across chunks
@@ -82,9 +87,17 @@ class OutputFilter:
         self._pending = b""
         out = b""
         if self.phase == "boot":
+            j = data.find(EXIT_PREFIX)
+            if j >= 0:
+                end = data.find(b"\x00\x00", j + len(EXIT_PREFIX))
+                if end >= 0:
+                    self.exit_code = int(data[j + len(EXIT_PREFIX):end])
+                else:
+                    self._pending = data[j:]  # the rest of the request is on its way
+                return self._emit(data[:j])
             i = data.find(SENTINEL)
             if i < 0:
-                keep = _prefix_overlap(data, SENTINEL)
+                keep = max(_prefix_overlap(data, SENTINEL), _prefix_overlap(data, EXIT_PREFIX))
                 self._pending = data[len(data) - keep:] if keep else b""
                 return self._emit(data[: len(data) - keep])
             out = self._emit(data[:i])
@@ -184,6 +197,7 @@ class Supervisor:
         self.last_sigint = 0.0
         self.started_at = 0.0
         self.fast_crashes = 0
+        self.exit_request: int | None = None  # status the VM asked to exit with (EXIT_PREFIX)
         self.restarts = 0
         self.client: socket.socket | None = None
         self.listener: socket.socket | None = None
@@ -243,6 +257,8 @@ class Supervisor:
     def _child_exited(self) -> None:
         """The VM ended (reset, sys.exit, crash): report it as a board would and restart."""
         rc = self.child.wait() if self.child else 0
+        if self.exit_request is not None:  # killed on its own request: use its status
+            rc, self.exit_request = self.exit_request, None
         _debug("VM exited", rc)
         os.close(self.inner)
         self.inner = -1
@@ -280,6 +296,9 @@ class Supervisor:
         was_booted = self.filter.booted
         _debug("vm>", data)
         out = self.filter.feed(data)
+        if self.filter.exit_code is not None and self.exit_request is None and self.child:
+            self.exit_request = self.filter.exit_code  # see EXIT_PREFIX
+            self.child.kill()
         if not was_booted and self.filter.booted:
             self.pending_interrupt = False  # boot is over: the REPL takes Ctrl-C as a byte
             if self.filter.raw_restart:

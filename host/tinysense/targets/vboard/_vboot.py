@@ -58,9 +58,19 @@ def _tsvb_boot():
     import sys
 
     raw = _tsvb_setup()
-    _tsvb_run("boot.py")
-    if not raw:
-        _tsvb_run("main.py")
+    try:
+        _tsvb_run("boot.py")
+        if not raw:
+            _tsvb_run("main.py")
+    except SystemExit as e:
+        # A board resets here; `micropython -i` would enter its REPL instead. Ask the
+        # supervisor to end this VM with the exit status (0: soft reset, 99: machine.reset()).
+        code = e.args[0] if e.args and isinstance(e.args[0], int) else 0
+        sys.stdout.write("\x00\x00tsvb-exit %d\x00\x00" % code)
+        import time
+
+        while True:
+            time.sleep(1)
     sys.stdout.write("\x00\x00tsvb-booted\x00\x00")  # tells the supervisor boot is over
 
 
