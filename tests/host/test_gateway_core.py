@@ -319,3 +319,20 @@ def test_database_is_private_and_sync_modes(tmp_path):
     conn.close()
     with pytest.raises(TinysenseError, match="synchronous"):
         open_db(tmp_path / "x.db", synchronous="off")
+
+
+def test_since_queries_survive_a_clock_going_backwards(tmp_path):
+    times = iter([100.0, 200.0, 150.0, 300.0])
+    rig = Rig(tmp_path / "g.db", clock=lambda: next(times))
+    for c in range(4):
+        rig.gw.handle_batch([(rig.frame(c), "a"), (rig.frame(c + 10), "a")])
+    store = Store(rig.conn)
+
+    def since(t):
+        return sorted((f.received_at, f.counter) for f in store.frames(since=t))
+
+    assert since(160) == [(200.0, 1), (200.0, 11), (300.0, 3), (300.0, 13)]
+    assert since(120) == [(150.0, 2), (150.0, 12), (200.0, 1), (200.0, 11), (300.0, 3),
+                          (300.0, 13)]
+    assert since(301) == [] and len(since(0)) == 8
+    assert [f.counter for f in store.frames()] == [0, 10, 1, 11, 2, 12, 3, 13]  # arrival

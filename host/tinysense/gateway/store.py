@@ -11,6 +11,7 @@ Tables:
   devices(device_id, key, key_version, created, rotated)        the registry (registry.py)
   frames(device_id, key_version, counter, received_at, ptype, source, payload, decoded,
          decode_error)  PRIMARY KEY(device_id, key_version, counter)
+  batches(received_at, first_rowid, frames)                    one row per insert: time index
   rejections(reason, count)                                     cumulative, all runs
   downlink(device_id, key_version, reserved_until)              ack counters reserved ahead
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +52,12 @@ CREATE TABLE IF NOT EXISTS frames(
     decode_error TEXT,
     PRIMARY KEY(device_id, key_version, counter)
 );
-CREATE INDEX IF NOT EXISTS frames_received ON frames(received_at);
+CREATE TABLE IF NOT EXISTS batches(
+    received_at REAL NOT NULL,
+    first_rowid INTEGER NOT NULL,
+    frames INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS batches_received ON batches(received_at);
 CREATE TABLE IF NOT EXISTS rejections(
     reason TEXT PRIMARY KEY,
     count INTEGER NOT NULL
@@ -142,10 +148,20 @@ class Store:
             self.conn.execute("ROLLBACK")
 
     # -- frames ---------------------------------------------------------------------------
-    def insert_frames(self, rows: Iterable[tuple]) -> None:
+    def insert_frames(self, rows: list[tuple]) -> None:
         """Insert rows (device_id, key_version, counter, received_at, ptype, source, payload,
-        decoded, decode_error) inside the current transaction."""
+        decoded, decode_error) inside the current transaction, plus their `batches` row.
+
+        Time queries go through `batches` (one row per insert, indexed by time) instead of
+        an index on frames.received_at, which cost about a third of the insert rate: the
+        rows of one executemany get consecutive rowids (single writer, one transaction).
+        """
+        if not rows:
+            return
         self.conn.executemany(_INSERT, rows)
+        last = self.conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+        self.conn.execute("INSERT INTO batches(received_at, first_rowid, frames) VALUES(?,?,?)",
+                          (max(r[3] for r in rows), last - len(rows) + 1, len(rows)))
 
     def has_frame(self, device_id: int, key_version: int, counter: int) -> bool:
         row = self.conn.execute(
@@ -176,11 +192,18 @@ class Store:
             where.append("device_id=?")
             args.append(device_id)
         if since is not None:
+            first = self.conn.execute("SELECT MIN(first_rowid) FROM batches WHERE "
+                                      "received_at>=?", (since,)).fetchone()[0]
+            if first is not None:  # exact even if the clock went backwards: a filter follows
+                where.append("rowid>=?")
+                args.append(first)
+            elif self.conn.execute("SELECT 1 FROM batches LIMIT 1").fetchone() is not None:
+                return  # nothing received at or after `since`
             where.append("received_at>=?")
             args.append(since)
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY received_at, device_id, key_version, counter"
+        sql += " ORDER BY rowid"  # arrival order
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         for row in self.conn.execute(sql, args):
