@@ -167,6 +167,36 @@ def test_cli_monitor_decodes_logs_and_quits_on_ctrl_bracket(tmp_path):
     assert KEY.hex().encode() not in out + log.read_bytes()
 
 
+def test_cli_monitor_on_a_terminal_is_raw_and_restores_it(tmp_path):
+    """stdin a terminal: raw mode while monitoring (Ctrl-C is a byte for the board, not a
+    signal; no line buffering), the saved settings back after Ctrl-]."""
+    import termios
+
+    usb = FakeUsb(tmp_path / "ttyUSB1")
+    term, term_slave = os.openpty()
+    before = termios.tcgetattr(term_slave)
+    assert before[3] & termios.ICANON
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tinysense", "monitor", "--target", str(tmp_path / "ttyUSB1"),
+         "--db", str(tmp_path / "none.db")],
+        stdin=term_slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: not termios.tcgetattr(term_slave)[3] & termios.ICANON,
+                 what="raw mode")
+        os.write(term, b"\x03x")                  # Ctrl-C and a key, no Enter
+        assert usb.read() == b"\x03x"
+        os.write(term, b"\x1d")
+        out, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0, err
+        assert termios.tcgetattr(term_slave) == before
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(term)
+        os.close(term_slave)
+    assert b"no gateway registry found" in out
+
+
 MAIN_PY = """\
 # prints one uplink frame per boot (written by tests/host/test_monitor.py)
 FRAMES = {frames!r}
