@@ -50,6 +50,24 @@ def _open_model(path, stream):
     return _m.open_streaming(path), "stream"
 
 
+def _preimport(path):
+    """Import the kernel modules this package uses before measuring the model's heap (their
+    native code is the engine's, like tflite-micro's code, not part of its arena)."""
+    from tsnode.engine import ops
+    from tsnode.engine.loader import Package
+
+    with open(path, "rb") as f:
+        head = f.read(64)
+        n = int.from_bytes(head[44:48], "little") - 64 if len(head) == 64 else -1
+        f.seek(0, 2)
+        if head[:4] != b"TSMP" or not 0 <= n <= f.tell():
+            return        # not a package: the real load below says what is wrong
+        f.seek(64)
+        pkg = Package(head + f.read(n), f)
+        for op in pkg.ops():
+            ops.kernel(op[0])
+
+
 def load(path, stream=None):
     """Load a .tsm package; prints the model info as one JSON line.
 
@@ -63,6 +81,9 @@ def load(path, stream=None):
     _state["input"] = None
     gc.collect()
     t0 = time.ticks_ms()
+    c0 = gc.mem_alloc()
+    _preimport(path)
+    gc.collect()
     m0 = gc.mem_alloc()
     model, placement = _open_model(path, stream)
     gc.collect()
@@ -84,6 +105,7 @@ def load(path, stream=None):
     info = {"ok": True, "ops": pkg.n_ops, "tensors": pkg.n_tensors,
             "arena_bytes": len(model.arena), "scratch_bytes": len(model.scratch),
             "const_bytes": pkg.const_size, "package_bytes": pkg_b, "engine_bytes": eng,
+            "code_bytes": m0 - c0,
             "zero_copy": zero_copy, "placement": placement, "inputs": ios[0],
             "outputs": ios[1], "load_ms": time.ticks_diff(time.ticks_ms(), t0)}
     _state["info"] = info
