@@ -23,6 +23,7 @@ from tinysense.reference import Reference
 from tinysense.validate.bench import bench_model
 from tinysense.validate.core import (
     model_inputs, validate_all, validate_converted, validate_model)
+from tinysense.validate.nodeside import NodeModel
 from tinysense.validate.vectors import make_vectors
 
 pytestmark = pytest.mark.hil
@@ -134,7 +135,12 @@ def _flip_weight(model: Path, op_index: int) -> bytes:
     return bytes(buf)
 
 
-def test_first_differing_op_is_found_deep_in_a_graph(nodes, board_option):
+@pytest.mark.parametrize("way", ["crc trace", "public agent API"])
+def test_first_differing_op_is_found_deep_in_a_graph(nodes, board_option, way, monkeypatch):
+    if way == "public agent API":   # what validate falls back to if the trace snippet fails
+        def broken(*args, **kwargs):
+            raise TinysenseError("trace unavailable")
+        monkeypatch.setattr(NodeModel, "trace", broken)
     cfg = load_board(board_option)
     path = OPS_DIR / "mini_net.tflite"
     ref = Reference(path)

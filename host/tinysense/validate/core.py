@@ -95,6 +95,15 @@ def model_inputs(ref: Reference) -> list[InputSpec]:
     return [InputSpec.from_details(d) for d in ref.input_details]
 
 
+def _first_difference(want: np.ndarray, got: np.ndarray | None) -> dict:
+    if got is not None and got.size == want.size:
+        c = compare_outputs([got], [want.reshape(-1)])
+        return {"differing_values": c.differing_values, "max_abs_diff": c.max_abs_diff,
+                "first_element": c.first[1] if c.first else None}
+    return {"differing_values": int(want.size), "max_abs_diff": float("inf"),
+            "first_element": 0}
+
+
 def _diagnose(nm: NodeModel, ref_model: bytes, graph, vector: Vector, say: Progress) -> dict:
     """Run the node op by op and the reference with kPreserveAllTensors on the same input;
     return the first op whose output tensor differs (or an explanation if none does)."""
@@ -102,27 +111,35 @@ def _diagnose(nm: NodeModel, ref_model: bytes, graph, vector: Vector, say: Progr
     ref = Reference(ref_model, preserve_all=True)
     ref.run(list(vector.arrays))
     tensors = ref.tensors()
-    rows = nm.trace(list(vector.arrays))
+    arrays = list(vector.arrays)
+
+    def found(src: int, pos, t: int, got: np.ndarray | None) -> dict:
+        info = graph.tensors[t]
+        return {"op_index": src, "op_name": graph.ops[src].name, "position": pos,
+                "tensor": t, "tensor_name": info.name, "shape": list(info.shape),
+                "values": int(tensors[t].size), "vector": vector.label,
+                **_first_difference(tensors[t], got)}
+
+    try:
+        rows = nm.trace(arrays)
+    except TinysenseError as exc:   # an engine without Model.run_op: the public agent API
+        say(f"op-by-op trace failed ({str(exc).splitlines()[0]}); reading each op's output "
+            "with agent.infer_hex(stop=k) + tensor_hex instead")
+        for op in nm.report.ops:
+            for t in graph.ops[op["index"]].outputs:
+                if t in tensors:
+                    raw = nm.op_output(arrays, op["index"], t)
+                    got = np.frombuffer(raw, tensors[t].dtype)
+                    if got.tobytes() != tensors[t].tobytes():
+                        return found(op["index"], None, t, got)
+        rows = []
     for pos, src, t, crc in rows:
         want = tensors.get(t)
-        if want is None:
+        if want is None or int(crc) == zlib.crc32(want.tobytes()):
             continue
-        if int(crc) == zlib.crc32(want.tobytes()):
-            continue
-        dump = [r for r in nm.trace(list(vector.arrays), dump=pos) if r[2] == t]
+        dump = [r for r in nm.trace(arrays, dump=pos) if r[2] == t]
         got = np.frombuffer(bytes.fromhex(dump[0][3]), want.dtype) if dump else None
-        info = graph.tensors[t]
-        result = {"op_index": src, "op_name": graph.ops[src].name, "position": pos,
-                  "tensor": t, "tensor_name": info.name, "shape": list(info.shape),
-                  "values": int(want.size), "vector": vector.label}
-        if got is not None and got.size == want.size:
-            c = compare_outputs([got], [want.reshape(-1)])
-            result.update(differing_values=c.differing_values, max_abs_diff=c.max_abs_diff,
-                          first_element=c.first[1] if c.first else None)
-        else:
-            result.update(differing_values=int(want.size), max_abs_diff=float("inf"),
-                          first_element=0)
-        return result
+        return found(src, pos, t, got)
     return {"op_index": None, "op_name": "(none: every op's output matched when run op by "
             "op; the difference appears only in a full run)", "position": None,
             "tensor": None, "tensor_name": "", "shape": [], "values": 0,

@@ -96,6 +96,15 @@ class NodeModel:
     def heap(self) -> dict:
         return _json_line(self.node.exec("agent.heap()", timeout=self.timeout), "agent.heap")
 
+    def op_output(self, arrays, op_index: int, tensor: int) -> bytes:
+        """Tensor `tensor` right after tflite operator `op_index` ran (public agent API:
+        infer_hex(h, stop=k) then tensor_hex(t); one exec and one hex dump per call)."""
+        hexstr = self.node_inputs(arrays).hex()
+        self.node.exec(f"agent.infer_hex({hexstr!r}, stop={int(op_index)})",
+                       timeout=self.timeout)
+        out = self.node.exec(f"agent.tensor_hex({int(tensor)})", timeout=self.timeout)
+        return bytes.fromhex(out.strip().splitlines()[-1].strip())
+
     def trace(self, arrays, dump: int = -1) -> list[tuple[int, int, int, str]]:
         """Run op by op on the node: (position, tflite op index, tensor, crc32 or hex)."""
         code = (f"_INPUT_HEX = {self.node_inputs(arrays).hex()!r}\n_DUMP = {int(dump)}\n"
