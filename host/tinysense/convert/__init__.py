@@ -67,7 +67,8 @@ def _rewrite_io(model: Model):
             flags[o.index] = writer.F_INPUT | writer.F_HOST_QUANTIZE
             continue
         raise TinysenseError(f"model input {i} '{t.name}' is {t.dtype}; expected int8 (or "
-                             "float32 followed by one QUANTIZE to int8)")
+                             "float32 followed by one QUANTIZE to int8): convert the model "
+                             "with full integer quantization (TFLITE_BUILTINS_INT8)")
     for i in model.outputs:
         t = model.tensors[i]
         if t.dtype == "int8":
@@ -84,7 +85,8 @@ def _rewrite_io(model: Model):
                 writer.F_HOST_DEQUANTIZE
             continue
         raise TinysenseError(f"model output {i} '{t.name}' is {t.dtype}; expected int8 (or "
-                             "a DEQUANTIZE of an int8 tensor)")
+                             "a DEQUANTIZE of an int8 tensor): convert the model with full "
+                             "integer quantization (TFLITE_BUILTINS_INT8)")
     return ins, outs, skip, flags
 
 

@@ -60,23 +60,23 @@ class Model:
     outputs: list[int]
 
 
+# builtin op -> its options table class in the `tflite` package (others need none here)
+_OPTIONS = {"CONV_2D": "Conv2DOptions", "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptions",
+            "AVERAGE_POOL_2D": "Pool2DOptions", "MAX_POOL_2D": "Pool2DOptions",
+            "FULLY_CONNECTED": "FullyConnectedOptions", "MEAN": "ReducerOptions",
+            "ADD": "AddOptions", "MUL": "MulOptions", "SOFTMAX": "SoftmaxOptions",
+            "CONCATENATION": "ConcatenationOptions", "RESHAPE": "ReshapeOptions",
+            "SQUEEZE": "SqueezeOptions", "PAD": "PadOptions"}
+
+
 def _options(op, code_name: str):
+    """The op's builtin options as the typed `tflite` object, or None."""
     table = op.BuiltinOptions()
-    if table is None:
+    cls_name = _OPTIONS.get(code_name)
+    if table is None or cls_name is None:
         return None
-    camel = "".join(p.capitalize() for p in code_name.split("_"))
-    camel = camel.replace("2d", "2D").replace("Conv2D", "Conv2D")
-    names = {"CONV_2D": "Conv2DOptions", "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptions",
-             "AVERAGE_POOL_2D": "Pool2DOptions", "MAX_POOL_2D": "Pool2DOptions",
-             "FULLY_CONNECTED": "FullyConnectedOptions", "MEAN": "ReducerOptions",
-             "ADD": "AddOptions", "MUL": "MulOptions", "SOFTMAX": "SoftmaxOptions",
-             "CONCATENATION": "ConcatenationOptions", "RESHAPE": "ReshapeOptions",
-             "SQUEEZE": "SqueezeOptions", "PAD": "PadOptions"}
-    cls_name = names.get(code_name, camel + "Options")
-    module = getattr(tflite, cls_name, None)
-    if module is None:
-        return None
-    cls = getattr(module, cls_name, module) if not isinstance(module, type) else module
+    module = getattr(tflite, cls_name)
+    cls = module if isinstance(module, type) else getattr(module, cls_name)
     obj = cls()
     obj.Init(table.Bytes, table.Pos)
     return obj
