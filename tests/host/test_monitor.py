@@ -2,7 +2,8 @@
 
 Frames are sealed with the uplink codec (tinysense.uplink) and keys live in a real gateway
 registry (SQLite file). The reconnect tests use a pty this test owns (closed and recreated,
-as a USB device vanishes and comes back) and the real virtual board (stopped and started).
+as a USB device vanishes and comes back) and the real virtual board (stopped and started),
+whose frames come from the node's own uplink code (firmware/tsnode/uplink, serial transport).
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ import base64
 import io
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
+from tinysense import paths
 from tinysense.gateway.registry import Registry
 from tinysense.gateway.store import open_db
 from tinysense.monitor.frames import FrameDescriber, registry_keys
@@ -197,50 +201,60 @@ def test_cli_monitor_on_a_terminal_is_raw_and_restores_it(tmp_path):
     assert b"no gateway registry found" in out
 
 
-MAIN_PY = """\
-# prints one uplink frame per boot (written by tests/host/test_monitor.py)
-FRAMES = {frames!r}
-try:
-    n = int(open("boots").read())
-except OSError:
-    n = 0
-open("boots", "w").write(str(n + 1))
-print(FRAMES[n % len(FRAMES)])
-"""
-
-
-def test_monitor_follows_the_virtual_board_through_resets_and_restarts(tmp_path, keys):
+def test_monitor_follows_the_virtual_board_through_resets_and_restarts(tmp_path):
+    """A virtual node provisioned as device 42 with the serial transport sends one frame
+    per boot (tsnode.uplink, the node's own code); the monitor decodes them with the key
+    provisioning put in the registry, through a soft reset typed into the monitor and a
+    restart of the whole board."""
+    from tinysense.boards import load_board
+    from tinysense.node import connect
+    from tinysense.provision import provision
+    from tinysense.targets import Target
     from tinysense.targets.virtual import start_board, stop_board
 
     bdir = tmp_path / "vb"
-    (bdir / "flash").mkdir(parents=True)
-    frames = [frame_line(42, counter) for counter in range(10, 20)]
-    (bdir / "flash" / "main.py").write_text(MAIN_PY.format(frames=frames))
-    vb = start_board("ESP32_GENERIC", directory=bdir, parent_bound=True)
-    out = io.StringIO()
-    mon = Monitor(str(vb.tty), describer=FrameDescriber(keys), out=out)
-    mon.open_first()
-    keys_in, keys_out = os.pipe()
-    runner = threading.Thread(target=mon.run, kwargs={"stdin": keys_in}, daemon=True)
-    runner.start()
+    flash = bdir / "flash"
+    shutil.copytree(paths.FIRMWARE_DIR / "tsnode", flash / "tsnode",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    cfg = load_board("ESP32_GENERIC")
+    db = tmp_path / "gateway.db"
+    vb = start_board(cfg.name, directory=bdir, parent_bound=True)
     try:
-        os.write(keys_out, b"\r\x04")           # typed: Enter, then Ctrl-D (soft reset)
-        wait_for(lambda: mon.frames >= 1, what="frame after a soft reset")
-        stop_board("ESP32_GENERIC", bdir)        # the board goes away ...
-        wait_for(lambda: "disconnected" in out.getvalue(), what="disconnect note")
-        start_board("ESP32_GENERIC", directory=bdir, parent_bound=True)   # ... and comes back
-        wait_for(lambda: mon.reconnects >= 1, what="reconnect", timeout=15)
-        seen = mon.frames
-        os.write(keys_out, b"\r\x04")
-        wait_for(lambda: mon.frames > seen, what="frame after the restart")
+        node = connect(vb.url, Target("virtual", vb.url, "test"), cfg)
+        try:
+            provision(node, 42, db=db, transport="serial", gateway="serial")
+        finally:
+            node.close()
+        shutil.copy(Path(__file__).with_name("vboard_uplink_main.py"), flash / "main.py")
+        out = io.StringIO()
+        mon = Monitor(str(vb.tty), describer=FrameDescriber(registry_keys(db)), out=out)
+        mon.open_first()
+        keys_in, keys_out = os.pipe()
+        runner = threading.Thread(target=mon.run, kwargs={"stdin": keys_in}, daemon=True)
+        runner.start()
+        try:
+            os.write(keys_out, b"\r\x04")       # typed: Enter, then Ctrl-D (soft reset)
+            wait_for(lambda: mon.frames >= 1, what=f"a frame after a soft reset in\n"
+                     f"{out.getvalue()}")
+            stop_board(cfg.name, bdir)            # the board goes away ...
+            wait_for(lambda: "disconnected" in out.getvalue(), what="disconnect note")
+            start_board(cfg.name, directory=bdir, parent_bound=True)   # ... and comes back
+            wait_for(lambda: mon.reconnects >= 1, what="reconnect", timeout=15)
+            seen = mon.frames
+            os.write(keys_out, b"\r\x04")
+            wait_for(lambda: mon.frames > seen, what=f"a frame after the restart in\n"
+                     f"{out.getvalue()}")
+        finally:
+            mon.stop()
+            runner.join(timeout=5)
+            os.close(keys_out)
     finally:
-        mon.stop()
-        runner.join(timeout=5)
-        os.close(keys_out)
-        stop_board("ESP32_GENERIC", bdir)
+        stop_board(cfg.name, bdir)
     shown = out.getvalue()
-    counters = [int(line.split(" up #")[1].split()[0]) for line in shown.splitlines()
-                if "[uplink] device 42" in line]
-    assert len(counters) >= 2 and counters == sorted(counters)
-    assert all(c in range(10, 20) for c in counters)
+    decoded = [line for line in shown.splitlines() if "[uplink] device 42" in line]
+    counters = [int(line.split(" up #")[1].split()[0]) for line in decoded]
+    assert len(counters) >= 2 and counters == sorted(set(counters))   # never repeats
+    assert all("records: inference model 1 class 2 conf 200" in line for line in decoded)
     assert "REJECTED" not in shown and "no key" not in shown
+    key = (flash / "uplink_key.bin").read_bytes()
+    assert len(key) == 16 and key.hex() not in shown
