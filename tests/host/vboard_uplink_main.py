@@ -1,6 +1,6 @@
 # main.py for the monitor test's virtual board (tests/host/test_monitor.py), provisioned for
-# the serial transport: at every boot the node's real uplink code seals one records frame and sends it over the serial
-# transport ("TSF1 <base64>" on stdout), then the board drops into its REPL.
+# the serial transport: at every boot the node's own uplink code seals one records frame and
+# sends it as a "TSF1 <base64>" line on stdout; then the board drops into its REPL.
 from tsnode.uplink.sender import Uplink
 
 up = Uplink()
