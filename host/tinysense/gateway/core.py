@@ -1,16 +1,17 @@
 """The gateway's ingest path: authenticate, de-duplicate, store durably, then acknowledge.
 
 Order for every frame (nothing of a payload is read before its tag verifies):
-  1. size/version/flags/type checks on the header (tinysense.uplink.parse_header);
-  2. only uplinks (direction 0) of type "records" are accepted here (a reflected ack is
-     `wrong_direction`);
-  3. key lookup by device id (`unknown_device`);
-  4. open_frame: AES-128-CCM verification, then decryption (`bad_tag`);
-  5. replay check per (device, key_version, counter) (`replay`, `too_old`; replay.py);
-  6. payload decode (an authentic but undecodable payload is stored raw with its error, and
+  1. size checks, then key lookup by the header's device id (`unknown_device`; a malformed
+     header is reported as such instead: `truncated`, `bad_version`...);
+  2. open_frame: header checks (version, flags, type), then AES-128-CCM verification, then
+     decryption (`bad_tag`); the header is parsed once, here;
+  3. only uplinks (direction 0) of type "records" are ingested (a reflected ack is
+     `wrong_direction`, an uplink of another type `bad_type`);
+  4. replay check per (device, key_version, counter) (`replay`, `too_old`; replay.py);
+  5. payload decode (an authentic but undecodable payload is stored raw with its error, and
      counted as `malformed_payload`: it is the node's data, so it is kept and acknowledged);
-  7. a batch of frames is inserted and committed in ONE transaction;
-  8. only then acks are built: per (device, source) one ack frame listing the stored
+  6. a batch of frames is inserted and committed in ONE transaction;
+  7. only then acks are built: per (device, source) one ack frame listing the stored
      counters, sealed with the device key, direction 1, and the gateway's own downlink
      counter (reserved ahead in the database inside the same commit, so it never repeats).
 
@@ -38,8 +39,8 @@ from tinysense.gateway.registry import KeyCache, Registry
 from tinysense.gateway.replay import DEFAULT_WINDOW, NEW, REPLAY, ReplayGuard
 from tinysense.gateway.store import Store
 from tinysense.uplink.frame import (
-    DIR_DOWN, DIR_UP, MAX_FRAME, PTYPE_ACK, PTYPE_RECORDS, TAG_LEN, FrameError, open_frame,
-    parse_header, seal,
+    DIR_DOWN, DIR_UP, MAX_FRAME, MIN_FRAME, PTYPE_ACK, PTYPE_RECORDS, TAG_LEN, FrameError,
+    open_frame, parse_header, seal,
 )
 from tinysense.uplink.payload import MAX_ACKS, PayloadError, decode_batch, encode_ack
 
@@ -176,45 +177,49 @@ class Gateway:
         if len(frame) > MAX_FRAME:  # before copying anything
             return self._reject("oversized", source, None, f"{len(frame)} bytes")
         frame = bytes(frame)
-        try:
-            header = parse_header(frame)
-        except FrameError as exc:
-            return self._reject(exc.reason, source, None, str(exc))
-        dev, ctr = header.device_id, header.counter
-        if header.direction != DIR_UP:
-            return self._reject("wrong_direction", source, header, "a downlink frame")
-        if header.ptype != PTYPE_RECORDS:
-            return self._reject("bad_type", source, header, f"uplink of type {header.ptype}")
+        if len(frame) < MIN_FRAME:
+            return self._header_reject(frame, source)
+        # The header is parsed once, inside open_frame (before the tag check); the device id
+        # is read here only to find the key.
+        dev = int.from_bytes(frame[2:6], "big")
         dkey = self.keys.get(dev)
         if dkey is None:
-            return self._reject("unknown_device", source, header, "not in the registry")
+            return self._header_reject(frame, source) or self._reject(
+                "unknown_device", source, frame, "not in the registry")
         try:
-            _, plaintext = open_frame(dkey.key, frame, self._cipher(dkey))
+            header, plaintext = open_frame(dkey.key, frame, self._cipher(dkey))
         except FrameError as exc:
             if exc.reason != "bad_tag":
-                return self._reject(exc.reason, source, header, str(exc))
+                return self._reject(exc.reason, source, None, str(exc))
             # The key may have been rotated while we run: re-read it (rate-limited) once.
             fresh = self.keys.refresh(dev)
             if fresh is None or fresh.key_version == dkey.key_version:
-                return self._reject("bad_tag", source, header, "authentication failed")
+                return self._reject("bad_tag", source, frame, "authentication failed")
             dkey = fresh
             try:
-                _, plaintext = open_frame(dkey.key, frame, self._cipher(dkey))
+                header, plaintext = open_frame(dkey.key, frame, self._cipher(dkey))
             except FrameError:
-                return self._reject("bad_tag", source, header, "authentication failed")
+                return self._reject("bad_tag", source, frame, "authentication failed")
+        # Authentic, but only node uplinks of type "records" are ingested: a reflected ack
+        # (our own downlink) or another type is refused, without looking at the payload.
+        if header.direction != DIR_UP:
+            return self._reject("wrong_direction", source, frame, "a downlink frame")
+        if header.ptype != PTYPE_RECORDS:
+            return self._reject("bad_type", source, frame, f"uplink of type {header.ptype}")
+        ctr = header.counter
         verdict = self.replay.check(dev, dkey.key_version, ctr)
         if verdict != NEW:
             if verdict == REPLAY:  # authentic and stored: ack again so the node can drop it
                 accepted.append((dev, dkey.key_version, ctr, header.ptype, source, now,
                                  None, None, True))
-            return self._reject(verdict, source, header, "counter already accepted"
+            return self._reject(verdict, source, frame, "counter already accepted"
                                 if verdict == REPLAY else "counter older than max_age")
         if self.decode:
             decoded, text, error = decode_payload(header.ptype, plaintext)
         else:  # store the authenticated plaintext only; `tinysense uplinks` decodes on read
             decoded = text = error = None
         if error is not None:
-            self._reject("malformed_payload", source, header, f"stored raw: {error}")
+            self._reject("malformed_payload", source, frame, f"stored raw: {error}")
         rows.append((dev, dkey.key_version, ctr, now, header.ptype, source, plaintext, text,
                      error))
         # Marked only once its row is in the batch: a frame marked but not stored would be
@@ -223,6 +228,14 @@ class Gateway:
         accepted.append((dev, dkey.key_version, ctr, header.ptype, source, now, decoded,
                          error, False))
         return "malformed_payload" if error is not None else None
+
+    def _header_reject(self, frame: bytes, source: str) -> str | None:
+        """The reason a header is malformed (truncated, bad_version...), or None."""
+        try:
+            parse_header(frame)
+        except FrameError as exc:
+            return self._reject(exc.reason, source, None, str(exc))
+        return None
 
     def _cipher(self, dkey) -> AESCCM:
         k = (dkey.device_id, dkey.key_version)
@@ -313,11 +326,14 @@ class Gateway:
         self._log_counts[reason] += 1
         return self._log_counts[reason] <= LOG_PER_REASON_S
 
-    def _reject(self, reason: str, source: str, header, detail: str) -> str:
+    def _reject(self, reason: str, source: str, frame: bytes | None, detail: str) -> str:
+        """Count and (rate-limited) log a rejection; `frame` given when its header parsed."""
         self.rejections[reason] += 1
         if self._should_log(reason):
-            where = (f"device {header.device_id:08x} counter {header.counter}"
-                     if header is not None else "unparsed frame")
+            where = "unparsed frame"
+            if frame is not None:
+                where = (f"device {int.from_bytes(frame[2:6], 'big'):08x} counter "
+                         f"{int.from_bytes(frame[6:10], 'big')}")
             log.info("rejected %s from %s: %s (%s)", reason, source or "?", where, detail)
         return reason
 
