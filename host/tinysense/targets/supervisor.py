@@ -24,6 +24,7 @@ main.py in friendly mode) and, if the host was in the raw REPL, re-enters it and
 from __future__ import annotations
 
 import argparse
+import array
 import errno
 import fcntl
 import json
@@ -55,6 +56,9 @@ STATE_FILE = "supervisor.json"
 TTY_LINK = "tty"
 _FAST_CRASH_S = 1.0  # a VM that exits sooner than this after start is restarted with back-off
 _SIGINT_INTERVAL_S = 0.3
+_PTY_BACKLOG = 256 * 1024  # output held for a slow pty reader before the VM must wait
+_PTY_STALL_S = 1.0  # pty output nobody read for this long is dropped
+_CLIENT_SEND_TIMEOUT_S = 5.0
 _DEBUG = bool(os.environ.get("TINYSENSE_VBOARD_DEBUG"))  # log relay events to supervisor.log
 
 
@@ -214,6 +218,9 @@ class Supervisor:
             self.listener.listen(1)
             self.listener.setblocking(False)
             self.tcp_port = self.listener.getsockname()[1]
+        self.pty_out = bytearray()  # output not yet taken by the pty (see _flush_pty)
+        self.pty_written = self.pty_consumed = 0
+        self.pty_stalled_at: float | None = None
         self.outer, self.outer_slave = pty.openpty()
         tty.setraw(self.outer_slave)
         os.set_blocking(self.outer, False)
@@ -370,20 +377,43 @@ class Supervisor:
     def broadcast(self, data: bytes) -> None:
         if not data:
             return
-        try:
-            os.write(self.outer, data)
-        except BlockingIOError:
-            # Nobody reads the pty: drop what waited there longest rather than block the VM.
-            termios.tcflush(self.outer_slave, termios.TCIFLUSH)
-            try:
-                os.write(self.outer, data)
-            except BlockingIOError:
-                pass
+        self.pty_out += data
+        self._flush_pty()
         if self.client is not None:
             try:
                 self.client.sendall(data)
-            except OSError:
+            except OSError:  # gone, or stuck for _CLIENT_SEND_TIMEOUT_S
                 self._drop_client()
+
+    def _flush_pty(self) -> None:
+        """Move pending output into the pty as fast as its reader takes it.
+
+        A reader that keeps up gets every byte (the VM waits while more than _PTY_BACKLOG
+        bytes are pending, as a board waits on a full USB buffer). When nobody has read
+        anything for _PTY_STALL_S, the output waiting in the pty is discarded, as a UART
+        with no one listening loses it, so the VM never blocks on an unread port.
+        """
+        while self.pty_out:
+            try:
+                n = os.write(self.outer, self.pty_out[:4096])
+            except BlockingIOError:
+                break
+            self.pty_written += n
+            del self.pty_out[:n]
+        if not self.pty_out:
+            self.pty_stalled_at = None
+            return
+        unread = array.array("i", [0])
+        fcntl.ioctl(self.outer_slave, termios.FIONREAD, unread)
+        consumed = self.pty_written - unread[0]
+        now = time.monotonic()
+        if self.pty_stalled_at is None or consumed != self.pty_consumed:
+            self.pty_stalled_at, self.pty_consumed = now, consumed
+        elif now - self.pty_stalled_at > _PTY_STALL_S:
+            termios.tcflush(self.outer_slave, termios.TCIFLUSH)
+            self.pty_written = self.pty_consumed = 0
+            self.pty_stalled_at = None
+            _debug("pty not read: dropped its queue")
 
     def _drop_client(self) -> None:
         if self.client is not None:
@@ -397,6 +427,7 @@ class Supervisor:
             return
         self._drop_client()  # one client at a time: the newest wins
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.settimeout(_CLIENT_SEND_TIMEOUT_S)
         self.client = conn
 
     # --- state file and main loop --------------------------------------------------------
@@ -445,12 +476,15 @@ class Supervisor:
     def _loop(self) -> None:
         last_parent_check = 0.0
         while not self.stopping:
+            self._flush_pty()
             fds = [self.outer]
-            fds += [self.inner] if self.inner >= 0 else []
+            if self.inner >= 0 and len(self.pty_out) < _PTY_BACKLOG:
+                fds.append(self.inner)
             fds += [self.listener] if self.listener else []
             fds += [self.client] if self.client else []
             try:
-                ready, _, _ = select.select(fds, [], [], 0.01 if self.pending_interrupt else 0.25)
+                busy = self.pending_interrupt or self.pty_out
+                ready, _, _ = select.select(fds, [], [], 0.01 if busy else 0.25)
             except InterruptedError:
                 continue
             self._poll_interrupt()
