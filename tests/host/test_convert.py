@@ -263,3 +263,32 @@ def test_param_counts_match_engine_table():
         for code, src_idx, params in _params(convert_model(path).package):
             want = 4 + 2 * params[3] if code == 9 else N_PARAMS[code]
             assert len(params) == want, (path.name, src_idx, code)
+
+
+def test_host_quantize_and_dequantize_match_tflite_micro():
+    """quantize_input / dequantize_output equal tflite-micro's QUANTIZE and DEQUANTIZE."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    from tinysense.convert import dequantize_output, quantize_input
+    ops_dir = TESTS / "ops"
+    cfg = runtime.InterpreterConfig.kPreserveAllTensors
+    p = ops_dir / "quantize_float_input.tflite"
+    io = convert_model(p).report.inputs[0]
+    it = runtime.Interpreter.from_file(str(p), intrepreter_config=cfg)
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        x = (rng.standard_normal(io["shape"]) * 3).astype(np.float32)
+        x.flat[:4] = np.array([0.5, 1.5, -0.5, -2.5], np.float32) * np.float32(io["scale"])
+        it.set_input(x, 0)
+        it.invoke()
+        q = it.GetTensor(io["tensor"], 0)["tensor_data"].reshape(-1)
+        assert np.array_equal(quantize_input(x, io).reshape(-1), q)
+    p = ops_dir / "dequantize_float_output.tflite"
+    r = convert_model(p).report
+    io, io_in = r.outputs[0], r.inputs[0]
+    it = runtime.Interpreter.from_file(str(p), intrepreter_config=cfg)
+    for _ in range(5):
+        it.set_input(rng.integers(-128, 128, io_in["shape"]).astype(np.int8), 0)
+        it.invoke()
+        q = it.GetTensor(io["tensor"], 0)["tensor_data"]
+        assert dequantize_output(q, io).tobytes() == np.asarray(it.get_output(0)).tobytes()
