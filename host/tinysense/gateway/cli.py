@@ -36,7 +36,8 @@ def register(sub) -> None:
                    help="store the authenticated payload only; decode it when read")
     p.add_argument("--max-age", type=int, default=None,
                    help="reject frames more than this many counters behind the newest")
-    p.add_argument("-q", "--quiet", action="store_true", help="do not log rejections")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no line per frame and no rejection log (start/stop summary only)")
     p.set_defaults(func=_gateway)
 
     p = sub.add_parser("uplinks", help="print the frames the gateway stored",
@@ -82,7 +83,7 @@ def _gateway(args) -> int:
                            baud=args.baud, serial_acks=args.serial_acks,
                            synchronous=args.sync.upper(), max_batch=args.batch,
                            max_age=args.max_age, decode=not args.decode_on_read)
-    counts = run_gateway(config)
+    counts = run_gateway(config, lines=not args.quiet)
     return 0 if counts is not None else 1
 
 

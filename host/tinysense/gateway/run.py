@@ -168,12 +168,13 @@ class RunningGateway:
 
 
 def run_gateway(config: GatewayConfig, out: TextIO = sys.stdout,
-                stop: threading.Event | None = None) -> dict[str, int]:
-    """Run until `stop` is set or Ctrl-C; print a line per frame; return rejection counts."""
+                stop: threading.Event | None = None, lines: bool = True) -> dict[str, int]:
+    """Run until `stop` is set or Ctrl-C; print a line per frame (unless `lines` is False)
+    and the rejection counts at the end; return the counts."""
     def on_frame(a: Accepted) -> None:
         print(summarize(a), file=out, flush=True)
 
-    gw = RunningGateway(config, on_frame)
+    gw = RunningGateway(config, on_frame if lines else None)
     for kind, addr in gw.addresses.items():
         print(f"gateway: listening on {kind} {addr}", file=out, flush=True)
     stop = stop or threading.Event()
