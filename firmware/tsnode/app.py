@@ -1,0 +1,314 @@
+"""The sensor node app: sample -> preprocess -> infer -> decide -> uplink (docs/app.md).
+
+main() reads /app.json (tsnode.config: every key has a safe default) and runs until the
+source ends (a replay with loop=false), max_windows, or forever. main.py starts it through
+tsnode.supervise, so a crash that escapes the loop is logged and soft-resets the node.
+
+Per frame: read one sample (a replay source paces itself; a sensor is paced here by a
+hardware timer, or light sleep when samples are far apart), push it into the model's
+Pipeline (the preprocessing training used), and when a window completes copy its int8
+codes into the engine's input tensor, run the engine, decide, and report. Inference
+allocates nothing: the input/output tensor views, the pipeline's buffers and the decider's
+counters are made once here (`stats["infer_alloc"]` measures it on every window).
+
+Uplink: an event frame at once when the decision changes (or an anomaly repeats), a
+summary frame every heartbeat, so bandwidth follows what happens. mode "eval" (the demo)
+instead sends one frame per window with the true label the replay source knows.
+"""
+
+import gc
+import sys
+import time
+from array import array
+
+from tsnode import board
+from tsnode.decide import Decider
+from tsnode.report import EV_CRASH, Reporter
+
+
+def _load_json(path):
+    import json
+
+    with open(path) as f:
+        return json.load(f)
+
+
+def _read_package(path):
+    """A ROMFS file as a zero-copy memoryview (4-byte aligned), else the file read whole."""
+    f = open(path, "rb")
+    try:
+        mv = memoryview(f)  # only ROMFS files have the buffer protocol
+        from tsnode.engine.model import address
+
+        if address(mv) & 3 == 0:
+            return mv
+    except TypeError:
+        pass
+    f.seek(0, 2)
+    buf = bytearray(f.tell())
+    f.seek(0)
+    f.readinto(buf)
+    f.close()
+    return buf
+
+
+def _source_spec(kind):
+    """The sensor entry for source `kind` (auto: replay on the virtual board, else the board
+    config's first [[sensors]] entry)."""
+    if kind == "replay" or (kind == "auto" and board.platform == "virtual"):
+        return {"kind": "replay"}
+    sensors = board.config().get("sensors") or []
+    if kind == "auto":
+        return sensors[0] if sensors else {"kind": "mpu6050"}
+    for s in sensors:
+        if s.get("kind") == kind:
+            return s
+    return {"kind": kind}
+
+
+def _crashes_in_a_row():
+    """tsnode.supervise's count of crashes before this start (read here: no import)."""
+    try:
+        with open("/crash.state") as f:
+            return int(f.read() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def open_uplink(cfg):
+    """The Uplink from /uplink.json + /uplink_key.bin with app.json's overrides, or None."""
+    if not cfg["uplink"]:
+        return None
+    from tsnode.uplink.sender import Uplink, load_config, load_key
+
+    try:
+        ucfg = load_config("/")
+        key = load_key("/")
+    except (OSError, ValueError) as e:
+        print("app: no uplink (%s); provision the node with `tinysense provision`" % e)
+        return None
+    for k in ("gateway", "transport"):
+        if cfg[k]:
+            ucfg[k] = cfg[k]
+    return Uplink(ucfg, key, "/")
+
+
+class App:
+    def __init__(self, cfg, uplink=False):
+        """cfg: a tsnode.config dict. uplink: an Uplink, None (no uplink), or False to
+        build it from the node's files (open_uplink)."""
+        # Memory: the ESP32's ~110 KB heap holds code too, so the order matters: the largest
+        # block (the package) first while the heap is empty, each import group followed by a
+        # collection so its garbage does not fragment the heap under long-lived objects.
+        self.cfg = cfg
+        self.eval = cfg["mode"] == "eval"
+        gc.collect()
+        pkg = _read_package(cfg["model"])
+        board.set_wifi(cfg["wifi"].get("ssid"), cfg["wifi"].get("password"))
+        self.up = open_uplink(cfg) if uplink is False else uplink
+        gc.collect()
+        from tsnode.engine.model import Model
+
+        self.model = m = Model(pkg)
+        pkg = None
+        self.in_view = m.tensor_view(m.inputs[0])
+        self.out_view = m.tensor_view(m.outputs[0])
+        gc.collect()
+        from tsnode.sensors.pipeline import Pipeline
+
+        meta = _load_json(cfg["meta"])
+        self.labels = meta["labels"]
+        self.pipe = Pipeline(meta["preprocessing"])
+        self.decider = Decider(meta, cfg["min_confidence"], cfg["threshold"],
+                               cfg["anomaly_repeat_s"] * 1000)
+        rate = cfg["rate_hz"] or meta.get("sensor", {}).get("rate_hz", 1)
+        meta = None
+        if len(m.inputs) != 1 or len(m.outputs) != 1 or len(self.in_view) != len(self.pipe.input):
+            raise ValueError("model input is %d bytes, the preprocessing makes %d"
+                             % (len(self.in_view), len(self.pipe.input)))
+        gc.collect()
+        from tsnode.sensors import open_source
+
+        spec = _source_spec(cfg["source"])
+        self.source = open_source(spec, board, cfg["replay"], cfg["speed"], cfg["loop"], rate)
+        self.replay = spec.get("kind") == "replay"
+        self.pacer = None
+        if not self.replay:
+            from tsnode.pacer import Pacer
+
+            self.pacer = Pacer(rate, cfg["sleep"], cfg["light_sleep_min_ms"])
+        self.frame = array("h", bytes(2 * self.source.n_channels))
+        self.reporter = Reporter(self.up, self.decider, cfg["model_id"], cfg["ack_wait_ms"],
+                                 len(self.out_view) if self.eval else 0)
+        self.wdt = None
+        if cfg["watchdog_s"] and board.platform != "virtual":
+            self.wdt = board.watchdog(int(cfg["watchdog_s"] * 1000))
+        self._t0 = time.ticks_ms()
+        self._ms = 0  # uptime in ms (accumulated, so it never wraps like ticks_ms)
+        self._last_hb = 0
+        self.seq = 0  # windows since start (eval: the window number)
+        self.crashes = 0
+        self._crash_times = []
+        self.stats = {"windows": 0, "frames": 0, "crashes": 0, "infer_alloc": 0,
+                      "min_free": gc.mem_free(), "live_peak": 0, "infer_us": 0}
+
+    def now(self):
+        t = time.ticks_ms()
+        self._ms += time.ticks_diff(t, self._t0)
+        self._t0 = t
+        return self._ms
+
+    def infer(self):
+        """Copy the window into the engine's input, run it, decide. Allocates nothing."""
+        self.in_view[:] = self.pipe.input
+        self.model.run()
+        return self.decider.decide(self.pipe.input, self.out_view)
+
+    def step(self):
+        """One frame: read, preprocess, (window complete) infer, decide, report. False at
+        the end of the source."""
+        if self.pacer is not None:
+            self.pacer.wait()
+        src = self.source
+        if not src.read(self.frame):
+            return False
+        if self.replay and src.new_recording:
+            self.pipe.reset()  # never a window across two recordings
+        if self.pipe.push(self.frame):
+            self._window()
+        if self.cfg["heartbeat_s"]:
+            t = self.now()
+            if t - self._last_hb >= self.cfg["heartbeat_s"] * 1000:
+                self._last_hb = t
+                gc.collect()  # rare (one heartbeat): measures the live heap, not garbage
+                live = gc.mem_alloc()
+                if live > self.stats["live_peak"]:
+                    self.stats["live_peak"] = live
+                self.reporter.summary(t, gc.mem_free())
+                if self.cfg["print"]:
+                    self._print_summary()
+        if self.wdt is not None:
+            self.wdt.feed()
+        return True
+
+    def _window(self):
+        st = self.stats
+        a = gc.mem_alloc()
+        t_us = time.ticks_us()
+        self.infer()
+        t_us = time.ticks_diff(time.ticks_us(), t_us)
+        a = gc.mem_alloc() - a
+        if a > st["infer_alloc"]:  # a collection in between makes it negative: ignored
+            st["infer_alloc"] = a
+        st["infer_us"] = t_us
+        free = gc.mem_free()
+        if free < st["min_free"]:
+            st["min_free"] = free
+        d = self.decider
+        t = self.now()
+        due = d.event_due(t)
+        src = self.source
+        if self.eval:
+            self.reporter.window(t, self.seq, src.recording, src.label, self.pipe.input,
+                                 self.out_view, due)
+        elif due:
+            self.reporter.event(t)
+        if self.cfg["print"] and (self.eval or due):
+            self._print_window(due)
+        self.seq += 1
+        st["windows"] = self.seq
+
+    def _print_window(self, due):
+        d = self.decider
+        line = "app: window %d %s" % (self.seq, self.labels[d.cls])
+        if d.kind:
+            line += " score %d" % d.score
+        else:
+            line += " %d%%" % (d.confidence * 100 // 256)
+        names = getattr(self.source, "labels", ())
+        if self.replay and self.source.label < len(names):
+            line += " (true %s)" % names[self.source.label]
+        if due:
+            line += " EVENT"
+        print(line)
+
+    def _print_summary(self):
+        print("app: summary", self.seq, "windows, counter", self.reporter.last_counter)
+
+    def _crashed(self, e):
+        """Count and report a crash in the loop; re-raise when they come too fast."""
+        self.crashes += 1
+        self.stats["crashes"] = self.reporter.crashes = self.crashes
+        sys.print_exception(e)
+        t = self.now()
+        window = self.cfg["restart_window_s"] * 1000
+        self._crash_times = [c for c in self._crash_times if t - c < window] + [t]
+        if len(self._crash_times) > self.cfg["max_restarts"]:
+            print("app: %d crashes within %d s; giving up" % (len(self._crash_times),
+                                                            self.cfg["restart_window_s"]))
+            raise e
+        print("app: crash %d, restarting the loop" % self.crashes)
+        self.pipe.reset()
+        try:
+            if self.up is not None:
+                b = self.up.new_batch(t)
+                b.event(EV_CRASH, t, self.crashes)
+                self.up.send_batch(flush=True, timeout_ms=self.cfg["ack_wait_ms"])
+                self.reporter.frames += 1
+        except Exception as e2:  # noqa: BLE001 (the report is best effort)
+            print("app: cannot report the crash:", repr(e2))
+
+    def run(self):
+        """Run until the source ends or max_windows; returns the stats dict."""
+        self.reporter.boot(self.now(), _crashes_in_a_row())
+        limit = self.cfg["max_windows"]
+        while True:
+            try:
+                while self.step():
+                    if limit and self.seq >= limit:
+                        break
+                break
+            except Exception as e:  # noqa: BLE001 (counted, reported, loop restarted)
+                self._crashed(e)
+        return self.finish()
+
+    def finish(self):
+        """Report the end, deliver what is queued (end_flush_s at most), return stats."""
+        if self.pacer is not None:
+            self.pacer.stop()
+        self.reporter.end(self.now(), self.seq)
+        left = 0
+        if self.up is not None:
+            deadline = time.ticks_add(time.ticks_ms(), int(self.cfg["end_flush_s"] * 1000))
+            left = self.up.flush(50)
+            while left and time.ticks_diff(deadline, time.ticks_ms()) > 0:
+                if self.wdt is not None:
+                    self.wdt.feed()
+                left = self.up.flush(100)
+        st = self.stats
+        st["frames"] = self.reporter.frames
+        st["queued"] = left
+        st["last_counter"] = self.reporter.last_counter
+        gc.collect()
+        st["mem_free"] = gc.mem_free()
+        st["mem_alloc"] = gc.mem_alloc()
+        if st["mem_alloc"] > st["live_peak"]:
+            st["live_peak"] = st["mem_alloc"]
+        import json
+
+        print("app: done " + json.dumps(st))
+        return st
+
+
+def main(path="/app.json"):
+    """Entry point (main.py, or `import tsnode.app; tsnode.app.main()` at the REPL)."""
+    import tsnode
+    from tsnode import config
+
+    cfg = config.load(path)
+    del sys.modules["tsnode.config"]  # its defaults table is not needed any more (~5 KB)
+    delattr(tsnode, "config")
+    config = None
+    gc.collect()
+    print("app: model %s, source %s, mode %s" % (cfg["model"], cfg["source"], cfg["mode"]))
+    return App(cfg).run()

@@ -1,0 +1,400 @@
+"""`make demo` / `tinysense demo`: the whole chain, live, on the virtual board or a real one.
+
+Starts a gateway (UDP, a fresh SQLite database), a node (a fresh virtual board by default),
+deploys the firmware, provisions a key, deploys the app with a model, its meta.json and its
+held-out recordings, runs the app in eval mode (one frame per window with the replay's true
+label: docs/app.md), prints each frame the gateway stores as a table row, then checks:
+the node's outputs equal tflite-micro's on the same windows (heldout.npz, recomputed now
+with the tflite-micro interpreter), the node's inputs equal the training pipeline's (crc32),
+its accuracy equals meta.json's int8 accuracy, and the gateway stored exactly the frames
+the node sealed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import queue
+import shutil
+import socket
+import sys
+import threading
+import time
+import zlib
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from tinysense.errors import TinysenseError
+from tinysense.paths import MODELS_DIR, STATE_DIR
+
+# Record ids and event codes of the app's frames (firmware/tsnode/report.py, docs/app.md).
+ID_COUNTS, ID_OUTPUT = 200, 201
+EV_BOOT, EV_CHANGE, EV_HEARTBEAT, EV_CRASH, EV_MEM_FREE, EV_QUEUED, EV_END = 1, 2, 3, 4, 5, 6, 7
+EV_WINDOW, EV_RECORDING, EV_TRUTH, EV_INPUT_CRC = 16, 17, 18, 19
+
+DEMO_DEVICE_ID = 0x7E5D0001
+RECORDINGS = {"activity": "heldout.tsrc", "energy": "heldout.tsrc", "anomaly": "demo.tsrc"}
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowReport:
+    """One eval-mode frame as the gateway stored it."""
+
+    device_id: int
+    counter: int
+    window: int
+    recording: int
+    predicted: int
+    confidence: int
+    truth: int
+    outputs: tuple[int, ...]
+    input_crc: int
+
+
+@dataclasses.dataclass
+class DemoResult:
+    model: str
+    target: str
+    windows: list[WindowReport]
+    expected_windows: int
+    correct: int
+    meta_accuracy: float
+    output_matches: int  # windows whose every output byte equals tflite-micro's
+    input_matches: int  # windows whose input crc32 equals heldout.npz's input
+    reference_equals_heldout: bool  # tflite-micro now == heldout.npz outputs
+    frames_sealed: int  # by the node (its own count)
+    frames_stored: int  # in the gateway's database for the device
+    counters_exact: bool  # stored counters == the node's sealed counters, each once
+    rejections: dict[str, int]
+    node_stats: dict
+    db: str
+    seconds: float
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / len(self.windows) if self.windows else 0.0
+
+    @property
+    def ok(self) -> bool:
+        n = self.expected_windows
+        return (len(self.windows) == n and self.output_matches == n and self.input_matches == n
+                and self.reference_equals_heldout and round(self.accuracy, 4) ==
+                round(self.meta_accuracy, 4) and self.counters_exact and
+                self.frames_stored == self.frames_sealed)
+
+
+def window_report(device_id: int, counter: int, decoded: dict) -> WindowReport | None:
+    """The eval-mode window in a decoded records batch, or None for other frames."""
+    recs = decoded.get("records", [])
+    ev = {r["code"]: r["value"] for r in recs if r["type"] == "event"}
+    if EV_WINDOW not in ev:
+        return None
+    out = next(r["values"] for r in recs if r["type"] == "reading" and r["sensor"] == ID_OUTPUT)
+    dec = next(r for r in recs if r["type"] in ("inference", "anomaly"))
+    if dec["type"] == "inference":
+        predicted, conf = dec["class"], dec["confidence"]
+    else:
+        predicted, conf = int(dec["anomalous"]), int(dec["score"])
+    return WindowReport(device_id, counter, ev[EV_WINDOW], ev[EV_RECORDING], predicted, conf,
+                        ev[EV_TRUTH], tuple(out), ev[EV_INPUT_CRC] & 0xFFFFFFFF)
+
+
+def reference_outputs(model: str) -> tuple[np.ndarray, bool]:
+    """tflite-micro's outputs on every held-out input now, and whether they equal
+    heldout.npz's (made by the training script with the same interpreter)."""
+    from tinysense.reference.runner import Reference
+
+    held = np.load(MODELS_DIR / model / "heldout.npz")
+    ref = Reference(MODELS_DIR / model / "model.tflite")
+    shape = ref.input_details[0]["shape"]
+    outs = np.stack([ref.run(x.reshape(shape))[0].reshape(-1) for x in held["inputs"]])
+    return outs, bool(np.array_equal(outs, held["outputs"].reshape(len(outs), -1)))
+
+
+def heldout_rows(model: str) -> np.ndarray:
+    """The heldout.npz rows the demo recording plays, in playing order."""
+    held = np.load(MODELS_DIR / model / "heldout.npz")
+    if model == "anomaly":  # demo.tsrc: two test recordings of each kind (docs/models.md)
+        recs = [0, 1, 40, 41, 80, 81, 120, 121]
+        return np.concatenate([np.flatnonzero(held["recording"] == r) for r in recs])
+    return np.arange(len(held["inputs"]))
+
+
+def lan_address() -> str:
+    """This host's address on the network a board would use (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: only selects the route
+            return s.getsockname()[0]
+        except OSError:
+            raise TinysenseError("cannot find this host's LAN address; pass --gateway-host "
+                                 "with the IP the board can reach") from None
+
+
+class LiveTable:
+    """Prints one row per frame the gateway stores (called from the gateway's thread)."""
+
+    def __init__(self, labels: list[str], truth_labels: list[str], out: TextIO):
+        self.labels, self.truth_labels, self.out = labels, truth_labels, out
+        self.lock = threading.Lock()
+        self.frames: queue.Queue = queue.Queue()
+
+    def header(self) -> None:
+        print(f"{'device':>8}  {'counter':>7}  {'window':>6}  {'predicted':<10} {'conf':>5}  "
+              f"{'true':<10} ", file=self.out, flush=True)
+
+    def _name(self, names: list[str], i: int) -> str:
+        return names[i] if 0 <= i < len(names) else str(i)
+
+    def __call__(self, a) -> None:
+        self.frames.put(a)
+        if a.duplicate or a.decoded is None:
+            return
+        w = window_report(a.device_id, a.counter, a.decoded)
+        head = f"{a.device_id:08x}  {a.counter:7d}"
+        if w is not None:
+            pred = self._name(self.labels, w.predicted)
+            true = self._name(self.truth_labels, w.truth)
+            if "anomaly" in self.labels:  # anomaly model: the score; faults are any non-normal
+                conf, ok = f"{w.confidence:5d}", w.predicted == int(true != "normal")
+            else:
+                conf, ok = f"{w.confidence * 100 // 256:3d} %", pred == true
+            line = f"{head}  {w.window:6d}  {pred:<10} {conf:>5}  {true:<10} " + \
+                ("ok" if ok else "MISS")
+        else:
+            line = f"{head}  {self._other(a.decoded)}"
+        with self.lock:
+            print(line, file=self.out, flush=True)
+
+    def _other(self, decoded: dict) -> str:
+        recs = decoded.get("records", [])
+        ev = {r["code"]: r["value"] for r in recs if r["type"] == "event"}
+        if EV_BOOT in ev:
+            return f"  boot   (crashes in a row before: {ev[EV_BOOT]})"
+        if EV_END in ev:
+            return f"  end    ({ev[EV_END]} windows)"
+        if EV_HEARTBEAT in ev:
+            counts = next((r["values"] for r in recs if r["type"] == "reading"
+                           and r["sensor"] == ID_COUNTS), [])
+            per = ", ".join(f"{self._name(self.labels, i)} {n}" for i, n in enumerate(counts)
+                            if n)
+            return (f"  summary {ev[EV_HEARTBEAT]} windows since the last: {per or '-'}; "
+                    f"heap free {ev.get(EV_MEM_FREE, '?')} B")
+        if EV_CRASH in ev:
+            return f"  CRASH  {ev[EV_CRASH]} in this boot"
+        return f"  {len(recs)} records"
+
+
+_PRE_KEYS = ("kind", "n_channels", "window", "stride", "affine", "zscore", "band_edges")
+
+
+def node_meta(meta: dict) -> dict:
+    """The part of a model's meta.json the node app reads (docs/app.md): labels, output
+    shape, preprocessing constants, anomaly score, sample rate. Descriptions stay on the
+    host, so the node parses ~1 KB of JSON instead of ~4 KB."""
+    slim = {"labels": meta["labels"], "output": {"shape": meta["output"]["shape"]},
+            "preprocessing": {k: v for k, v in meta["preprocessing"].items() if k in _PRE_KEYS},
+            "sensor": {"rate_hz": meta.get("sensor", {}).get("rate_hz", 1)}}
+    if meta.get("score"):
+        slim["score"] = {"args": meta["score"]["args"], "threshold": meta["score"]["threshold"]}
+    return slim
+
+
+def _app_config(model: str, speed: float, wifi: tuple[str, str] | None) -> dict:
+    cfg = {
+        "model": f"/models/{model}.tsm", "replay": f"/data/{model}.tsrc", "source": "replay",
+        "speed": speed, "loop": False, "mode": "eval", "heartbeat_s": 5, "watchdog_s": 0,
+        "ack_wait_ms": 30, "end_flush_s": 20, "print": True,
+    }
+    if wifi:
+        cfg["wifi"] = {"ssid": wifi[0], "password": wifi[1]}
+    return cfg
+
+
+def run_demo(target: str = "virtual", board: str | None = "ESP32_GENERIC", *,
+             model: str = "activity", speed: float = 20, device_id: int = DEMO_DEVICE_ID,
+             gateway_host: str | None = None, gateway_port: int = 0,
+             wifi: tuple[str, str] | None = None, workdir: str | os.PathLike | None = None,
+             out: TextIO = sys.stdout) -> DemoResult:
+    """Run the demo end to end; print the live table and the checks; return the result.
+
+    Args:
+        target: 'virtual' (a fresh virtual board in workdir), or a serial port / pyserial
+            URL of a real board (then the gateway listens on all interfaces).
+        board: board id from board_configs/.
+        model: activity (default), energy or anomaly.
+        speed: replay speed (20: the 40 activity recordings in about 20 s).
+        device_id: the node's uplink device id.
+        gateway_host: the address the node sends to; default 127.0.0.1 (virtual) or this
+            host's LAN address (a board).
+        gateway_port: UDP port (0: any free port on the virtual board, 47800 for a board).
+        wifi: (ssid, password) for a real board's /app.json.
+        workdir: state directory (default .tinysense/demo, emptied first): gateway.db,
+            the virtual board's flash, node.log.
+    """
+    from tinysense.boards import load_board
+    from tinysense.convert import convert_model
+    from tinysense.deploy import deploy
+    from tinysense.gateway.run import GatewayConfig, RunningGateway
+    from tinysense.gateway.store import Store, open_db
+    from tinysense.node import open_node
+    from tinysense.provision import provision
+    from tinysense.recordings import read_recordings
+    from tinysense.targets import Target
+
+    start = time.monotonic()
+    if model not in RECORDINGS:
+        raise TinysenseError(f"unknown demo model {model!r}; expected one of "
+                             + ", ".join(RECORDINGS))
+    cfg = load_board(board)
+    mdir = MODELS_DIR / model
+    meta = json.loads((mdir / "meta.json").read_text())
+    tsrc = mdir / RECORDINGS[model]
+    truth_labels = read_recordings(tsrc).labels
+    held = np.load(mdir / "heldout.npz")
+    rows = heldout_rows(model)
+    say = (lambda text: print(text, file=out, flush=True))
+
+    work = Path(workdir) if workdir else STATE_DIR / "demo"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    db = work / "gateway.db"
+    virtual = target == "virtual"
+    host = gateway_host or ("127.0.0.1" if virtual else lan_address())
+    port = gateway_port or (0 if virtual else 47800)
+    bind = f"127.0.0.1:{port}" if virtual else f"0.0.0.0:{port}"
+
+    say(f"demo: model {model} ({meta['dataset']['name'] if 'dataset' in meta else model}), "
+        f"board {cfg.name}, target {target}")
+    ref_out, ref_same = reference_outputs(model)
+    table = LiveTable(meta["labels"], truth_labels, out)
+    gw = RunningGateway(GatewayConfig(db=str(db), udp=bind), table)
+    vb = None
+    try:
+        port = int(gw.addresses["udp"].rpartition(":")[2])
+        say(f"gateway: UDP {host}:{port}, database {db}")
+        node_target: str | Target = target
+        if virtual:
+            from tinysense.targets.virtual import start_board
+
+            vb = start_board(cfg.path, directory=work / "board", parent_bound=True)
+            node_target = Target("virtual", vb.url, "a fresh virtual board for the demo")
+        with open_node(node_target, cfg) as node:
+            say(f"node: {node.target.kind} on {node.target.url}, heap {cfg.heap_budget} B")
+            res = deploy(node, progress=None)
+            say(f"deploy: {res.summary()}")
+            prov = provision(node, device_id, db=db, transport="udp", gateway=f"{host}:{port}",
+                             discard_queue=True)
+            say(f"provision: device 0x{prov.device_id:08x}, key version {prov.key_version} "
+                "(key in the gateway registry and on the node only)")
+            package = convert_model(mdir / "model.tflite", board=cfg).package
+            node.mkdir("/models")
+            node.mkdir("/data")
+            node.put(package, f"/models/{model}.tsm")
+            node.put(json.dumps(node_meta(meta), separators=(",", ":")).encode(),
+                     f"/models/{model}.json")
+            node.put(tsrc, f"/data/{model}.tsrc")
+            node.put(json.dumps(_app_config(model, speed, wifi)).encode(), "/app.json")
+            say(f"app: /models/{model}.tsm ({len(package)} B), {tsrc.name} "
+                f"({tsrc.stat().st_size} B), /app.json: eval mode, speed {speed:g}x\n")
+            node.soft_reset()  # a fresh interpreter: the whole heap for the app
+            table.header()
+            log = node.exec("import tsnode.app\ntsnode.app.main()", timeout=120)
+        (work / "node.log").write_text(log)
+        stats = _node_stats(log)
+        sealed, last = stats.get("frames", 0), stats.get("last_counter", -1)
+        deadline = time.monotonic() + 10
+        while _stored(db, device_id) < sealed and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        rejections = gw.close()
+        if vb is not None:
+            from tinysense.targets.virtual import stop_board
+
+            stop_board(cfg.path, work / "board")
+
+    conn = open_db(str(db))
+    try:
+        stored = [f for f in Store(conn).frames(device_id=device_id)]
+    finally:
+        conn.close()
+    counters = sorted(f.counter for f in stored)
+    windows = []
+    for f in stored:
+        w = window_report(f.device_id, f.counter, json.loads(f.decoded)) if f.decoded else None
+        if w is not None:
+            windows.append(w)
+    windows.sort(key=lambda w: w.window)
+    exp_out = ref_out[rows]
+    exp_in = held["inputs"].reshape(len(held["inputs"]), -1)[rows]
+    out_ok = sum(1 for w in windows if w.window < len(rows)
+                 and tuple(int(v) for v in exp_out[w.window]) == w.outputs)
+    in_ok = sum(1 for w in windows if w.window < len(rows)
+                and zlib.crc32(exp_in[w.window].astype(np.int8).tobytes()) == w.input_crc)
+    if meta.get("score"):  # anomaly: a window is correct when flagged exactly for faults
+        correct = sum(1 for w in windows if w.predicted == int(truth_labels[w.truth] != "normal"))
+        meta_acc = float(np.mean((held["scores"][rows] > meta["score"]["threshold"])
+                                 == (held["labels"][rows] != 0)))
+    else:
+        correct = sum(1 for w in windows if meta["labels"][w.predicted] == truth_labels[w.truth])
+        meta_acc = meta["metrics"]["int8_accuracy"]
+    result = DemoResult(
+        model=model, target=target, windows=windows, expected_windows=len(rows),
+        correct=correct, meta_accuracy=meta_acc, output_matches=out_ok, input_matches=in_ok,
+        reference_equals_heldout=ref_same, frames_sealed=sealed, frames_stored=len(stored),
+        counters_exact=counters == list(range(last - sealed + 1, last + 1)),
+        rejections=rejections, node_stats=stats, db=str(db),
+        seconds=time.monotonic() - start)
+    print_result(result, out)
+    return result
+
+
+def _node_stats(log: str) -> dict:
+    for line in reversed(log.splitlines()):
+        if line.startswith("app: done "):
+            return json.loads(line[len("app: done "):])
+    tail = "\n".join(log.strip().splitlines()[-5:])
+    raise TinysenseError(f"the app on the node did not finish; its last lines:\n{tail}")
+
+
+def _stored(db: Path, device_id: int) -> int:
+    from tinysense.gateway.store import Store, open_db
+
+    conn = open_db(str(db))
+    try:
+        return Store(conn).count_frames(device_id)
+    finally:
+        conn.close()
+
+
+def print_result(r: DemoResult, out: TextIO = sys.stdout) -> None:
+    def mark(good: bool) -> str:
+        return "PASS" if good else "FAIL"
+
+    n = r.expected_windows
+    st = r.node_stats
+    lines = [
+        "",
+        f"gateway: stored {r.frames_stored} frames from the node, which sealed "
+        f"{r.frames_sealed} (counters each exactly once: {mark(r.counters_exact)}); "
+        f"rejections: {', '.join(f'{k}={v}' for k, v in r.rejections.items()) or 'none'}",
+        f"windows reported: {len(r.windows)} of {n}",
+        f"accuracy on the node: {r.correct}/{len(r.windows)} = {r.accuracy:.4f}; meta.json "
+        f"int8 accuracy {r.meta_accuracy:.4f}: "
+        f"{mark(round(r.accuracy, 4) == round(r.meta_accuracy, 4))}",
+        f"node outputs == tflite-micro outputs, window for window: {r.output_matches}/{n} "
+        f"{mark(r.output_matches == n)}",
+        f"node inputs == training pipeline inputs (crc32): {r.input_matches}/{n} "
+        f"{mark(r.input_matches == n)}",
+        f"tflite-micro now == heldout.npz outputs: {mark(r.reference_equals_heldout)}",
+        f"node: inference {st.get('infer_us', '?')} us, {st.get('infer_alloc', '?')} B "
+        f"allocated per inference, live heap peak {st.get('live_peak', '?')} B, "
+        f"{st.get('crashes', '?')} crashes",
+        f"demo {'PASSED' if r.ok else 'FAILED'} in {r.seconds:.1f} s "
+        f"(frames: `tinysense uplinks --db {r.db}`)",
+    ]
+    print("\n".join(lines), file=out, flush=True)
