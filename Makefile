@@ -50,7 +50,7 @@ deploy: setup
 	$(BIN)/tinysense deploy --target $(if $(PORT),$(PORT),$(TARGET)) --board $(BOARD)
 
 flash: setup
-	$(BIN)/tinysense flash --board $(BOARD) --port $(PORT) --firmware $(FIRMWARE)
+	$(BIN)/tinysense flash --board $(BOARD) $(if $(PORT),--port $(PORT),) --firmware $(FIRMWARE)
 
 monitor: setup
 	$(BIN)/tinysense monitor --target $(if $(PORT),$(PORT),$(TARGET)) --board $(BOARD)

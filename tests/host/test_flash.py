@@ -99,6 +99,26 @@ def test_cache_by_name_and_sha_prefix_and_erase(tmp_path, state, board):
     assert set(flash[:offset] + flash[offset + len(data):]) == {0xFF}   # erased elsewhere
 
 
+def test_flash_over_tcp(tmp_path, state):
+    """A socket:// URL (a board behind a TCP serial server): no reset lines, stub, verify."""
+    data = make_firmware("esp32s3")
+    (tmp_path / "fw.bin").write_bytes(data)
+    with RomLoader("esp32s3", tmp_path / "s3.flash", 8 << 20, tcp_port=0) as rom:
+        result = flash_firmware("ESP32_GENERIC_S3", rom.port, str(tmp_path / "fw.bin"),
+                                say=str)
+        assert result.stub and result.port.startswith("socket://")
+        assert rom.flash.read(0, len(data)) == data
+
+
+def test_no_port_and_no_board_on_usb(state, monkeypatch, capsys):
+    from tinysense.cli import main
+
+    monkeypatch.setattr("tinysense.targets.find_usb_boards", lambda cfg=None: [])
+    monkeypatch.delenv("TINYSENSE_PORT", raising=False)
+    assert main(["flash", "--board", "ESP32_GENERIC", "--firmware", "fw.bin"]) == 2
+    assert "no ESP32 board found on USB" in capsys.readouterr().err
+
+
 def test_unknown_firmware_name(state):
     with pytest.raises(TinysenseError, match="no cached image"):
         flash_firmware("ESP32_GENERIC", "/dev/null", "nope-not-there")

@@ -36,6 +36,13 @@ from tinysense.flash.romchips import CHIPS
 FLASH = 1 << 20
 
 
+@pytest.fixture(autouse=True)
+def private_state(tmp_path, monkeypatch):
+    """Loaders register their ports under STATE_DIR: keep that in the test's directory."""
+    from tinysense import paths
+    monkeypatch.setattr(paths, "STATE_DIR", tmp_path / "state")
+
+
 def request(op: int, data: bytes = b"", checksum: int = 0) -> bytes:
     return struct.pack("<BBHI", 0, op, len(data), checksum) + data
 
@@ -147,9 +154,7 @@ def esptool(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("chip", list(CHIPS))
-def test_real_esptool_detects_writes_and_verifies(tmp_path, chip, monkeypatch):
-    from tinysense import paths
-    monkeypatch.setattr(paths, "STATE_DIR", tmp_path / "state")
+def test_real_esptool_detects_writes_and_verifies(tmp_path, chip):
     firmware = tmp_path / "firmware.bin"
     firmware.write_bytes(make_firmware(chip))
     offset = CHIP_LAYOUT[chip][1]
