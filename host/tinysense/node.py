@@ -17,6 +17,7 @@ import base64
 import contextlib
 import hashlib
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -73,14 +74,41 @@ class Node:
         from mpremote.transport import TransportError
 
         try:
-            out, err = self.transport.exec_raw(code, timeout=timeout)
+            self.transport.exec_raw_no_follow(code)
         except TransportError as exc:
-            raise NodeTimeout(f"no answer from the node on {self.target.url} within "
-                              f"{timeout:g} s ({exc}); is it running long code or gone?"
-                              ) from None
+            raise NodeTimeout(f"the node on {self.target.url} did not take the code ({exc}); "
+                              "is it still running something?") from None
+        out, err = self._follow(timeout)
         if err:
             raise NodeError(_text(err), _text(out), code if isinstance(code, str) else "")
         return _text(out)
+
+    def _follow(self, timeout: float) -> tuple[bytes, bytes]:
+        """Read an exec's answer, `out \\x04 err \\x04`, in bulk (mpremote reads byte by byte).
+
+        Bytes read past the answer (the next `>` prompt) go back to the port for mpremote.
+        """
+        port = self.transport.serial
+        buf = bytearray()
+        last = time.monotonic()
+        first = -1
+        while True:
+            waiting = port.in_waiting
+            if waiting:
+                buf += port.read(waiting)
+                last = time.monotonic()
+                if first < 0:
+                    first = buf.find(b"\x04")
+                second = buf.find(b"\x04", first + 1) if first >= 0 else -1
+                if second >= 0:
+                    port.unread(bytes(buf[second + 1:]))
+                    return bytes(buf[:first]), bytes(buf[first + 1:second])
+            elif time.monotonic() - last > timeout:
+                raise NodeTimeout(f"no answer from the node on {self.target.url} within "
+                                  f"{timeout:g} s (got {bytes(buf[-80:])!r}); is it running "
+                                  "long code or gone?")
+            else:
+                time.sleep(0.001)
 
     def eval(self, expr: str, timeout: float = 10):
         """Evaluate a literal-valued expression on the node and return it as a Python value."""
@@ -190,6 +218,39 @@ class Node:
         self.transport.close()
 
 
+class _Pushback:
+    """A pyserial port that can take back bytes read past the end of an answer."""
+
+    def __init__(self, port) -> None:
+        object.__setattr__(self, "_port", port)
+        object.__setattr__(self, "_back", b"")
+
+    def unread(self, data: bytes) -> None:
+        object.__setattr__(self, "_back", data + self._back)
+
+    def read(self, size: int = 1) -> bytes:
+        if not self._back:
+            return self._port.read(size)
+        out = self._back[:size]
+        object.__setattr__(self, "_back", self._back[size:])
+        if len(out) < size:
+            out += self._port.read(size - len(out))
+        return out
+
+    def inWaiting(self) -> int:  # noqa: N802 (pyserial's old name, used by mpremote)
+        return len(self._back) + self._port.inWaiting()
+
+    @property
+    def in_waiting(self) -> int:
+        return len(self._back) + self._port.in_waiting
+
+    def __getattr__(self, name):
+        return getattr(self._port, name)
+
+    def __setattr__(self, name, value) -> None:
+        setattr(self._port, name, value)  # dtr, rts, baudrate... reach the real port
+
+
 def connect(url: str, target: Target, board: BoardConfig, *, soft_reset: bool = True,
             timeout: float = 15) -> Node:
     """Open a pyserial URL with mpremote's transport and enter the raw REPL."""
@@ -201,6 +262,7 @@ def connect(url: str, target: Target, board: BoardConfig, *, soft_reset: bool = 
     except TransportError as exc:
         raise TinysenseError(f"cannot open {url}: {exc}; is another program (a serial "
                              "monitor, mpremote) using it?") from None
+    transport.serial = _Pushback(transport.serial)
     try:
         transport.enter_raw_repl(soft_reset=soft_reset, timeout_overall=timeout)
     except (TransportError, OSError) as exc:
