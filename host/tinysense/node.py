@@ -303,7 +303,11 @@ def open_node(target: str | Target | None = None, board: str | BoardConfig | Non
         elif resolved.kind == "qemu" and url is None:
             from tinysense.qemu.runner import QemuNode
 
-            qemu = stack.enter_context(QemuNode(cfg, os.environ["TINYSENSE_FIRMWARE"]))
+            firmware = os.environ.get("TINYSENSE_FIRMWARE")
+            if not firmware:
+                raise TinysenseError("a qemu target needs a firmware image: set "
+                                     "TINYSENSE_FIRMWARE (or pass --firmware to pytest)")
+            qemu = stack.enter_context(QemuNode(cfg, firmware))
             url = qemu.url
         resolved = Target(resolved.kind, url, resolved.reason)
         node = connect(url, resolved, cfg, soft_reset=soft_reset, timeout=timeout)
