@@ -9,8 +9,8 @@ keys, and draws a plot only for the data that is there (a missing key is said, n
 - node_times_ms: every timed node inference, for the latency histogram;
 - outputs: [{"index", "name", "node": [...], "reference": [...]}], int8 values (any nesting,
   all vectors concatenated), for the node-vs-reference scatter of each output;
-- first_mismatch: {"op_index", "op", ...} naming the first op whose output differs, and
-  op_errors: [{"op_index", "op", "max_abs_diff", "mismatches"}] for the per-op error plot.
+- first_mismatch: {"op_index", "op_name", ...} naming the first op whose output differs, and
+  op_errors: [{"op_index", "op", "identical", "max_abs_diff"?}] for the per-op error plot.
 """
 
 from __future__ import annotations
@@ -38,13 +38,13 @@ padding:4px 10px;text-align:right}th:first-child,td:first-child{text-align:left}
 """
 
 
-def _flat(values) -> list[int]:
+def _flat(values) -> list[float]:
     if isinstance(values, (list, tuple)):
-        out: list[int] = []
+        out: list[float] = []
         for v in values:
             out.extend(_flat(v))
         return out
-    return [int(values)]
+    return [values]
 
 
 def _num(value, unit: str = "", digits: int = 3) -> str:
@@ -90,6 +90,9 @@ def _target_text(target) -> str:
     return str(target or "n/a")
 
 
+_MAX_DOTS = 3000  # distinct (reference, node) pairs drawn per output; mismatches always
+
+
 def output_plots(result: dict) -> list[str]:
     """One node-vs-reference scatter per output tensor."""
     plots = []
@@ -97,24 +100,39 @@ def output_plots(result: dict) -> list[str]:
         node, ref = _flat(out.get("node", [])), _flat(out.get("reference", []))
         pairs = Counter(zip(ref, node))
         bad = sum(n for (r, g), n in pairs.items() if r != g)
+        if len(pairs) > _MAX_DOTS:  # keep every mismatch, thin out the agreeing pairs
+            same = [p for p in pairs if p[0] == p[1]]
+            keep = set(same[::len(same) // _MAX_DOTS + 1]) | {p for p in pairs if p[0] != p[1]}
+            pairs = Counter({p: n for p, n in pairs.items() if p in keep})
         name = out.get("name") or f"output {out.get('index', i)}"
         title = f"{name}: node vs reference ({len(node)} values, {bad} differ)"
-        plots.append(svg.scatter_int8(f"output-{i}", title, dict(pairs)))
+        plots.append(svg.scatter(f"output-{i}", title, dict(pairs)))
     return plots
 
 
 def op_error_plot(result: dict) -> str | None:
-    """Per-op max |node - reference| when the validation found a mismatch."""
+    """Per-op agreement when the validation found a mismatch: max |node - reference| where
+    it was measured, a bar marked 'differs' where only the checksum told."""
     rows = result.get("op_errors") or []
     if not rows:
         return None
     first = (result.get("first_mismatch") or {}).get("op_index")
-    labels = [f"{r.get('op_index', i)} {r.get('op', '')}" for i, r in enumerate(rows)]
-    values = [float(r.get("max_abs_diff", 0)) for r in rows]
-    colors = [svg.BAD if r.get("op_index") == first else
-              (svg.ACCENT if v == 0 else "#ef6c00") for r, v in zip(rows, values)]
-    return svg.bars("op-errors", "max |node - reference| per op", labels, values,
-                    ylabel="int8 steps", colors=colors)
+    known = [float(r["max_abs_diff"]) for r in rows if r.get("max_abs_diff") is not None]
+    unknown_height = max(known, default=1.0) or 1.0
+    labels, values, colors = [], [], []
+    for i, r in enumerate(rows):
+        labels.append(f"{r.get('op_index', i)} {r.get('op', '')}")
+        if r.get("identical", r.get("max_abs_diff", 0) == 0):
+            values.append(0.0)
+            colors.append(svg.OK)
+        elif r.get("max_abs_diff") is not None:
+            values.append(float(r["max_abs_diff"]))
+            colors.append(svg.BAD if r.get("op_index") == first else "#ef6c00")
+        else:
+            values.append(unknown_height)
+            colors.append("#ffb74d")  # differs; magnitude not measured
+    return svg.bars("op-errors", "per op: max |node - reference| (light: differs, not "
+                    "measured)", labels, values, ylabel="int8 steps", colors=colors)
 
 
 def latency_plot(result: dict) -> str | None:
@@ -144,7 +162,10 @@ def heap_plot(result: dict) -> str | None:
     if arena is not None:
         rows.append(("reference arena", float(arena), "#78909c"))
     limit = float(budget) if budget else max(r[1] for r in rows)
-    label = f"board budget {budget:,} B" if budget else "no board budget known"
+    label = "no board budget known"
+    if budget:
+        share = f", node uses {100 * peak / budget:.1f}%" if peak is not None else ""
+        label = f"board budget {budget:,} B{share}"
     return svg.hbars("heap", "heap use vs board budget", rows, limit=limit,
                      limit_label=label, unit=" B")
 
@@ -195,8 +216,12 @@ def render_validate(result: dict) -> str:
     return _page(f"tinysense validate: {model}", "".join(parts))
 
 
-def render_summary(results: list[dict], links: list[str | None] | None = None) -> str:
-    """One page over several validate results: a table plus latency and heap-vs-budget bars."""
+def render_summary(results: list[dict], links: list[str | None] | None = None,
+                   skipped: list[dict] | None = None) -> str:
+    """One page over several validate results: a table plus latency and heap-vs-budget bars.
+
+    `skipped`: models not run, as validate-all lists them ({"model", "reason", ...}).
+    """
     links = links or [None] * len(results)
     names = [Path(str(r.get("model", f"model {i}"))).stem for i, r in enumerate(results)]
     rows = []
@@ -210,6 +235,13 @@ def render_summary(results: list[dict], links: list[str | None] | None = None) -
             f"<td>{_num(r.get('mismatches'))}</td><td>{_num(r.get('node_ms'))}</td>"
             f"<td>{_num(r.get('reference_ms'))}</td>"
             f"<td>{_num(r.get('node_heap_peak_bytes'))}</td><td>{_num(budget)}</td></tr>")
+    for item in skipped or []:
+        rows.append(f"<tr><td>{escape(Path(str(item.get('model', '?'))).stem)}</td>"
+                    f"<td class=\"note\" colspan=\"7\">skipped: "
+                    f"{escape(str(item.get('reason', '')))}"
+                    + (f" ({_num(item.get('heap_needed'))} B needed, budget "
+                       f"{_num(item.get('heap_budget'))} B)" if item.get("heap_needed") else "")
+                    + "</td></tr>")
     n_exact = sum(1 for r in results if r.get("bit_exact"))
     table = ("<table><tr><th>model</th><th>result</th><th>vectors</th><th>mismatches</th>"
              "<th>node ms</th><th>reference ms</th><th>heap peak B</th><th>budget B</th></tr>"
@@ -229,7 +261,9 @@ def render_summary(results: list[dict], links: list[str | None] | None = None) -
         plots.append(svg.bars("summary-heap", "node heap peak, % of board budget", names,
                               fractions, ylabel="% of budget", colors=colors,
                               hline=(100.0, "budget")))
-    body = (f"<h1>tinysense validation: {n_exact} of {len(results)} models bit-exact</h1>"
+    n_skip = f", {len(skipped)} skipped" if skipped else ""
+    body = (f"<h1>tinysense validation: {n_exact} of {len(results)} models bit-exact{n_skip}"
+            "</h1>"
             f"{table}<h2>Overview</h2><div class=\"plots\">{''.join(plots)}</div>")
     return _page("tinysense validation summary", body)
 
@@ -243,9 +277,23 @@ def write_validate(result: dict, path: str | os.PathLike) -> Path:
 
 
 def write_summary(results: list[dict], path: str | os.PathLike,
-                  links: list[str | None] | None = None) -> Path:
+                  links: list[str | None] | None = None,
+                  skipped: list[dict] | None = None) -> Path:
     """Write the summary page over several validate results; returns its path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_summary(results, links), encoding="utf-8")
+    path.write_text(render_summary(results, links, skipped), encoding="utf-8")
     return path
+
+
+def write_validate_all(summary: dict, directory: str | os.PathLike) -> Path:
+    """Write one report per model and DIR/summary.html linking them, for the dict
+    `tinysense validate-all` returns ({"results", "skipped", ...}); returns the summary path."""
+    directory = Path(directory)
+    links = []
+    for result in summary.get("results", []):
+        name = Path(str(result.get("model", "model"))).stem + ".html"
+        write_validate(result, directory / name)
+        links.append(name)
+    return write_summary(summary.get("results", []), directory / "summary.html", links,
+                         summary.get("skipped"))

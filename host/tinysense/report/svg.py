@@ -92,15 +92,19 @@ def _svg(kind: str, title: str, body: list[str], w: int = W, h: int = H) -> str:
             f'font-weight="bold">{escape(title)}</text>' + "".join(body) + "</svg>")
 
 
-def scatter_int8(kind: str, title: str, pairs: dict[tuple[int, int], int],
-                 xlabel: str = "reference (tflite-micro)", ylabel: str = "node") -> str:
-    """Node vs reference values: one dot per distinct (ref, node) pair, area by count.
+def scatter(kind: str, title: str, pairs: dict[tuple[float, float], int],
+            xlabel: str = "reference (tflite-micro)", ylabel: str = "node") -> str:
+    """Node vs reference values: one dot per distinct (reference, node) pair, area by count.
 
-    Points on the diagonal agree; any point off it is a mismatch, drawn in red.
+    Points on the diagonal agree; any point off it is a mismatch, drawn in red. int8 values
+    get the full int8 range as axes, other values (dequantized floats) their own range.
     """
-    lo, hi = -128, 127
-    for ref, got in pairs:
-        lo, hi = min(lo, ref, got), max(hi, ref, got)
+    values = [v for pair in pairs for v in pair]
+    lo, hi = (min(values), max(values)) if values else (-128, 127)
+    if all(float(v).is_integer() and -128 <= v <= 127 for v in values):
+        lo, hi = -128, 127
+    elif hi - lo < 1e-12:
+        lo, hi = lo - 1, hi + 1
     f = Frame(lo, hi, lo, hi, W, W)
     ticks = nice_ticks(lo, hi, 4)
     body = f.axes(xlabel, ylabel, ticks, ticks)
@@ -114,7 +118,7 @@ def scatter_int8(kind: str, title: str, pairs: dict[tuple[int, int], int],
         else:  # a mismatch must stand out even when it is one value among thousands
             r, style = max(r, 4.5), f'fill="{BAD}" stroke="{INK}" stroke-width="1"'
         body.append(f'<circle cx="{f.x(ref):.1f}" cy="{f.y(got):.1f}" r="{r:.1f}" {style}>'
-                    f'<title>reference {ref}, node {got}: {n}x</title></circle>')
+                    f'<title>reference {_fmt(ref)}, node {_fmt(got)}: {n}x</title></circle>')
     return _svg(kind, title, body, W, W)
 
 
@@ -200,6 +204,7 @@ def hbars(kind: str, title: str, rows: list[tuple[str, float, str]], *, limit: f
     x = left + limit * scale
     body.append(f'<line x1="{x:.1f}" y1="{PAD_T}" x2="{x:.1f}" y2="{h - PAD_B + 6}" '
                 f'stroke="{BAD}" stroke-width="2" stroke-dasharray="6 3"/>')
-    body.append(f'<text x="{x:.1f}" y="{h - PAD_B + 20}" text-anchor="middle" fill="{BAD}">'
+    anchor = "end" if x > W * 0.7 else "middle"  # keep the label inside the plot
+    body.append(f'<text x="{x:.1f}" y="{h - PAD_B + 20}" text-anchor="{anchor}" fill="{BAD}">'
                 f'{escape(limit_label)}</text>')
     return _svg(kind, title, body, W, h)

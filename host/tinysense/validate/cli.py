@@ -20,6 +20,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random vectors")
     p.add_argument("--json", type=Path, help="write the result as JSON ('-' for stdout)")
     p.add_argument("--no-timing", action="store_true", help="skip the latency measurement")
+    p.add_argument("--html", type=Path, metavar="REPORT.html",
+                   help="write a self-contained HTML report with plots")
     p.set_defaults(func=_validate)
 
     p = sub.add_parser("validate-all", help="validate every conformance model on one node")
@@ -28,6 +30,8 @@ def register(sub) -> None:
     p.add_argument("--vectors", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path)
+    p.add_argument("--html", type=Path, metavar="DIR",
+                   help="write DIR/summary.html and one HTML report per model")
     p.set_defaults(func=_validate_all)
 
     p = sub.add_parser("bench", help="node latency and heap vs the tflite-micro reference")
@@ -54,6 +58,10 @@ def _validate(args: argparse.Namespace) -> int:
                             timing=not args.no_timing)
     if args.json:
         write_json(result.to_dict(), args.json)
+    if args.html:
+        from tinysense.report.html import write_validate
+
+        print(f"report: {write_validate(result.to_dict(), args.html)}")
     return 0 if result.bit_exact else 1
 
 
@@ -64,6 +72,10 @@ def _validate_all(args: argparse.Namespace) -> int:
                            vectors=args.vectors, seed=args.seed)
     if args.json:
         write_json(summary, args.json)
+    if args.html:
+        from tinysense.report.html import write_validate_all
+
+        print(f"report: {write_validate_all(summary, args.html)}")
     return 0 if summary["bit_exact"] else 1
 
 

@@ -47,6 +47,11 @@ class ValidateResult:
     fits: bool | None = None
     failures: list[dict] = dataclasses.field(default_factory=list)
     first_mismatch: dict | None = None   # the first op whose output differs, when found
+    # For the HTML report (tinysense.report.html): every timed node inference, the output
+    # values of both sides over all vectors, and per-op agreement when diagnosing a mismatch.
+    node_times_ms: list[float] = dataclasses.field(default_factory=list)
+    outputs: list[dict] = dataclasses.field(default_factory=list)
+    op_errors: list[dict] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -133,17 +138,24 @@ def _diagnose(nm: NodeModel, ref_model: bytes, graph, vector: Vector, say: Progr
                     if got.tobytes() != tensors[t].tobytes():
                         return found(op["index"], None, t, got)
         rows = []
-    for pos, src, t, crc in rows:
+    # Every traced op's agreement, for the report's per-op plot (magnitude: first one only).
+    ops = [{"op_index": src, "op": graph.ops[src].name, "tensor": t,
+            "identical": tensors.get(t) is None or int(crc) == zlib.crc32(tensors[t].tobytes())}
+           for pos, src, t, crc in rows]
+    for (pos, src, t, crc), op in zip(rows, ops):
         want = tensors.get(t)
-        if want is None or int(crc) == zlib.crc32(want.tobytes()):
+        if op["identical"]:
             continue
         dump = [r for r in nm.trace(arrays, dump=pos) if r[2] == t]
         got = np.frombuffer(bytes.fromhex(dump[0][3]), want.dtype) if dump else None
-        return found(src, pos, t, got)
+        first = found(src, pos, t, got)
+        op["max_abs_diff"] = first["max_abs_diff"]
+        op["differing_values"] = first["differing_values"]
+        return {**first, "ops": ops}
     return {"op_index": None, "op_name": "(none: every op's output matched when run op by "
             "op; the difference appears only in a full run)", "position": None,
             "tensor": None, "tensor_name": "", "shape": [], "values": 0,
-            "vector": vector.label, "differing_values": 0, "max_abs_diff": 0.0}
+            "vector": vector.label, "differing_values": 0, "max_abs_diff": 0.0, "ops": ops}
 
 
 def validate_model(model: str | Path, *, target: str = "auto", board: str | BoardConfig |
@@ -210,9 +222,11 @@ def validate_converted(node, ref: Reference, converted, vecs: list[Vector], cfg:
     nm = NodeModel(node, converted.package, rep)
     failures, total_bad, max_diff = [], 0, 0.0
     first_bad: Vector | None = None
+    outputs: list[dict] = []
     for i, vec in enumerate(vecs, 1):
         got = nm.infer(list(vec.arrays))
         want = ref.run(list(vec.arrays))
+        _collect_outputs(outputs, got, want)
         c = compare_outputs(got, want)
         status = "identical" if c.identical else (
             f"DIFFERS: {c.differing_values} values, max |diff| {c.max_abs_diff:g}")
@@ -226,10 +240,13 @@ def validate_converted(node, ref: Reference, converted, vecs: list[Vector], cfg:
             max_diff = max(max_diff, c.max_abs_diff)
             first_bad = first_bad or vec
     node_ms = ref_ms = None
+    times: list[float] = []
     if timing:
         last = list(vecs[-1].arrays)
         nm.infer(last)       # agent.bench reruns the last input
-        node_ms = float(nm.bench(BENCH_REPEATS)["median_ms"])
+        bench = nm.bench(BENCH_REPEATS)
+        node_ms = float(bench["median_ms"])
+        times = [float(t) for t in bench.get("times_ms", [])]
         ref_ms = ref.time_invoke(last, repeats=BENCH_REPEATS)
     heap = nm.heap()
     result = ValidateResult(
@@ -241,11 +258,27 @@ def validate_converted(node, ref: Reference, converted, vecs: list[Vector], cfg:
         node_package_heap_bytes=int(heap["package_bytes"]),
         node_inference_alloc_bytes=int(heap["inference_alloc_bytes"]),
         macs=count_macs(ref.graph), placement=rep.placement, fits=rep.fits,
-        failures=failures)
+        failures=failures, node_times_ms=times, outputs=outputs)
     if first_bad is not None and diagnose:
         result.first_mismatch = _diagnose(nm, ref.model, ref.graph, first_bad, say)
+        result.op_errors = result.first_mismatch.pop("ops", [])
     say(result.summary())
     return result
+
+
+_OUTPUT_VALUES_MAX = 20_000  # per output tensor kept for the report's node-vs-reference plot
+
+
+def _collect_outputs(outputs: list[dict], got: list[np.ndarray], want: list[np.ndarray]) -> None:
+    """Append this vector's output values (node and reference) per output tensor."""
+    for k, (g, w) in enumerate(zip(got, want)):
+        if len(outputs) <= k:
+            outputs.append({"index": k, "name": f"output {k}", "node": [], "reference": []})
+        entry = outputs[k]
+        room = _OUTPUT_VALUES_MAX - len(entry["reference"])
+        if room > 0 and g.size == w.size:
+            entry["node"].extend(np.asarray(g).reshape(-1)[:room].tolist())
+            entry["reference"].extend(np.asarray(w).reshape(-1)[:room].tolist())
 
 
 def write_json(data, out: Path | str) -> None:
