@@ -56,7 +56,7 @@ monitor: setup
 	$(BIN)/tinysense monitor --target $(if $(PORT),$(PORT),$(TARGET)) --board $(BOARD)
 
 validate: setup
-	$(BIN)/tinysense validate-all --target $(TARGET) --board $(BOARD)
+	$(BIN)/tinysense validate-all --target $(TARGET) --board $(BOARD) --html out/validate
 
 bench: setup
 	$(BIN)/tinysense bench-all --target virtual --board ESP32_GENERIC_S3 --md docs/benchmarks.md
