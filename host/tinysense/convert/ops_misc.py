@@ -141,6 +141,8 @@ def prepare_softmax(model: Model, op: Operator) -> Lowered:
             exp_t.append(0)
             expr_t.append(0)
     depth = x.shape[-1]
+    if depth > 512:      # keeps the node's fixed-point sum below 2^28 (docs/formats/tsm.md)
+        raise fail(op, f"SOFTMAX over {depth} classes; the engine supports at most 512")
     rows = x.size // depth
     params = [TRef(x.index), TRef(y.index), rows, depth, CRef(0), CRef(1)]
     return Lowered(op, OPCODES["SOFTMAX"], params, [x.index], [y.index],
