@@ -26,7 +26,7 @@ from typing import TextIO
 
 from tinysense.gateway.core import Gateway
 from tinysense.gateway.registry import Registry, new_key
-from tinysense.gateway.server import IngestLoop
+from tinysense.gateway.ingest import IngestLoop
 from tinysense.gateway.store import Store, open_db
 from tinysense.uplink import PTYPE_RECORDS, encode_records, seal
 

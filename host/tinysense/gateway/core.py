@@ -109,7 +109,7 @@ def decode_payload(ptype: int, plaintext: bytes) -> tuple[dict | None, str | Non
 class Gateway:
     """Ingests uplink frames into a Store; `handle`/`handle_batch` return the acks to send.
 
-    Not thread-safe: one thread owns a Gateway (server.IngestLoop feeds it from transports).
+    Not thread-safe: one thread owns a Gateway (ingest.IngestLoop feeds it from transports).
     """
 
     def __init__(self, store: Store, registry: Registry | None = None, *,

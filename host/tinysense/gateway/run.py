@@ -16,9 +16,10 @@ from typing import TextIO
 from tinysense.errors import TinysenseError
 from tinysense.gateway.core import Accepted, Gateway, decode_payload
 from tinysense.gateway.registry import MAX_DEVICE_ID
-from tinysense.gateway.server import (
-    IngestLoop, MqttTransport, SerialTransport, UdpTransport, parse_hostport,
-)
+from tinysense.gateway.ingest import IngestLoop
+from tinysense.gateway.mqtt import MqttTransport
+from tinysense.gateway.serial_lines import SerialTransport
+from tinysense.gateway.udp import UdpTransport, parse_hostport
 from tinysense.gateway.store import DEFAULT_DB, Store, StoredFrame, open_db
 
 
