@@ -73,10 +73,10 @@ def test_conformance_model_bit_exact_on_s3(nodes, model):
 
 
 @pytest.mark.slow
-def test_validate_all_esp32_runs_what_fits(nodes, target_option):
+def test_validate_all_esp32_runs_what_fits(target_option, tmp_path, monkeypatch):
+    # validate_all opens (and deploys to) its own node: a private virtual board in tmp_path
+    monkeypatch.setenv("TINYSENSE_HOME", str(tmp_path / "home"))
     cfg = load_board("ESP32_GENERIC")
-    node = nodes(cfg.name)  # opened first so validate_all's own node is a second connection
-    del node
     summary = validate_all(target=target_option, board=cfg, vectors=20, progress=None)
     fits = {m for m in CONFORMANCE if convert_model(CONFORMANCE_DIR / m, board=cfg).report.fits}
     assert {r["model"] for r in summary["results"]} == fits
