@@ -144,6 +144,44 @@ def test_monitor_on_a_pty_survives_unplug(tmp_path, keys):
     assert KEY.hex() not in log.read_text()
 
 
+def test_usb_port_that_comes_back_under_another_name(tmp_path, monkeypatch):
+    """A native-USB board re-enumerates as ttyACM1: found again by VID:PID + serial number
+    (the port list is faked; the ports themselves are real ptys)."""
+    import types
+
+    from serial.tools import list_ports
+
+    first, second = tmp_path / "ttyACM0", tmp_path / "ttyACM1"
+    present = {}
+
+    def comports():
+        return [types.SimpleNamespace(device=str(path), vid=0x303A, pid=0x1001,
+                                      serial_number="F4:12:FA:00:00:01")
+                for path in present.values() if path.exists()]
+
+    monkeypatch.setattr(list_ports, "comports", comports)
+    usb = FakeUsb(first)
+    present["a"] = first
+    out = io.StringIO()
+    mon = Monitor(str(first), out=out)
+    mon.open_first()
+    runner = threading.Thread(target=mon.run, daemon=True)
+    runner.start()
+    try:
+        usb.unplug()
+        wait_for(lambda: "disconnected" in out.getvalue(), what="disconnect note")
+        usb.path = second                          # re-enumerated under a new name
+        usb.plug()
+        present["b"] = second
+        wait_for(lambda: mon.reconnects == 1, what="reconnect under the new name")
+        usb.write("after\r\n")
+        wait_for(lambda: "after" in out.getvalue(), what="output from the new port")
+    finally:
+        mon.stop()
+        runner.join(timeout=5)
+    assert f"the board is back as {second}" in out.getvalue()
+
+
 def test_cli_monitor_decodes_logs_and_quits_on_ctrl_bracket(tmp_path):
     db = tmp_path / "gateway.db"
     Registry(open_db(db)).set_key(42, KEY)

@@ -9,7 +9,9 @@ and rides out resets and unplugging.
   Ctrl-C and Ctrl-D reach the REPL); Ctrl-] quits. When stdin is not a tty it is read and
   passed through the same way, and its end does not stop the monitor.
 - If the port goes away (board reset over USB, cable pulled, the virtual board restarted),
-  the monitor says so and reopens the same path every half second until it is back.
+  the monitor says so and reopens the same path every half second until it is back. A USB
+  port that comes back under another name (/dev/ttyACM0 -> /dev/ttyACM1, as native-USB
+  ESP32-S3/C3 boards do when reset) is found again by its USB VID:PID and serial number.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class Monitor:
         self._display_open = False      # the display has a started, unfinished line
         self.reconnects = 0
         self.frames = 0
+        self._usb: tuple | None = None   # (vid, pid, serial number) of a USB port
 
     # -- port --------------------------------------------------------------------------------
 
@@ -77,6 +80,24 @@ class Monitor:
         if "://" not in self.url:
             kwargs["exclusive"] = True   # so `tinysense flash` sees the port is busy
         return serial.serial_for_url(self.url, **kwargs)
+
+    def _usb_identity(self) -> tuple | None:
+        from serial.tools import list_ports
+
+        here = os.path.realpath(self.url)
+        for port in list_ports.comports():
+            if port.vid is not None and os.path.realpath(port.device) == here:
+                return (port.vid, port.pid, port.serial_number)
+        return None
+
+    def _find_moved_port(self) -> str | None:
+        """The device now carrying the USB identity the port had, if it has a new name."""
+        from serial.tools import list_ports
+
+        for port in list_ports.comports():
+            if (port.vid, port.pid, port.serial_number) == self._usb and port.device != self.url:
+                return port.device
+        return None
 
     def open_first(self) -> None:
         """Open the port once, failing with a clear error if it is missing or busy."""
@@ -90,6 +111,8 @@ class Monitor:
                 raise TinysenseError(f"serial port {self.url} is busy: another program has it "
                                      "open (a flash, mpremote, another monitor)") from None
             raise TinysenseError(f"cannot open {self.url}: {exc}") from None
+        if "://" not in self.url:
+            self._usb = self._usb_identity()
 
     def _reconnect(self, why: str) -> bool:
         self._finish_line()
@@ -102,6 +125,11 @@ class Monitor:
             try:
                 ser = self._open()
             except (serial.SerialException, OSError, ValueError):
+                moved = self._find_moved_port() if self._usb is not None else None
+                if moved is not None:
+                    self._note(f"the board is back as {moved}")
+                    self.url = moved
+                    continue
                 self._stop.wait(_RETRY_S)
                 continue
             with self._lock:
