@@ -56,18 +56,23 @@ class Codec:
     the codec's plaintext buffer. Nothing is allocated per frame except small views.
     """
 
-    def __init__(self, key, device_id):
+    def __init__(self, key, device_id, max_payload=MAX_PAYLOAD):
+        # max_payload < 1024 shrinks every buffer here (~8 KB at 1024, ~2.6 KB at 256) for
+        # nodes that only send and receive small frames (an app's events, short acks).
         if len(key) != 16:
             raise ValueError("uplink keys are 16 bytes")
+        if not 0 < max_payload <= MAX_PAYLOAD:
+            raise ValueError("max_payload is 1..1024")
         self.device_id = device_id
-        self._ccm = CCM(key, TAG_LEN, 13, MAX_PAYLOAD, HEADER_LEN)
+        self.max_payload = max_payload
+        self._ccm = CCM(key, TAG_LEN, 13, max_payload, HEADER_LEN)
         self._nonce = bytearray(13)
         self._nonce[9:13] = b"TSv1"
-        self._frame = bytearray(MAX_FRAME)
+        self._frame = bytearray(HEADER_LEN + max_payload + TAG_LEN)
         self._fmv = memoryview(self._frame)
         self._hdr = self._fmv[:HEADER_LEN]
         self._body = self._fmv[HEADER_LEN:]
-        self._plain = bytearray(MAX_PAYLOAD)
+        self._plain = bytearray(max_payload)
         self._pmv = memoryview(self._plain)
         self._rnonce = bytearray(13)
         self._rnonce[9:13] = b"TSv1"
@@ -76,8 +81,8 @@ class Codec:
         """Seal plaintext[:n] with this counter; return a view of the frame bytes."""
         if n < 0:
             n = len(plaintext)
-        if n > MAX_PAYLOAD:
-            raise ValueError("payload exceeds 1024 bytes")
+        if n > self.max_payload:
+            raise ValueError("payload exceeds %d bytes" % self.max_payload)
         struct.pack_into(_HDR, self._frame, 0, VERSION, direction, self.device_id, counter,
                          ptype)
         struct.pack_into(_NONCE, self._nonce, 0, direction, self.device_id, counter)
@@ -91,6 +96,8 @@ class Codec:
         Raises FrameError; the tag is verified before any payload byte is returned.
         """
         flags, device_id, counter, ptype = parse_header(frame)
+        if len(frame) - HEADER_LEN - TAG_LEN > self.max_payload:
+            raise FrameError("oversized")  # larger than this codec's buffers
         struct.pack_into(_NONCE, self._rnonce, 0, flags, device_id, counter)
         mv = memoryview(frame)
         n = self._ccm.open_into(self._rnonce, mv[:HEADER_LEN], mv[HEADER_LEN:], self._plain)

@@ -78,11 +78,11 @@ class Uplink:
             key = load_key(root)
         self.config = config
         self.device_id = config["device_id"]
-        self.codec = Codec(key, self.device_id)
+        self.codec = Codec(key, self.device_id, config.get("max_payload", 1024))
         self.counter = CounterStore(root, config.get("counter_block", 64)).open(key)
         key = None
         self.queue = FrameQueue(root, config.get("queue_max", 32))
-        self.batch = Batch()
+        self.batch = Batch(self.codec.max_payload)
         self.window = config.get("window", 8)
         self.retry_ms = config.get("retry_ms", 1000)
         self._transport = transport
