@@ -312,8 +312,10 @@ def test_database_is_private_and_sync_modes(tmp_path):
 
     conn = open_db(tmp_path / "full.db")
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    Registry(conn).set_key(1, new_key())
+    for name in ("full.db", "full.db-wal"):  # the WAL holds key pages too
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o600
     conn.close()
-    assert stat.S_IMODE(os.stat(tmp_path / "full.db").st_mode) == 0o600
     conn = open_db(tmp_path / "normal.db", synchronous="normal")
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     conn.close()
