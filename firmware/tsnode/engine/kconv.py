@@ -1,15 +1,16 @@
-"""Convolution kernels (CONV_2D, FULLY_CONNECTED, DEPTHWISE_CONV_2D) as viper functions.
+"""CONV_2D and FULLY_CONNECTED kernel (viper), and the in-place int8 flip the kernels share.
 
 Exactness: the converter stores weights as w+128 (uint8) and a folded constant
-C = bias - (128+zp_in)*sum(w+128) + 128*(128+zp_in)*K per output channel. Per output pixel
-the kernel flips its input in place to x' = x+128 (and back at the end), gathers the patch
+C = bias - (128+zp_in)*sum(w+128) + 128*(128+zp_in)*K per output channel. The kernel flips
+its input in place to x' = x+128 (and back at the end); per output pixel it gathers the patch
 (out-of-image taps filled with zp_in+128, i.e. x - zp_in = 0, exactly what tflite-micro's
 skipping gives; 1x1 convolutions and FC use the input pixel directly), then
     acc = dot(w+128, x') - 128*sum(x') + C  ==  bias + sum(w * (x - zp_in))
-so the inner loop is two unsigned byte loads, a multiply and an add (pointer-walking, unrolled
-16x then 4x; rows are padded to 4 with zero weights). Requantization is tflite's MultiplyByQuantizedMultiplier with
-double rounding; `wide` (p[-1]) selects a 64-bit product where viper ints are 64-bit, else
-an exact 15-bit-limb emulation that never exceeds 31 bits.
+so the inner loop is two unsigned byte loads, a multiply and an add (pointer-walking,
+unrolled 16x then 4x; rows are padded to 4 with zero weights). Requantization is tflite's
+MultiplyByQuantizedMultiplier with double rounding; `wide` (the last parameter word) selects
+the 64-bit product where viper ints are 64-bit, else an exact 15-bit-limb emulation in which
+no intermediate exceeds 31 bits (ESP32).
 """
 
 import micropython
