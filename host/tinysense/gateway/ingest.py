@@ -46,12 +46,19 @@ class IngestLoop:
         self._thread = threading.Thread(target=self._run, name="gateway-ingest", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Process everything already queued, then stop."""
+    def stop(self, timeout: float = 60.0) -> bool:
+        """Process everything already queued, then stop; False if still busy after
+        `timeout` seconds (the thread is a daemon: the process can still exit)."""
         self._stop.set()
         self._queue.put(None)
-        if self._thread is not None:
-            self._thread.join(timeout)
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("ingest still busy after %.0f s; frames not yet committed were not "
+                        "acknowledged and will be re-sent", timeout)
+            return False
+        return True
 
     def _run(self) -> None:
         q = self._queue

@@ -157,14 +157,15 @@ class RunningGateway:
                 t.stop_receiving()
             except Exception:  # noqa: BLE001 - stopping must go on
                 pass
-        self.loop.stop()
+        drained = self.loop.stop()
         for t in self.transports:
             try:
                 t.close()
             except Exception:  # noqa: BLE001
                 pass
         counts = self.gateway.rejection_counts()
-        self.conn.close()
+        if drained:  # else the ingest thread still uses it; the process exit closes it
+            self.conn.close()
         return counts
 
 
