@@ -11,7 +11,8 @@ import zlib
 import pytest
 from esp_images import CHIP_LAYOUT, make_firmware
 
-from tinysense.flash.romloader import (
+from tinysense.flash.romloader import RomLoader
+from tinysense.flash.romproto import (
     ERR_CRC,
     ERR_FAILED,
     ERR_INVALID,
@@ -26,7 +27,6 @@ from tinysense.flash.romloader import (
     SPI_FLASH_MD5,
     SYNC,
     FlashFile,
-    RomLoader,
     RomProtocol,
     SlipDecoder,
     slip_encode,
