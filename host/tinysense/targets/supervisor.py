@@ -195,7 +195,6 @@ class Supervisor:
         self.child: subprocess.Popen | None = None
         self.inner = -1
         self.filter = OutputFilter()
-        self.raw_mode = False
         self.queued = b""  # client input waiting for the VM to be ready
         self.pending_interrupt = False  # Ctrl-C received while the VM could not take SIGINT
         self.last_sigint = 0.0
