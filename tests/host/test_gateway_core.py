@@ -338,3 +338,17 @@ def test_since_queries_survive_a_clock_going_backwards(tmp_path):
                           (300.0, 13)]
     assert since(301) == [] and len(since(0)) == 8
     assert [f.counter for f in store.frames()] == [0, 10, 1, 11, 2, 12, 3, 13]  # arrival
+
+
+def test_growing_dropped_total_is_reported(rig, caplog):
+    caplog.set_level(logging.WARNING, logger="tinysense.gateway")
+
+    def batch(c, dropped):
+        return rig.frame(c, plaintext=encode_records(
+            [{"type": "event", "code": 1, "t_ms": c, "value": c}], dropped_total=dropped))
+
+    for c, dropped in ((0, 2), (1, 2), (3, 5), (2, 2)):  # frame 2 arrives late
+        rig.gw.handle(batch(c, dropped), "x")
+    assert rig.gw.stats["node_dropped"] == 3
+    assert "device 0000002a dropped 3 frame(s) from its full queue (5 in total)" in caplog.text
+    assert caplog.text.count("dropped") == 1

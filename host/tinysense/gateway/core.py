@@ -132,6 +132,7 @@ class Gateway:
         self.stats: Counter[str] = Counter()        # accepted, duplicate, acks, batches
         self._aead: dict[tuple[int, int], AESCCM] = {}
         self._downlink: dict[tuple[int, int], list[int]] = {}  # -> [next, end)
+        self._dropped: dict[int, int] = {}  # device -> highest dropped_total seen
         self._log_second = 0
         self._log_counts: Counter[str] = Counter()
 
@@ -220,6 +221,8 @@ class Gateway:
             decoded = text = error = None
         if error is not None:
             self._reject("malformed_payload", source, frame, f"stored raw: {error}")
+        elif decoded is not None:
+            self._note_dropped(dev, decoded["dropped_total"])
         rows.append((dev, dkey.key_version, ctr, now, header.ptype, source, plaintext, text,
                      error))
         # Marked only once its row is in the batch: a frame marked but not stored would be
@@ -228,6 +231,20 @@ class Gateway:
         accepted.append((dev, dkey.key_version, ctr, header.ptype, source, now, decoded,
                          error, False))
         return "malformed_payload" if error is not None else None
+
+    def _note_dropped(self, dev: int, total: int) -> None:
+        """Warn when a node's cumulative dropped_total grows: it lost frames to a full queue
+        (the node's policy: drop the oldest; the count survives on its flash)."""
+        prev = self._dropped.get(dev)
+        if prev is not None and total <= prev:
+            return
+        if len(self._dropped) > 100_000:
+            self._dropped.clear()
+        self._dropped[dev] = total
+        if prev is not None:
+            self.stats["node_dropped"] += total - prev
+            log.warning("device %08x dropped %d frame(s) from its full queue (%d in total)",
+                        dev, total - prev, total)
 
     def _header_reject(self, frame: bytes, source: str) -> str | None:
         """The reason a header is malformed (truncated, bad_version...), or None."""
