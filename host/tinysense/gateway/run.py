@@ -189,8 +189,10 @@ def run_gateway(config: GatewayConfig, out: TextIO = sys.stdout,
         _ignore_signals_while_closing()
         counts = gw.close()
         stats = gw.gateway.stats
+        dropped = (f", nodes reported {stats['node_dropped']} frames dropped from full queues"
+                   if stats["node_dropped"] else "")
         print(f"gateway: stopped; stored {stats['accepted']} frames, re-acknowledged "
-              f"{stats['duplicate']} duplicates, sent {stats['acks']} acks", file=out)
+              f"{stats['duplicate']} duplicates, sent {stats['acks']} acks{dropped}", file=out)
         if counts:
             print("gateway: rejections: " + ", ".join(f"{k}={v}" for k, v in counts.items()),
                   file=out, flush=True)
