@@ -105,12 +105,13 @@ def _fs_only_deploy(node, src: Path, say: Callable[[str], None]) -> None:
     """boot.py, main.py and the board json on the filesystem (deploy() of just those)."""
     from tinysense.deploy import deploy
 
-    with tempfile.TemporaryDirectory(prefix="tinysense-fs-") as stage:
+    with tempfile.TemporaryDirectory(prefix="tinysense-fs-") as stage, \
+            tempfile.TemporaryDirectory(prefix="tinysense-fs-build-") as build:
         for name in _FS_ONLY:
             source = src / name.lstrip("/")
             if source.is_file():
                 (Path(stage) / source.name).write_bytes(source.read_bytes())
-        deploy(node, src=stage, build_dir=Path(stage) / "build", progress=say)
+        deploy(node, src=stage, build_dir=build, progress=say)
 
 
 def _virtual_romfs_path(node) -> Path:
