@@ -176,7 +176,7 @@ def test_package_of_another_model_is_a_clear_error(nodes, board_option):
 def test_bench_model_fields(nodes, board_option):
     cfg = load_board(board_option)
     r = bench_model(CONFORMANCE_DIR / "mlperf_kws_ref_model.tflite", board=cfg, repeats=5,
-                    node=nodes(cfg.name), progress=None)
+                    rounds=2, node=nodes(cfg.name), progress=None)
     assert r.bit_exact and r.macs == 2656768
     assert r.node_ms > 0 and r.reference_ms > 0
     assert r.ratio == pytest.approx(r.node_ms / r.reference_ms)

@@ -19,6 +19,7 @@ from tinysense.validate.nodeside import NodeModel
 from tinysense.validate.vectors import make_vectors
 
 DEFAULT_REPEATS = 20
+DEFAULT_ROUNDS = 3
 # Everything in the markdown file after this line is kept when the table is regenerated.
 KEEP_MARKER = "<!-- end of generated part: notes below are kept by bench-all -->"
 
@@ -42,6 +43,7 @@ class BenchResult:
     node_package_heap_bytes: int
     node_inference_alloc_bytes: int
     repeats: int
+    rounds: int
     bit_exact: bool             # the benched input's outputs equal the reference's
     placement: str = ""
     fits: bool | None = None
@@ -59,13 +61,16 @@ class BenchResult:
 
 def bench_model(model: str | Path, *, target: str = "auto",
                 board: str | BoardConfig | None = None, repeats: int = DEFAULT_REPEATS,
-                seed: int = 0, node=None, progress: Progress | None = print) -> BenchResult:
+                rounds: int = DEFAULT_ROUNDS, seed: int = 0, node=None,
+                progress: Progress | None = print) -> BenchResult:
     """Time one model on the node (agent.bench) and in tflite-micro on the same input.
 
     Args:
         model: the int8 .tflite file.
         target, board: the node to use (ignored if `node` is given).
-        repeats: timed runs on each side (each after a warm-up).
+        repeats: timed runs per round on each side (each round after a warm-up).
+        rounds: node and reference rounds, alternating; each side reports the fastest
+            round median.
         seed: seed of the random int8 input.
         node: an already open Node with the firmware deployed.
         progress: one line per step; None for silence.
@@ -73,8 +78,8 @@ def bench_model(model: str | Path, *, target: str = "auto",
     cfg = board if isinstance(board, BoardConfig) else load_board(board)
     if node is None:
         with prepared_node(target, cfg, progress) as opened:
-            return bench_model(model, board=cfg, repeats=repeats, seed=seed, node=opened,
-                               progress=progress)
+            return bench_model(model, board=cfg, repeats=repeats, rounds=rounds, seed=seed,
+                               node=opened, progress=progress)
     say = _say(progress)
     path = Path(model)
     ref = Reference(path)
@@ -83,12 +88,18 @@ def bench_model(model: str | Path, *, target: str = "auto",
     vec = make_vectors(model_inputs(ref), 4, seed)[3]
     nm = NodeModel(node, converted.package, converted.report)
     exact = compare_outputs(nm.infer(list(vec.arrays)), ref.run(list(vec.arrays))).identical
-    say(f"bench {path.name}: {repeats} runs on the node ...")
-    nb = nm.bench(repeats)
-    ref_ms = ref.time_invoke(list(vec.arrays), repeats=repeats, warmup=2)
+    say(f"bench {path.name}: {rounds} rounds of {repeats} runs, node and reference "
+        "alternating ...")
+    node_rounds, ref_rounds = [], []
+    for _ in range(rounds):
+        node_rounds.append(float(nm.bench(repeats)["median_ms"]))
+        ref_rounds.append(ref.time_invoke(list(vec.arrays), repeats=repeats, warmup=2))
+    # The host is shared (other processes, frequency changes): each side's figure is the
+    # fastest of its round medians, so a burst of load during one round does not count
+    # against either side, and both sides are measured the same way.
+    node_ms, ref_ms = min(node_rounds), min(ref_rounds)
     heap = nm.heap()
     macs = count_macs(ref.graph)
-    node_ms = float(nb["median_ms"])
     peak = int(heap["engine_bytes"]) + int(heap["inference_alloc_bytes"])
     arena = ref.arena_bytes()
     result = BenchResult(
@@ -100,7 +111,8 @@ def bench_model(model: str | Path, *, target: str = "auto",
         heap_ratio=peak / arena if arena else math.inf,
         node_package_heap_bytes=int(heap["package_bytes"]),
         node_inference_alloc_bytes=int(heap["inference_alloc_bytes"]), repeats=repeats,
-        bit_exact=exact, placement=converted.report.placement, fits=converted.report.fits)
+        rounds=rounds, bit_exact=exact, placement=converted.report.placement,
+        fits=converted.report.fits)
     say(result.summary())
     return result
 
@@ -122,7 +134,8 @@ def conformance_models(directory: Path = CONFORMANCE_DIR) -> list[Path]:
 
 def bench_all(*, target: str = "virtual", board: str | BoardConfig | None = None,
               models: list[Path] | None = None, repeats: int = DEFAULT_REPEATS,
-              md: Path | None = None, progress: Progress | None = print) -> dict:
+              rounds: int = DEFAULT_ROUNDS, md: Path | None = None,
+              progress: Progress | None = print) -> dict:
     """Bench every conformance model on one node; optionally write the markdown table.
 
     Returns {"results": [...], "geomean_ratio": g, "max_heap_ratio": h, "environment": {...}}.
@@ -135,14 +148,15 @@ def bench_all(*, target: str = "virtual", board: str | BoardConfig | None = None
         env = _environment(node)
         for i, m in enumerate(models, 1):
             say(f"[{i}/{len(models)}] {m.name}")
-            results.append(bench_model(m, board=cfg, repeats=repeats, node=node,
-                                       progress=progress))
+            results.append(bench_model(m, board=cfg, repeats=repeats, rounds=rounds,
+                                       node=node, progress=progress))
     summary = {
         "results": [r.to_dict() for r in results],
         "geomean_ratio": geomean([r.ratio for r in results]),
         "geomean_heap_ratio": geomean([r.heap_ratio for r in results]),
         "max_heap_ratio": max(r.heap_ratio for r in results),
         "environment": env, "board": cfg.name, "target": target, "repeats": repeats,
+        "rounds": rounds,
     }
     say(f"geometric mean node/reference time: {summary['geomean_ratio']:.2f}x over "
         f"{len(results)} models; heap/arena max {summary['max_heap_ratio']:.2f}x")
@@ -162,7 +176,9 @@ def _environment(node) -> dict:
     except OSError:
         pass
     try:
-        mp = node.exec("import sys\nprint(sys.version, sys.implementation._machine)").strip()
+        mp = node.exec("import sys\nv = sys.implementation.version\n"
+                       "print('%d.%d.%d' % v[:3], '(' + sys.implementation._machine + ')')"
+                       ).strip()
     except TinysenseError:
         mp = "?"
     try:
@@ -186,11 +202,14 @@ def render_markdown(summary: dict) -> str:
         "",
         f"- Host: {env['host_cpu']} ({env['host']}), Python {env['python']}.",
         f"- Node: {summary['target']} target, board config {summary['board']}; MicroPython "
-        f"{env['micropython']}. Its time is `tsnode.agent.bench` (median of "
-        f"{summary['repeats']} inferences after one warm-up, `time.ticks_us` on the node).",
+        f"{env['micropython']}. Its time is `tsnode.agent.bench`: median of "
+        f"{summary['repeats']} inferences after one warm-up, `time.ticks_us` on the node.",
         f"- Reference: tflite-micro {env['tflite_micro']} Python interpreter (reference "
-        f"kernels) on the same host, median of {summary['repeats']} `invoke()` after two "
+        f"kernels) on the same host: median of {summary['repeats']} `invoke()` after two "
         "warm-ups, same input (seeded random int8).",
+        f"- Each side ran {summary.get('rounds', 1)} rounds, alternating node and reference; "
+        "the table shows each side's fastest round median (the host is shared, so a burst of "
+        "other load during one round counts against neither side).",
         "- Heap: the node engine's heap while running (arena + scratch + op tables + bytes "
         "allocated by one inference) against tflite-micro's `print_allocations()` arena "
         "total. The package buffer itself (weights, loaded into RAM unless read from ROMFS) "

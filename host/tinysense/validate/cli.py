@@ -37,7 +37,11 @@ def register(sub) -> None:
     p = sub.add_parser("bench", help="node latency and heap vs the tflite-micro reference")
     p.add_argument("model", type=Path)
     add_target_args(p)
-    p.add_argument("--repeats", type=int, default=20, help="timed runs per side (default 20)")
+    p.add_argument("--repeats", type=int, default=20,
+                   help="timed runs per round and side (default 20)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="alternating node/reference rounds; the fastest median counts "
+                   "(default 3)")
     p.add_argument("--json", type=Path)
     p.set_defaults(func=_bench)
 
@@ -45,6 +49,7 @@ def register(sub) -> None:
     add_target_args(p)
     p.add_argument("--models", type=Path, nargs="*", help="models (default tests/conformance)")
     p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--md", type=Path, help="write the table here (e.g. docs/benchmarks.md)")
     p.add_argument("--json", type=Path)
     p.set_defaults(func=_bench_all)
@@ -84,7 +89,7 @@ def _bench(args: argparse.Namespace) -> int:
     from tinysense.validate.core import write_json
 
     result = bench_model(args.model, target=args.target, board=args.board,
-                         repeats=args.repeats)
+                         repeats=args.repeats, rounds=args.rounds)
     if args.json:
         write_json(result.to_dict(), args.json)
     return 0 if result.bit_exact else 1
@@ -95,7 +100,7 @@ def _bench_all(args: argparse.Namespace) -> int:
     from tinysense.validate.core import write_json
 
     summary = bench_all(target=args.target, board=args.board, models=args.models or None,
-                        repeats=args.repeats, md=args.md)
+                        repeats=args.repeats, rounds=args.rounds, md=args.md)
     if args.json:
         write_json(summary, args.json)
     return 0 if all(r["bit_exact"] for r in summary["results"]) else 1
