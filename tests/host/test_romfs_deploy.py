@@ -103,3 +103,24 @@ def test_filesystem_fallback_says_so(tmp_path, firmware):
             node.close()
     finally:
         stop_board(cfg.name, tmp_path / "vb")
+
+
+def test_cli_deploy_romfs_on_the_virtual_board(tmp_path):
+    """`tinysense deploy --romfs --model X` end to end (the real firmware/, a private
+    TINYSENSE_HOME so the virtual board it starts lives in tmp_path)."""
+    import os
+    import subprocess
+    import sys
+
+    model = tmp_path / "kws.tsm"
+    model.write_bytes(MODEL)
+    env = {**os.environ, "TINYSENSE_HOME": str(tmp_path / "home")}
+    env.pop("TINYSENSE_PORT", None)
+    proc = subprocess.run([sys.executable, "-m", "tinysense", "deploy", "--target", "virtual",
+                           "--board", "ESP32_GENERIC_C3", "--romfs", "--model", str(model)],
+                          capture_output=True, text=True, timeout=180, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "bytes to ROMFS at /rom" in proc.stdout
+    assert "the real ESP32_GENERIC_C3 has no ROMFS partition" in proc.stdout
+    image = tmp_path / "home" / "boards" / "ESP32_GENERIC_C3" / "romfs.img"
+    assert image.read_bytes().startswith(ROMFS_HEADER)
