@@ -130,10 +130,17 @@ def test_sigkill_loses_no_acknowledged_frame(tmp_path):
         for n in range(KILLS):
             gw = Gateway(db, tmp_path, n)
             resend_unacked(gw.port)
+            with lock:
+                acked_at_start = len(acked)
             stop_at = time.monotonic() + rng.uniform(0.3, 1.0)
-            while time.monotonic() < stop_at:
+            deadline = time.monotonic() + 30  # a slow machine: wait for this run's acks
+            while time.monotonic() < deadline:
                 send_burst(gw.port, 50)
                 time.sleep(0.002)
+                with lock:
+                    progressed = len(acked) > acked_at_start
+                if progressed and time.monotonic() >= stop_at:
+                    break
             gw.kill()
             with lock:
                 acked_before_kill = set(acked)
@@ -213,10 +220,17 @@ def test_sigkill_over_mqtt_redelivers_unacknowledged(tmp_path, mosquitto):
     try:
         for n in range(3):
             gw = Gateway(db, tmp_path, f"mqtt-{n}", ("--mqtt", url))
+            with lock:
+                acked_at_start = len(acked)
             stop_at = time.monotonic() + rng.uniform(0.4, 1.0)
-            while time.monotonic() < stop_at:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
                 publish(20)
                 time.sleep(0.01)
+                with lock:
+                    progressed = len(acked) > acked_at_start
+                if progressed and time.monotonic() >= stop_at:
+                    break
             gw.kill()
             with lock:
                 acked_before_kill = set(acked)
