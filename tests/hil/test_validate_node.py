@@ -12,6 +12,7 @@ import sys
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 from validate_nodes import deployed_node
 
@@ -192,14 +193,17 @@ def _cli(*args, home: Path, timeout: float = 600) -> subprocess.CompletedProcess
 
 def test_validate_cli_end_to_end_json_and_exit_code(tmp_path, target_option):
     out = tmp_path / "v.json"
+    extra = tmp_path / "in.npz"
+    np.savez(extra, np.array([[-128], [5]], np.int8))   # two more vectors for the 1x1 input
     proc = _cli("validate", str(CONFORMANCE_DIR / "tflm_hello_world_int8.tflite"),
                 "--target", target_option, "--board", "ESP32_GENERIC", "--vectors", "6",
-                "--seed", "3", "--json", str(out), home=tmp_path / "home")
+                "--inputs", str(extra), "--seed", "3", "--json", str(out),
+                home=tmp_path / "home")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "[6/6]" in proc.stdout and "BIT-EXACT" in proc.stdout   # progress and verdict
+    assert "[8/8] in.npz[1]" in proc.stdout and "BIT-EXACT" in proc.stdout  # progress, verdict
     d = json.loads(out.read_text())
     _check_fields(d)
-    assert d["vectors"] == 6 and d["bit_exact"] is True and d["board"] == "ESP32_GENERIC"
+    assert d["vectors"] == 8 and d["bit_exact"] is True and d["board"] == "ESP32_GENERIC"
 
 
 def test_validate_cli_one_line_errors(tmp_path, target_option):
@@ -212,3 +216,16 @@ def test_validate_cli_one_line_errors(tmp_path, target_option):
     proc = _cli("validate", str(tmp_path / "missing.tflite"), "--target", target_option,
                 home=tmp_path / "home")
     assert proc.returncode == 2 and "cannot read model" in proc.stderr
+
+
+def test_model_too_big_for_the_board_is_a_clear_error(nodes):
+    cfg = load_board("ESP32_GENERIC")
+    model = CONFORMANCE_DIR / "mlperf_vww_96_int8.tflite"
+    assert not convert_model(model, board=cfg).report.fits
+    with pytest.raises(TinysenseError, match="does not fit the node's heap") as err:
+        validate_model(model, board=cfg, vectors=3, node=nodes(cfg.name), progress=None)
+    assert "\n" not in str(err.value)
+    # the node is still usable afterwards
+    ok = validate_model(CONFORMANCE_DIR / "tflm_hello_world_int8.tflite", board=cfg, vectors=3,
+                        node=nodes(cfg.name), progress=None, timing=False)
+    assert ok.bit_exact

@@ -46,8 +46,17 @@ class NodeModel:
                   timeout=timeout)
         node.mkdir(REMOTE_DIR)
         node.put(package, self.remote)
-        self.info = _json_line(node.exec(
-            f"gc.collect()\nagent.load({self.remote!r})", timeout=timeout), "agent.load")
+        try:
+            out = node.exec(f"gc.collect()\nagent.load({self.remote!r})", timeout=timeout)
+        except TinysenseError as exc:
+            if "MemoryError" not in str(exc):
+                raise
+            raise TinysenseError(
+                f"the model does not fit the node's heap (agent.load: MemoryError; the "
+                f"converter estimated {report.heap_needed:,} B of {report.board}'s "
+                f"{report.heap_budget or 0:,} B budget, placement {report.placement}); use a "
+                "board with more RAM (PSRAM) or ROMFS, or a smaller model") from None
+        self.info = _json_line(out, "agent.load")
         want = [io["nbytes"] for io in report.inputs]
         got = [io["nbytes"] for io in self.info.get("inputs", [])]
         if want != got:
