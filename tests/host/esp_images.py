@@ -47,6 +47,15 @@ PARTITIONS = [
     ("factory", 0x00, 0x00, 0x10000, 0x1F0000),
     ("vfs", 0x01, 0x81, 0x200000, 0x200000),
 ]
+# A layout with a ROMFS partition: a data partition labelled 'romfs' (the label MicroPython's
+# ROMFS builds look for); its offset and size here are this test's choice.
+PARTITIONS_ROMFS = [
+    ("nvs", 0x01, 0x02, 0x9000, 0x6000),
+    ("phy_init", 0x01, 0x01, 0xF000, 0x1000),
+    ("factory", 0x00, 0x00, 0x10000, 0x1F0000),
+    ("romfs", 0x01, 0x8F, 0x600000, 0x100000),
+    ("vfs", 0x01, 0x81, 0x200000, 0x400000),
+]
 FLASH_MODE_DIO = 2
 FLASH_4MB_40M = 0x20           # size nibble 2 (4 MB), frequency 40 MHz
 
@@ -104,11 +113,12 @@ def make_app(chip: str, size: int = 0x6000, seed: int = 2, version: str | None =
     return _image(chip, segments, iram + 0x20)
 
 
-def make_firmware(chip: str, app_size: int = 0x6000, seed: int = 0) -> bytes:
+def make_firmware(chip: str, app_size: int = 0x6000, seed: int = 0,
+                  partitions=PARTITIONS) -> bytes:
     """A merged firmware image (bootloader + partition table + app) for `chip`."""
     offset = CHIP_LAYOUT[chip][1]
     out = bytearray(make_bootloader(chip, seed + 1))
-    for where, blob in ((PARTITION_TABLE_OFFSET, partition_table()),
+    for where, blob in ((PARTITION_TABLE_OFFSET, partition_table(partitions)),
                         (APP_OFFSET, make_app(chip, app_size, seed + 2))):
         out += b"\xff" * (where - offset - len(out))
         out += blob

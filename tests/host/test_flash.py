@@ -179,3 +179,29 @@ def test_no_chip_on_port(tmp_path, state):
     finally:
         os.close(master)
         os.close(slave)
+
+
+def test_mixed_chip_merge_is_refused():
+    from tinysense.flash.firmware import inspect_firmware
+
+    data = bytearray(make_firmware("esp32s3"))
+    app = make_app("esp32c3")
+    data[0x10000:0x10000 + len(app)] = app
+    with pytest.raises(TinysenseError, match="broken merge"):
+        inspect_firmware(bytes(data), "esp32s3", 0x0)
+
+
+def test_firmware_cache_cli(tmp_path, state, capsys):
+    from tinysense.cli import main
+
+    fw = tmp_path / "ESP32_GENERIC_S3-20260101-v1.29.0.bin"
+    fw.write_bytes(make_firmware("esp32s3"))
+    assert main(["firmware"]) == 0
+    assert "no cached firmware" in capsys.readouterr().out
+    assert main(["firmware", "add", str(fw), "--name", "s3-stable"]) == 0
+    added = capsys.readouterr().out
+    assert "micropython v1.29.0-tinysense-test for esp32s3" in added and "s3-stable" in added
+    assert main(["firmware", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "esp32s3" in listed and "s3-stable" in listed
+    assert lookup_firmware("s3-stable").size == fw.stat().st_size

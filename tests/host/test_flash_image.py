@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from esp_images import make_firmware
+from esp_images import PARTITIONS_ROMFS, make_firmware
 
 from tinysense import paths
 from tinysense.boards import load_board
@@ -81,7 +81,7 @@ def test_romfs_goes_to_the_board_partition(tmp_path):
     assert romfs.read_bytes().startswith(ROMFS_HEADER)
     cfg = _romfs_board(tmp_path, 0x600000, 0x100000)
     fw = tmp_path / "fw.bin"
-    fw.write_bytes(make_firmware("esp32s3"))
+    fw.write_bytes(make_firmware("esp32s3", partitions=PARTITIONS_ROMFS))
     result = build_flash_image(cfg, str(fw), tmp_path / "flash.bin", romfs=romfs)
     image = (tmp_path / "flash.bin").read_bytes()
     rom = romfs.read_bytes()
@@ -107,3 +107,12 @@ def test_romfs_errors(tmp_path):
         build_flash_image(cfg, str(fw), tmp_path / "o.bin", romfs=big)
     with pytest.raises(TinysenseError, match="built for esp32s3"):
         build_flash_image("ESP32_GENERIC", str(fw), tmp_path / "o.bin")
+    # the board config and the firmware's partition table must agree on the ROMFS partition
+    rom = tmp_path / "ok.img"
+    rom.write_bytes(ROMFS_HEADER + bytes(100))
+    with pytest.raises(TinysenseError, match="has no 'romfs' partition"):
+        build_flash_image(cfg, str(fw), tmp_path / "o.bin", romfs=rom)
+    fw.write_bytes(make_firmware("esp32s3", partitions=PARTITIONS_ROMFS))
+    elsewhere = _romfs_board(tmp_path, 0x700000, 0x1000)
+    with pytest.raises(TinysenseError, match="romfs partition at 0x600000"):
+        build_flash_image(elsewhere, str(fw), tmp_path / "o.bin", romfs=rom)

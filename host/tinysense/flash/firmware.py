@@ -161,7 +161,11 @@ def inspect_firmware(data: bytes, chip: str | None = None, offset: int = 0,
                     f"{name} is truncated: it ends at flash 0x{offset + len(data):x}, before "
                     f"the '{part.label}' app at 0x{part.offset:x}")
             continue
-        app = _load_image(image_for, data[start:start + part.size],
-                          f"{name} (app '{part.label}' at 0x{part.offset:x})")
+        where = f"{name} (app '{part.label}' at 0x{part.offset:x})"
+        app_data = data[start:start + part.size]
+        if image_chip(app_data) != image_for:
+            raise TinysenseError(f"{where} is built for {image_chip(app_data)}, its bootloader "
+                                 f"for {image_for}: a broken merge; rebuild the firmware")
+        app = _load_image(image_for, app_data, where)
         project, version = project or _app_desc(app)[0], version or _app_desc(app)[1]
     return FirmwareInfo(image_for, len(data), sha, "merged", partitions, project, version)

@@ -45,7 +45,8 @@ def build_flash_image(board: str | BoardConfig, firmware: str, output: str | Pat
 
     Raises:
         TinysenseError: wrong chip or broken firmware, a ROMFS image for a board without a
-            ROMFS partition, a ROMFS image that is not one or does not fit.
+            ROMFS partition (in its config, or in the firmware's partition table, which
+            must agree), a ROMFS image that is not one or does not fit.
     """
     cfg = board if isinstance(board, BoardConfig) else load_board(board)
     if cfg.is_virtual:
@@ -74,6 +75,18 @@ def build_flash_image(board: str | BoardConfig, firmware: str, output: str | Pat
             raise TinysenseError(f"{name} ends at 0x{end:x}, past the ROMFS partition at "
                                  f"0x{cfg.romfs_offset:x}: the firmware is too big for "
                                  f"{cfg.name}'s layout")
+        romfs_parts = [p for p in info.partitions if p.label == "romfs"]
+        if info.partitions and not romfs_parts:
+            raise TinysenseError(f"{name}'s partition table has no 'romfs' partition (it has "
+                                 f"{', '.join(p.label for p in info.partitions)}): use a "
+                                 "MicroPython build with ROMFS for this image")
+        if romfs_parts and (romfs_parts[0].offset, romfs_parts[0].size) != (
+                cfg.romfs_offset, cfg.romfs_size):
+            part = romfs_parts[0]
+            raise TinysenseError(f"{name} has its romfs partition at 0x{part.offset:x} "
+                                 f"(0x{part.size:x} bytes) but board {cfg.name} says "
+                                 f"0x{cfg.romfs_offset:x} (0x{cfg.romfs_size:x}): fix the board "
+                                 "config to match the firmware")
         parts.append((cfg.romfs_offset, image))
         regions.append((cfg.romfs_offset, len(image), f"romfs {Path(romfs).name}"))
     out = Path(output)
