@@ -1,0 +1,171 @@
+"""Randomized single-op models (built without TensorFlow, see tflite_build.py) with
+adversarial quantization: multipliers from 1e-4 to above one (positive shifts), extreme zero
+points, odd shapes, every padding/stride/dilation/activation. The engine on the unix port
+must equal tflite-micro on every output byte, in the 64-bit and the 32-bit multiply paths."""
+
+from __future__ import annotations
+
+import os
+import zlib
+
+import numpy as np
+import pytest
+
+from engine_helpers import compare_model
+from tflite_build import T, build
+
+pytestmark = pytest.mark.node
+
+
+def _out_size(n, k, s, d, same):
+    eff = (k - 1) * d + 1
+    return (n + s - 1) // s if same else (n - eff + s) // s
+
+
+def _conv_like(rng, depthwise: bool):
+    while True:
+        h, w = (int(v) for v in rng.integers(1, 10, 2))
+        kh, kw = (int(v) for v in rng.integers(1, 5, 2))
+        sh, sw = (int(v) for v in rng.integers(1, 4, 2))
+        dh, dw = (int(v) for v in rng.integers(1, 3, 2))
+        same = bool(rng.integers(0, 2))
+        oh, ow = _out_size(h, kh, sh, dh, same), _out_size(w, kw, sw, dw, same)
+        if oh > 0 and ow > 0:
+            break
+    cin = int(rng.integers(1, 10))
+    mult = int(rng.integers(1, 4)) if depthwise else 1
+    cout = cin * mult if depthwise else int(rng.integers(1, 10))
+    s_in = float(10 ** rng.uniform(-3, 0))
+    per_channel = bool(rng.integers(0, 2))
+    s_w = 10 ** rng.uniform(-3, -1, cout if per_channel else 1)
+    target = 10 ** rng.uniform(-4, 0.6)            # effective multiplier, up to ~4
+    s_out = float(s_in * s_w.max() / target)
+    zp_in, zp_out = (int(v) for v in rng.integers(-128, 128, 2))
+    wshape = (1, kh, kw, cout) if depthwise else (cout, kh, kw, cin)
+    wq = rng.integers(-127, 128, wshape).astype(np.int8)
+    bias = rng.integers(-(1 << 16), 1 << 16, cout).astype(np.int32)
+    qdim = 3 if depthwise else 0
+    tensors = [T((1, h, w, cin), scale=s_in, zero_point=zp_in),
+               T(wshape, scale=list(s_w), zero_point=[0] * len(s_w), qdim=qdim, data=wq),
+               T((cout,), "int32", scale=list(s_in * s_w), zero_point=[0] * len(s_w),
+                 data=bias),
+               T((1, oh, ow, cout), scale=s_out, zero_point=zp_out)]
+    fields = {"Padding": 0 if same else 1, "StrideW": sw, "StrideH": sh,
+              "DilationWFactor": dw, "DilationHFactor": dh,
+              "FusedActivationFunction": int(rng.choice([0, 1, 2, 3]))}
+    if depthwise:
+        fields["DepthMultiplier"] = mult
+        return build("DEPTHWISE_CONV_2D", tensors, [0, 1, 2], [3],
+                     ("DepthwiseConv2DOptions", fields))
+    return build("CONV_2D", tensors, [0, 1, 2], [3], ("Conv2DOptions", fields))
+
+
+def _fc(rng):
+    rows, k, units = int(rng.integers(1, 4)), int(rng.integers(1, 41)), int(rng.integers(1, 21))
+    s_in = float(10 ** rng.uniform(-3, 0))
+    per_channel = bool(rng.integers(0, 2))
+    s_w = 10 ** rng.uniform(-3, -1, units if per_channel else 1)
+    s_out = float(s_in * s_w.max() / 10 ** rng.uniform(-4, 0.6))
+    zp_in, zp_out = (int(v) for v in rng.integers(-128, 128, 2))
+    tensors = [T((rows, k), scale=s_in, zero_point=zp_in),
+               T((units, k), scale=list(s_w), zero_point=[0] * len(s_w),
+                 data=rng.integers(-127, 128, (units, k)).astype(np.int8)),
+               T((units,), "int32", scale=list(s_in * s_w), zero_point=[0] * len(s_w),
+                 data=rng.integers(-(1 << 16), 1 << 16, units).astype(np.int32)),
+               T((rows, units), scale=s_out, zero_point=zp_out)]
+    return build("FULLY_CONNECTED", tensors, [0, 1, 2], [3], (
+        "FullyConnectedOptions", {"FusedActivationFunction": int(rng.choice([0, 1, 2, 3]))}))
+
+
+def _binary(rng, op):
+    shape = [1] + [int(v) for v in rng.integers(1, 6, 3)]
+    other = [d if rng.integers(0, 3) else 1 for d in shape]
+    if rng.integers(0, 2):
+        shape, other = other, shape
+    out = [max(a, b) for a, b in zip(shape, other)]
+    sa, sb = (float(10 ** rng.uniform(-3, 0)) for _ in range(2))
+    if op == "ADD":
+        so = float(max(sa, sb) * 10 ** rng.uniform(-0.5, 1))
+    else:
+        so = float(sa * sb / 10 ** rng.uniform(-4, 0.6))
+    za, zb, zo = (int(v) for v in rng.integers(-128, 128, 3))
+    tensors = [T(tuple(shape), scale=sa, zero_point=za), T(tuple(other), scale=sb, zero_point=zb),
+               T(tuple(out), scale=so, zero_point=zo)]
+    kind = "AddOptions" if op == "ADD" else "MulOptions"
+    return build(op, tensors, [0, 1], [2], (
+        kind, {"FusedActivationFunction": int(rng.choice([0, 1, 2, 3]))}))
+
+
+def _pool(rng, op):
+    while True:
+        h, w = (int(v) for v in rng.integers(1, 10, 2))
+        kh, kw = (int(v) for v in rng.integers(1, 5, 2))
+        sh, sw = (int(v) for v in rng.integers(1, 4, 2))
+        same = bool(rng.integers(0, 2))
+        oh, ow = _out_size(h, kh, sh, 1, same), _out_size(w, kw, sw, 1, same)
+        if oh > 0 and ow > 0:
+            break
+    c = int(rng.integers(1, 8))
+    s, z = float(10 ** rng.uniform(-3, 0)), int(rng.integers(-128, 128))
+    tensors = [T((1, h, w, c), scale=s, zero_point=z), T((1, oh, ow, c), scale=s, zero_point=z)]
+    return build(op, tensors, [0], [1], ("Pool2DOptions", {
+        "Padding": 0 if same else 1, "StrideW": sw, "StrideH": sh, "FilterWidth": kw,
+        "FilterHeight": kh, "FusedActivationFunction": int(rng.choice([0, 1, 3]))}))
+
+
+def _softmax(rng):
+    rows, depth = int(rng.integers(1, 4)), int(rng.integers(1, 40))
+    s = float(10 ** rng.uniform(-2.5, 0.5))
+    tensors = [T((rows, depth), scale=s, zero_point=int(rng.integers(-128, 128))),
+               T((rows, depth), scale=1 / 256, zero_point=-128)]
+    return build("SOFTMAX", tensors, [0], [1], (
+        "SoftmaxOptions", {"Beta": float(rng.choice([1.0, 0.5, 2.0]))}))
+
+
+def _unary(rng, op):
+    n = int(rng.integers(1, 50))
+    s = float(10 ** rng.uniform(-3, 0))
+    out = (1 / 256, -128) if op == "LOGISTIC" else (1 / 128, 0)
+    tensors = [T((1, n), scale=s, zero_point=int(rng.integers(-128, 128))),
+               T((1, n), scale=out[0], zero_point=out[1])]
+    return build(op, tensors, [0], [1])
+
+
+def _mean(rng):
+    shape = [1] + [int(v) for v in rng.integers(1, 6, 3)]
+    axes = sorted(set(int(a) for a in rng.integers(1, 4, int(rng.integers(1, 3)))))
+    keep = bool(rng.integers(0, 2))
+    out = [1 if i in axes else d for i, d in enumerate(shape)]
+    if not keep:
+        out = [d for i, d in enumerate(shape) if i not in axes]
+    s_in = float(10 ** rng.uniform(-3, 0))
+    tensors = [T(tuple(shape), scale=s_in, zero_point=int(rng.integers(-128, 128))),
+               T((len(axes),), "int32", data=np.array(axes, np.int32)),
+               T(tuple(out), scale=float(s_in * 10 ** rng.uniform(-1, 1)),
+                 zero_point=int(rng.integers(-128, 128)))]
+    return build("MEAN", tensors, [0, 1], [2], ("ReducerOptions", {"KeepDims": keep}))
+
+
+MAKERS = {
+    "conv": lambda r: _conv_like(r, False), "depthwise": lambda r: _conv_like(r, True),
+    "fc": _fc, "add": lambda r: _binary(r, "ADD"), "mul": lambda r: _binary(r, "MUL"),
+    "avgpool": lambda r: _pool(r, "AVERAGE_POOL_2D"), "maxpool": lambda r: _pool(r, "MAX_POOL_2D"),
+    "softmax": _softmax, "logistic": lambda r: _unary(r, "LOGISTIC"),
+    "tanh": lambda r: _unary(r, "TANH"), "mean": _mean,
+}
+
+
+# TINYSENSE_RANDOM_OPS=N runs N seeds per op (a longer hunt than the default 8)
+SEEDS = range(int(os.environ.get("TINYSENSE_RANDOM_OPS", "8")))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("kind", sorted(MAKERS))
+def test_random_op_bit_exact(kind, seed, tmp_path):
+    rng = np.random.default_rng([zlib.crc32(kind.encode()), seed])
+    path = tmp_path / f"{kind}_{seed}.tflite"
+    path.write_bytes(MAKERS[kind](rng))
+    narrow = seed % 2 == 1
+    mismatches, alloc, n = compare_model(path, n_random=3, narrow=narrow, seed=seed)
+    assert not mismatches, f"{len(mismatches)}/{n} vectors differ: {mismatches[0]}"
+    assert alloc == 0
