@@ -57,8 +57,11 @@ def _fatal(what: str, exc: Exception) -> TinysenseError:
 def check_port(port: str) -> None:
     """Fail with one clear line if `port` is missing or held by another program."""
     if "://" not in port and not os.path.exists(port):
+        from tinysense.targets import find_usb_boards
+
+        present = ", ".join(p.device for p in find_usb_boards()) or "none"
         raise TinysenseError(f"serial port {port} does not exist: is the board plugged in? "
-                             "(`tinysense boards` lists ports; or set PORT=...)")
+                             f"(ESP32 USB ports present: {present})")
     try:
         ser = serial.serial_for_url(port, exclusive=True, timeout=0.1)
     except serial.SerialException as exc:
