@@ -352,3 +352,13 @@ def test_growing_dropped_total_is_reported(rig, caplog):
     assert rig.gw.stats["node_dropped"] == 3
     assert "device 0000002a dropped 3 frame(s) from its full queue (5 in total)" in caplog.text
     assert caplog.text.count("dropped") == 1
+
+
+def test_non_finite_floats_give_strict_json_and_keep_the_raw_bits(rig):
+    pt = encode_records([{"type": "reading", "sensor": 3, "t_ms": 1,
+                          "values": [1.5, float("nan"), float("inf")]}])
+    assert rig.acked(rig.gw.handle(rig.frame(1, plaintext=pt), "x")) == [1]
+    decoded, payload = rig.conn.execute("SELECT decoded, payload FROM frames").fetchone()
+    assert '"values":[1.5,null,null]' in decoded
+    assert rig.conn.execute("SELECT json_valid(decoded) FROM frames").fetchone()[0] == 1
+    assert bytes(payload) == pt

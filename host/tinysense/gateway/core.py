@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -83,12 +84,29 @@ class Ack:
 def _jsonable(value):
     if isinstance(value, (bytes, bytearray)):
         return value.hex()
-    if isinstance(value, float) and value != value:
-        return None
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-_JSON = json.JSONEncoder(separators=(",", ":"), default=_jsonable)
+_JSON = json.JSONEncoder(separators=(",", ":"), default=_jsonable, allow_nan=False)
+
+
+def _finite(value):
+    """A copy with NaN/inf floats as None (strict JSON; the raw payload keeps the bits)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def to_json(decoded: dict) -> str:
+    """Strict JSON text for the `decoded` column (SQLite's json functions can read it)."""
+    try:
+        return _JSON.encode(decoded)
+    except ValueError:  # a NaN or infinity from a float32 field
+        return _JSON.encode(_finite(decoded))
 
 
 def decode_payload(ptype: int, plaintext: bytes) -> tuple[dict | None, str | None, str | None]:
@@ -103,7 +121,7 @@ def decode_payload(ptype: int, plaintext: bytes) -> tuple[dict | None, str | Non
         return None, None, f"{type(exc).__name__}: {exc}"
     decoded = {"boot": batch.boot, "dropped_total": batch.dropped_total,
                "base_ms": batch.base_ms, "records": batch.records}
-    return decoded, _JSON.encode(decoded), None
+    return decoded, to_json(decoded), None
 
 
 class Gateway:
