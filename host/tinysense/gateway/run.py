@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from tinysense.errors import TinysenseError
-from tinysense.gateway.core import Accepted, Gateway, decode_payload
+from tinysense.gateway.core import Accepted, Gateway, decode_payload, to_json
 from tinysense.gateway.registry import MAX_DEVICE_ID
 from tinysense.gateway.ingest import IngestLoop
 from tinysense.gateway.mqtt import MqttTransport
@@ -252,7 +252,7 @@ def write_uplinks(frames: Iterator[dict], fmt: str, out: TextIO = sys.stdout) ->
     n = 0
     if fmt == "json":
         for f in frames:
-            out.write(json.dumps(f, separators=(",", ":")) + "\n")
+            out.write(to_json(f) + "\n")
             n += 1
         return n
     if fmt != "csv":
