@@ -146,7 +146,48 @@ def _mean(rng):
     return build("MEAN", tensors, [0, 1], [2], ("ReducerOptions", {"KeepDims": keep}))
 
 
+def _requant(rng, op):
+    """QUANTIZE int8->int8 and RELU rescale; RELU6 keeps the scale (tflite-micro clamps)."""
+    n = int(rng.integers(1, 50))
+    s_in = float(10 ** rng.uniform(-3, 0))
+    s_out = s_in if op == "RELU6" else float(s_in * 10 ** rng.uniform(-1.5, 1.5))
+    z_out = int(rng.integers(-128, 128))
+    tensors = [T((1, n), scale=s_in, zero_point=int(rng.integers(-128, 128))),
+               T((1, n), scale=s_out, zero_point=z_out)]
+    return build(op, tensors, [0], [1])
+
+
+def _pad(rng):
+    shape = [1] + [int(v) for v in rng.integers(1, 5, 3)]
+    pads = np.array([[0, 0]] + [list(rng.integers(0, 3, 2)) for _ in range(3)], np.int32)
+    out = [d + int(a) + int(b) for d, (a, b) in zip(shape, pads)]
+    s, z = float(10 ** rng.uniform(-3, 0)), int(rng.integers(-128, 128))
+    tensors = [T(tuple(shape), scale=s, zero_point=z), T((4, 2), "int32", data=pads),
+               T(tuple(out), scale=s, zero_point=z)]
+    return build("PAD", tensors, [0, 1], [2])
+
+
+def _concat(rng):
+    axis = int(rng.integers(1, 4))
+    base = [1] + [int(v) for v in rng.integers(1, 5, 3)]
+    n = int(rng.integers(2, 4))
+    shapes = []
+    for _ in range(n):
+        sh = list(base)
+        sh[axis] = int(rng.integers(1, 5))
+        shapes.append(tuple(sh))
+    out = list(base)
+    out[axis] = sum(sh[axis] for sh in shapes)
+    s, z = float(10 ** rng.uniform(-3, 0)), int(rng.integers(-128, 128))
+    tensors = [T(sh, scale=s, zero_point=z) for sh in shapes] + [T(tuple(out), scale=s,
+                                                                   zero_point=z)]
+    return build("CONCATENATION", tensors, list(range(n)), [n], (
+        "ConcatenationOptions", {"Axis": axis}))
+
+
 MAKERS = {
+    "quantize": lambda r: _requant(r, "QUANTIZE"), "relu": lambda r: _requant(r, "RELU"),
+    "relu6": lambda r: _requant(r, "RELU6"), "pad": _pad, "concat": _concat,
     "conv": lambda r: _conv_like(r, False), "depthwise": lambda r: _conv_like(r, True),
     "fc": _fc, "add": lambda r: _binary(r, "ADD"), "mul": lambda r: _binary(r, "MUL"),
     "avgpool": lambda r: _pool(r, "AVERAGE_POOL_2D"), "maxpool": lambda r: _pool(r, "MAX_POOL_2D"),
