@@ -52,7 +52,9 @@ def make_transport(config):
     if kind == "udp":
         from tsnode.uplink.udp import UdpTransport
 
-        return UdpTransport(host, int(port))
+        # a receive buffer one byte larger than the largest frame this codec opens (an
+        # oversize ack is then seen as such); 1100 B at the default max_payload
+        return UdpTransport(host, int(port), config.get("max_payload", 1024) + 20)
     if kind == "mqtt":
         from tsnode.uplink.mqtt import MqttTransport
 

@@ -17,7 +17,8 @@ class UdpTransport:
     acks = True
     name = "udp"
 
-    def __init__(self, host, port):
+    def __init__(self, host, port, recv_max=_RECV_MAX):
+        self.recv_max = recv_max  # bytes read per datagram (each poll allocates this much)
         self.addr = socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM)[0][-1]
         self.sock = None
         self._poll = None
@@ -46,7 +47,7 @@ class UdpTransport:
         try:
             if not self._poll.poll(timeout_ms):
                 return None
-            return self.sock.recv(_RECV_MAX)
+            return self.sock.recv(self.recv_max)
         except OSError:
             return None  # e.g. ECONNREFUSED from an earlier datagram: nobody listens
 
