@@ -97,17 +97,25 @@ def fc(units, bias=True, act=None):
     return _expects(build, "FULLY_CONNECTED", fusedActivationFunction=_ACT[act])
 
 
-def conv(cout, k=(3, 3), stride=1, padding="SAME", dilation=1, act=None):
+def conv(cout, k=(3, 3), stride=1, padding="SAME", dilation=1, act=None, zero_channel=None):
+    """CONV_2D; stride an int or (h, w); zero_channel: an output channel whose weights and
+    bias are all zero (its per-channel scale is degenerate)."""
+    sh, sw = (stride, stride) if isinstance(stride, int) else stride
+
     def build(rng, inputs):
         tf = _tf()
         w = _w(rng, k[0], k[1], inputs[0][-1], cout, scale=0.4)
         b = _w(rng, cout, scale=0.2)
+        if zero_channel is not None:
+            mask = np.ones(cout, np.float32)
+            mask[zero_channel] = 0.0
+            w, b = w * mask, b * mask
 
         def fn(x):
-            y = tf.nn.conv2d(x, w, strides=stride, padding=padding, dilations=dilation)
+            y = tf.nn.conv2d(x, w, strides=[1, sh, sw, 1], padding=padding, dilations=dilation)
             return _act(tf.nn.bias_add(y, b), act)
         return fn
-    return _expects(build, "CONV_2D", strideH=stride, strideW=stride, padding=_PAD[padding],
+    return _expects(build, "CONV_2D", strideH=sh, strideW=sw, padding=_PAD[padding],
                     dilationHFactor=dilation, dilationWFactor=dilation,
                     fusedActivationFunction=_ACT[act])
 
@@ -174,10 +182,11 @@ def reshape(shape):
     return build
 
 
-def pad(paddings):
+def pad(paddings, value=0.0):
+    """PAD, or PADV2 when the pad value is not zero."""
     def build(rng, inputs):
         tf = _tf()
-        return lambda x: tf.pad(x, paddings)
+        return lambda x: tf.pad(x, paddings, constant_values=value)
     return build
 
 
@@ -239,6 +248,8 @@ SPECS = [
     Spec("fully_connected_relu6", fc(6, act="relu6"), [(1, 10)], ["FULLY_CONNECTED"],
          per_tensor=True),
     Spec("fully_connected_batch3", fc(4), [(3, 11)], ["FULLY_CONNECTED"], per_tensor=True),
+    Spec("fully_connected_positive_input", fc(6, act="relu"), [(1, 13)], ["FULLY_CONNECTED"],
+         per_tensor=True, input_range=(0.0, 6.0)),
     # CONV_2D: per-channel weights unless named per_tensor
     Spec("conv_2d_same", conv(4), [IMG], ["CONV_2D"]),
     Spec("conv_2d_valid", conv(4, padding="VALID"), [IMG], ["CONV_2D"]),
@@ -256,6 +267,8 @@ SPECS = [
     Spec("conv_2d_5x1_stride2_valid", conv(3, k=(5, 1), stride=2, padding="VALID"),
          [(1, 11, 4, 3)], ["CONV_2D"]),
     Spec("conv_2d_per_tensor", conv(4), [IMG], ["CONV_2D"], per_tensor=True),
+    Spec("conv_2d_stride_2x1", conv(4, stride=(2, 1)), [(1, 9, 7, 3)], ["CONV_2D"]),
+    Spec("conv_2d_zero_channel", conv(5, zero_channel=2), [IMG], ["CONV_2D"]),
     # DEPTHWISE_CONV_2D
     Spec("depthwise_conv_2d_same", dwconv(), [IMG], ["DEPTHWISE_CONV_2D"]),
     Spec("depthwise_conv_2d_valid", dwconv(padding="VALID"), [IMG], ["DEPTHWISE_CONV_2D"]),
@@ -269,6 +282,8 @@ SPECS = [
          ["DEPTHWISE_CONV_2D"]),
     Spec("depthwise_conv_2d_relu6", dwconv(act="relu6"), [IMG], ["DEPTHWISE_CONV_2D"]),
     Spec("depthwise_conv_2d_relu_5x1", dwconv(k=(5, 1), act="relu"), [(1, 10, 4, 5)],
+         ["DEPTHWISE_CONV_2D"]),
+    Spec("depthwise_conv_2d_1ch_mult8_stride2", dwconv(mult=8, stride=2), [(1, 9, 7, 1)],
          ["DEPTHWISE_CONV_2D"]),
     # pooling
     Spec("average_pool_2d_valid", pool("avg"), [IMG], ["AVERAGE_POOL_2D"]),
@@ -309,6 +324,8 @@ SPECS = [
     Spec("reshape_4d", reshape([1, 2, 6, 4]), [(1, 4, 4, 3)], ["RESHAPE"]),
     Spec("pad", pad([[0, 0], [1, 2], [2, 1], [0, 0]]), [(1, 5, 5, 3)], ["PAD"]),
     Spec("pad_channels", pad([[0, 0], [0, 0], [1, 1], [2, 3]]), [(1, 3, 4, 2)], ["PAD"]),
+    Spec("pad_v2_value", pad([[0, 0], [1, 1], [0, 2], [0, 0]], value=1.5), [(1, 4, 4, 3)],
+         ["PADV2"]),
     # activations
     Spec("softmax", unary("softmax"), [(1, 10)], ["SOFTMAX"]),
     Spec("softmax_4d", unary("softmax"), [(1, 3, 4, 6)], ["SOFTMAX"]),
