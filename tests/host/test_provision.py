@@ -82,7 +82,7 @@ def test_provision_rotate_and_never_print(vnode, tmp_path, capsys, caplog):
 
     vnode.mkdir("/uplink_q")
     vnode.put(b"\x01" * 30, "/uplink_q/00000005")
-    with pytest.raises(TinysenseError, match="queued under the old key"):
+    with pytest.raises(TinysenseError, match="queued under its current key"):
         provision(vnode, 0x2A, db=db, rotate=True)
     assert vnode.get("/uplink_key.bin") == k1  # a refusal changes nothing
     done = provision(vnode, 0x2A, db=db, rotate=True, discard_queue=True)

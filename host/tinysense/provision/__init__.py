@@ -6,8 +6,8 @@ key version). Steps, ordered so that a failure at any point can be fixed by runn
 same command again (with --rotate once the registry has the device):
 
   1. check the registry (a known device needs --rotate) and the node (tsnode firmware
-     deployed; with --rotate, its queue must be empty or --discard-queue given, because
-     frames sealed with the old key would be rejected by the gateway after the rotation);
+     deployed; its frame queue must be empty or --discard-queue given, because frames
+     sealed with the key being replaced would be rejected by the gateway afterwards);
   2. stage the key on the node as /uplink_key.new and verify it by SHA-256;
   3. commit the key (new key version) in the registry;
   4. on the node: start the frame counter for the new key, switch /uplink_key.bin to it,
@@ -75,7 +75,7 @@ def provision(node, device_id: int, *, db: str | os.PathLike | None = None,
         rotate: replace the key of an already provisioned device (key version + 1).
         transport: udp | mqtt | serial for /uplink.json (default: keep, else udp).
         gateway: HOST:PORT the node sends to (default: keep, else 127.0.0.1:47800).
-        discard_queue: on rotation, delete frames still queued under the old key.
+        discard_queue: delete frames still queued under the node's current key.
     """
     check_device_id(device_id)
     if transport is not None and transport not in TRANSPORTS:
@@ -100,11 +100,11 @@ def provision(node, device_id: int, *, db: str | os.PathLike | None = None,
             raise TinysenseError("the node has no tsnode uplink firmware; run `tinysense "
                                  "deploy` for it first, then provision again") from None
         queued = _queued_frames(node)
-        if rotate and queued and not discard_queue:
+        if queued and not discard_queue:  # sealed with the key being replaced
             raise TinysenseError(
-                f"the node still has {queued} frame(s) queued under the old key; the gateway "
-                "would reject them after the rotation. Let it deliver them first, or pass "
-                "--discard-queue to drop them")
+                f"the node still has {queued} frame(s) queued under its current key; the "
+                "gateway would reject them once the key changes. Let it deliver them first, "
+                "or pass --discard-queue to drop them")
         config = _node_config(node)
         config["device_id"] = device_id
         config["transport"] = transport or config.get("transport", "udp")

@@ -16,7 +16,7 @@ def register(sub) -> None:
     p.add_argument("--rotate", action="store_true",
                    help="replace the key of an already provisioned device")
     p.add_argument("--discard-queue", action="store_true",
-                   help="with --rotate: drop frames the node still has queued under the old key")
+                   help="drop frames the node still has queued under its current key")
     p.add_argument("--transport", choices=["udp", "mqtt", "serial"],
                    help="how the node sends (default: keep its setting, else udp)")
     p.add_argument("--gateway", metavar="HOST:PORT",
@@ -43,5 +43,5 @@ def _provision(args) -> int:
           f"{done.key_version}, transport {done.config['transport']} to "
           f"{done.config['gateway']}; registry {db_display(done.db)}")
     if done.discarded_frames:
-        print(f"discarded {done.discarded_frames} frame(s) queued under the old key")
+        print(f"discarded {done.discarded_frames} frame(s) queued under the replaced key")
     return 0
