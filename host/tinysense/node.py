@@ -17,13 +17,13 @@ import base64
 import contextlib
 import hashlib
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tinysense.boards import BoardConfig, load_board
 from tinysense.errors import TinysenseError
 from tinysense.nodecode import script
+from tinysense.rawrepl import Pushback, RawRepl, RawReplTimeout
 from tinysense.targets import Target, resolve_target
 
 
@@ -55,7 +55,19 @@ class Node:
     def __init__(self, target: Target, board: BoardConfig, transport) -> None:
         self.target = target
         self.board = board
-        self.transport = transport
+        self.transport = transport  # mpremote's SerialTransport: fs helpers, raw REPL entry
+
+    @property
+    def transport(self):
+        return self._transport
+
+    @transport.setter
+    def transport(self, transport) -> None:
+        """A (new) mpremote transport, e.g. after a reconnect; exec reads its port in bulk."""
+        if not isinstance(transport.serial, Pushback):
+            transport.serial = Pushback(transport.serial)
+        self._transport = transport
+        self.repl = RawRepl(transport.serial)
 
     # --- code ---------------------------------------------------------------------------
 
@@ -71,44 +83,21 @@ class Node:
             NodeError: the code raised (the node's traceback is in the message).
             NodeTimeout: no complete answer in time.
         """
-        from mpremote.transport import TransportError
-
+        data = code.encode() if isinstance(code, str) else bytes(code)
         try:
-            self.transport.exec_raw_no_follow(code)
-        except TransportError as exc:
-            raise NodeTimeout(f"the node on {self.target.url} did not take the code ({exc}); "
-                              "is it still running something?") from None
-        out, err = self._follow(timeout)
+            self.repl.send(data)
+        except RawReplTimeout as exc:
+            raise NodeTimeout(f"the node on {self.target.url} did not take the code (received "
+                              f"{exc.args[0][-80:]!r}); is it still running something?") from None
+        try:
+            out, err = self.repl.follow(timeout)
+        except RawReplTimeout as exc:
+            raise NodeTimeout(f"no answer from the node on {self.target.url} within "
+                              f"{timeout:g} s (received {exc.args[0][-80:]!r}); is it running "
+                              "long code or gone?") from None
         if err:
             raise NodeError(_text(err), _text(out), code if isinstance(code, str) else "")
         return _text(out)
-
-    def _follow(self, timeout: float) -> tuple[bytes, bytes]:
-        """Read an exec's answer, `out \\x04 err \\x04`, in bulk (mpremote reads byte by byte).
-
-        Bytes read past the answer (the next `>` prompt) go back to the port for mpremote.
-        """
-        port = self.transport.serial
-        buf = bytearray()
-        last = time.monotonic()
-        first = -1
-        while True:
-            waiting = port.in_waiting
-            if waiting:
-                buf += port.read(waiting)
-                last = time.monotonic()
-                if first < 0:
-                    first = buf.find(b"\x04")
-                second = buf.find(b"\x04", first + 1) if first >= 0 else -1
-                if second >= 0:
-                    port.unread(bytes(buf[second + 1:]))
-                    return bytes(buf[:first]), bytes(buf[first + 1:second])
-            elif time.monotonic() - last > timeout:
-                raise NodeTimeout(f"no answer from the node on {self.target.url} within "
-                                  f"{timeout:g} s (got {bytes(buf[-80:])!r}); is it running "
-                                  "long code or gone?")
-            else:
-                time.sleep(0.001)
 
     def eval(self, expr: str, timeout: float = 10):
         """Evaluate a literal-valued expression on the node and return it as a Python value."""
@@ -218,39 +207,6 @@ class Node:
         self.transport.close()
 
 
-class _Pushback:
-    """A pyserial port that can take back bytes read past the end of an answer."""
-
-    def __init__(self, port) -> None:
-        object.__setattr__(self, "_port", port)
-        object.__setattr__(self, "_back", b"")
-
-    def unread(self, data: bytes) -> None:
-        object.__setattr__(self, "_back", data + self._back)
-
-    def read(self, size: int = 1) -> bytes:
-        if not self._back:
-            return self._port.read(size)
-        out = self._back[:size]
-        object.__setattr__(self, "_back", self._back[size:])
-        if len(out) < size:
-            out += self._port.read(size - len(out))
-        return out
-
-    def inWaiting(self) -> int:  # noqa: N802 (pyserial's old name, used by mpremote)
-        return len(self._back) + self._port.inWaiting()
-
-    @property
-    def in_waiting(self) -> int:
-        return len(self._back) + self._port.in_waiting
-
-    def __getattr__(self, name):
-        return getattr(self._port, name)
-
-    def __setattr__(self, name, value) -> None:
-        setattr(self._port, name, value)  # dtr, rts, baudrate... reach the real port
-
-
 def connect(url: str, target: Target, board: BoardConfig, *, soft_reset: bool = True,
             timeout: float = 15) -> Node:
     """Open a pyserial URL with mpremote's transport and enter the raw REPL."""
@@ -262,7 +218,6 @@ def connect(url: str, target: Target, board: BoardConfig, *, soft_reset: bool = 
     except TransportError as exc:
         raise TinysenseError(f"cannot open {url}: {exc}; is another program (a serial "
                              "monitor, mpremote) using it?") from None
-    transport.serial = _Pushback(transport.serial)
     try:
         transport.enter_raw_repl(soft_reset=soft_reset, timeout_overall=timeout)
     except (TransportError, OSError) as exc:
