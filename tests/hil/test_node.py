@@ -68,3 +68,17 @@ def test_deployed_firmware_and_self_check(node, board_config):
     assert check.modules["tsnode.board"] == "ok"
     assert 0 < check.heap_free <= board_config.heap_budget + board_config.psram_bytes
     assert check.facts["micropython"].split()[0].startswith("1.")
+
+
+def test_long_code_through_raw_paste_flow_control(node):
+    values = list(range(2500))  # ~14 KB of source: many raw-paste windows
+    assert node.exec(f"v = {values!r}\nprint(len(v), sum(v))") == f"2500 {sum(values)}\n"
+
+
+def test_plain_raw_mode_when_raw_paste_is_off(node):
+    node.repl.use_raw_paste = False  # what a device without raw-paste support gets
+    try:
+        assert node.exec("print('plain', 3 * 7)") == "plain 21\n"
+        assert node.exec("x = " + repr(list(range(300))) + "\nprint(len(x))") == "300\n"
+    finally:
+        node.repl.use_raw_paste = True
