@@ -83,3 +83,13 @@ def test_compare_counts_every_byte():
     assert not compare_outputs([z], [-z]).identical          # -0.0 is a different byte
     assert not compare_outputs([a], [a.astype(np.int16)]).identical
     assert not compare_outputs([a], []).identical
+
+
+def test_write_json_is_strict(tmp_path):
+    import json
+
+    from tinysense.validate.core import write_json
+
+    out = tmp_path / "r.json"
+    write_json({"max_abs_diff": float("inf"), "n": np.int64(3), "xs": [1.5, float("nan")]}, out)
+    assert json.loads(out.read_text()) == {"max_abs_diff": None, "n": 3, "xs": [1.5, None]}

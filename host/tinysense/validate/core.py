@@ -152,8 +152,9 @@ def _diagnose(nm: NodeModel, ref_model: bytes, graph, vector: Vector, say: Progr
         op["max_abs_diff"] = first["max_abs_diff"]
         op["differing_values"] = first["differing_values"]
         return {**first, "ops": ops}
-    return {"op_index": None, "op_name": "(none: every op's output matched when run op by "
-            "op; the difference appears only in a full run)", "position": None,
+    return {"op_index": None, "op_name": "(none: every op the node runs matched when run op "
+            "by op; the difference is in a full run only, or in the host-side QUANTIZE / "
+            "DEQUANTIZE of float inputs / outputs)", "position": None,
             "tensor": None, "tensor_name": "", "shape": [], "values": 0,
             "vector": vector.label, "differing_values": 0, "max_abs_diff": 0.0, "ops": ops}
 
@@ -283,11 +284,22 @@ def _collect_outputs(outputs: list[dict], got: list[np.ndarray], want: list[np.n
 
 def write_json(data, out: Path | str) -> None:
     """Write a result (or a list of them) as JSON; '-' writes to stdout."""
-    text = json.dumps(data, indent=2, default=_jsonable) + "\n"
+    text = json.dumps(_finite(data), indent=2, default=_jsonable, allow_nan=False) + "\n"
     if str(out) == "-":
         print(text, end="")
     else:
         Path(out).write_text(text)
+
+
+def _finite(value):
+    """Strict JSON has no Infinity/NaN: a non-finite float (a shape mismatch) becomes null."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _jsonable(value):
