@@ -139,3 +139,17 @@ def test_node_and_dut_fixtures_on_the_virtual_board(tmp_path):
     log = next(line.split("full console log: ")[1] for line in out.splitlines()
                if "full console log: " in line)
     assert "temperature 21.5" in open(log).read()
+
+
+def test_qemu_without_qemu_installed_is_one_line(tmp_path):
+    firmware = tmp_path / "fw.bin"
+    firmware.write_bytes(b"\xe9" + bytes(63))
+    proc = run_pytest(tmp_path, "def test_x(node):\n    pass\n", "--target", "qemu",
+                      "--firmware", str(firmware),
+                      env={"PATH": os.path.dirname(sys.executable) + ":/usr/bin:/bin",
+                           "IDF_TOOLS_PATH": str(tmp_path / "no-idf")})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 4 and "Traceback" not in out, out
+    assert out.strip().splitlines() == [
+        "ERROR: tinysense: --target qemu: qemu-system-xtensa not found; install Espressif's "
+        "QEMU and set TINYSENSE_FIRMWARE, or use --target virtual"]
