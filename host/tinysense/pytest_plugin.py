@@ -215,7 +215,7 @@ def reconnect(node, timeout: float = 30.0) -> None:
         try:
             transport = SerialTransport(node.target.url, baudrate=node.board.console_baud,
                                         timeout=_READ_TIMEOUT_S)
-            transport.enter_raw_repl(soft_reset=False, timeout_overall=5)
+            transport.enter_raw_repl(soft_reset=False, timeout_overall=2)
             node.transport = transport
             return
         except (TransportError, OSError) as exc:  # serial.SerialException is an OSError
