@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -101,13 +102,17 @@ def _sources(src: Path) -> list[Path]:
 def _compile_one(exe: str, arch: str | None, source: Path, rel: Path, out: Path) -> str | None:
     """Compile one file; return mpy-cross's complaint, or None when it compiled."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [exe, "-s", rel.as_posix(), "-o", str(out)]
+    # Written under a private name, then renamed: another process deploying from the same
+    # checkout never reads a half-written .mpy.
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.{threading.get_ident()}")
+    cmd = [exe, "-s", rel.as_posix(), "-o", str(tmp)]
     if arch:
         cmd.insert(1, f"-march={arch}")
     proc = subprocess.run(cmd + [str(source)], capture_output=True, text=True)
     if proc.returncode != 0 or proc.stderr.strip():
-        out.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         return (proc.stderr or proc.stdout).strip() or f"mpy-cross exit {proc.returncode}"
+    os.replace(tmp, out)
     return None
 
 
@@ -133,9 +138,10 @@ def compile_firmware(arch: str | None, src: str | os.PathLike = FIRMWARE_DIR,
     stamp = out_dir / ".mpy-cross"
     version = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout.strip()
     if stamp.is_file() and stamp.read_text() != version:
-        shutil.rmtree(out_dir)  # another compiler made these
+        shutil.rmtree(out_dir, ignore_errors=True)  # another compiler made these
     out_dir.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(version)
+    if not stamp.is_file() or stamp.read_text() != version:
+        stamp.write_text(version)
     jobs, files = [], []
     for rel in _sources(src):
         source = src / rel
