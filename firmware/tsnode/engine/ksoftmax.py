@@ -43,27 +43,33 @@ def _srdhm(s: ptr32, i: int, j: int, k: int):
     s[k] = t
 
 
+# Helpers pass int32 values through the scratch words `s`, never as arguments or return
+# values: an int >= 2^30 crossing a call is boxed, which allocates on 32-bit ports.
+
+
 @micropython.viper
-def _sat_shl(v: int, e: int) -> int:
-    """gemmlowp SaturatingRoundingMultiplyByPOT<e> (e > 0); v, result as int32 words."""
+def _sat_shl(s: ptr32, k: int, e: int):
+    """s[k] = gemmlowp SaturatingRoundingMultiplyByPOT<e>(s[k]) for e > 0."""
     one = 1
     sb = one << 31
-    v = (v ^ sb) - sb
+    v = (s[k] ^ sb) - sb
     thr = (1 << (31 - e)) - 1
     if v > thr:
-        return sb - 1
-    if v < 0 - thr:
-        return 0 - sb
-    return v << e
+        s[k] = sb - 1
+    elif v < 0 - thr:
+        s[k] = 0 - sb
+    else:
+        s[k] = v << e
 
 
 @micropython.viper
-def _recip(s: ptr32, x: int):
-    """s[0] = one_over_one_plus_x_for_x_in_0_1(x), x in [0, 2^31); uses s[0..5]."""
+def _recip(s: ptr32):
+    """s[0] = one_over_one_plus_x_for_x_in_0_1(s[6]), s[6] in [0, 2^31); uses s[0..6]."""
     one = 1
     h30 = one << 30
     c48 = 0x2D2D2D2D
     c48 = c48 << 1                    # 1515870810: 48/17 in Q2
+    x = s[6]
     s[1] = (x >> 1) + h30             # RoundingHalfSum(x, 1.0) for x >= 0
     s[2] = -1010580540
     _srdhm(s, 1, 2, 3)
@@ -73,9 +79,11 @@ def _recip(s: ptr32, x: int):
         _srdhm(s, 1, 4, 3)            # half_denominator * x
         s[5] = 0x20000000 - s[3]      # 1 - that
         _srdhm(s, 4, 5, 3)
-        s[4] = s[4] + int(_sat_shl(s[3], 2))
+        _sat_shl(s, 3, 2)
+        s[4] = s[4] + s[3]
         n += 1
-    s[0] = int(_sat_shl(s[4], 1))
+    _sat_shl(s, 4, 1)
+    s[0] = s[4]
 
 
 @micropython.viper
@@ -107,7 +115,8 @@ def softmax(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
         while hp1 < 32 and ((total >> (31 - hp1)) & 1) == 0:
             hp1 += 1
         nbits = 12 - hp1
-        _recip(s, (total << hp1) & (sb - 1))
+        s[6] = (total << hp1) & (sb - 1)
+        _recip(s)
         e = nbits + 23
         mask = (1 << e) - 1
         c = 0
