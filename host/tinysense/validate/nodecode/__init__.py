@@ -1,0 +1,1 @@
+"""MicroPython snippets validate runs on the node (read as text, never imported on the host)."""
