@@ -10,6 +10,7 @@ quoting only the tail. Works on any pyserial object (board, QEMU socket, virtual
 
 from __future__ import annotations
 
+import codecs
 import re
 import time
 from pathlib import Path
@@ -37,6 +38,7 @@ class Dut:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in close())
         self.buffer = ""  # received and not yet consumed by a match
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")  # chars may split
 
     @property
     def serial(self):
@@ -53,7 +55,11 @@ class Dut:
         if chunk:
             self._log.write(chunk)
             self._log.flush()
-        return chunk.decode("utf-8", "replace").replace("\r\n", "\n")
+        return self._decoder.decode(chunk)
+
+    def _append(self, text: str) -> None:
+        # CR LF may arrive split across reads: normalise the whole unconsumed buffer
+        self.buffer = (self.buffer + text).replace("\r\n", "\n")
 
     def expect(self, pattern: str | re.Pattern, timeout: float = 10.0) -> re.Match:
         """Read until `pattern` (a regex, searched in the received text) matches; return the
@@ -75,9 +81,9 @@ class Dut:
             if left <= 0:
                 break
             try:
-                self.buffer += self._read_some(min(left, 0.2))
+                self._append(self._read_some(min(left, 0.2)))
             except OSError as exc:  # the port went away (board unplugged, VM restarting)
-                self.buffer += f"\n[tinysense: read failed: {exc}]\n"
+                self._append(f"\n[tinysense: read failed: {exc}]\n")
                 time.sleep(min(max(left, 0), 0.2))
         got = len(self.buffer)
         which = f"last {_QUOTE} of {got}" if got > _QUOTE else f"{got}"
@@ -98,7 +104,7 @@ class Dut:
             chunk = self._read_some(quiet)
             if not chunk:
                 break
-            self.buffer += chunk
+            self._append(chunk)
         text, self.buffer = self.buffer, ""
         return text
 
