@@ -163,9 +163,7 @@ def prepare_conv(model: Model, op: Operator) -> Lowered:
     _check_int8(op, x, y)
     wd = _const_weights(op, w)
     o = op.options
-    if op.name == "FULLY_CONNECTED":
-        if o is not None and o.KeepNumDims() and len(y.shape) > 2:
-            pass  # same math; output shape already says it
+    if op.name == "FULLY_CONNECTED":     # keep_num_dims only changes the output's shape
         if len(wd.shape) != 2:
             raise fail(op, f"weights shape {list(wd.shape)}; expected 2-D")
         units, k = wd.shape
@@ -174,8 +172,6 @@ def prepare_conv(model: Model, op: Operator) -> Lowered:
         rows = x.size // k
         geo = [1, rows, 1, k, rows, 1, units, 1, 1, 1, 1, 1, 1, 0, 0]
         act = o.FusedActivationFunction() if o is not None else 0
-        wrows = wd
-        oc = units
     else:
         n, h, wi, c = _shape4(op, x)
         _, oh, ow, oc = _shape4(op, y)
@@ -191,8 +187,7 @@ def prepare_conv(model: Model, op: Operator) -> Lowered:
             raise fail(op, f"output shape {list(y.shape)} does not match the padding rule")
         geo = [n, h, wi, c, oh, ow, oc, kh, kw, sh, sw, dh, dw, pt, pl]
         act = o.FusedActivationFunction()
-        wrows = wd
-    return _lower_conv(model, op, x, w, y, wrows, geo, act, OPCODES[op.name])
+    return _lower_conv(model, op, x, w, y, wd, geo, act, OPCODES[op.name])
 
 
 def _lower_conv(model, op, x, w, y, wrows, geo, act, opcode) -> Lowered:
