@@ -1,0 +1,46 @@
+"""The validate/bench CLI maps results to exit codes and JSON (the library is tested on nodes
+in tests/hil/test_validate_node.py; here its result is given)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tinysense import cli
+from tinysense.validate import core
+from tinysense.validate.core import ValidateResult
+
+
+def _result(bit_exact: bool) -> ValidateResult:
+    return ValidateResult(model="m.tflite", target="virtual", board="ESP32_GENERIC",
+                          vectors=20, mismatches=0 if bit_exact else 2,
+                          mismatched_values=0 if bit_exact else 7,
+                          max_abs_diff=0.0 if bit_exact else float("inf"),
+                          bit_exact=bit_exact, node_ms=1.5, reference_ms=1.0,
+                          node_heap_peak_bytes=900, reference_arena_bytes=1000)
+
+
+@pytest.mark.parametrize("exact, code", [(True, 0), (False, 1)])
+def test_exit_code_and_json(monkeypatch, tmp_path, exact, code):
+    seen = {}
+
+    def fake(model, **kwargs):
+        seen.update(kwargs, model=model)
+        return _result(exact)
+
+    monkeypatch.setattr(core, "validate_model", fake)
+    out = tmp_path / "r.json"
+    rc = cli.main(["validate", "m.tflite", "--target", "virtual", "--board", "ESP32_GENERIC",
+                   "--vectors", "7", "--seed", "9", "--json", str(out)])
+    assert rc == code
+    assert seen["vectors"] == 7 and seen["seed"] == 9 and seen["target"] == "virtual"
+    d = json.loads(out.read_text())
+    assert d["bit_exact"] is exact and d["max_abs_diff"] == (0.0 if exact else None)
+
+
+def test_library_errors_are_one_line_exit_2(capsys):
+    rc = cli.main(["validate", "/nonexistent/model.tflite", "--target", "virtual"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tinysense: error: cannot read model") and err.count("\n") == 1
