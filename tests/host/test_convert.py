@@ -292,3 +292,22 @@ def test_host_quantize_and_dequantize_match_tflite_micro():
         it.invoke()
         q = it.GetTensor(io["tensor"], 0)["tensor_data"]
         assert dequantize_output(q, io).tobytes() == np.asarray(it.get_output(0)).tobytes()
+
+
+@pytest.mark.parametrize("model, board, placement, fits", [
+    ("mlperf_kws_ref_model", "ESP32_GENERIC", "ram", True),
+    ("tflm_person_detect", "ESP32_GENERIC_S3", "ram", True),
+    ("mlperf_pretrainedResnet_quant", "ESP32_GENERIC_C3", "stream", True),
+    ("tflm_person_detect", "ESP32_GENERIC", "stream", False),
+])
+def test_fit_report_picks_placement(model, board, placement, fits):
+    r = convert_model(CONF / f"{model}.tflite", board=board).report
+    assert (r.placement, r.fits) == (placement, fits), r.fit_reason
+    assert r.heap_needed >= r.arena_bytes + r.scratch_bytes
+    if placement == "ram":
+        assert r.heap_needed >= r.package_bytes
+    if placement == "stream":
+        assert r.heap_needed < r.package_bytes + r.arena_bytes
+        assert r.max_op_const_bytes < r.const_bytes
+    text = r.text()
+    assert board in text and ("does NOT fit" in text) is (not fits)
