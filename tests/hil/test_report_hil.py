@@ -4,6 +4,7 @@ a report of a real mismatch (a tampered package) with its per-op plot, opened in
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -34,7 +35,7 @@ def test_validate_cli_writes_an_html_report(tmp_path, target_option, board_optio
         [sys.executable, "-m", "tinysense", "validate", str(model), "--target", target_option,
          "--board", board_option, "--vectors", "12", "--json", str(js), "--html", str(html)],
         capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
-        env={**__import__("os").environ, "TINYSENSE_HOME": str(tmp_path / "home")})
+        env={**os.environ, "TINYSENSE_HOME": str(tmp_path / "home")})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     result = json.loads(js.read_text())
     assert len(result["node_times_ms"]) >= 5 and min(result["node_times_ms"]) > 0
@@ -64,3 +65,26 @@ def test_report_of_a_real_mismatch(node, board_config, tmp_path):
     text = page.read_text()
     assert "MISMATCH" in text and "first op whose output differs" in text
     assert 'stroke="#222"' in text  # mismatching output values are drawn outlined in red
+
+
+def test_validate_all_writes_a_summary_page(tmp_path, target_option, board_option):
+    models = [CONFORMANCE_DIR / "tflm_hello_world_int8.tflite",
+              REPO_ROOT / "tests" / "ops" / "conv_2d_same.tflite"]
+    out = tmp_path / "validate"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tinysense", "validate-all", "--target", target_option,
+         "--board", board_option, "--vectors", "6", "--html", str(out),
+         "--models", *map(str, models)],
+        capture_output=True, text=True, timeout=600, cwd=REPO_ROOT,
+        env={**os.environ, "TINYSENSE_HOME": str(tmp_path / "home")})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    summary = out / "summary.html"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "conv_2d_same.html", "summary.html", "tflm_hello_world_int8.html"]
+    plots = plots_in(tmp_path, summary)
+    assert set(plots) == {"summary-latency", "summary-heap"}
+    assert plots["summary-heap"]["rect"] == 2
+    text = summary.read_text()
+    assert "2 of 2 models bit-exact" in text
+    assert '<a href="conv_2d_same.html">' in text and '<a href="tflm_hello_world_int8.html">' \
+        in text
