@@ -144,3 +144,14 @@ def test_bad_micropython_executable(tmp_path, monkeypatch):
     monkeypatch.setenv("TINYSENSE_MICROPYTHON", str(tmp_path / "nope" / "micropython"))
     with pytest.raises(TinysenseError, match="TINYSENSE_MICROPYTHON"):
         start_board("ESP32_GENERIC", directory=tmp_path / "vb")
+
+
+def test_executable_that_is_not_micropython(tmp_path, monkeypatch):
+    fake = tmp_path / "not-micropython"
+    fake.write_text("#!/bin/sh\necho 'this is not MicroPython' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("TINYSENSE_MICROPYTHON", str(fake))
+    with pytest.raises(TinysenseError, match="exited with status 3 3 times before it could "
+                       "boot; its output: this is not MicroPython"):
+        start_board("ESP32_GENERIC", directory=tmp_path / "vb")
+    assert running_board("ESP32_GENERIC", tmp_path / "vb") is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tinysense.targets.supervisor import (EXIT_PREFIX, RAW_BANNER, SENTINEL, OutputFilter,
+from tinysense.targets.supervisor import (EXIT_PREFIX, RAW_BANNER, SENTINEL, UP, OutputFilter,
                                           catches_sigint)
 
 BANNER = (b'MicroPython 9458e3a23f on 2026-07-05; linux [GCC 14.2.1] version\r\n'
@@ -21,11 +21,11 @@ def split_every(data: bytes, n: int) -> list[bytes]:
 
 @pytest.mark.parametrize("size", [1, 2, 3, 7, 1000])
 def test_friendly_boot_hides_sentinel_and_makes_crlf(size):
-    stream = b"boot\nmain\r\n" + SENTINEL + BANNER + b"print(1)\r\n1\n>>> "
+    stream = UP + b"boot\nmain\r\n" + SENTINEL + BANNER + b"print(1)\r\n1\n>>> "
     f = OutputFilter()
     out = feed_all(f, split_every(stream, size))
     assert out == b"boot\r\nmain\r\n" + BANNER + b"print(1)\r\n1\r\n>>> "
-    assert f.booted and f.phase == "run" and not f.raw_mode
+    assert f.up and f.booted and f.phase == "run" and not f.raw_mode
 
 
 @pytest.mark.parametrize("size", [1, 5, 1000])

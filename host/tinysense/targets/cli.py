@@ -14,7 +14,7 @@ def cmd_start(args) -> int:
     if vb.tcp_url:
         print(f"  tcp:    {vb.tcp_url}")
     print(f"  flash:  {vb.flash_dir}")
-    print(f"try: mpremote connect {vb.tcp_url or vb.pty} exec \"import sys; "
+    print(f"try: mpremote connect {vb.tcp_url or vb.url} exec \"import sys; "
           "print(sys.implementation)\"")
     return 0
 

@@ -43,6 +43,8 @@ from pathlib import Path
 # What the child writes once boot.py/main.py have run (see vboard/_vboot.py). Never printed to
 # clients; NUL bytes do not occur in REPL text.
 SENTINEL = b"\x00\x00tsvb-booted\x00\x00"
+# Written as soon as the VM has mounted its flash, before boot.py: the VM is up.
+UP = b"\x00\x00tsvb-up\x00\x00"
 # What the child writes when boot.py/main.py end in SystemExit (sys.exit(), machine.soft_reset(),
 # machine.reset()): `micropython -i` would enter its REPL instead of exiting, so the VM asks to
 # be ended: EXIT_PREFIX, the exit status in decimal, then "\x00\x00". Never shown to clients.
@@ -54,6 +56,7 @@ SOFT_REBOOT = b"MPY: soft reboot\r\n"
 VBOARD_DIR = Path(__file__).resolve().parent / "vboard"
 STATE_FILE = "supervisor.json"
 TTY_LINK = "tty"
+_MAX_FAILED_STARTS = 3  # VMs that die before ever coming up: the executable cannot run
 _FAST_CRASH_S = 1.0  # a VM that exits sooner than this after start is restarted with back-off
 _SIGINT_INTERVAL_S = 0.3
 _PTY_BACKLOG = 256 * 1024  # output held for a slow pty reader before the VM must wait
@@ -79,6 +82,7 @@ class OutputFilter:
         self.phase = "boot"
         self.raw_restart = raw_restart
         self.raw_mode = raw_mode
+        self.up = False  # UP seen
         self.booted = False  # sentinel seen
         self.exit_code: int | None = None  # the VM asked to exit with this status
         self._pending = b""  # bytes held back: a possible sentinel prefix or the hold buffer
@@ -90,6 +94,11 @@ class OutputFilter:
         data = self._pending + data
         self._pending = b""
         out = b""
+        if self.phase == "boot" and not self.up:
+            k = data.find(UP)
+            if k >= 0:
+                self.up = True
+                data = data[:k] + data[k + len(UP):]
         if self.phase == "boot":
             j = data.find(EXIT_PREFIX)
             if j >= 0:
@@ -101,7 +110,8 @@ class OutputFilter:
                 return self._emit(data[:j])
             i = data.find(SENTINEL)
             if i < 0:
-                keep = max(_prefix_overlap(data, SENTINEL), _prefix_overlap(data, EXIT_PREFIX))
+                keep = max(_prefix_overlap(data, SENTINEL), _prefix_overlap(data, EXIT_PREFIX),
+                           0 if self.up else _prefix_overlap(data, UP))
                 self._pending = data[len(data) - keep:] if keep else b""
                 return self._emit(data[: len(data) - keep])
             out = self._emit(data[:i])
@@ -201,6 +211,9 @@ class Supervisor:
         self.started_at = 0.0
         self.fast_crashes = 0
         self.exit_request: int | None = None  # status the VM asked to exit with (EXIT_PREFIX)
+        self.ever_up = False  # some VM got as far as mounting its flash (UP)
+        self.failed_starts = 0  # VMs that crashed before UP while none ever came up
+        self.vm_tail = b""  # the VM's last output, for the error when it cannot start
         self.restarts = 0
         self.client: socket.socket | None = None
         self.listener: socket.socket | None = None
@@ -246,6 +259,7 @@ class Supervisor:
             "TSVB_MODE": "raw" if raw else "friendly",
             "TSVB_BOARD": self.board,
         })
+        self.vm_tail = b""
         master, slave = pty.openpty()
         _child_termios(slave)
         self.child = subprocess.Popen(
@@ -281,6 +295,15 @@ class Supervisor:
         else:
             self.broadcast(SOFT_REBOOT)
         crashed = rc not in (0, HARD_RESET_EXIT)  # resets are deliberate; crashes may loop
+        if crashed and not self.ever_up:
+            self.failed_starts += 1
+            if self.failed_starts >= _MAX_FAILED_STARTS:
+                tail = self.vm_tail.decode(errors="replace").strip().replace("\n", " | ")
+                print(f"{self.micropython} exited with status {rc} {self.failed_starts} times "
+                      f"before it could boot; its output: {tail[-300:] or '(none)'}",
+                      file=sys.stderr, flush=True)
+                self.stopping = True
+                return
         if crashed and time.monotonic() - self.started_at < _FAST_CRASH_S:
             self.fast_crashes += 1
             time.sleep(min(0.05 * 2 ** self.fast_crashes, 2.0))
@@ -301,7 +324,11 @@ class Supervisor:
             return
         was_booted = self.filter.booted
         _debug("vm>", data)
+        self.vm_tail = (self.vm_tail + data)[-400:]
         out = self.filter.feed(data)
+        if self.filter.up and not self.ever_up:
+            self.ever_up = True
+            self._write_state()  # start_board() waits for this
         if self.filter.exit_code is not None and self.exit_request is None and self.child:
             self.exit_request = self.filter.exit_code  # see EXIT_PREFIX
             self.child.kill()
@@ -436,6 +463,7 @@ class Supervisor:
             "board": self.board, "pid": os.getpid(), "pty": self.pty_path,
             "tty": str(self.board_dir / TTY_LINK), "tcp": self.tcp_port,
             "child": self.child.pid if self.child else None, "restarts": self.restarts,
+            "up": self.ever_up,
             "micropython": self.micropython, "heap": self.heap,
         }
         tmp = self.board_dir / (STATE_FILE + ".tmp")

@@ -44,6 +44,7 @@ class VirtualBoard:
     tty: Path  # stable symlink to `pty` inside board_dir
     tcp_port: int | None
     child: int | None  # the current MicroPython process (changes on every reset)
+    up: bool = True  # the VM has started (mounted its flash) at least once
 
     @property
     def flash_dir(self) -> Path:
@@ -130,7 +131,7 @@ def running_board(board: str, directory: str | os.PathLike | None = None) -> Vir
         return None
     return VirtualBoard(board=state["board"], board_dir=bdir, pid=state["pid"],
                         pty=state["pty"], tty=bdir / TTY_LINK, tcp_port=state.get("tcp"),
-                        child=state.get("child"))
+                        child=state.get("child"), up=bool(state.get("up")))
 
 
 def _check_port_free(port: int) -> None:
@@ -194,7 +195,7 @@ def start_board(board: str = "ESP32_GENERIC", *, tcp: int | None = None,
     deadline = time.monotonic() + _START_TIMEOUT_S
     while time.monotonic() < deadline:
         vb = running_board(cfg.name, bdir)
-        if vb is not None and vb.pid == proc.pid:
+        if vb is not None and vb.pid == proc.pid and vb.up:
             return vb
         if proc.poll() is not None:
             _children.pop(proc.pid, None)
@@ -203,8 +204,8 @@ def start_board(board: str = "ESP32_GENERIC", *, tcp: int | None = None,
                                  f"{lines[-1] if lines else f'exit status {proc.returncode}'}")
         time.sleep(0.02)
     _terminate(proc.pid)
-    raise TinysenseError(f"virtual board {cfg.name} did not start within {_START_TIMEOUT_S:.0f} s;"
-                         f" see {log}")
+    raise TinysenseError(f"virtual board {cfg.name} did not start within {_START_TIMEOUT_S:.0f} s"
+                         f" (is {exe} a MicroPython unix port?); see {log}")
 
 
 def _terminate(pid: int) -> None:

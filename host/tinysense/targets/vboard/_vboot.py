@@ -58,6 +58,7 @@ def _tsvb_boot():
     import sys
 
     raw = _tsvb_setup()
+    sys.stdout.write("\x00\x00tsvb-up\x00\x00")  # the VM is up (start_board waits for it)
     try:
         _tsvb_run("boot.py")
         if not raw:
