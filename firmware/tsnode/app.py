@@ -90,6 +90,8 @@ def open_uplink(cfg):
     for k in ("gateway", "transport"):
         if cfg[k]:
             ucfg[k] = cfg[k]
+    if "max_payload" not in ucfg:
+        ucfg["max_payload"] = cfg["max_payload"]
     return Uplink(ucfg, key, "/")
 
 
@@ -149,8 +151,10 @@ class App:
         self.seq = 0  # windows since start (eval: the window number)
         self.crashes = 0
         self._crash_times = []
+        gc.collect()
         self.stats = {"windows": 0, "frames": 0, "crashes": 0, "infer_alloc": 0,
-                      "min_free": gc.mem_free(), "live_peak": 0, "infer_us": 0}
+                      "min_free": gc.mem_free(), "live_init": gc.mem_alloc(), "live_peak": 0,
+                      "infer_us": 0}
 
     def now(self):
         t = time.ticks_ms()
@@ -276,7 +280,10 @@ class App:
         """Report the end, deliver what is queued (end_flush_s at most), return stats."""
         if self.pacer is not None:
             self.pacer.stop()
-        self.reporter.end(self.now(), self.seq)
+        t = self.now()
+        if self.cfg["heartbeat_s"] and self.decider.windows:
+            self.reporter.summary(t, gc.mem_free())  # the counts since the last heartbeat
+        self.reporter.end(t, self.seq)
         left = 0
         if self.up is not None:
             deadline = time.ticks_add(time.ticks_ms(), int(self.cfg["end_flush_s"] * 1000))

@@ -28,6 +28,7 @@ DEFAULTS = {
     "gateway": None,  # "HOST:PORT": overrides /uplink.json's gateway
     "transport": None,  # udp | mqtt | serial: overrides /uplink.json's transport
     "ack_wait_ms": 50,  # how long a send waits for the gateway's ack before going on
+    "max_payload": 256,  # uplink buffers (bytes of payload; the app's frames are < 200)
     "wifi": {"ssid": "", "password": ""},  # WiFi station credentials (board only)
     "watchdog_s": 30,  # hardware watchdog on a board (0: off); never on the virtual board
     "sleep": "auto",  # auto | light | idle | none: how a board waits between samples
@@ -46,8 +47,8 @@ _CHOICES = {
     "transport": (None, "udp", "mqtt", "serial"),
 }
 _NUMBERS = ("model_id", "speed", "rate_hz", "heartbeat_s", "min_confidence", "anomaly_repeat_s",
-            "ack_wait_ms", "watchdog_s", "light_sleep_min_ms", "max_windows", "end_flush_s",
-            "max_restarts", "restart_window_s")
+            "ack_wait_ms", "max_payload", "watchdog_s", "light_sleep_min_ms", "max_windows",
+            "end_flush_s", "max_restarts", "restart_window_s")
 
 
 class ConfigError(ValueError):

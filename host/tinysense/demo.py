@@ -37,6 +37,9 @@ EV_WINDOW, EV_RECORDING, EV_TRUTH, EV_INPUT_CRC = 16, 17, 18, 19
 
 DEMO_DEVICE_ID = 0x7E5D0001
 RECORDINGS = {"activity": "heldout.tsrc", "energy": "heldout.tsrc", "anomaly": "demo.tsrc"}
+# Replay speed per model: about 20 s of playing time each (activity 400 s of recordings,
+# energy 1,029 days of hourly loads, anomaly 8 recordings of 0.5 s at 2,048 Hz).
+SPEEDS = {"activity": 20, "energy": 1000, "anomaly": 0.5}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,7 +218,7 @@ def _app_config(model: str, speed: float, wifi: tuple[str, str] | None) -> dict:
 
 
 def run_demo(target: str = "virtual", board: str | None = "ESP32_GENERIC", *,
-             model: str = "activity", speed: float = 20, device_id: int = DEMO_DEVICE_ID,
+             model: str = "activity", speed: float | None = None, device_id: int = DEMO_DEVICE_ID,
              gateway_host: str | None = None, gateway_port: int = 0,
              wifi: tuple[str, str] | None = None, workdir: str | os.PathLike | None = None,
              out: TextIO = sys.stdout) -> DemoResult:
@@ -226,7 +229,7 @@ def run_demo(target: str = "virtual", board: str | None = "ESP32_GENERIC", *,
             URL of a real board (then the gateway listens on all interfaces).
         board: board id from board_configs/.
         model: activity (default), energy or anomaly.
-        speed: replay speed (20: the 40 activity recordings in about 20 s).
+        speed: replay speed (None: SPEEDS[model], about 20 s of playing).
         device_id: the node's uplink device id.
         gateway_host: the address the node sends to; default 127.0.0.1 (virtual) or this
             host's LAN address (a board).
@@ -250,13 +253,16 @@ def run_demo(target: str = "virtual", board: str | None = "ESP32_GENERIC", *,
         raise TinysenseError(f"unknown demo model {model!r}; expected one of "
                              + ", ".join(RECORDINGS))
     cfg = load_board(board)
+    speed = SPEEDS[model] if speed is None else speed
     mdir = MODELS_DIR / model
     meta = json.loads((mdir / "meta.json").read_text())
     tsrc = mdir / RECORDINGS[model]
     truth_labels = read_recordings(tsrc).labels
     held = np.load(mdir / "heldout.npz")
     rows = heldout_rows(model)
-    say = (lambda text: print(text, file=out, flush=True))
+
+    def say(text: str) -> None:
+        print(text, file=out, flush=True)
 
     work = Path(workdir) if workdir else STATE_DIR / "demo"
     if work.exists():

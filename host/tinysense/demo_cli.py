@@ -49,8 +49,8 @@ def register(sub) -> None:
     p.add_argument("--board", default=env_default("TINYSENSE_BOARD", "ESP32_GENERIC"),
                    help="board id from board_configs/ (env TINYSENSE_BOARD)")
     p.add_argument("--model", default="activity", choices=("activity", "energy", "anomaly"))
-    p.add_argument("--speed", type=float, default=20,
-                   help="replay speed (default 20: the activity recordings in ~20 s)")
+    p.add_argument("--speed", type=float, default=None,
+                   help="replay speed (default: about 20 s of playing; 20x for activity)")
     p.add_argument("--device-id", default="0x7e5d0001", help="uplink device id")
     p.add_argument("--gateway-host", default=env_default("TINYSENSE_GATEWAY_HOST"),
                    help="address the node sends to (default 127.0.0.1, or this host's LAN "
