@@ -30,8 +30,18 @@ def zoo_node(target_option, board_option, tmp_path_factory):
         yield node
 
 
+@pytest.fixture(params=["native", "32-bit"])
+def multiply_path(request, zoo_node):
+    """The engine picks a 64-bit product where viper ints are 64-bit (the unix port on x64)
+    and an exact 32-bit emulation otherwise (ESP32): on the virtual board run both."""
+    narrow = request.param == "32-bit"
+    zoo_node.exec(f"import tsnode.engine.model as _em\n_em.FORCE_NARROW = {narrow}\ndel _em")
+    yield request.param
+    zoo_node.exec("import tsnode.engine.model as _em\n_em.FORCE_NARROW = False\ndel _em")
+
+
 @pytest.mark.parametrize("name", MODELS)
-def test_op_model_bit_exact_on_node(zoo_node, board_option, name):
+def test_op_model_bit_exact_on_node(zoo_node, multiply_path, board_option, name):
     path = OPS_DIR / MANIFEST[name]["file"]
     cfg = load_board(board_option)
     ref = Reference(path)
@@ -43,3 +53,8 @@ def test_op_model_bit_exact_on_node(zoo_node, board_option, name):
     assert result.vectors == len(vecs) == 3 + RANDOM_VECTORS + 3
     assert result.bit_exact, result.summary() + "\n" + json.dumps(result.failures[:3])
     assert result.node_inference_alloc_bytes == 0
+    # the multiply path really was the one asked for (the last parameter word of each op)
+    wide = zoo_node.eval("[p[-1] for _f, p, _c, _s in "
+                         "__import__('tsnode.agent').agent._state['model'].plan]")
+    if multiply_path == "32-bit":
+        assert set(wide) == {0}
