@@ -46,6 +46,7 @@ class Frame:
     y1: float
     w: int = W
     h: int = H
+    pad_b: int = PAD_B  # room under the x axis (more for slanted labels)
 
     def x(self, v: float) -> float:
         span = (self.x1 - self.x0) or 1
@@ -53,7 +54,7 @@ class Frame:
 
     def y(self, v: float) -> float:
         span = (self.y1 - self.y0) or 1
-        return self.h - PAD_B - (v - self.y0) / span * (self.h - PAD_T - PAD_B)
+        return self.h - self.pad_b - (v - self.y0) / span * (self.h - PAD_T - self.pad_b)
 
     def axes(self, xlabel: str, ylabel: str, xticks: list[float] | None = None,
              yticks: list[float] | None = None) -> list[str]:
@@ -68,17 +69,17 @@ class Frame:
         for t in xticks if xticks is not None else nice_ticks(self.x0, self.x1):
             if self.x0 <= t <= self.x1:
                 x = self.x(t)
-                out.append(f'<line x1="{x:.1f}" y1="{self.h - PAD_B}" x2="{x:.1f}" '
-                           f'y2="{self.h - PAD_B + 4}" stroke="{INK}"/>')
-                out.append(f'<text x="{x:.1f}" y="{self.h - PAD_B + 16}" '
+                out.append(f'<line x1="{x:.1f}" y1="{self.h - self.pad_b}" x2="{x:.1f}" '
+                           f'y2="{self.h - self.pad_b + 4}" stroke="{INK}"/>')
+                out.append(f'<text x="{x:.1f}" y="{self.h - self.pad_b + 16}" '
                            f'text-anchor="middle">{_fmt(t)}</text>')
-        out.append(f'<line x1="{PAD_L}" y1="{self.h - PAD_B}" x2="{self.w - PAD_R}" '
-                   f'y2="{self.h - PAD_B}" stroke="{INK}"/>')
-        out.append(f'<line x1="{PAD_L}" y1="{PAD_T}" x2="{PAD_L}" y2="{self.h - PAD_B}" '
+        out.append(f'<line x1="{PAD_L}" y1="{self.h - self.pad_b}" x2="{self.w - PAD_R}" '
+                   f'y2="{self.h - self.pad_b}" stroke="{INK}"/>')
+        out.append(f'<line x1="{PAD_L}" y1="{PAD_T}" x2="{PAD_L}" y2="{self.h - self.pad_b}" '
                    f'stroke="{INK}"/>')
         out.append(f'<text x="{(PAD_L + self.w - PAD_R) / 2:.0f}" y="{self.h - 8}" '
                    f'text-anchor="middle">{escape(xlabel)}</text>')
-        out.append(f'<text transform="translate(14 {(PAD_T + self.h - PAD_B) / 2:.0f}) '
+        out.append(f'<text transform="translate(14 {(PAD_T + self.h - self.pad_b) / 2:.0f}) '
                    f'rotate(-90)" text-anchor="middle">{escape(ylabel)}</text>')
         return out
 
@@ -125,9 +126,15 @@ def scatter(kind: str, title: str, pairs: dict[tuple[float, float], int],
 def bars(kind: str, title: str, labels: list[str], values: list[float], *,
          ylabel: str = "", colors: list[str] | None = None,
          hline: tuple[float, str] | None = None) -> str:
-    """Vertical bars, one per label; `hline` = (value, label) draws a reference line."""
+    """Vertical bars, one per label; `hline` = (value, label) draws a reference line.
+
+    Labels that do not fit under their bar are drawn slanted (the plot grows to hold them).
+    """
     top = max([*values, hline[0] if hline else 0, 1e-9])
-    f = Frame(0, len(values), 0, top * 1.1)
+    slot_px = (W - PAD_L - PAD_R) / max(len(values), 1)
+    slanted = any(len(label) * 5.5 > slot_px for label in labels)
+    h = H + 60 if slanted else H
+    f = Frame(0, len(values), 0, top * 1.1, W, h, PAD_B + (h - H))
     body = f.axes("", ylabel, xticks=[])
     slot = (f.x(1) - f.x(0)) if values else 0
     for i, (label, value) in enumerate(zip(labels, values)):
@@ -136,18 +143,25 @@ def bars(kind: str, title: str, labels: list[str], values: list[float], *,
         body.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{slot * 0.7:.1f}" '
                     f'height="{f.y(0) - y:.1f}" fill="{color}"><title>{escape(label)}: '
                     f'{_fmt(value)}</title></rect>')
-        if len(values) <= 24:
-            body.append(f'<text x="{x + slot * 0.35:.1f}" y="{H - PAD_B + 14}" '
-                        f'text-anchor="middle" font-size="9">{escape(label[:14])}</text>')
-            body.append(f'<text x="{x + slot * 0.35:.1f}" y="{y - 3:.1f}" '
-                        f'text-anchor="middle" font-size="9">{_fmt(value)}</text>')
+        if len(values) > 40:
+            continue  # too many to label; each bar's tooltip names it
+        cx, base = x + slot * 0.35, f.y(0) + 12
+        if slanted:
+            body.append(f'<text transform="translate({cx:.1f} {base}) rotate(-35)" '
+                        f'text-anchor="end" font-size="9">{escape(label[:24])}</text>')
+        else:
+            body.append(f'<text x="{cx:.1f}" y="{base}" text-anchor="middle" font-size="9">'
+                        f'{escape(label)}</text>')
+        if value:
+            body.append(f'<text x="{cx:.1f}" y="{y - 3:.1f}" text-anchor="middle" '
+                        f'font-size="9">{_fmt(value)}</text>')
     if hline:
         y = f.y(hline[0])
         body.append(f'<line x1="{PAD_L}" y1="{y:.1f}" x2="{W - PAD_R}" y2="{y:.1f}" '
                     f'stroke="{BAD}" stroke-dasharray="6 3"/>')
         body.append(f'<text x="{W - PAD_R}" y="{y - 4:.1f}" text-anchor="end" '
                     f'fill="{BAD}">{escape(hline[1])}</text>')
-    return _svg(kind, title, body)
+    return _svg(kind, title, body, W, h)
 
 
 def histogram(kind: str, title: str, values: list[float], *, xlabel: str,
