@@ -57,4 +57,4 @@ def test_op_model_bit_exact_on_node(zoo_node, multiply_path, board_option, name)
     wide = zoo_node.eval("[p[-1] for _f, p, _c, _s in "
                          "__import__('tsnode.agent').agent._state['model'].plan]")
     if multiply_path == "32-bit":
-        assert set(wide) == {0}
+        assert not any(wide)
