@@ -144,6 +144,37 @@ def test_monitor_on_a_pty_survives_unplug(tmp_path, keys):
     assert KEY.hex() not in log.read_text()
 
 
+def test_monitor_over_tcp_reconnects(tmp_path, keys):
+    """socket:// (a board behind a TCP serial server, QEMU's UART): the server going away
+    and coming back on the same port is a reconnect, not an exit."""
+    import socket
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    out = io.StringIO()
+    mon = Monitor(f"socket://127.0.0.1:{port}", describer=FrameDescriber(keys), out=out)
+    mon.open_first()
+    runner = threading.Thread(target=mon.run, daemon=True)
+    runner.start()
+    try:
+        conn, _ = server.accept()
+        conn.sendall((frame_line(42, 1) + "\r\n").encode())
+        wait_for(lambda: mon.frames == 1, what="frame over TCP")
+        conn.close()
+        server.close()
+        wait_for(lambda: "disconnected" in out.getvalue(), what="disconnect note")
+        server = socket.create_server(("127.0.0.1", port))
+        conn, _ = server.accept()
+        wait_for(lambda: mon.reconnects == 1, what="reconnect")
+        conn.sendall((frame_line(42, 2) + "\r\n").encode())
+        wait_for(lambda: mon.frames == 2, what="frame after the reconnect")
+        conn.close()
+    finally:
+        mon.stop()
+        runner.join(timeout=5)
+        server.close()
+
+
 def test_usb_port_that_comes_back_under_another_name(tmp_path, monkeypatch):
     """A native-USB board re-enumerates as ttyACM1: found again by VID:PID + serial number
     (the port list is faked; the ports themselves are real ptys)."""
