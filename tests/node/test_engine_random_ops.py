@@ -157,13 +157,17 @@ def _requant(rng, op):
     return build(op, tensors, [0], [1])
 
 
-def _pad(rng):
+def _pad(rng, v2=False):
     shape = [1] + [int(v) for v in rng.integers(1, 5, 3)]
     pads = np.array([[0, 0]] + [list(rng.integers(0, 3, 2)) for _ in range(3)], np.int32)
     out = [d + int(a) + int(b) for d, (a, b) in zip(shape, pads)]
     s, z = float(10 ** rng.uniform(-3, 0)), int(rng.integers(-128, 128))
     tensors = [T(tuple(shape), scale=s, zero_point=z), T((4, 2), "int32", data=pads),
                T(tuple(out), scale=s, zero_point=z)]
+    if v2:   # PADV2: an explicit constant value
+        tensors.insert(2, T((1,), scale=s, zero_point=z,
+                            data=rng.integers(-128, 128, 1).astype(np.int8)))
+        return build("PADV2", tensors, [0, 1, 2], [3])
     return build("PAD", tensors, [0, 1], [2])
 
 
@@ -187,7 +191,8 @@ def _concat(rng):
 
 MAKERS = {
     "quantize": lambda r: _requant(r, "QUANTIZE"), "relu": lambda r: _requant(r, "RELU"),
-    "relu6": lambda r: _requant(r, "RELU6"), "pad": _pad, "concat": _concat,
+    "relu6": lambda r: _requant(r, "RELU6"), "pad": _pad, "padv2": lambda r: _pad(r, True),
+    "concat": _concat,
     "conv": lambda r: _conv_like(r, False), "depthwise": lambda r: _conv_like(r, True),
     "fc": _fc, "add": lambda r: _binary(r, "ADD"), "mul": lambda r: _binary(r, "MUL"),
     "avgpool": lambda r: _pool(r, "AVERAGE_POOL_2D"), "maxpool": lambda r: _pool(r, "MAX_POOL_2D"),
