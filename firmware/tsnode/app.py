@@ -22,8 +22,9 @@ import time
 from array import array
 
 from tsnode import board
-from tsnode.decide import Decider
-from tsnode.report import EV_CRASH, Reporter
+
+# tsnode.decide, tsnode.report, the engine, the sensors and the uplink are imported when the
+# app starts (App()), so `import tsnode.app` alone stays small.
 
 
 def _load_json(path):
@@ -116,6 +117,8 @@ class App:
         self.in_view = m.tensor_view(m.inputs[0])
         self.out_view = m.tensor_view(m.outputs[0])
         gc.collect()
+        from tsnode.decide import Decider
+        from tsnode.report import Reporter
         from tsnode.sensors.pipeline import Pipeline
 
         meta = _load_json(cfg["meta"])
@@ -255,6 +258,8 @@ class App:
         self.pipe.reset()
         try:
             if self.up is not None:
+                from tsnode.report import EV_CRASH
+
                 b = self.up.new_batch(t)
                 b.event(EV_CRASH, t, self.crashes)
                 self.up.send_batch(flush=True, timeout_ms=self.cfg["ack_wait_ms"])

@@ -1,0 +1,69 @@
+"""`make demo` end to end on a fresh virtual board with the ESP32_GENERIC heap: gateway,
+deploy, provisioning, the app in eval mode, the live table, and every check the demo prints.
+Also the app's heap budget: the virtual board runs with -X heapsize = the board's heap_budget
+(a 64-bit VM, so objects are larger than on an ESP32), for the activity and anomaly models.
+These always use a virtual board of their own (the demo starts it), whatever --target says."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+
+from tinysense.boards import load_board
+from tinysense.demo import DEMO_DEVICE_ID, ID_OUTPUT, heldout_rows, run_demo
+from tinysense.gateway.store import Store, open_db
+from tinysense.paths import MODELS_DIR
+from tinysense.uplink import decode_batch
+
+pytestmark = pytest.mark.hil
+
+
+@pytest.mark.parametrize("model", ["activity", "anomaly"])
+def test_demo_on_a_fresh_virtual_board(model, tmp_path):
+    board = load_board("ESP32_GENERIC")
+    out = io.StringIO()
+    r = run_demo("virtual", board.name, model=model, workdir=tmp_path / "demo", out=out)
+    text = out.getvalue()
+    held = np.load(MODELS_DIR / model / "heldout.npz")
+    rows = heldout_rows(model)
+    n = len(rows)
+    # the node's predictions are the reference's, window for window, in playing order
+    assert [w.window for w in r.windows] == list(range(n))
+    assert r.output_matches == n and r.input_matches == n and r.reference_equals_heldout
+    outs = np.array([w.outputs for w in r.windows])
+    np.testing.assert_array_equal(outs, held["outputs"].reshape(len(held["outputs"]), -1)[rows])
+    if model == "activity":
+        meta = json.loads((MODELS_DIR / model / "meta.json").read_text())
+        assert r.correct == n == 120 and r.accuracy == meta["metrics"]["int8_accuracy"]
+        assert [w.truth for w in r.windows] == [int(x) for x in held["labels"]]
+    assert round(r.accuracy, 4) == round(r.meta_accuracy, 4)
+    # the gateway stored exactly the frames the node sealed: each counter once, all decodable
+    assert r.counters_exact and r.frames_stored == r.frames_sealed == r.node_stats["frames"]
+    assert r.rejections == {}
+    conn = open_db(r.db)
+    try:
+        stored = list(Store(conn).frames(device_id=DEMO_DEVICE_ID))
+    finally:
+        conn.close()
+    assert sorted(f.counter for f in stored) == list(range(r.frames_sealed))
+    window_frames = [decode_batch(f.payload) for f in stored
+                     if any(rec["type"] == "reading" and rec["sensor"] == ID_OUTPUT
+                            for rec in decode_batch(f.payload).records)]
+    assert len(window_frames) == n
+    # the live table: one row per window frame, and the verdict
+    rows_printed = [ln for ln in text.splitlines() if ln.startswith(f"{DEMO_DEVICE_ID:08x}")]
+    assert len(rows_printed) == r.frames_stored
+    assert sum(ln.endswith(" ok") for ln in rows_printed) == r.correct
+    assert "demo PASSED" in text and "FAIL" not in text
+    assert r.ok
+    # heap: the app ran to its end at the board's budget, allocation-free inference
+    st = r.node_stats
+    assert st["crashes"] == 0 and st["windows"] == n and st["queued"] == 0
+    assert st["infer_alloc"] == 0
+    assert st["mem_free"] + st["mem_alloc"] <= board.heap_budget  # the VM's whole GC heap
+    assert st["live_peak"] <= board.heap_budget
+    print(f"{model}: live heap peak {st['live_peak']} B, free at the end {st['mem_free']} B "
+          f"of {board.heap_budget} B; demo {r.seconds:.1f} s")
