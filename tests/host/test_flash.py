@@ -119,6 +119,17 @@ def test_no_port_and_no_board_on_usb(state, monkeypatch, capsys):
     assert "no ESP32 board found on USB" in capsys.readouterr().err
 
 
+def test_port_virtual_flashes_the_boards_flash_file(tmp_path, state):
+    from tinysense.flash.flasher import virtual_flash_file
+
+    data = make_firmware("esp32")
+    (tmp_path / "fw.bin").write_bytes(data)
+    result = flash_firmware("ESP32_GENERIC", "virtual", str(tmp_path / "fw.bin"), say=str)
+    flash = virtual_flash_file(load_board("ESP32_GENERIC")).read_bytes()
+    assert result.stub and len(flash) == 4 << 20
+    assert flash[0x1000:0x1000 + len(data)] == data
+
+
 def test_unknown_firmware_name(state):
     with pytest.raises(TinysenseError, match="no cached image"):
         flash_firmware("ESP32_GENERIC", "/dev/null", "nope-not-there")

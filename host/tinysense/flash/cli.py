@@ -65,12 +65,12 @@ def cmd_firmware(args) -> int:
 
 
 def cmd_romloader(args) -> int:
-    from tinysense import paths
     from tinysense.boards import load_board
+    from tinysense.flash.flasher import virtual_flash_file
     from tinysense.flash.romloader import RomLoader
 
     cfg = load_board(args.board)
-    flash = Path(args.flash or paths.STATE_DIR / "romloader" / f"{cfg.name}.flash.bin")
+    flash = Path(args.flash or virtual_flash_file(cfg))
     flash.parent.mkdir(parents=True, exist_ok=True)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
@@ -96,7 +96,7 @@ def register(sub) -> None:
     p.add_argument("--board", default=board_default, help="board id (env TINYSENSE_BOARD)")
     p.add_argument("--port", default=env_default("TINYSENSE_PORT"),
                    help="serial port or pyserial URL (env TINYSENSE_PORT; default: the only "
-                        "ESP32 USB port)")
+                        "ESP32 USB port); 'virtual': a virtual ROM loader's flash file")
     p.add_argument("--firmware", required=True,
                    help="firmware.bin path, or a cached image's name or sha256 prefix")
     p.add_argument("--erase", action="store_true", help="erase the whole flash first")

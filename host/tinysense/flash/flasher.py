@@ -14,6 +14,7 @@ import dataclasses
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import serial
 from esptool.cmds import (
@@ -30,6 +31,7 @@ from esptool.loader import ESPLoader
 from esptool.targets import CHIP_DEFS
 from esptool.util import FatalError, NotImplementedInROMError
 
+from tinysense import paths
 from tinysense.boards import FLASH_SIZES, BoardConfig, load_board
 from tinysense.errors import TinysenseError
 from tinysense.flash.cache import add_firmware, resolve_firmware
@@ -88,7 +90,9 @@ def flash_firmware(board: str | BoardConfig, port: str, firmware: str, *, erase:
 
     Args:
         board: board id or config (its chip, flash size and firmware offset are used).
-        port: serial port or pyserial URL of the board (in download mode, or auto-reset).
+        port: serial port or pyserial URL of the board (in download mode, or auto-reset);
+            "virtual": a virtual ROM loader for the board, started for this flash, writing
+            into virtual_flash_file(board) (what `tinysense romloader` uses by default).
         firmware: a file path, or a cached image's name or sha256 prefix.
         erase: erase the whole flash first (the filesystem is lost).
         baud: flashing baud rate (default: the board's `baud`).
@@ -106,6 +110,9 @@ def flash_firmware(board: str | BoardConfig, port: str, firmware: str, *, erase:
     if cfg.is_virtual:
         raise TinysenseError("the VIRTUAL board runs the MicroPython unix port: there is no "
                              "firmware to flash (use `tinysense deploy --target virtual`)")
+    if port == "virtual":
+        return _flash_virtual(cfg, firmware, erase=erase, baud=baud, no_stub=no_stub,
+                              connect_attempts=connect_attempts, say=say)
     data, name = resolve_firmware(firmware)
     info = inspect_firmware(data, cfg.chip, cfg.firmware_offset, name)
     if cfg.firmware_offset + len(data) > cfg.flash_bytes:
@@ -163,3 +170,18 @@ def flash_firmware(board: str | BoardConfig, port: str, firmware: str, *, erase:
         f"({seconds:.1f} s)")
     return FlashResult(cfg.name, port, description, cfg.firmware_offset, info, erase,
                        use_stub, seconds)
+
+
+def virtual_flash_file(cfg: BoardConfig) -> Path:
+    """The flash file of the board's virtual chip (`tinysense romloader`, --port virtual)."""
+    return paths.STATE_DIR / "romloader" / f"{cfg.name}.flash.bin"
+
+
+def _flash_virtual(cfg: BoardConfig, firmware: str, **kwargs) -> FlashResult:
+    from tinysense.flash.romloader import RomLoader
+
+    flash = virtual_flash_file(cfg)
+    flash.parent.mkdir(parents=True, exist_ok=True)
+    with RomLoader(cfg.chip, flash, cfg.flash_bytes) as rom:
+        kwargs["say"](f"virtual {cfg.chip} ROM loader on {rom.port}, flash file {flash}")
+        return flash_firmware(cfg, rom.port, firmware, **kwargs)
