@@ -216,3 +216,16 @@ def test_firmware_cache_cli(tmp_path, state, capsys):
     listed = capsys.readouterr().out
     assert "esp32s3" in listed and "s3-stable" in listed
     assert lookup_firmware("s3-stable").size == fw.stat().st_size
+
+
+@pytest.mark.parametrize("board", list(BOARDS))
+def test_flashed_virtual_chip_equals_the_emulator_image(tmp_path, state, board):
+    """Flashing an erased chip and `tinysense image` must give the same flash contents."""
+    from tinysense.flash.flasher import virtual_flash_file
+    from tinysense.flash.image import build_flash_image
+
+    cfg = load_board(board)
+    (tmp_path / "fw.bin").write_bytes(make_firmware(cfg.chip))
+    flash_firmware(board, "virtual", str(tmp_path / "fw.bin"), erase=True, say=str)
+    build_flash_image(board, str(tmp_path / "fw.bin"), tmp_path / "image.bin")
+    assert virtual_flash_file(cfg).read_bytes() == (tmp_path / "image.bin").read_bytes()
