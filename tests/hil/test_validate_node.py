@@ -229,3 +229,15 @@ def test_model_too_big_for_the_board_is_a_clear_error(nodes):
     ok = validate_model(CONFORMANCE_DIR / "tflm_hello_world_int8.tflite", board=cfg, vectors=3,
                         node=nodes(cfg.name), progress=None, timing=False)
     assert ok.bit_exact
+
+
+def test_validate_all_records_errors_and_goes_on(target_option, tmp_path, monkeypatch):
+    monkeypatch.setenv("TINYSENSE_HOME", str(tmp_path / "home"))
+    junk = tmp_path / "a_junk.tflite"
+    junk.write_bytes(b"TFL3" * 8)
+    good = CONFORMANCE_DIR / "tflm_hello_world_int8.tflite"
+    summary = validate_all(target=target_option, board="ESP32_GENERIC", models=[junk, good],
+                           vectors=4, progress=None)
+    assert [e["model"] for e in summary["errors"]] == ["a_junk.tflite"]
+    assert [r["model"] for r in summary["results"]] == [good.name]
+    assert summary["results"][0]["bit_exact"] and summary["bit_exact"] is False

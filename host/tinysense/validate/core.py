@@ -316,30 +316,36 @@ def validate_all(*, target: str = "auto", board: str | BoardConfig | None = None
     """Validate every conformance model on one node. Models the converter says do not fit
     the board's heap budget are listed as skipped, with the reason, not run.
 
-    Returns {"board", "target", "results": [ValidateResult dicts], "skipped": [...],
-    "bit_exact": all validated models were bit-exact}.
+    A model that fails with an error (e.g. it does not load) is recorded and the others
+    still run. Returns {"board", "target", "results": [ValidateResult dicts], "errors":
+    [{"model", "error"}], "skipped": [...], "bit_exact": every model ran and was bit-exact}.
     """
     from tinysense.validate.bench import conformance_models
 
     cfg = board if isinstance(board, BoardConfig) else load_board(board)
     say = _say(progress)
     models = models or conformance_models()
-    results, skipped = [], []
+    results, skipped, errors = [], [], []
     with prepared_node(target, cfg, progress) as node:
         for i, m in enumerate(models, 1):
             say(f"[{i}/{len(models)}] {m.name}")
-            report = convert_model(m, board=cfg).report
-            if not report.fits:
-                say(f"  skipped: does not fit {cfg.name} ({report.heap_needed:,} B needed, "
-                    f"budget {report.heap_budget:,} B; {report.fit_reason})")
-                skipped.append({"model": m.name, "reason": "does not fit the heap budget",
-                                "heap_needed": report.heap_needed,
-                                "heap_budget": report.heap_budget})
-                continue
-            results.append(validate_model(m, board=cfg, vectors=vectors, seed=seed, node=node,
-                                          progress=progress))
-    ok = all(r.bit_exact for r in results)
+            try:
+                report = convert_model(m, board=cfg).report
+                if not report.fits:
+                    say(f"  skipped: does not fit {cfg.name} ({report.heap_needed:,} B needed,"
+                        f" budget {report.heap_budget:,} B; {report.fit_reason})")
+                    skipped.append({"model": m.name, "reason": "does not fit the heap budget",
+                                    "heap_needed": report.heap_needed,
+                                    "heap_budget": report.heap_budget})
+                    continue
+                results.append(validate_model(m, board=cfg, vectors=vectors, seed=seed,
+                                              node=node, progress=progress))
+            except TinysenseError as exc:   # record it and go on with the other models
+                first = str(exc).splitlines()[0]
+                say(f"  ERROR: {first}")
+                errors.append({"model": m.name, "error": first})
+    ok = bool(results) and all(r.bit_exact for r in results) and not errors
     say(f"validate-all {cfg.name}: {sum(r.bit_exact for r in results)}/{len(results)} "
-        f"bit-exact, {len(skipped)} skipped (do not fit)")
+        f"bit-exact, {len(errors)} failed with an error, {len(skipped)} skipped (do not fit)")
     return {"board": cfg.name, "target": target, "results": [r.to_dict() for r in results],
-            "skipped": skipped, "bit_exact": ok}
+            "errors": errors, "skipped": skipped, "bit_exact": ok}
