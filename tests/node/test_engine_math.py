@@ -63,6 +63,10 @@ def _fc_case(seed: int):
     w[5:8] = 0
     w[5, 0], w[6, 0], w[7, 0], w[7, 1] = 1, -1, 2, -1
     bias[5:8] = (0, 1, -3)
+    # channels 8-11: accumulators beyond +-2^30 (the third 15-bit limb), scaled into range
+    bias[8:12] = ((1 << 31) - 700000, -(1 << 31) + 700000, (1 << 30) + 12345,
+                  -(1 << 30) - 54321)
+    shifts[8:12] = [-25, -25, -24, -24]
     zp_out = int(rng.integers(-128, 128))
     amin, amax = (-128, 127) if seed < 2 else sorted(int(v) for v in rng.integers(-128, 128, 2))
     rows = 8

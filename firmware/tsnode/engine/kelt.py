@@ -74,14 +74,16 @@ def _binary(ar: ptr8, cb: ptr8, p: ptr32, is_mul: int):
                             neg = 1
                         a0 = a & 0x7FFF
                         a1 = (a >> 15) & 0x7FFF
-                        a2 = (a >> 30) & 3
                         m0 = m & 0x7FFF
                         m1 = (m >> 15) & 0x7FFF
                         m2 = (m >> 30) & 1
-                        e0 = a0 * m0 + h30 - neg
-                        e1 = a1 * m0 + a0 * m1 + (e0 >> 15)
-                        e2 = a2 * m0 + a1 * m1 + a0 * m2 + (e1 >> 15)
-                        t = (e2 >> 1) + ((a2 * m1 + a1 * m2) << 14) + ((a2 * m2) << 29)
+                        e1 = a1 * m0 + a0 * m1 + ((a0 * m0 + h30 - neg) >> 15)
+                        if a >= 0 and a < h30:   # |a| < 2^30: no third limb (|INT32_MIN| stays < 0)
+                            t = ((a1 * m1 + a0 * m2 + (e1 >> 15)) >> 1) + ((a1 * m2) << 14)
+                        else:
+                            a2 = (a >> 30) & 3
+                            e2 = a2 * m0 + a1 * m1 + a0 * m2 + (e1 >> 15)
+                            t = (e2 >> 1) + ((a2 * m1 + a1 * m2) << 14) + ((a2 * m2) << 29)
                         if neg:
                             t = 0 - t
                     if rs > 0:
