@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from tinysense.cli import add_target_args
@@ -55,12 +56,19 @@ def register(sub) -> None:
     p.set_defaults(func=_bench_all)
 
 
+def _progress(args: argparse.Namespace):
+    """Progress lines go to stdout, or to stderr when the JSON goes to stdout (--json -)."""
+    if str(getattr(args, "json", None)) == "-":
+        return lambda line: print(line, file=sys.stderr, flush=True)
+    return lambda line: print(line, flush=True)
+
+
 def _validate(args: argparse.Namespace) -> int:
     from tinysense.validate.core import validate_model, write_json
 
     result = validate_model(args.model, target=args.target, board=args.board,
                             vectors=args.vectors, inputs=args.inputs, seed=args.seed,
-                            timing=not args.no_timing)
+                            timing=not args.no_timing, progress=_progress(args))
     if args.json:
         write_json(result.to_dict(), args.json)
     if args.html:
@@ -74,7 +82,7 @@ def _validate_all(args: argparse.Namespace) -> int:
     from tinysense.validate.core import validate_all, write_json
 
     summary = validate_all(target=args.target, board=args.board, models=args.models or None,
-                           vectors=args.vectors, seed=args.seed)
+                           vectors=args.vectors, seed=args.seed, progress=_progress(args))
     if args.json:
         write_json(summary, args.json)
     if args.html:
@@ -89,7 +97,7 @@ def _bench(args: argparse.Namespace) -> int:
     from tinysense.validate.core import write_json
 
     result = bench_model(args.model, target=args.target, board=args.board,
-                         repeats=args.repeats, rounds=args.rounds)
+                         repeats=args.repeats, rounds=args.rounds, progress=_progress(args))
     if args.json:
         write_json(result.to_dict(), args.json)
     return 0 if result.bit_exact else 1
@@ -100,7 +108,8 @@ def _bench_all(args: argparse.Namespace) -> int:
     from tinysense.validate.core import write_json
 
     summary = bench_all(target=args.target, board=args.board, models=args.models or None,
-                        repeats=args.repeats, rounds=args.rounds, md=args.md)
+                        repeats=args.repeats, rounds=args.rounds, md=args.md,
+                        progress=_progress(args))
     if args.json:
         write_json(summary, args.json)
     return 0 if all(r["bit_exact"] for r in summary["results"]) else 1
