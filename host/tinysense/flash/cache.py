@@ -8,7 +8,9 @@ it was added under, its chip, size and app version. `resolve_firmware("ESP32_GEN
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -70,13 +72,25 @@ def add_firmware(data: bytes, name: str, chip: str, version: str = "") -> Cached
         tmp = path.with_suffix(".part")
         tmp.write_bytes(data)
         os.replace(tmp, path)
-    index = _load_index()
-    meta = index.setdefault(sha, {"names": [], "chip": chip, "size": len(data),
-                                  "version": version, "added": time.time()})
-    if name and name not in meta["names"]:
-        meta["names"].append(name)
-    _save_index(index)
+    with _index_lock():   # two flashes at once must not lose each other's entries
+        index = _load_index()
+        meta = index.setdefault(sha, {"names": [], "chip": chip, "size": len(data),
+                                      "version": version, "added": time.time()})
+        if name and name not in meta["names"]:
+            meta["names"].append(name)
+        _save_index(index)
     return _entry(sha, meta)
+
+
+@contextlib.contextmanager
+def _index_lock():
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    with open(cache_dir() / "index.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def list_firmware() -> list[CachedFirmware]:
