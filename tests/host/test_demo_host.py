@@ -1,0 +1,79 @@
+"""tinysense.demo's host-side pieces: reading eval frames, the live table, the slim meta, the
+CLI. The demo itself runs end to end in tests/hil/test_demo.py."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from tinysense.cli import build_parser
+from tinysense.demo import (
+    EV_BOOT, EV_INPUT_CRC, EV_RECORDING, EV_TRUTH, EV_WINDOW, ID_OUTPUT, LiveTable, node_meta,
+    window_report,
+)
+from tinysense.gateway.core import Accepted
+from tinysense.paths import MODELS_DIR
+from tinysense.uplink import decode_records, encode_records
+
+
+def _eval_frame(window: int, cls: int, conf: int, truth: int, crc: int) -> dict:
+    recs = [{"type": "inference", "model": 1, "t_ms": 5, "class": cls, "confidence": conf},
+            {"type": "reading", "sensor": ID_OUTPUT, "t_ms": 5, "dtype": "i16",
+             "values": [-128, 120, -100, -128]},
+            {"type": "event", "code": EV_WINDOW, "t_ms": 5, "value": window},
+            {"type": "event", "code": EV_RECORDING, "t_ms": 5, "value": window // 3},
+            {"type": "event", "code": EV_TRUTH, "t_ms": 5, "value": truth},
+            {"type": "event", "code": EV_INPUT_CRC, "t_ms": 5, "value": crc}]
+    # through the real encoder and decoder, as the gateway stores it
+    return {"records": decode_records(encode_records(recs))}
+
+
+def test_window_report_reads_an_eval_frame():
+    w = window_report(7, 12, _eval_frame(4, 1, 250, 1, -2))
+    assert (w.device_id, w.counter, w.window, w.recording) == (7, 12, 4, 1)
+    assert (w.predicted, w.confidence, w.truth) == (1, 250, 1)
+    assert w.outputs == (-128, 120, -100, -128)
+    assert w.input_crc == 0xFFFFFFFE  # int32 on the wire, crc32 (uint32) here
+    boot = {"records": decode_records(encode_records(
+        [{"type": "event", "code": EV_BOOT, "t_ms": 0, "value": 0}]))}
+    assert window_report(7, 0, boot) is None
+
+
+def test_live_table_rows():
+    out = io.StringIO()
+    table = LiveTable(["badminton", "running", "standing", "walking"],
+                      ["badminton", "running", "standing", "walking"], out)
+    table.header()
+    for ctr, (cls, truth) in enumerate([(2, 2), (3, 1)]):
+        table(Accepted(0x7E5D0001, 1, ctr, 1, "udp", 0.0, _eval_frame(ctr, cls, 250, truth, 0),
+                       None))
+    table(Accepted(0x7E5D0001, 1, 2, 1, "udp", 0.0, {"records": decode_records(encode_records(
+        [{"type": "event", "code": EV_BOOT, "t_ms": 0, "value": 0}]))}, None))
+    lines = out.getvalue().splitlines()
+    assert lines[0].split() == ["device", "counter", "window", "predicted", "conf", "true"]
+    assert lines[1].split() == ["7e5d0001", "0", "0", "standing", "97", "%", "standing", "ok"]
+    assert lines[2].split()[-3:] == ["%", "running", "MISS"]
+    assert "boot" in lines[3]
+    assert table.frames.qsize() == 3
+
+
+def test_node_meta_keeps_what_the_app_reads():
+    for name in ("activity", "energy", "anomaly"):
+        meta = json.loads((MODELS_DIR / name / "meta.json").read_text())
+        slim = node_meta(meta)
+        assert slim["labels"] == meta["labels"]
+        assert slim["output"]["shape"] == meta["output"]["shape"]
+        pre = slim["preprocessing"]
+        assert {"kind", "n_channels", "window", "stride"} <= set(pre)
+        assert all(pre[k] == meta["preprocessing"][k] for k in pre)
+        assert ("score" in slim) == (name == "anomaly")
+        assert len(json.dumps(slim)) < len(json.dumps(meta)) / 2
+
+
+def test_demo_cli_options():
+    args = build_parser().parse_args(["demo", "--target", "/dev/ttyUSB0", "--model", "anomaly",
+                                      "--wifi-ssid", "lab", "--gateway-host", "10.0.0.2"])
+    assert (args.target, args.model, args.wifi_ssid, args.gateway_host) == (
+        "/dev/ttyUSB0", "anomaly", "lab", "10.0.0.2")
+    assert args.speed is None and not args.selfcheck
+    assert build_parser().parse_args(["demo", "--selfcheck"]).selfcheck
