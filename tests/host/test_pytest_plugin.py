@@ -153,3 +153,36 @@ def test_qemu_without_qemu_installed_is_one_line(tmp_path):
     assert out.strip().splitlines() == [
         "ERROR: tinysense: --target qemu: qemu-system-xtensa not found; install Espressif's "
         "QEMU and set TINYSENSE_FIRMWARE, or use --target virtual"]
+
+
+def test_qemu_target_end_to_end_with_the_stand_in(tmp_path):
+    """--target qemu --firmware F: resolved (QEMU found, has the machine), started with the
+    board's flash image, node and dut fixtures working over socket://. The 'QEMU' is
+    tests/host/qemu_standin.py: a real MicroPython REPL (x64), not an emulator, so deploy
+    rightly refuses xtensawin code for it; the firmware-free fixtures run with --no-deploy."""
+    from esp_images import make_firmware
+    from qemu_standin import install
+
+    env = {"TINYSENSE_QEMU_DIR": str(install(tmp_path / "bin"))}
+    firmware = tmp_path / "ESP32_GENERIC.bin"
+    firmware.write_bytes(make_firmware("esp32"))
+    test = """
+        def test_on_qemu(target, node, dut):
+            assert target.kind == "qemu"
+            assert node.target.url.startswith("socket://127.0.0.1:")
+            assert node.exec("print(6 * 7)") == "42\\n"
+            dut.node.transport.exec_raw_no_follow("print('over tcp')")
+            dut.expect(r"over tcp", 5)
+        """
+    proc = run_pytest(tmp_path, test, "--target", "qemu", "--firmware", str(firmware),
+                      "--no-deploy", env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert header_line(proc.stdout) == (
+        f"tinysense target: qemu (QEMU requested: qemu-system-xtensa -machine esp32 with "
+        f"{firmware}); board ESP32_GENERIC")
+    # with deploy: it reaches the node through QEMU's port, checks the node's architecture
+    # and ends the session with one clear line
+    proc = run_pytest(tmp_path, test, "--target", "qemu", "--firmware", str(firmware), env=env)
+    assert proc.returncode == 3
+    assert "tinysense: cannot use the qemu target: the node runs x64 code but board " \
+        "ESP32_GENERIC says xtensawin" in proc.stdout

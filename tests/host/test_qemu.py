@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -162,3 +163,32 @@ def test_wait_for_prompt_with_nothing_listening():
     port = free_tcp_port()
     with pytest.raises(TinysenseError, match="nothing received"):
         wait_for_prompt(f"socket://127.0.0.1:{port}", 1)
+
+
+def test_qemu_node_lifecycle_with_the_stand_in(tmp_path):
+    """QemuNode end to end: builds the image, starts 'QEMU' (the stand-in: a real MicroPython
+    REPL behind the TCP port, not an emulator), waits for the prompt, runs code over the
+    socket, stops, and leaves nothing listening."""
+    from mpremote.transport_serial import SerialTransport
+    from qemu_standin import install
+
+    exe = install(tmp_path / "bin") / "qemu-system-xtensa"
+    firmware = tmp_path / "fw.bin"
+    firmware.write_bytes(esp_image("esp32"))
+    node = QemuNode("ESP32_GENERIC", firmware, workdir=tmp_path / "q", executable=exe)
+    with node:
+        assert node.url.startswith("socket://127.0.0.1:")
+        argv = json.loads((tmp_path / "q" / "argv.json").read_text())
+        assert argv == qemu_command(load_board("ESP32_GENERIC"), node.flash_image,
+                                    node.tcp_port, "qemu-system-xtensa")
+        assert (tmp_path / "q" / "console.log").read_bytes().endswith(b">>> ")
+        transport = SerialTransport(node.url)
+        try:
+            transport.enter_raw_repl(soft_reset=False)
+            assert transport.exec("print(6 * 7)") == b"42\r\n"
+        finally:
+            transport.close()
+        proc = node.process
+    assert node.process is None and proc.poll() is not None
+    with socket.socket() as sock:  # the port is free again
+        sock.bind(("127.0.0.1", node.tcp_port))
