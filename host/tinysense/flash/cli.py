@@ -9,25 +9,8 @@ from pathlib import Path
 from tinysense.cli import env_default
 
 
-def find_port(board: str) -> str:
-    """The one ESP32 USB serial port present (by VID:PID), for a --port left out."""
-    from tinysense.boards import load_board
-    from tinysense.errors import TinysenseError
-    from tinysense.targets import find_usb_boards
-
-    ports = find_usb_boards(load_board(board))
-    if len(ports) == 1:
-        print(f"port: {ports[0].device} ({ports[0].description}, the only ESP32 USB port)")
-        return ports[0].device
-    if not ports:
-        raise TinysenseError("no --port given and no ESP32 board found on USB: plug it in, or "
-                             "pass --port /dev/ttyUSB0 (PORT=... for make, or TINYSENSE_PORT)")
-    raise TinysenseError(f"no --port given and {len(ports)} ESP32 boards on USB ("
-                         f"{', '.join(p.device for p in ports)}): pick one with --port")
-
-
 def cmd_flash(args) -> int:
-    from tinysense.flash.flasher import flash_firmware
+    from tinysense.flash.flasher import find_port, flash_firmware
 
     port = args.port or find_port(args.board)
     flash_firmware(args.board, port, args.firmware, erase=args.erase, baud=args.baud,

@@ -56,6 +56,21 @@ def _fatal(what: str, exc: Exception) -> TinysenseError:
     return TinysenseError(f"{what}: {first}")
 
 
+def find_port(board: str) -> str:
+    """The one ESP32 USB serial port present (by VID:PID), for a --port left out."""
+    from tinysense.targets import find_usb_boards
+
+    ports = find_usb_boards(load_board(board))
+    if len(ports) == 1:
+        print(f"port: {ports[0].device} ({ports[0].description}, the only ESP32 USB port)")
+        return ports[0].device
+    if not ports:
+        raise TinysenseError("no --port given and no ESP32 board found on USB: plug it in, or "
+                             "pass --port /dev/ttyUSB0 (PORT=... for make, or TINYSENSE_PORT)")
+    raise TinysenseError(f"no --port given and {len(ports)} ESP32 boards on USB ("
+                         f"{', '.join(p.device for p in ports)}): pick one with --port")
+
+
 def check_port(port: str) -> None:
     """Fail with one clear line if `port` is missing or held by another program."""
     if "://" not in port and not os.path.exists(port):
