@@ -233,6 +233,7 @@ class Supervisor:
         self.pty_out = bytearray()  # output not yet taken by the pty (see _flush_pty)
         self.pty_written = self.pty_consumed = 0
         self.pty_stalled_at: float | None = None
+        self.pty_unread = False  # nobody reads the pty: output that does not fit is dropped
         self.outer, self.outer_slave = pty.openpty()
         tty.setraw(self.outer_slave)
         os.set_blocking(self.outer, False)
@@ -416,8 +417,9 @@ class Supervisor:
 
         A reader that keeps up gets every byte (the VM waits while more than _PTY_BACKLOG
         bytes are pending, as a board waits on a full USB buffer). When nobody has read
-        anything for _PTY_STALL_S, the output waiting in the pty is discarded, as a UART
-        with no one listening loses it, so the VM never blocks on an unread port.
+        anything for _PTY_STALL_S, the port counts as unread: what waits is discarded, and
+        output that does not fit is dropped until a reader shows up, as a UART with no one
+        listening loses it, so the VM never slows down for an unread port.
         """
         while self.pty_out:
             try:
@@ -433,13 +435,18 @@ class Supervisor:
         fcntl.ioctl(self.outer_slave, termios.FIONREAD, unread)
         consumed = self.pty_written - unread[0]
         now = time.monotonic()
-        if self.pty_stalled_at is None or consumed != self.pty_consumed:
-            self.pty_stalled_at, self.pty_consumed = now, consumed
+        if consumed != self.pty_consumed:  # a reader is taking output
+            self.pty_consumed, self.pty_stalled_at, self.pty_unread = consumed, now, False
+        elif self.pty_unread:
+            self.pty_out.clear()
+        elif self.pty_stalled_at is None:
+            self.pty_stalled_at = now
         elif now - self.pty_stalled_at > _PTY_STALL_S:
             termios.tcflush(self.outer_slave, termios.TCIFLUSH)
+            self.pty_out.clear()
             self.pty_written = self.pty_consumed = 0
-            self.pty_stalled_at = None
-            _debug("pty not read: dropped its queue")
+            self.pty_stalled_at, self.pty_unread = None, True
+            _debug("pty not read: output dropped until a reader comes")
 
     def _drop_client(self) -> None:
         if self.client is not None:

@@ -93,7 +93,7 @@ def find_micropython(cfg: BoardConfig | None = None) -> str:
             if not found:
                 raise TinysenseError(f"{source} names '{candidate}', which is not an executable; "
                                      "point it at a MicroPython unix-port binary")
-            return found
+            return os.path.abspath(found)  # the VM runs in the board's flash directory
     beside = Path(sys.executable).with_name("micropython")
     if beside.exists():
         return str(beside)
