@@ -322,5 +322,26 @@ def main(path="/app.json"):
     delattr(tsnode, "config")
     config = None
     gc.collect()
+    missing = _missing_files(cfg)
+    if missing:
+        # Not a crash (that would soft-reset the node into a loop): nothing to run yet.
+        print("app: %s not found; deploy a model (tinysense demo, docs/app.md) or fix %s"
+              % (missing, path))
+        return None
     print("app: model %s, source %s, mode %s" % (cfg["model"], cfg["source"], cfg["mode"]))
     return App(cfg).run()
+
+
+def _missing_files(cfg):
+    """The first file the app needs that is not there, or None."""
+    import os
+
+    need = [cfg["model"], cfg["meta"]]
+    if _source_spec(cfg["source"]).get("kind") == "replay":
+        need.append(cfg["replay"])
+    for path in need:
+        try:
+            os.stat(path)
+        except OSError:
+            return path
+    return None

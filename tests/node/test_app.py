@@ -270,3 +270,11 @@ def test_without_an_uplink_the_app_decides_and_prints(packages, tmp_path):
                                     uplink=False)
     assert frames == [] and stats["windows"] == 120
     assert "app: window 0 standing" in out and "(true standing) EVENT" in out
+
+
+def test_main_without_a_model_says_so_and_returns(tmp_path):
+    cfg = tmp_path / "app.json"
+    cfg.write_text(json.dumps({"model": str(tmp_path / "none.tsm")}))
+    out = run_micropython(f"import tsnode.app\nprint('->', tsnode.app.main({str(cfg)!r}))")
+    assert f"app: {tmp_path / 'none.tsm'} not found; deploy a model" in out
+    assert out.strip().endswith("-> None")  # returns: no crash, so no soft-reset loop
