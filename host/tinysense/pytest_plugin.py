@@ -104,7 +104,7 @@ def _option(config: pytest.Config, name: str, env: str, ini: str | None = None) 
 
 
 class TinysenseSession:
-    """Per-session state: the options, the resolved target, and the (lazily) opened node."""
+    """Per-session state: the options, the board and the resolved target."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
@@ -114,7 +114,6 @@ class TinysenseSession:
         self.firmware = _option(config, "tinysense_firmware", "TINYSENSE_FIRMWARE")
         self.board = None
         self.target = None
-        self.deploy_note = ""
 
     def resolve(self) -> None:
         """Load the board and resolve the target; a user error ends the session in one line."""
@@ -280,17 +279,6 @@ def _start(state: TinysenseSession, workdir: Path, stack) -> str:
     raise pytest.UsageError(f"tinysense: target {t.kind} has no URL")
 
 
-def _deploy(node, skip: bool) -> str:
-    if skip:
-        return "firmware not deployed (--no-deploy)"
-    try:
-        import tinysense.deploy  # noqa: F401
-    except ImportError:
-        return "firmware not deployed: tinysense.deploy is not available"
-    node.deploy()
-    return "firmware deployed"
-
-
 @pytest.fixture(scope="session")
 def session_node(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator:
     """The node for the whole session: started, connected, firmware/ deployed."""
@@ -306,8 +294,8 @@ def session_node(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator:
             node = stack.enter_context(open_node(
                 Target(state.target.kind, url, state.target.reason), state.board))
             node.transport.serial.timeout = _READ_TIMEOUT_S
-            state.deploy_note = _deploy(
-                node, request.config.getoption("tinysense_no_deploy"))
+            if not request.config.getoption("tinysense_no_deploy"):
+                node.deploy()
         except TinysenseError as exc:
             pytest.exit(f"tinysense: cannot use the {state.target.kind} target: {exc}",
                         returncode=3)
