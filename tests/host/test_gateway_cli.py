@@ -130,3 +130,20 @@ def test_bench_gateway_runs(capsys):
     out = capsys.readouterr().out
     assert "ingest, decode on ingest" in out and "frames/s" in out
     assert "3000/3000 acked" in out or "acked" in out
+
+
+def test_parse_addresses():
+    from tinysense.gateway.mqtt import parse_mqtt_url
+    from tinysense.gateway.udp import parse_hostport
+
+    assert parse_hostport("[::1]:5000") == ("::1", 5000)
+    assert parse_hostport(":47801") == ("0.0.0.0", 47801)
+    assert parse_hostport("10.0.0.2") == ("10.0.0.2", 47800)
+    with pytest.raises(TinysenseError, match="HOST:PORT"):
+        parse_hostport("host:http")
+    url = parse_mqtt_url("mqtt://u:p@broker:1884?client_id=gw7")
+    assert (url["host"], url["port"], url["username"], url["password"], url["client_id"]) == (
+        "broker", 1884, "u", "p", "gw7")
+    assert parse_mqtt_url("127.0.0.1")["port"] == 1883
+    with pytest.raises(TinysenseError, match="MQTT URL"):
+        parse_mqtt_url("http://x")

@@ -180,3 +180,21 @@ def test_serial_over_socket_url(provisioned):
         gw.close()
         server.close()
     assert sorted(stored(db)) == list(range(25))
+
+
+def test_serial_survives_noise_and_overlong_lines(provisioned):
+    db, key = provisioned
+    master, slave = os.openpty()
+    gw = RunningGateway(GatewayConfig(db=str(db), serial=os.ttyname(slave)), on_frame=None)
+    try:
+        os.write(master, b"\x00\xff" * 3000)  # binary junk with no newline at all
+        os.write(master, b"\nTSF1 " + b"QUFB" * 1500 + b"\n")  # a frame line far too long
+        os.write(master, b"TSF1 " + base64.b64encode(frame(key, 1)) + b"\n")
+        os.write(master, b"TSF1 " + base64.b64encode(b"\x01" * 30) + b"\n")  # not a frame
+        assert wait_for(lambda: len(stored(db)) == 1)
+        assert wait_for(lambda: sum(gw.gateway.rejections.values()) == 2)
+    finally:
+        counts = gw.close()
+        os.close(master)
+        os.close(slave)
+    assert counts == {"bad_encoding": 1, "unknown_device": 1}
