@@ -192,3 +192,42 @@ def test_qemu_node_lifecycle_with_the_stand_in(tmp_path):
     assert node.process is None and proc.poll() is not None
     with socket.socket() as sock:  # the port is free again
         sock.bind(("127.0.0.1", node.tcp_port))
+
+
+def test_qemu_start_cli_runs_until_interrupted(tmp_path):
+    """`tinysense qemu start` (with the stand-in QEMU) says where the REPL is, serves it, and
+    stops QEMU cleanly on SIGINT (Ctrl-C) and SIGTERM."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from mpremote.transport_serial import SerialTransport
+    from qemu_standin import install
+
+    firmware = tmp_path / "fw.bin"
+    firmware.write_bytes(esp_image("esp32"))
+    env = {**os.environ, "TINYSENSE_QEMU_DIR": str(install(tmp_path / "bin")),
+           "TINYSENSE_HOME": str(tmp_path / "home")}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        port = free_tcp_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tinysense", "qemu", "start", "--board", "ESP32_GENERIC",
+             "--firmware", str(firmware), "--tcp", str(port)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        try:
+            lines = [proc.stdout.readline() for _ in range(2)]
+            assert lines[1].startswith(f"QEMU ESP32_GENERIC ready: REPL on "
+                                       f"socket://127.0.0.1:{port}"), lines
+            transport = SerialTransport(f"socket://127.0.0.1:{port}")
+            transport.enter_raw_repl(soft_reset=False)
+            assert transport.exec("print('cli')") == b"cli\r\n"
+            transport.close()
+            proc.send_signal(sig)
+            out, _ = proc.communicate(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0 and "stopping QEMU" in out
+        with socket.socket() as sock:  # QEMU (the stand-in) is gone: the port is free
+            sock.bind(("127.0.0.1", port))
