@@ -295,9 +295,10 @@ def test_host_quantize_and_dequantize_match_tflite_micro():
 
 
 @pytest.mark.parametrize("model, board, placement, fits", [
-    ("mlperf_kws_ref_model", "ESP32_GENERIC", "ram", True),
+    ("mlperf_kws_ref_model", "ESP32_GENERIC_C3", "ram", True),
+    ("mlperf_kws_ref_model", "ESP32_GENERIC", "stream", True),
     ("tflm_person_detect", "ESP32_GENERIC_S3", "ram", True),
-    ("mlperf_pretrainedResnet_quant", "ESP32_GENERIC_C3", "stream", True),
+    ("mlperf_pretrainedResnet_quant", "ESP32_GENERIC_C3", "stream", False),
     ("tflm_person_detect", "ESP32_GENERIC", "stream", False),
 ])
 def test_fit_report_picks_placement(model, board, placement, fits):
@@ -307,7 +308,7 @@ def test_fit_report_picks_placement(model, board, placement, fits):
     if placement == "ram":
         assert r.heap_needed >= r.package_bytes
     if placement == "stream":
-        assert r.heap_needed < r.package_bytes + r.arena_bytes
+        assert "too big to load whole" in r.fit_reason
         assert r.max_op_const_bytes < r.const_bytes
     text = r.text()
     assert board in text and ("does NOT fit" in text) is (not fits)

@@ -9,6 +9,13 @@ import dataclasses
 # array and plan entries (~300 B measured with agent.heap()). Rounded up on purpose.
 ENGINE_FIXED_BYTES = 20000
 ENGINE_PER_OP_BYTES = 320
+# The rest of the firmware a deployed node holds beside the model: supervisor, board seam,
+# uplink (ccm, frame, records) and app modules, 31.7 KB measured on the virtual board (x64
+# .mpy, tests/hil/test_memory.py). The fit verdict promises the model runs beside them.
+APP_RESERVE_BYTES = 32000
+# Big blocks need contiguous free memory in a heap shared with many small objects: allow a
+# quarter of the arena and of the largest buffer (package or streaming buffer) on top.
+FRAGMENTATION = 0.25
 
 
 @dataclasses.dataclass
@@ -63,13 +70,18 @@ def fit(report: ConvertReport, board) -> None:
     op's constants read from the file into one buffer just before the op runs (slower).
     """
     engine = ENGINE_FIXED_BYTES + ENGINE_PER_OP_BYTES * len(report.ops)
-    work = report.arena_bytes + report.scratch_bytes + engine
+    work = report.arena_bytes + report.scratch_bytes + engine + APP_RESERVE_BYTES
+
+    def frag(block):
+        return int(FRAGMENTATION * (report.arena_bytes + block))
+
     report.board = board.name
     report.heap_budget = board.heap_budget
-    ram = work + report.package_bytes
-    stream = work + report.tables_bytes + report.max_op_const_bytes
+    ram = work + report.package_bytes + frag(report.package_bytes)
+    stream = work + report.tables_bytes + report.max_op_const_bytes + \
+        frag(report.max_op_const_bytes)
     if board.has_romfs and report.package_bytes <= board.romfs_size:
-        report.placement, report.heap_needed = "romfs", work
+        report.placement, report.heap_needed = "romfs", work + frag(0)
         why = "constants are read in place from the ROMFS partition"
     elif ram <= board.heap_budget or stream >= ram:
         report.placement, report.heap_needed = "ram", ram
@@ -78,6 +90,7 @@ def fit(report: ConvertReport, board) -> None:
         report.placement, report.heap_needed = "stream", stream
         why = ("too big to load whole (~%s B); each op's constants are read from the file "
                "as it runs" % f"{ram:,}")
+    why += " (includes %s B for the app's other modules)" % f"{APP_RESERVE_BYTES:,}"
     report.fits = report.heap_needed <= board.heap_budget
     if not report.fits:
         why += "; use a board with PSRAM or ROMFS, or a smaller model"
