@@ -147,3 +147,17 @@ def test_parse_addresses():
     assert parse_mqtt_url("127.0.0.1")["port"] == 1883
     with pytest.raises(TinysenseError, match="MQTT URL"):
         parse_mqtt_url("http://x")
+
+
+def test_devices_lists_without_keys(filled_db, capsys):
+    assert main(["devices", "--db", str(filled_db)]) == 0
+    out = capsys.readouterr().out
+    assert "00000010" in out and "00000020" in out
+    lines = out.splitlines()
+    a = next(x for x in lines if x.startswith("00000010"))
+    assert a.split()[1:4] == ["16", "1", "3"]  # id, key version, frames
+    conn = open_db(filled_db)
+    for dev in (A, B):
+        key = Registry(conn).lookup(dev).key
+        assert key.hex() not in out
+    conn.close()

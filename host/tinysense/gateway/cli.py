@@ -50,6 +50,10 @@ def register(sub) -> None:
     _db_arg(p)
     p.set_defaults(func=_uplinks)
 
+    p = sub.add_parser("devices", help="list the devices in the gateway registry (no keys)")
+    _db_arg(p)
+    p.set_defaults(func=_devices)
+
     p = sub.add_parser("bench-gateway", help="measure the gateway's sustained ingest rate",
                        description="Seal frames for many devices, then ingest them "
                                    "(verify + decrypt + durable SQLite store) and report "
@@ -93,6 +97,20 @@ def _uplinks(args) -> int:
     device = parse_device_id(args.device) if args.device else None
     since = parse_since(args.since) if args.since else None
     write_uplinks(list_uplinks(args.db, device, since), args.format, sys.stdout)
+    return 0
+
+
+def _devices(args) -> int:
+    from tinysense.gateway.run import list_devices
+
+    devices = list_devices(args.db)
+    if not devices:
+        print("no devices provisioned yet (tinysense provision --device-id ID)")
+        return 0
+    print(f"{'device':10} {'id':>10} {'key v':>5} {'frames':>8}  {'last seen':29}  created")
+    for d in devices:
+        print(f"{d['device']:10} {d['device_id']:10d} {d['key_version']:5d} {d['frames']:8d}  "
+              f"{d['last_seen'] or '-':29}  {d['created']}")
     return 0
 
 

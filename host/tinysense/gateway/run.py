@@ -282,3 +282,23 @@ def write_uplinks(frames: Iterator[dict], fmt: str, out: TextIO = sys.stdout) ->
                 row.update(type="undecodable", values=f["payload_hex"])
             writer.writerow(row)
     return n
+
+
+def list_devices(db: str | None = None) -> list[dict]:
+    """Registered devices with their key version and traffic (never their keys)."""
+    path = Path(db) if db is not None else DEFAULT_DB
+    if not path.exists():
+        raise TinysenseError(f"no gateway database at {path}; provision a device first "
+                             "(`tinysense provision`) or point --db at one")
+    conn = open_db(path)
+    try:
+        rows = conn.execute(
+            "SELECT d.device_id, d.key_version, d.created, d.rotated, "
+            "(SELECT COUNT(*) FROM frames f WHERE f.device_id = d.device_id), "
+            "(SELECT MAX(received_at) FROM frames f WHERE f.device_id = d.device_id) "
+            "FROM devices d ORDER BY d.device_id").fetchall()
+    finally:
+        conn.close()
+    return [{"device": f"{r[0]:08x}", "device_id": r[0], "key_version": r[1],
+             "created": iso(r[2]), "rotated": iso(r[3]) if r[3] else None, "frames": r[4],
+             "last_seen": iso(r[5]) if r[5] else None} for r in rows]
