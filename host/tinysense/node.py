@@ -248,13 +248,12 @@ def open_node(target: str | Target | None = None, board: str | BoardConfig | Non
     with contextlib.ExitStack() as stack:
         url = resolved.url
         if resolved.kind == "virtual" and url is None:
-            from tinysense.targets.virtual import running_board, start_board, stop_board
+            from tinysense.targets.virtual import ensure_board, stop_board
 
-            running = running_board(cfg.name)
-            if running is None:
-                running = start_board(cfg.path, parent_bound=True)
+            board_vm, started = ensure_board(cfg.path, parent_bound=True)
+            if started:
                 stack.callback(stop_board, cfg.path)
-            url = running.url
+            url = board_vm.url
         elif resolved.kind == "qemu" and url is None:
             from tinysense.qemu.runner import QemuNode
 

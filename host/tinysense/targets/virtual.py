@@ -14,6 +14,7 @@ at /rom. The board config gives the GC heap (`-X heapsize=`) and may name the ex
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import os
 import shutil
@@ -152,7 +153,7 @@ _children: dict[int, subprocess.Popen] = {}  # supervisors this process started 
 def start_board(board: str = "ESP32_GENERIC", *, tcp: int | None = None,
                 directory: str | os.PathLike | None = None, parent_bound: bool = False,
                 reuse: bool = False) -> VirtualBoard:
-    """Start a virtual board in the background and return once its REPL port exists.
+    """Start a virtual board in the background and return once its VM is up.
 
     Args:
         board: board id or TOML path; its heap_budget becomes the VM's GC heap.
@@ -165,19 +166,36 @@ def start_board(board: str = "ESP32_GENERIC", *, tcp: int | None = None,
         TinysenseError: unknown board, board already running (unless reuse), TCP port in use,
             no MicroPython executable, or the VM did not come up.
     """
+    vb, started = ensure_board(board, tcp=tcp, directory=directory, parent_bound=parent_bound)
+    if not started and not reuse:
+        raise TinysenseError(f"virtual board {vb.board} is already running (pid {vb.pid}, "
+                             f"{vb.pty}); stop it with `tinysense board stop --board "
+                             f"{vb.board}`")
+    return vb
+
+
+def ensure_board(board: str = "ESP32_GENERIC", *, tcp: int | None = None,
+                 directory: str | os.PathLike | None = None, parent_bound: bool = False
+                 ) -> tuple[VirtualBoard, bool]:
+    """The running virtual board, or a new one: (board, True if this call started it)."""
     cfg = load_board(board)
     bdir = board_dir(cfg.name, directory)
-    current = running_board(cfg.name, bdir)
-    if current is not None:
-        if reuse:
-            return current
-        raise TinysenseError(f"virtual board {cfg.name} is already running (pid {current.pid}, "
-                             f"{current.pty}); stop it with `tinysense board stop --board "
-                             f"{cfg.name}`")
+    bdir.mkdir(parents=True, exist_ok=True)
+    # One start at a time per board directory (parallel test sessions, tools): whoever comes
+    # second finds the first one's board running.
+    with open(bdir / ".start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        current = running_board(cfg.name, bdir)
+        if current is not None:
+            return current, False
+        return _start_locked(cfg, bdir, tcp, parent_bound), True
+
+
+def _start_locked(cfg: BoardConfig, bdir: Path, tcp: int | None, parent_bound: bool
+                  ) -> VirtualBoard:
     if tcp:
         _check_port_free(tcp)
     exe = find_micropython(cfg)
-    bdir.mkdir(parents=True, exist_ok=True)
     (bdir / STATE_FILE).unlink(missing_ok=True)
     log = bdir / "supervisor.log"
     cmd = [sys.executable, "-m", "tinysense.targets.supervisor", "--board", cfg.name,
