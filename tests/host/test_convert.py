@@ -218,10 +218,12 @@ def test_cli_convert_writes_package_and_report(tmp_path):
     out = tmp_path / "hello.tsm"
     proc = subprocess.run([sys.executable, "-m", "tinysense", "convert", str(HELLO), "-o",
                            str(out), "--board", "ESP32_GENERIC", "--json",
-                           str(tmp_path / "r.json")], capture_output=True, text=True)
+                           str(tmp_path / "r.json"), "--tensors"], capture_output=True,
+                          text=True)
     assert proc.returncode == 0, proc.stderr
     assert out.read_bytes() == convert_model(HELLO).package
     assert "288 MACs" in proc.stdout and "fits" in proc.stdout
+    assert proc.stdout.count("arena ") >= 4          # the arena map: input, 2 hidden, output
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["fits"] is True and rep["placement"] == "ram" and rep["arena_bytes"] > 0
 

@@ -15,6 +15,9 @@ def cmd_convert(args) -> int:
     out = Path(args.output) if args.output else Path(args.model).with_suffix(".tsm")
     write_package(result, out)
     print(result.report.text())
+    if args.tensors:
+        print("activation tensors (arena offsets):")
+        print(result.report.tensor_map())
     print(f"wrote {out} ({len(result.package):,} bytes)")
     if args.json:
         Path(args.json).write_text(json.dumps(result.report.to_dict(), indent=1))
@@ -29,4 +32,6 @@ def register(sub) -> None:
                    help="board id or .toml: report whether the model fits its heap "
                         "(env TINYSENSE_BOARD)")
     p.add_argument("--json", help="also write the report as JSON to this file")
+    p.add_argument("--tensors", action="store_true",
+                   help="also print every activation tensor's arena offset")
     p.set_defaults(func=cmd_convert)

@@ -42,6 +42,13 @@ class ConvertReport:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def tensor_map(self) -> str:
+        """The arena plan: one line per activation tensor, by offset."""
+        rows = sorted((t for t in self.tensors if t["offset"] is not None),
+                      key=lambda t: (t["offset"], t["index"]))
+        return "\n".join(f"  arena {t['offset']:>8,}..{t['offset'] + t['nbytes']:<8,} tensor "
+                         f"{t['index']:3d} {t['name'][:40]:<40} {t['shape']}" for t in rows)
+
     def text(self) -> str:
         lines = [f"model {self.model}: {len(self.ops)} ops, {self.macs:,} MACs"]
         for op in self.ops:
