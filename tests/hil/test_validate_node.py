@@ -241,3 +241,15 @@ def test_validate_all_records_errors_and_goes_on(target_option, tmp_path, monkey
     assert [e["model"] for e in summary["errors"]] == ["a_junk.tflite"]
     assert [r["model"] for r in summary["results"]] == [good.name]
     assert summary["results"][0]["bit_exact"] and summary["bit_exact"] is False
+
+
+@pytest.mark.parametrize("placement", ["ram", "stream"])
+def test_constants_in_ram_or_streamed_are_bit_exact(nodes, board_option, placement):
+    cfg = load_board(board_option)
+    result = validate_model(CONFORMANCE_DIR / "mlperf_kws_ref_model.tflite", board=cfg,
+                            vectors=8, node=nodes(cfg.name), progress=None, timing=False,
+                            placement=placement)
+    assert result.node_placement == placement
+    assert result.bit_exact, result.summary()
+    if placement == "stream":   # the package is not in the heap, only one op's constants
+        assert result.node_package_heap_bytes == 0

@@ -21,6 +21,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random vectors")
     p.add_argument("--json", type=Path, help="write the result as JSON ('-' for stdout)")
     p.add_argument("--no-timing", action="store_true", help="skip the latency measurement")
+    p.add_argument("--placement", choices=["auto", "ram", "stream"], default="auto",
+                   help="where the node keeps the constants: auto (ROMFS in place, else RAM, "
+                   "else streamed op by op), ram, or stream")
     p.add_argument("--html", type=Path, metavar="REPORT.html",
                    help="write a self-contained HTML report with plots")
     p.set_defaults(func=_validate)
@@ -68,7 +71,8 @@ def _validate(args: argparse.Namespace) -> int:
 
     result = validate_model(args.model, target=args.target, board=args.board,
                             vectors=args.vectors, inputs=args.inputs, seed=args.seed,
-                            timing=not args.no_timing, progress=_progress(args))
+                            timing=not args.no_timing, progress=_progress(args),
+                            placement=args.placement)
     if args.json:
         write_json(result.to_dict(), args.json)
     if args.html:

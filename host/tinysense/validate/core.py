@@ -43,7 +43,8 @@ class ValidateResult:
     node_package_heap_bytes: int | None = None  # heap holding the package (0 if zero-copy)
     node_inference_alloc_bytes: int | None = None
     macs: int = 0
-    placement: str = ""
+    placement: str = ""             # the converter's plan for the board
+    node_placement: str = ""        # where the node's agent put the constants (ram/stream/romfs)
     fits: bool | None = None
     failures: list[dict] = dataclasses.field(default_factory=list)
     first_mismatch: dict | None = None   # the first op whose output differs, when found
@@ -162,7 +163,8 @@ def _diagnose(nm: NodeModel, ref_model: bytes, graph, vector: Vector, say: Progr
 def validate_model(model: str | Path, *, target: str = "auto", board: str | BoardConfig |
                    None = None, vectors: int = DEFAULT_VECTORS, inputs: Path | None = None,
                    seed: int = 0, node=None, progress: Progress | None = print,
-                   timing: bool = True, diagnose: bool = True) -> ValidateResult:
+                   timing: bool = True, diagnose: bool = True,
+                   placement: str = "auto") -> ValidateResult:
     """Convert `model`, run it on the node and in tflite-micro, and compare every output byte.
 
     Args:
@@ -176,6 +178,7 @@ def validate_model(model: str | Path, *, target: str = "auto", board: str | Boar
         progress: called with one line per step; None for silence.
         timing: also measure node and reference latency (agent.bench, time_invoke).
         diagnose: on a mismatch, find the first op whose output differs.
+        placement: auto | ram | stream: where the node keeps the constants (see NodeModel).
     """
     say = _say(progress)
     cfg = board if isinstance(board, BoardConfig) else load_board(board)
@@ -195,9 +198,9 @@ def validate_model(model: str | Path, *, target: str = "auto", board: str | Boar
     if node is None:
         with prepared_node(target, cfg, progress) as opened:
             return validate_converted(opened, ref, converted, vecs, cfg, progress=progress,
-                                      timing=timing, diagnose=diagnose)
+                                      timing=timing, diagnose=diagnose, placement=placement)
     return validate_converted(node, ref, converted, vecs, cfg, progress=progress,
-                              timing=timing, diagnose=diagnose)
+                              timing=timing, diagnose=diagnose, placement=placement)
 
 
 def _check_same_model(ref: Reference, rep) -> None:
@@ -213,14 +216,14 @@ def _check_same_model(ref: Reference, rep) -> None:
 
 def validate_converted(node, ref: Reference, converted, vecs: list[Vector], cfg: BoardConfig,
                        *, progress: Progress | None = print, timing: bool = True,
-                       diagnose: bool = True) -> ValidateResult:
+                       diagnose: bool = True, placement: str = "auto") -> ValidateResult:
     """The node half of validate_model: `converted` (a ConvertResult, normally of the same
     model as `ref`) on an open node with the firmware deployed, against `ref`."""
     say = _say(progress)
     path = Path(ref.path) if ref.path else Path("model.tflite")
     rep = converted.report
     _check_same_model(ref, rep)
-    nm = NodeModel(node, converted.package, rep)
+    nm = NodeModel(node, converted.package, rep, placement=placement)
     failures, total_bad, max_diff = [], 0, 0.0
     first_bad: Vector | None = None
     outputs: list[dict] = []
@@ -259,6 +262,7 @@ def validate_converted(node, ref: Reference, converted, vecs: list[Vector], cfg:
         node_package_heap_bytes=int(heap["package_bytes"]),
         node_inference_alloc_bytes=int(heap["inference_alloc_bytes"]),
         macs=count_macs(ref.graph), placement=rep.placement, fits=rep.fits,
+        node_placement=str(nm.info.get("placement", "")),
         failures=failures, node_times_ms=times, outputs=outputs)
     if first_bad is not None and diagnose:
         result.first_mismatch = _diagnose(nm, ref.model, ref.graph, first_bad, say)

@@ -31,23 +31,33 @@ class NodeModel:
         package: the .tsm bytes (convert_model(...).package).
         report: the converter's ConvertReport (inputs/outputs with shapes and dtypes).
         name: file name on the node, under /models.
+        placement: "auto" (the agent picks: ROMFS in place, else RAM, else streamed),
+            "ram" (the whole package in the heap) or "stream" (constants read from the
+            file op by op).
     """
 
+    PLACEMENTS = {"auto": None, "ram": False, "stream": True}   # -> agent.load(stream=...)
+
     def __init__(self, node, package: bytes, report, name: str = "_validate.tsm",
-                 timeout: float = 120):
+                 timeout: float = 120, placement: str = "auto"):
         self.node = node
         self.report = report
         self.timeout = timeout
         self.remote = f"{REMOTE_DIR}/{name}"
-        # Import the engine while the heap is clean, then free what the file copy left
-        # behind before loading: on a 112 KB heap, kernels imported into a heap full of the
-        # copy's garbage fragment it so that the arena no longer fits in one piece.
-        node.exec("import gc\ngc.collect()\nfrom tsnode import agent\ngc.collect()",
-                  timeout=timeout)
+        # Drop a model an earlier load left (its package and arena): agent.load() alone
+        # cannot free it before the new one is allocated. Import the engine while the heap
+        # is clean, and free what the file copy left behind before loading: on a 112 KB heap
+        # (ESP32_GENERIC), kernels imported into a heap full of the copy's garbage fragment
+        # it so that the arena no longer fits in one piece.
+        node.exec("import gc\ngc.collect()\nfrom tsnode import agent\n"
+                  "if getattr(agent, '_state', None):\n    agent._state['model'] = None\n"
+                  "gc.collect()", timeout=timeout)
         node.mkdir(REMOTE_DIR)
         node.put(package, self.remote)
         try:
-            out = node.exec(f"gc.collect()\nagent.load({self.remote!r})", timeout=timeout)
+            stream = self.PLACEMENTS[placement]
+            out = node.exec(f"gc.collect()\nagent.load({self.remote!r}, {stream!r})",
+                            timeout=timeout)
         except TinysenseError as exc:
             if "MemoryError" not in str(exc):
                 raise
