@@ -19,135 +19,32 @@ instead sends one frame per window with the true label the replay source knows.
 import gc
 import sys
 import time
-from array import array
 
-from tsnode import board
-
-# tsnode.decide, tsnode.report, the engine, the sensors and the uplink are imported when the
-# app starts (App()), so `import tsnode.app` alone stays small.
+# Start-up (config, files, model, uplink, pipeline, source) is tsnode.appstart, imported by
+# App() and main() and unloaded again; tsnode.decide, tsnode.report, the engine, the sensors
+# and the uplink are imported then too, so `import tsnode.app` alone stays small.
 
 
-def _load_json(path):
-    import json
+def _unload(name):
+    """Forget a start-up-only module so its code leaves the heap (no ROMFS on stock boards:
+    imported code lives in the GC heap)."""
+    import tsnode
 
-    with open(path) as f:
-        return json.load(f)
-
-
-def _read_package(path):
-    """A ROMFS file as a zero-copy memoryview (4-byte aligned), else the file read whole."""
-    f = open(path, "rb")
+    sys.modules.pop("tsnode." + name, None)
     try:
-        mv = memoryview(f)  # only ROMFS files have the buffer protocol
-        from tsnode.engine.model import address
-
-        if address(mv) & 3 == 0:
-            return mv
-    except TypeError:
+        delattr(tsnode, name)
+    except AttributeError:
         pass
-    f.seek(0, 2)
-    buf = bytearray(f.tell())
-    f.seek(0)
-    f.readinto(buf)
-    f.close()
-    return buf
-
-
-def _source_spec(kind):
-    """The sensor entry for source `kind` (auto: replay on the virtual board, else the board
-    config's first [[sensors]] entry)."""
-    if kind == "replay" or (kind == "auto" and board.platform == "virtual"):
-        return {"kind": "replay"}
-    sensors = board.config().get("sensors") or []
-    if kind == "auto":
-        return sensors[0] if sensors else {"kind": "mpu6050"}
-    for s in sensors:
-        if s.get("kind") == kind:
-            return s
-    return {"kind": kind}
-
-
-def _crashes_in_a_row():
-    """tsnode.supervise's count of crashes before this start (read here: no import)."""
-    try:
-        with open("/crash.state") as f:
-            return int(f.read() or 0)
-    except (OSError, ValueError):
-        return 0
-
-
-def open_uplink(cfg):
-    """The Uplink from /uplink.json + /uplink_key.bin with app.json's overrides, or None."""
-    if not cfg["uplink"]:
-        return None
-    from tsnode.uplink.sender import Uplink, load_config, load_key
-
-    try:
-        ucfg = load_config("/")
-        key = load_key("/")
-    except (OSError, ValueError) as e:
-        print("app: no uplink (%s); provision the node with `tinysense provision`" % e)
-        return None
-    for k in ("gateway", "transport"):
-        if cfg[k]:
-            ucfg[k] = cfg[k]
-    if "max_payload" not in ucfg:
-        ucfg["max_payload"] = cfg["max_payload"]
-    return Uplink(ucfg, key, "/")
 
 
 class App:
     def __init__(self, cfg, uplink=False):
         """cfg: a tsnode.config dict. uplink: an Uplink, None (no uplink), or False to
         build it from the node's files (open_uplink)."""
-        # Memory: the ESP32's ~110 KB heap holds code too, so the order matters: the largest
-        # block (the package) first while the heap is empty, each import group followed by a
-        # collection so its garbage does not fragment the heap under long-lived objects.
-        self.cfg = cfg
-        self.eval = cfg["mode"] == "eval"
-        gc.collect()
-        pkg = _read_package(cfg["model"])
-        board.set_wifi(cfg["wifi"].get("ssid"), cfg["wifi"].get("password"))
-        self.up = open_uplink(cfg) if uplink is False else uplink
-        gc.collect()
-        from tsnode.engine.model import Model
+        from tsnode.appstart import setup
 
-        self.model = m = Model(pkg)
-        pkg = None
-        self.in_view = m.tensor_view(m.inputs[0])
-        self.out_view = m.tensor_view(m.outputs[0])
-        gc.collect()
-        from tsnode.decide import Decider
-        from tsnode.report import Reporter
-        from tsnode.sensors.pipeline import Pipeline
-
-        meta = _load_json(cfg["meta"])
-        self.labels = meta["labels"]
-        self.pipe = Pipeline(meta["preprocessing"])
-        self.decider = Decider(meta, cfg["min_confidence"], cfg["threshold"],
-                               cfg["anomaly_repeat_s"] * 1000)
-        rate = cfg["rate_hz"] or meta.get("sensor", {}).get("rate_hz", 1)
-        meta = None
-        if len(m.inputs) != 1 or len(m.outputs) != 1 or len(self.in_view) != len(self.pipe.input):
-            raise ValueError("model input is %d bytes, the preprocessing makes %d"
-                             % (len(self.in_view), len(self.pipe.input)))
-        gc.collect()
-        from tsnode.sensors import open_source
-
-        spec = _source_spec(cfg["source"])
-        self.source = open_source(spec, board, cfg["replay"], cfg["speed"], cfg["loop"], rate)
-        self.replay = spec.get("kind") == "replay"
-        self.pacer = None
-        if not self.replay:
-            from tsnode.pacer import Pacer
-
-            self.pacer = Pacer(rate, cfg["sleep"], cfg["light_sleep_min_ms"])
-        self.frame = array("h", bytes(2 * self.source.n_channels))
-        self.reporter = Reporter(self.up, self.decider, cfg["model_id"], cfg["ack_wait_ms"],
-                                 len(self.out_view) if self.eval else 0)
-        self.wdt = None
-        if cfg["watchdog_s"] and board.platform != "virtual":
-            self.wdt = board.watchdog(int(cfg["watchdog_s"] * 1000))
+        setup(self, cfg, uplink)
+        _unload("appstart")
         self._t0 = time.ticks_ms()
         self._ms = 0  # uptime in ms (accumulated, so it never wraps like ticks_ms)
         self._last_hb = 0
@@ -269,7 +166,7 @@ class App:
 
     def run(self):
         """Run until the source ends or max_windows; returns the stats dict."""
-        self.reporter.boot(self.now(), _crashes_in_a_row())
+        self.reporter.boot(self.now(), self.boot_crashes)
         limit = self.cfg["max_windows"]
         while True:
             try:
@@ -314,34 +211,16 @@ class App:
 
 def main(path="/app.json"):
     """Entry point (main.py, or `import tsnode.app; tsnode.app.main()` at the REPL)."""
-    import tsnode
-    from tsnode import config
+    from tsnode import appstart
 
-    cfg = config.load(path)
-    del sys.modules["tsnode.config"]  # its defaults table is not needed any more (~5 KB)
-    delattr(tsnode, "config")
-    config = None
-    gc.collect()
-    missing = _missing_files(cfg)
+    cfg = appstart.load_config(path)
+    missing = appstart.missing_file(cfg)
+    appstart = None
     if missing:
         # Not a crash (that would soft-reset the node into a loop): nothing to run yet.
         print("app: %s not found; deploy a model (tinysense demo, docs/app.md) or fix %s"
               % (missing, path))
+        _unload("appstart")
         return None
     print("app: model %s, source %s, mode %s" % (cfg["model"], cfg["source"], cfg["mode"]))
     return App(cfg).run()
-
-
-def _missing_files(cfg):
-    """The first file the app needs that is not there, or None."""
-    import os
-
-    need = [cfg["model"], cfg["meta"]]
-    if _source_spec(cfg["source"]).get("kind") == "replay":
-        need.append(cfg["replay"])
-    for path in need:
-        try:
-            os.stat(path)
-        except OSError:
-            return path
-    return None

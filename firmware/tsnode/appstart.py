@@ -1,0 +1,160 @@
+"""The app's start-up: config, files, model, uplink, pipeline, source (tsnode.app.App).
+
+Only needed once: tsnode.app unloads this module after start, so its code does not stay in
+the heap next to the running app (a stock ESP32 keeps imported code in its ~110 KB heap).
+"""
+
+import gc
+import sys
+from array import array
+
+from tsnode import board
+
+
+def load_config(path):
+    """/app.json over the defaults (tsnode.config, unloaded again: its table is ~5 KB)."""
+    import tsnode
+    from tsnode import config
+
+    cfg = config.load(path)
+    del sys.modules["tsnode.config"]
+    delattr(tsnode, "config")
+    return cfg
+
+
+def missing_file(cfg):
+    """The first file the app needs that is not there, or None."""
+    import os
+
+    need = [cfg["model"], cfg["meta"]]
+    if _source_spec(cfg["source"]).get("kind") == "replay":
+        need.append(cfg["replay"])
+    for path in need:
+        try:
+            os.stat(path)
+        except OSError:
+            return path
+    return None
+
+
+def _load_json(path):
+    import json
+
+    with open(path) as f:
+        return json.load(f)
+
+
+def _read_package(path):
+    """A ROMFS file as a zero-copy memoryview (4-byte aligned), else the file read whole."""
+    f = open(path, "rb")
+    try:
+        mv = memoryview(f)  # only ROMFS files have the buffer protocol
+        from tsnode.engine.model import address
+
+        if address(mv) & 3 == 0:
+            return mv
+    except TypeError:
+        pass
+    f.seek(0, 2)
+    buf = bytearray(f.tell())
+    f.seek(0)
+    f.readinto(buf)
+    f.close()
+    return buf
+
+
+def _source_spec(kind):
+    """The sensor entry for source `kind` (auto: replay on the virtual board, else the board
+    config's first [[sensors]] entry)."""
+    if kind == "replay" or (kind == "auto" and board.platform == "virtual"):
+        return {"kind": "replay"}
+    sensors = board.config().get("sensors") or []
+    if kind == "auto":
+        return sensors[0] if sensors else {"kind": "mpu6050"}
+    for s in sensors:
+        if s.get("kind") == kind:
+            return s
+    return {"kind": kind}
+
+
+def crashes_in_a_row():
+    """tsnode.supervise's count of crashes before this start (read here: no import)."""
+    try:
+        with open("/crash.state") as f:
+            return int(f.read() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def open_uplink(cfg):
+    """The Uplink from /uplink.json + /uplink_key.bin with app.json's overrides, or None."""
+    if not cfg["uplink"]:
+        return None
+    from tsnode.uplink.sender import Uplink, load_config, load_key
+
+    try:
+        ucfg = load_config("/")
+        key = load_key("/")
+    except (OSError, ValueError) as e:
+        print("app: no uplink (%s); provision the node with `tinysense provision`" % e)
+        return None
+    for k in ("gateway", "transport"):
+        if cfg[k]:
+            ucfg[k] = cfg[k]
+    if "max_payload" not in ucfg:
+        ucfg["max_payload"] = cfg["max_payload"]
+    return Uplink(ucfg, key, "/")
+
+
+def setup(app, cfg, uplink=False):
+    """Fill a new App: cfg a tsnode.config dict; uplink an Uplink, None (no uplink), or False
+    to build it from the node's files (open_uplink)."""
+    # Memory: the ESP32's ~110 KB heap holds code too, so the order matters: the largest
+    # block (the package) first while the heap is empty, each import group followed by a
+    # collection so its garbage does not fragment the heap under long-lived objects.
+    app.cfg = cfg
+    app.eval = cfg["mode"] == "eval"
+    gc.collect()
+    pkg = _read_package(cfg["model"])
+    board.set_wifi(cfg["wifi"].get("ssid"), cfg["wifi"].get("password"))
+    app.up = open_uplink(cfg) if uplink is False else uplink
+    gc.collect()
+    from tsnode.engine.model import Model
+
+    app.model = m = Model(pkg)
+    pkg = None
+    app.in_view = m.tensor_view(m.inputs[0])
+    app.out_view = m.tensor_view(m.outputs[0])
+    gc.collect()
+    from tsnode.decide import Decider
+    from tsnode.report import Reporter
+    from tsnode.sensors.pipeline import Pipeline
+
+    meta = _load_json(cfg["meta"])
+    app.labels = meta["labels"]
+    app.pipe = Pipeline(meta["preprocessing"])
+    app.decider = Decider(meta, cfg["min_confidence"], cfg["threshold"],
+                           cfg["anomaly_repeat_s"] * 1000)
+    rate = cfg["rate_hz"] or meta.get("sensor", {}).get("rate_hz", 1)
+    meta = None
+    if len(m.inputs) != 1 or len(m.outputs) != 1 or len(app.in_view) != len(app.pipe.input):
+        raise ValueError("model input is %d bytes, the preprocessing makes %d"
+                         % (len(app.in_view), len(app.pipe.input)))
+    gc.collect()
+    from tsnode.sensors import open_source
+
+    spec = _source_spec(cfg["source"])
+    app.source = open_source(spec, board, cfg["replay"], cfg["speed"], cfg["loop"], rate)
+    app.replay = spec.get("kind") == "replay"
+    app.pacer = None
+    if not app.replay:
+        from tsnode.pacer import Pacer
+
+        app.pacer = Pacer(rate, cfg["sleep"], cfg["light_sleep_min_ms"])
+    app.frame = array("h", bytes(2 * app.source.n_channels))
+    app.reporter = Reporter(app.up, app.decider, cfg["model_id"], cfg["ack_wait_ms"],
+                            len(app.out_view) if app.eval else 0)
+    app.wdt = None
+    if cfg["watchdog_s"] and board.platform != "virtual":
+        app.wdt = board.watchdog(int(cfg["watchdog_s"] * 1000))
+    app.boot_crashes = crashes_in_a_row()
