@@ -158,10 +158,14 @@ def convert_model(source, board=None) -> ConvertResult:
         g = find(t.index)
         f = flags.get(t.index, 0)
         if g in bufs:
+            if len(t.shape) > 4:
+                raise TinysenseError(f"tensor {t.index} '{t.name}' has {len(t.shape)} "
+                                     "dimensions; the engine supports at most 4")
             offsets[t.index] = bufs[g].offset
             rows.append((t.dtype, t.shape, f, bufs[g].offset, t.size, t.zero_point, t.scale))
-        else:
-            rows.append((t.dtype, t.shape, f | (writer.F_CONST if t.data is not None else 0),
+        else:   # shape kept only when it fits the record (the data is not stored anyway)
+            rows.append((t.dtype, t.shape if len(t.shape) <= 4 else (),
+                         f | (writer.F_CONST if t.data is not None else 0),
                          0, 0, t.zero_point, t.scale))   # not stored (folded into op constants)
     scratch = max((lo.scratch for lo in lowered), default=0)
     scratch = (scratch + 3) & ~3
