@@ -362,3 +362,26 @@ def test_non_finite_floats_give_strict_json_and_keep_the_raw_bits(rig):
     assert '"values":[1.5,null,null]' in decoded
     assert rig.conn.execute("SELECT json_valid(decoded) FROM frames").fetchone()[0] == 1
     assert bytes(payload) == pt
+
+
+def test_exhausted_ack_counter_still_stores_and_spares_other_devices(rig):
+    rig.conn.execute("INSERT INTO downlink(device_id, key_version, reserved_until) "
+                     "VALUES(?, 1, ?)", (DEV, 1 << 32))
+    rig.restart()
+    acks = rig.gw.handle_batch([(rig.frame(1), "a"), (rig.frame(1, dev=OTHER), "b")])
+    assert [a.device_id for a in acks] == [OTHER]
+    assert rig.stored() == [1] and rig.stored(OTHER) == [1]
+    assert rig.gw.last_commit_ok
+
+
+def test_window_rebuilt_from_a_deep_history(rig):
+    rig.gw.handle_batch([(rig.frame(c), "a") for c in range(0, 3000, 2)])
+    rig.restart()
+    top, bits = rig.gw.replay.state(DEV, 1) or (None, None)
+    assert top is None  # windows load lazily
+    assert rig.gw.handle(rig.frame(2998), "a") is not None  # replay: acked, not stored
+    top, bits = rig.gw.replay.state(DEV, 1)
+    assert top == 2998 and bits == int("01" * 512, 2)  # every other counter, 1024 bits
+    assert rig.gw.handle(rig.frame(2997), "a") is not None
+    assert rig.gw.handle(rig.frame(1), "a") is not None  # below the window: the database
+    assert len(rig.stored()) == 1500 + 2 and rig.gw.rejections["replay"] == 1

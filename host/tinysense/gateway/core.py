@@ -290,6 +290,9 @@ class Gateway:
             groups.setdefault((a[0], a[1], a[4]), []).append(a[2])
         plan = []  # (device, key_version, source, counters chunk)
         for (dev, kv, source), counters in groups.items():
+            if len(counters) == 1:  # the common case with many devices
+                plan.append((dev, kv, source, counters))
+                continue
             counters = sorted(set(counters))  # the ack lists counters strictly ascending
             for i in range(0, len(counters), MAX_ACKS):
                 plan.append((dev, kv, source, counters[i:i + MAX_ACKS]))
@@ -307,8 +310,8 @@ class Gateway:
                     store.insert_frames(rows)
                 for dev, kv, n in reserve:
                     # Counters left in the old block are skipped, never reused.
-                    start, end = store.reserve_downlink(dev, kv, max(self.ack_block, n))
-                    self._downlink[(dev, kv)] = [start, end]
+                    span = store.reserve_downlink(dev, kv, max(self.ack_block, n))
+                    self._downlink[(dev, kv)] = list(span) if span else [0, 0]
                 if self._unsaved_rejects:
                     store.add_rejections(self._unsaved_rejects)
                 store.commit()
@@ -334,6 +337,12 @@ class Gateway:
         acks = []
         for dev, kv, source, counters in plan:
             slot = self._downlink[(dev, kv)]
+            if slot[0] >= slot[1]:  # 2^32 acks under this key: it must be rotated
+                if self._should_log("ack_counter_exhausted"):
+                    log.error("device %08x: no downlink counters left under key version %d; "
+                              "frames are stored but not acknowledged until `tinysense "
+                              "provision --rotate`", dev, kv)
+                continue
             down = slot[0]
             slot[0] += 1
             dkey = self.keys.get(dev)

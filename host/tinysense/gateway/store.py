@@ -171,16 +171,15 @@ class Store:
 
     def recent_counters(self, device_id: int, key_version: int,
                         window: int) -> tuple[int | None, list[int]]:
-        """The highest stored counter and every stored counter within `window` below it."""
-        top = self.conn.execute(
-            "SELECT MAX(counter) FROM frames WHERE device_id=? AND key_version=?",
-            (device_id, key_version)).fetchone()[0]
-        if top is None:
-            return None, []
+        """The highest stored counter and every stored counter within `window` below it
+        (one backward walk of the primary key, at most `window` rows)."""
         rows = self.conn.execute(
-            "SELECT counter FROM frames WHERE device_id=? AND key_version=? AND counter>?",
-            (device_id, key_version, top - window)).fetchall()
-        return top, [r[0] for r in rows]
+            "SELECT counter FROM frames WHERE device_id=? AND key_version=? "
+            "ORDER BY counter DESC LIMIT ?", (device_id, key_version, window)).fetchall()
+        if not rows:
+            return None, []
+        top = rows[0][0]
+        return top, [r[0] for r in rows if r[0] > top - window]
 
     def frames(self, device_id: int | None = None, since: float | None = None,
                limit: int | None = None) -> Iterator[StoredFrame]:
@@ -227,8 +226,10 @@ class Store:
         return dict(self.conn.execute("SELECT reason, count FROM rejections ORDER BY reason"))
 
     # -- downlink counters ----------------------------------------------------------------
-    def reserve_downlink(self, device_id: int, key_version: int, block: int) -> tuple[int, int]:
-        """Reserve `block` downlink counters (inside the transaction): returns [start, end).
+    def reserve_downlink(self, device_id: int, key_version: int,
+                         block: int) -> tuple[int, int] | None:
+        """Reserve `block` downlink counters (inside the transaction): returns [start, end),
+        or None when this key's 2^32 downlink counters are used up (rotate the key).
 
         The reservation is committed before any counter in it is used (acks are sent after
         the commit), so after a crash the gateway continues above it: a power cut can skip
@@ -242,9 +243,7 @@ class Store:
         if end > 0xFFFFFFFF + 1:
             end = 0xFFFFFFFF + 1
         if start >= end:
-            raise TinysenseError(f"device {device_id:08x}: downlink counter exhausted for key "
-                                 f"version {key_version}; rotate its key with "
-                                 "`tinysense provision --rotate`")
+            return None
         self.conn.execute(
             "INSERT INTO downlink(device_id, key_version, reserved_until) VALUES(?,?,?) "
             "ON CONFLICT(device_id, key_version) DO UPDATE SET reserved_until=excluded."
