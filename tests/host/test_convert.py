@@ -314,3 +314,24 @@ def test_fit_report_picks_placement(model, board, placement, fits):
         assert r.max_op_const_bytes < r.const_bytes
     text = r.text()
     assert board in text and ("does NOT fit" in text) is (not fits)
+
+
+@pytest.mark.parametrize("name", ["tflm_hello_world_int8", "tflm_micro_speech_quantized"])
+def test_mutated_models_convert_or_fail_in_one_line(name):
+    """Random byte changes: the converter either converts or raises one TinysenseError line,
+    never another exception."""
+    src = (CONF / f"{name}.tflite").read_bytes()
+    rng = np.random.default_rng(zlib_seed(name))
+    for _ in range(80):
+        b = bytearray(src)
+        for _ in range(int(rng.integers(1, 4))):
+            b[int(rng.integers(8, len(b)))] = int(rng.integers(0, 256))
+        try:
+            convert_model(bytes(b))
+        except TinysenseError as exc:
+            assert "\n" not in str(exc)
+
+
+def zlib_seed(name: str) -> int:
+    import zlib
+    return zlib.crc32(name.encode())

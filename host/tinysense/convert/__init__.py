@@ -99,6 +99,17 @@ def convert_model(source, board=None) -> ConvertResult:
     """
     model = read_model(source)
     label = Path(source).name if isinstance(source, (str, Path)) else "model"
+    try:
+        return _convert(model, label, board)
+    except TinysenseError:
+        raise
+    except Exception as exc:   # values a valid flatbuffer can still hold but no model has
+        raise TinysenseError(f"{label}: inconsistent model data ({type(exc).__name__}: "
+                             f"{str(exc)[:120]}); the file may be corrupt - re-export it"
+                             ) from exc
+
+
+def _convert(model: Model, label: str, board) -> ConvertResult:
     ins, outs, skip, flags = _rewrite_io(model)
     root = {}                                   # alias: tensor -> storage tensor
 
@@ -124,7 +135,13 @@ def convert_model(source, board=None) -> ConvertResult:
         if op.name == "QUANTIZE" and model.tensors[op.inputs[0]].dtype != "int8":
             raise _ops.fail(op, "only int8->int8 QUANTIZE inside the model (float->int8 only "
                             "at the model input)")
-        lo = prep(model, op)
+        try:
+            lo = prep(model, op)
+        except TinysenseError:
+            raise
+        except Exception as exc:
+            raise _ops.fail(op, f"inconsistent parameters ({type(exc).__name__}: "
+                            f"{str(exc)[:100]}); the file may be corrupt") from exc
         for t in lo.inputs:          # a constant operand (ADD/MUL/CONCAT...): copy it into
             c = model.tensors[t]     # the arena right before the op that reads it
             if c.data is not None:
