@@ -43,13 +43,13 @@ def packages(tmp_path_factory) -> dict[str, Path]:
 
 
 def run_app(tmp_path: Path, app: dict, *, uplink: bool = True, crash_reads=(),
-            check: bool = True) -> tuple[list[dict], dict, str, int]:
+            check: bool = True, fake_mpu: bool = False) -> tuple[list[dict], dict, str, int]:
     """Run the app; return (decoded frames in order, app stats, stdout, exit status)."""
     root = tmp_path / "node"
     root.mkdir(exist_ok=True)
     args = {"root": str(root), "app": app, "key": KEY.hex() if uplink else None,
-            "device_id": DEVICE, "crash_reads": list(crash_reads)}
-    env = dict(os.environ, MICROPYPATH=f"{REPO / 'firmware'}:{APP_MP}")
+            "device_id": DEVICE, "crash_reads": list(crash_reads), "fake_mpu": fake_mpu}
+    env = dict(os.environ, MICROPYPATH=f"{REPO / 'firmware'}:{APP_MP}:{APP_MP.parent}")
     # arguments in a file: the unix-port wrapper crashes on argv strings over ~256 bytes
     (tmp_path / "args.json").write_text(json.dumps(args))
     proc = subprocess.run([micropython_exe(), "-X", "heapsize=512K", str(APP_MP / "app_run.py"),
@@ -278,3 +278,14 @@ def test_main_without_a_model_says_so_and_returns(tmp_path):
     out = run_micropython(f"import tsnode.app\nprint('->', tsnode.app.main({str(cfg)!r}))")
     assert f"app: {tmp_path / 'none.tsm'} not found; deploy a model" in out
     assert out.strip().endswith("-> None")  # returns: no crash, so no soft-reset loop
+
+
+def test_a_sensor_source_is_paced_at_its_rate(packages, tmp_path):
+    # the board seam's I2C bus with an (emulated) MPU6050 on it; 200 Hz so a test is short
+    cfg = base_cfg(packages, "activity", source="mpu6050", rate_hz=200, max_windows=3,
+                   heartbeat_s=0)
+    frames, stats, out, _ = run_app(tmp_path, cfg, fake_mpu=True)
+    assert stats["windows"] == 3 and stats["crashes"] == 0  # windows at frames 50, 75, 100
+    elapsed = int(next(ln.split()[1] for ln in out.splitlines() if ln.startswith("elapsed_ms")))
+    assert 100 * 5 <= elapsed < 100 * 5 + 1500  # 100 samples, 5 ms apart (+ start-up)
+    assert EV_CHANGE in events(frames[1])  # the first decision

@@ -1,18 +1,25 @@
 """Node driver: run tsnode.app on the unix port with a real serial uplink (frames are
 `TSF1 <base64>` lines on stdout, written = delivered). argv[1]: a JSON file {"root": a dir,
 "app": app.json overrides, "key": hex key or null (no uplink), "device_id": n,
-"crash_reads": [read numbers at which the source raises OSError]}."""
+"crash_reads": [read numbers at which the source raises OSError], "fake_mpu": true to give
+the board seam an I2C bus with tests/node/fake_mpu6050.py's MPU6050 on it}."""
 
 import json
 import sys
 from binascii import unhexlify
 
-from tsnode import config
+import time
+
+from tsnode import board, config
 from tsnode.app import App
 
 with open(sys.argv[1]) as f:
     args = json.load(f)
 cfg = config.merge(args["app"])
+if args.get("fake_mpu"):
+    from fake_mpu6050 import FakeMPU6050Bus
+
+    board.i2c = lambda freq=400000: FakeMPU6050Bus()
 up = None
 if args.get("key"):
     from tsnode.uplink.counter import CounterStore
@@ -45,4 +52,6 @@ class Faulty:
 
 if args.get("crash_reads"):
     app.source = Faulty(app.source, args["crash_reads"])
+t0 = time.ticks_ms()
 app.run()
+print("elapsed_ms", time.ticks_diff(time.ticks_ms(), t0))
