@@ -63,3 +63,14 @@ def test_corrupt_package_is_rejected(tmp_path, data, words, stream):
     assert lines[0].startswith("ValueError tsm:"), lines
     if not stream or words not in ("too short", "truncated"):
         assert words in lines[0], lines
+
+
+def test_random_corruption_is_always_refused(tmp_path):
+    f = tmp_path / "m.tsm"
+    f.write_bytes(GOOD)
+    env = dict(os.environ, MICROPYPATH=str(REPO / "firmware"))
+    proc = subprocess.run([micropython_exe(), "-X", "heapsize=1M",
+                           str(SCRIPT.with_name("fuzz_load.py")), str(f)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.split() == ["ValueError", "tsm", "200"], proc.stdout
