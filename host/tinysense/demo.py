@@ -253,7 +253,7 @@ def run_demo(target: str = "virtual", board: str | None = "ESP32_GENERIC", *,
     from tinysense.node import open_node
     from tinysense.provision import provision
     from tinysense.recordings import read_recordings
-    from tinysense.targets import Target
+    from tinysense.targets import Target, resolve_target
 
     start = time.monotonic()
     if model not in RECORDINGS:
@@ -276,7 +276,12 @@ def run_demo(target: str = "virtual", board: str | None = "ESP32_GENERIC", *,
         shutil.rmtree(work)
     work.mkdir(parents=True)
     db = work / "gateway.db"
-    virtual = target == "virtual"
+    resolved = resolve_target(target, cfg)
+    if resolved.kind == "qemu":
+        raise TinysenseError("the demo sends its results over UDP, and QEMU has no WiFi; run it "
+                             "on the virtual board (--target virtual) or a board (a port)")
+    virtual = resolved.kind == "virtual"
+    target = "virtual" if virtual else resolved.url
     host = gateway_host or ("127.0.0.1" if virtual else lan_address())
     port = gateway_port or (0 if virtual else 47800)
     bind = f"127.0.0.1:{port}" if virtual else f"0.0.0.0:{port}"

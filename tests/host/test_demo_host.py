@@ -77,3 +77,15 @@ def test_demo_cli_options():
         "/dev/ttyUSB0", "anomaly", "lab", "10.0.0.2")
     assert args.speed is None and not args.selfcheck
     assert build_parser().parse_args(["demo", "--selfcheck"]).selfcheck
+
+
+def test_demo_refuses_targets_it_cannot_use(tmp_path):
+    import pytest
+
+    from tinysense.demo import run_demo
+    from tinysense.errors import TinysenseError
+
+    with pytest.raises(TinysenseError, match="/dev/ttyNOPE does not exist"):
+        run_demo("/dev/ttyNOPE", workdir=tmp_path / "d", out=io.StringIO())
+    with pytest.raises(TinysenseError, match="unknown demo model 'fish'"):
+        run_demo("virtual", model="fish", workdir=tmp_path / "d", out=io.StringIO())
