@@ -124,3 +124,81 @@ def test_cli_deploy_romfs_on_the_virtual_board(tmp_path):
     assert "the real ESP32_GENERIC_C3 has no ROMFS partition" in proc.stdout
     image = tmp_path / "home" / "boards" / "ESP32_GENERIC_C3" / "romfs.img"
     assert image.read_bytes().startswith(ROMFS_HEADER)
+
+
+class FakeRomPartition:
+    """CPython stand-in for the device side of mpremote's romfs deploy (no MicroPython build
+    here has a ROMFS partition: the unix port has no vfs.rom_ioctl). A `vfs` module whose
+    rom_ioctl serves one partition held in a bytearray, with the ioctl numbers mpremote 1.29
+    uses (1 count, 2 device, 3 prepare/erase, 4 write, 5 finish, 6 block size); code the
+    transport is asked to run executes in a namespace, failures raise TransportExecError."""
+
+    def __init__(self, size: int, block: int = 4096):
+        self.part = bytearray(b"\xff" * size)
+        self.block = block
+        self.finished = False
+
+    def rom_ioctl(self, op, *args):
+        if op == 1:
+            return 1
+        if op == 2:
+            return memoryview(self.part) if args[0] == 0 else -1
+        if op == 6:
+            return self.block
+        if op == 3:
+            offset, length = (args[1], args[2]) if len(args) == 3 else (0, args[1])
+            self.part[offset:offset + length] = b"\xff" * length
+            return 4
+        if op == 4:
+            offset, buf = args[1], args[2]
+            self.part[offset:offset + len(buf)] = buf
+            return 0
+        if op == 5:
+            self.finished = True
+            return 0
+        raise OSError(22)
+
+    def umount(self, path):
+        raise OSError(22)
+
+
+class FakeTransport:
+    def __init__(self):
+        self.ns = {}
+
+    def exec(self, code):
+        from mpremote.transport import TransportExecError
+
+        try:
+            exec(code, self.ns)
+        except Exception as exc:  # noqa: BLE001 (a device reports any exception)
+            raise TransportExecError(1, repr(exc)) from None
+        return b""
+
+    def eval(self, expr):
+        return eval(expr, self.ns)
+
+
+def test_mpremote_romfs_deploy_glue(tmp_path, monkeypatch, firmware):
+    """Our call into mpremote's romfs deploy (a private mpremote function, pinned version)
+    writes the image into a ROMFS partition, and its refusals become TinysenseErrors."""
+    import sys
+    import types
+
+    from tinysense.errors import TinysenseError
+    from tinysense.flash.romfs import _mpremote_romfs_deploy
+
+    device = FakeRomPartition(64 * 1024)
+    monkeypatch.setitem(sys.modules, "vfs", types.SimpleNamespace(
+        rom_ioctl=device.rom_ioctl, umount=device.umount))
+    image, _ = build_romfs("xtensawin", [], src=firmware, build_dir=tmp_path / "build")
+    node = types.SimpleNamespace(transport=FakeTransport(),
+                                 target=Target("board", "/dev/ttyUSB0", "test"))
+    _mpremote_romfs_deploy(node, image)
+    assert bytes(device.part[:len(image)]) == image and device.finished
+    small = FakeRomPartition(len(image) // 2)
+    monkeypatch.setitem(sys.modules, "vfs", types.SimpleNamespace(
+        rom_ioctl=small.rom_ioctl, umount=small.umount))
+    node.transport = FakeTransport()
+    with pytest.raises(TinysenseError, match="mpremote romfs deploy failed"):
+        _mpremote_romfs_deploy(node, image)
