@@ -83,3 +83,11 @@ def test_plain_raw_mode_when_raw_paste_is_off(node):
         assert node.exec("x = " + repr(list(range(300))) + "\nprint(len(x))") == "300\n"
     finally:
         node.repl.use_raw_paste = True
+
+
+def test_bench_link_runs(node):
+    from tinysense.linkbench import bench_link, format_link
+
+    result = bench_link(node, size=5000, repeat=1)
+    assert all(value > 0 for value in result.values())
+    assert "exec round trip" in format_link(result) and not node.exists("/linkbench.bin")

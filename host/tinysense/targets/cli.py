@@ -44,7 +44,22 @@ def cmd_target(args) -> int:
     return 0
 
 
+def cmd_bench_link(args) -> int:
+    from tinysense.linkbench import bench_link, format_link
+    from tinysense.node import open_node
+
+    with open_node(args.target, args.board) as node:
+        print(f"node: {node.target.kind} {node.target.url} ({node.target.reason})")
+        print(format_link(bench_link(node, size=args.size, repeat=args.repeat)))
+    return 0
+
+
 def register(sub) -> None:
+    b = sub.add_parser("bench-link", help="measure exec latency and transfer speed to a node")
+    add_target_args(b)
+    b.add_argument("--size", type=int, default=100_000, help="bytes per transfer")
+    b.add_argument("--repeat", type=int, default=5, help="runs per measurement (median)")
+    b.set_defaults(func=cmd_bench_link)
     t = sub.add_parser("target", help="show which node --target resolves to, and why")
     add_target_args(t)
     t.set_defaults(func=cmd_target)
