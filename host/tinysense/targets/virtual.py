@@ -2,7 +2,7 @@
 
     from tinysense.targets.virtual import start_board, stop_board
     vb = start_board("ESP32_GENERIC", tcp=0)   # VirtualBoard(pty=..., tcp_port=..., ...)
-    ... mpremote connect vb.pty  /  socket://127.0.0.1:<vb.tcp_port> ...
+    ... mpremote connect vb.url (its tty link)  /  vb.tcp_url (socket://127.0.0.1:N) ...
     stop_board("ESP32_GENERIC")
 
 Each running board is one supervisor process (tinysense/targets/supervisor.py) that writes
@@ -251,7 +251,7 @@ def stop_board(board: str = "ESP32_GENERIC", directory: str | os.PathLike | None
     if vb is None:
         return None
     _terminate(vb.pid)
-    if vb.child and _alive_any(vb.child):  # the supervisor was killed before its VM
+    if vb.child and _is_our_vm(vb.child):  # the supervisor was killed before its VM
         try:
             os.killpg(vb.child, signal.SIGKILL)
         except ProcessLookupError:
@@ -259,14 +259,12 @@ def stop_board(board: str = "ESP32_GENERIC", directory: str | os.PathLike | None
     return vb
 
 
-def _alive_any(pid: int) -> bool:
+def _is_our_vm(pid: int) -> bool:
+    """Whether pid is still a virtual board VM (and not a reused pid)."""
     try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
+        return b"_vboot.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
         return False
-    except PermissionError:
-        return True
 
 
 def running_boards() -> list[VirtualBoard]:
