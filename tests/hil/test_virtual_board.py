@@ -198,3 +198,13 @@ def test_cli_start_stop(tmp_path):
                               text=True, timeout=60)
     assert proc.returncode == 0 and "stopped" in proc.stdout
     assert _wait(lambda: _gone(vb.pid) and _gone(vb.child))
+
+
+def test_vm_dies_with_a_killed_supervisor(tmp_path):
+    import signal
+
+    directory = tmp_path / "vb4"
+    vb = start_board("ESP32_GENERIC", directory=directory, parent_bound=True)
+    os.kill(vb.pid, signal.SIGKILL)  # no clean-up at all: the pty hang-up ends the VM
+    assert _wait(lambda: _gone(vb.pid) and _gone(vb.child)), "VM outlived its supervisor"
+    assert running_board("ESP32_GENERIC", directory) is None
