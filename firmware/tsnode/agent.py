@@ -19,15 +19,13 @@ def _print(v):
 
 
 def _open_model(path, stream):
-    """(Model, placement): zero-copy from ROMFS (4-byte aligned), else the file read whole
-    into the heap, else (no room, or stream=True) constants streamed op by op."""
+    """(Model, placement): in place from ROMFS, else the file read whole into the heap, else
+    (no room, or stream=True) constants streamed op by op from the file."""
     if not stream:
         f = open(path, "rb")
         try:
-            mv = memoryview(f)
-            if _m.address(mv) & 3 == 0:
-                return _m.Model(mv), "romfs"
-        except TypeError:
+            return _m.Model(memoryview(f)), "romfs"
+        except TypeError:   # not a ROMFS file: no buffer protocol
             pass
         try:
             head = f.read(64)
@@ -106,7 +104,8 @@ def load(path, stream=None):
             "arena_bytes": len(model.arena), "scratch_bytes": len(model.scratch),
             "const_bytes": pkg.const_size, "package_bytes": pkg_b, "engine_bytes": eng,
             "code_bytes": m0 - c0,
-            "zero_copy": zero_copy, "placement": placement, "inputs": ios[0],
+            "zero_copy": zero_copy, "placement": placement,
+            "romfs_aligned": zero_copy and not model.misaligned, "inputs": ios[0],
             "outputs": ios[1], "load_ms": time.ticks_diff(time.ticks_ms(), t0)}
     _state["info"] = info
     return _print(info)

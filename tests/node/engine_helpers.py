@@ -22,8 +22,8 @@ def micropython_exe() -> str:
 
 
 def run_engine(package: bytes, vectors: list[bytes], narrow: bool = False,
-               heap: str = "4M", path: str | None = None,
-               stream: bool = False) -> tuple[list[bytes], int]:
+               heap: str = "4M", path: str | None = None, stream: bool = False,
+               misaligned: bool = False) -> tuple[list[bytes], int]:
     """Outputs (bytes per vector) of the engine on the unix port, and the worst allocation."""
     with tempfile.TemporaryDirectory() as tmp:
         pkg = Path(tmp) / "m.tsm"
@@ -33,7 +33,7 @@ def run_engine(package: bytes, vectors: list[bytes], narrow: bool = False,
         env = dict(os.environ, MICROPYPATH=path or str(REPO / "firmware"))
         cmd = [micropython_exe(), "-X", f"heapsize={heap}", str(RUNNER), str(pkg), str(inp),
                str(len(vectors))]
-        flags = ["narrow"] * narrow + ["stream"] * stream
+        flags = ["narrow"] * narrow + ["stream"] * stream + ["misaligned"] * misaligned
         cmd += [",".join(flags)] if flags else []
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     if proc.returncode:
@@ -62,7 +62,8 @@ def make_vectors(details: list[dict], n_random: int, seed: int = 0) -> list[list
 
 
 def compare_model(path, n_random: int = 3, narrow: bool = False, seed: int = 0,
-                  mp_path: str | None = None, stream: bool = False):
+                  mp_path: str | None = None, stream: bool = False,
+                  misaligned: bool = False):
     """Convert `path`, run every vector on the engine and in tflite-micro; return mismatches."""
     from tflite_micro.python.tflite_micro import runtime
 
@@ -86,7 +87,7 @@ def compare_model(path, n_random: int = 3, narrow: bool = False, seed: int = 0,
         expected.append(got)
     node_out, alloc = run_engine(result.package, [b"".join(v.tobytes() for v in vec)
                                                   for vec in node_vecs], narrow=narrow,
-                                 path=mp_path, stream=stream)
+                                 path=mp_path, stream=stream, misaligned=misaligned)
     mismatches = []
     for i, (raw, exp) in enumerate(zip(node_out, expected)):
         pos = 0

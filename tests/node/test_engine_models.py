@@ -19,8 +19,9 @@ CONFORMANCE = sorted((TESTS / "conformance").glob("*.tflite"))
 ZOO = sorted((TESTS / "ops").glob("*.tflite"))
 
 
-def _check(path, n_random, narrow=False, stream=False):
-    mismatches, alloc, n = compare_model(path, n_random=n_random, narrow=narrow, stream=stream)
+def _check(path, n_random, narrow=False, stream=False, misaligned=False):
+    mismatches, alloc, n = compare_model(path, n_random=n_random, narrow=narrow, stream=stream,
+                                         misaligned=misaligned)
     assert not mismatches, f"{len(mismatches)} of {n} vectors differ, first: {mismatches[0]}"
     assert alloc == 0, f"an inference allocated {alloc} bytes on the heap"
 
@@ -42,6 +43,13 @@ def test_conformance_bit_exact_narrow32(path):
 def test_conformance_bit_exact_streamed(path):
     """Constants read from the file op by op (boards whose heap cannot hold the package)."""
     _check(path, n_random=1, stream=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", CONFORMANCE, ids=lambda p: p.stem)
+def test_conformance_bit_exact_misaligned_buffer(path):
+    """A package buffer that is not 4-byte aligned (ROMFS does not align file data)."""
+    _check(path, n_random=1, misaligned=True)
 
 
 @pytest.mark.parametrize("narrow", [False, True], ids=["wide", "narrow32"])

@@ -24,17 +24,21 @@ class Model:
 
     buf: the whole package (bytes/bytearray, or a memoryview of a ROMFS file: zero-copy);
     or, to stream constants layer by layer, the package's first const_off bytes (see
-    `open_streaming`) with `file` the open package file.
+    `open_streaming`) with `file` the open package file. A buffer that is not 4-byte aligned
+    (a ROMFS image does not align file data) is used in place too, but each op's constants
+    are copied to an aligned buffer before it runs (int32 loads fault when unaligned).
     """
 
     def __init__(self, buf, file=None):
         self.pkg = pkg = Package(buf, file)
         self.buf = buf
         self.file = file
+        self.misaligned = file is None and address(buf) & 3 != 0
+        staged = file is not None or self.misaligned
         wide = 0 if FORCE_NARROW else _wide()
         # the big buffers first, while the heap is least fragmented
         big = 0
-        if file is not None:
+        if staged:
             for op in pkg.ops(consts=True):
                 big = max(big, op[6])
         gc.collect()
@@ -42,7 +46,7 @@ class Model:
         self.arena = bytearray(pkg.arena_size + 16)
         self.scratch = bytearray(pkg.scratch_size + 64)
         self.streams = None
-        if file is not None:
+        if staged:
             # one buffer for the largest op's constants; each op reads its region into it
             # and its kernel gets (buffer address - region start) as the constants base
             self.cbuf = bytearray(max(big, 4))
@@ -55,10 +59,12 @@ class Model:
             plan.append((ops.kernel(code), p, code, src))
             regions.append((c_start, c_len))
         self.plan = plan
-        if file is not None:
+        if staged:
             base = address(self.cbuf)
             mv = memoryview(self.cbuf)
-            self.streams = [(s, mv[:n], base - s) if n else None for s, n in regions]
+            src = address(buf) if self.misaligned else 0
+            self.streams = [(s, mv[:n], base - s, src + s, n) if n else None
+                            for s, n in regions]
         self.inputs, self.outputs = pkg.io()
 
     def run(self):
@@ -79,8 +85,11 @@ class Model:
             if st is None:
                 fn(ar, cb, p, sc)
             else:
-                f.seek(st[0])
-                f.readinto(st[1])
+                if f is None:
+                    _copy(st[1], st[3], st[4])
+                else:
+                    f.seek(st[0])
+                    f.readinto(st[1])
                 fn(ar, st[2], p, sc)
 
     def run_op(self, i):
@@ -89,8 +98,11 @@ class Model:
         cb = self.buf
         if self.streams is not None and self.streams[i] is not None:
             st = self.streams[i]
-            self.file.seek(st[0])
-            self.file.readinto(st[1])
+            if self.file is None:
+                _copy(st[1], st[3], st[4])
+            else:
+                self.file.seek(st[0])
+                self.file.readinto(st[1])
             cb = st[2]
         fn(self.arena, cb, p, self.scratch)
 
@@ -131,6 +143,15 @@ class Model:
         for i in self.outputs:
             out += self.tensor_view(i)
         return out
+
+
+@micropython.viper
+def _copy(dst: ptr8, src: ptr8, n: int):
+    """Copy n bytes from an address (any alignment) into a buffer."""
+    i = 0
+    while i < n:
+        dst[i] = src[i]
+        i += 1
 
 
 @micropython.viper
