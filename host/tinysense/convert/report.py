@@ -88,7 +88,9 @@ def fit(report: ConvertReport, board) -> None:
     stream = work + report.tables_bytes + report.max_op_const_bytes + \
         frag(report.max_op_const_bytes)
     if board.has_romfs and report.package_bytes <= board.romfs_size:
-        report.placement, report.heap_needed = "romfs", work + frag(0)
+        # plus the staging buffer an unaligned file needs (the image decides the alignment)
+        report.placement = "romfs"
+        report.heap_needed = work + report.max_op_const_bytes + frag(report.max_op_const_bytes)
         why = "constants are read in place from the ROMFS partition"
     elif ram <= board.heap_budget or stream >= ram:
         report.placement, report.heap_needed = "ram", ram
