@@ -37,13 +37,20 @@ JSON_FIELDS = {"model": str, "target": str, "vectors": int, "mismatches": int,
                "reference_arena_bytes": int}
 
 
+def need_board(board: str, target_option: str, board_option: str) -> None:
+    """A virtual board can be any board; a real node (or QEMU) is the one --board names."""
+    if target_option != "virtual" and board != board_option:
+        pytest.skip(f"needs a {board} node; --target {target_option} is a {board_option}")
+
+
 @pytest.fixture(scope="module")
-def nodes(target_option, tmp_path_factory):
+def nodes(target_option, board_option, tmp_path_factory):
     """One deployed node per board id, started on first use."""
     with contextlib.ExitStack() as stack:
         opened = {}
 
         def get(board: str):
+            need_board(board, target_option, board_option)
             if board not in opened:
                 tmp = tmp_path_factory.mktemp(f"node-{board}")
                 opened[board] = stack.enter_context(deployed_node(target_option, board, tmp))
@@ -74,7 +81,9 @@ def test_conformance_model_bit_exact_on_s3(nodes, model):
 
 
 @pytest.mark.slow
-def test_validate_all_esp32_runs_what_fits(target_option, tmp_path, monkeypatch):
+def test_validate_all_esp32_runs_what_fits(target_option, board_option, tmp_path,
+                                           monkeypatch):
+    need_board("ESP32_GENERIC", target_option, board_option)
     # validate_all opens (and deploys to) its own node: a private virtual board in tmp_path
     monkeypatch.setenv("TINYSENSE_HOME", str(tmp_path / "home"))
     cfg = load_board("ESP32_GENERIC")
@@ -191,7 +200,8 @@ def _cli(*args, home: Path, timeout: float = 600) -> subprocess.CompletedProcess
                           capture_output=True, text=True, timeout=timeout)
 
 
-def test_validate_cli_end_to_end_json_and_exit_code(tmp_path, target_option):
+def test_validate_cli_end_to_end_json_and_exit_code(tmp_path, target_option, board_option):
+    need_board("ESP32_GENERIC", target_option, board_option)
     out = tmp_path / "v.json"
     extra = tmp_path / "in.npz"
     np.savez(extra, np.array([[-128], [5]], np.int8))   # two more vectors for the 1x1 input
@@ -231,7 +241,9 @@ def test_model_too_big_for_the_board_is_a_clear_error(nodes):
     assert ok.bit_exact
 
 
-def test_validate_all_records_errors_and_goes_on(target_option, tmp_path, monkeypatch):
+def test_validate_all_records_errors_and_goes_on(target_option, board_option, tmp_path,
+                                                monkeypatch):
+    need_board("ESP32_GENERIC", target_option, board_option)
     monkeypatch.setenv("TINYSENSE_HOME", str(tmp_path / "home"))
     junk = tmp_path / "a_junk.tflite"
     junk.write_bytes(b"TFL3" * 8)
