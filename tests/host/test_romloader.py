@@ -167,6 +167,7 @@ def test_real_esptool_detects_writes_and_verifies(tmp_path, chip):
         assert write.returncode == 0, write.stdout + write.stderr
         assert f"Detecting chip type... {ESPTOOL_NAMES[chip]}\n" in write.stdout
         assert CHIPS[chip].description in write.stdout       # from the eFuse words
+        assert "MAC:                02:74:73:00:00:" in write.stdout
         assert ("compressed)" in write.stdout) == bool(deflate)
         verify = esptool("--port", rom.port, *common, "verify-flash", hex(offset), str(firmware))
         assert verify.returncode == 0 and "Verification successful" in verify.stdout
