@@ -15,8 +15,9 @@ Frames (each one uplink records batch, docs/formats/uplink.md):
 
 from array import array
 
-from binascii import crc32
 from micropython import const
+
+from tsnode.uplink.fsutil import crc32  # binascii's, or a fallback on ports without it
 
 ID_COUNTS = const(200)  # reading: windows per class since the last summary
 ID_OUTPUT = const(201)  # reading: the model's int8 output codes (eval mode)
