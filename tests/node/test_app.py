@@ -289,3 +289,37 @@ def test_a_sensor_source_is_paced_at_its_rate(packages, tmp_path):
     elapsed = int(next(ln.split()[1] for ln in out.splitlines() if ln.startswith("elapsed_ms")))
     assert 100 * 5 <= elapsed < 100 * 5 + 1500  # 100 samples, 5 ms apart (+ start-up)
     assert EV_CHANGE in events(frames[1])  # the first decision
+
+
+PACER_SCRIPT = """
+import time
+from tsnode import board
+calls = []
+board.light_sleep = lambda ms: (calls.append(ms), time.sleep_ms(ms))
+ticks = []
+class FakeTimer:
+    def deinit(self):
+        ticks.append("deinit")
+board.timer = lambda hz, cb: (ticks.append(hz), FakeTimer())[1]
+from tsnode.pacer import Pacer
+p = Pacer(4, "auto", 200)  # 250 ms apart: light sleep until the sample is due
+t0 = time.ticks_ms()
+for _ in range(4):
+    p.wait()
+print("light", p.light, len(calls), time.ticks_diff(time.ticks_ms(), t0), min(calls))
+q = Pacer(50, "auto", 200)  # 20 ms apart: a hardware timer, idling between its ticks
+print("timer", q.light, ticks)
+q._tick(None)
+q.wait()  # a tick is pending: returns at once
+q.stop()
+print("stopped", ticks)
+"""
+
+
+def test_pacer_light_sleeps_far_apart_samples_and_times_close_ones():
+    lines = run_micropython(PACER_SCRIPT).splitlines()
+    light, n, elapsed, shortest = lines[0].split()[1:]
+    assert light == "True" and int(n) == 4 and 950 <= int(elapsed) < 1300
+    assert int(shortest) > 150  # it slept most of each period, not in slices
+    assert lines[1] == "timer False [50]"
+    assert lines[2] == "stopped [50, 'deinit']"
