@@ -114,6 +114,7 @@ class TinysenseSession:
         self.firmware = _option(config, "tinysense_firmware", "TINYSENSE_FIRMWARE")
         self.board = None
         self.target = None
+        self.node_info = ""  # what the node said it is, once the session opened it
 
     def resolve(self) -> None:
         """Load the board and resolve the target; a user error ends the session in one line."""
@@ -153,6 +154,12 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
     _session(session.config).resolve()  # before the header is printed, which shows it
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    state = config.stash.get(_SESSION_KEY, None)
+    if state is not None and state.node_info:
+        terminalreporter.write_line(f"tinysense node: {state.node_info}")
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -294,8 +301,15 @@ def session_node(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator:
             node = stack.enter_context(open_node(
                 Target(state.target.kind, url, state.target.reason), state.board))
             node.transport.serial.timeout = _READ_TIMEOUT_S
-            if not request.config.getoption("tinysense_no_deploy"):
+            deployed = not request.config.getoption("tinysense_no_deploy")
+            if deployed:
                 node.deploy()
+            ident = node.exec(
+                "import sys\nprint(getattr(sys.implementation, '_machine', sys.platform), '|',"
+                " '.'.join(str(v) for v in sys.implementation.version[:3]))").strip()
+            machine, _, version = ident.rpartition(" | ")
+            state.node_info = (f"MicroPython {version} ({machine}) on {url}"
+                               f"{', firmware/ deployed' if deployed else ''}")
         except TinysenseError as exc:
             pytest.exit(f"tinysense: cannot use the {state.target.kind} target: {exc}",
                         returncode=3)

@@ -134,6 +134,7 @@ def test_node_and_dut_fixtures_on_the_virtual_board(tmp_path):
         """, "--no-deploy")
     out = proc.stdout
     assert "1 failed, 3 passed" in out, out
+    assert re.search(r"^tinysense node: MicroPython \d+\.\d+\.\d+ \(.*\) on \S+$", out, re.M)
     assert "ExpectTimeout: expected /humidity/ within 1 s; received" in out
     assert "temperature 21.5" in out
     log = next(line.split("full console log: ")[1] for line in out.splitlines()
