@@ -73,4 +73,10 @@ def test_summary_page_over_several_models(tmp_path):
     assert counter.plots["summary-heap"]["rect"] == 2
     html = render_summary([good])
     assert "1 of 1 models bit-exact" in html
+    html = render_summary([good], errors=[{"model": "bad.tflite", "error": "op 3 CUSTOM is "
+                                           "not supported"}],
+                          skipped=[{"model": "big.tflite", "reason": "does not fit",
+                                    "heap_needed": 300_000, "heap_budget": 112_000}])
+    assert "1 of 1 models bit-exact, 1 failed with an error, 1 skipped" in html
+    assert "op 3 CUSTOM is not supported" in html and "300,000 B needed" in html
     assert '<a href="kws.html">' in page.read_text()

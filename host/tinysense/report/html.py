@@ -217,10 +217,11 @@ def render_validate(result: dict) -> str:
 
 
 def render_summary(results: list[dict], links: list[str | None] | None = None,
-                   skipped: list[dict] | None = None) -> str:
+                   skipped: list[dict] | None = None, errors: list[dict] | None = None) -> str:
     """One page over several validate results: a table plus latency and heap-vs-budget bars.
 
-    `skipped`: models not run, as validate-all lists them ({"model", "reason", ...}).
+    `skipped`: models not run, as validate-all lists them ({"model", "reason", ...});
+    `errors`: models whose validation failed with an error ({"model", "error"}).
     """
     links = links or [None] * len(results)
     names = [Path(str(r.get("model", f"model {i}"))).stem for i, r in enumerate(results)]
@@ -235,6 +236,10 @@ def render_summary(results: list[dict], links: list[str | None] | None = None,
             f"<td>{_num(r.get('mismatches'))}</td><td>{_num(r.get('node_ms'))}</td>"
             f"<td>{_num(r.get('reference_ms'))}</td>"
             f"<td>{_num(r.get('node_heap_peak_bytes'))}</td><td>{_num(budget)}</td></tr>")
+    for item in errors or []:
+        rows.append(f"<tr><td>{escape(Path(str(item.get('model', '?'))).stem)}</td>"
+                    f"<td class=\"bad\">ERROR</td><td class=\"bad\" colspan=\"6\">"
+                    f"{escape(str(item.get('error', '')))}</td></tr>")
     for item in skipped or []:
         rows.append(f"<tr><td>{escape(Path(str(item.get('model', '?'))).stem)}</td>"
                     f"<td class=\"note\" colspan=\"7\">skipped: "
@@ -261,7 +266,8 @@ def render_summary(results: list[dict], links: list[str | None] | None = None,
         plots.append(svg.bars("summary-heap", "node heap peak, % of board budget", names,
                               fractions, ylabel="% of budget", colors=colors,
                               hline=(100.0, "budget")))
-    n_skip = f", {len(skipped)} skipped" if skipped else ""
+    n_skip = (f", {len(errors)} failed with an error" if errors else "") + (
+        f", {len(skipped)} skipped" if skipped else "")
     body = (f"<h1>tinysense validation: {n_exact} of {len(results)} models bit-exact{n_skip}"
             "</h1>"
             f"{table}<h2>Overview</h2><div class=\"plots\">{''.join(plots)}</div>")
@@ -278,11 +284,11 @@ def write_validate(result: dict, path: str | os.PathLike) -> Path:
 
 def write_summary(results: list[dict], path: str | os.PathLike,
                   links: list[str | None] | None = None,
-                  skipped: list[dict] | None = None) -> Path:
+                  skipped: list[dict] | None = None, errors: list[dict] | None = None) -> Path:
     """Write the summary page over several validate results; returns its path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_summary(results, links, skipped), encoding="utf-8")
+    path.write_text(render_summary(results, links, skipped, errors), encoding="utf-8")
     return path
 
 
@@ -296,4 +302,4 @@ def write_validate_all(summary: dict, directory: str | os.PathLike) -> Path:
         write_validate(result, directory / name)
         links.append(name)
     return write_summary(summary.get("results", []), directory / "summary.html", links,
-                         summary.get("skipped"))
+                         summary.get("skipped"), summary.get("errors"))
