@@ -318,8 +318,18 @@ def session_node(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator:
 
 @pytest.fixture
 def node(session_node):
-    """The session's node after a fresh soft reset (boot.py ran; main.py did not)."""
-    session_node.soft_reset()
+    """The session's node after a fresh soft reset (boot.py ran; main.py did not).
+
+    If the node does not answer (a test closed the port, the USB device went away, the REPL
+    is out of step), the port is reopened first, so one bad test does not fail the rest.
+    """
+    from tinysense.errors import TinysenseError
+
+    try:
+        session_node.soft_reset()
+    except (TinysenseError, OSError):
+        reconnect(session_node)
+        session_node.soft_reset()
     return session_node
 
 

@@ -128,12 +128,18 @@ def test_node_and_dut_fixtures_on_the_virtual_board(tmp_path):
             dut.node.transport.exec_raw_no_follow("print('reading', 6 * 7)")
             assert dut.expect(r"reading (\\d+)", 5).group(1) == "42"
 
+        def test_leaves_the_port_closed(node):
+            node.transport.close()
+
+        def test_next_test_gets_a_working_node(node):
+            assert node.exec("print('back')") == "back\\n"
+
         def test_expect_fails_with_what_came(dut):
             dut.node.transport.exec_raw_no_follow("print('temperature 21.5')")
             dut.expect(r"humidity", 1)
         """, "--no-deploy")
     out = proc.stdout
-    assert "1 failed, 3 passed" in out, out
+    assert "1 failed, 5 passed" in out, out
     assert re.search(r"^tinysense node: MicroPython \d+\.\d+\.\d+ \(.*\) on \S+$", out, re.M)
     assert "ExpectTimeout: expected /humidity/ within 1 s; received" in out
     assert "temperature 21.5" in out
