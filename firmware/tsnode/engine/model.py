@@ -42,9 +42,9 @@ class Model:
             for op in pkg.ops(consts=True):
                 big = max(big, op[6])
         gc.collect()
-        # +16: 1x1 convolutions read up to 3 bytes past a pixel (times zero weights)
-        self.arena = bytearray(pkg.arena_size + 16)
-        self.scratch = bytearray(pkg.scratch_size + 64)
+        # +4: 1x1 convolutions read up to 3 bytes past a pixel (times zero weights)
+        self.arena = bytearray(pkg.arena_size + 4)
+        self.scratch = bytearray(pkg.scratch_size + 4)
         self.streams = None
         if staged:
             # one buffer for the largest op's constants; each op reads its region into it
@@ -54,8 +54,7 @@ class Model:
         regions = []
         for code, src, ins, outs, params, c_start, c_len in pkg.ops(consts=True):
             ops.check(code, src, params)
-            p = array("i", params)
-            p.append(wide)
+            p = array("i", params + (wide,))   # sized once (append over-allocates)
             plan.append((ops.kernel(code), p, code, src))
             regions.append((c_start, c_len))
         self.plan = plan          # (kernel, params, opcode, tflite op index) per op

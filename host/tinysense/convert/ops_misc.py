@@ -146,7 +146,7 @@ def prepare_softmax(model: Model, op: Operator) -> Lowered:
     rows = x.size // depth
     params = [TRef(x.index), TRef(y.index), rows, depth, CRef(0), CRef(1)]
     return Lowered(op, OPCODES["SOFTMAX"], params, [x.index], [y.index],
-                   [_i32(exp_t), _i32(expr_t)], x.size, 64)
+                   [_i32(exp_t), _i32(expr_t)], x.size, 28)
 
 
 def prepare_mean(model: Model, op: Operator) -> Lowered:
