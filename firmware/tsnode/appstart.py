@@ -116,6 +116,20 @@ def setup(app, cfg, uplink=False):
     app.eval = cfg["mode"] == "eval"
     gc.collect()
     pkg = _read_package(cfg["model"])
+    meta = _load_json(cfg["meta"])
+    pre = meta["preprocessing"]
+    rate = cfg["rate_hz"] or meta.get("sensor", {}).get("rate_hz", 1)
+    gc.collect()
+    from tsnode.sensors import open_source
+
+    spec = _source_spec(cfg["source"])
+    app.source = open_source(spec, board, cfg["replay"], cfg["speed"], cfg["loop"], rate)
+    app.replay = spec.get("kind") == "replay"
+    from tsnode.sensors.pipeline import Pipeline
+
+    app.pipe = Pipeline(pre)
+    pre = None
+    gc.collect()
     board.set_wifi(cfg["wifi"].get("ssid"), cfg["wifi"].get("password"))
     app.up = open_uplink(cfg) if uplink is False else uplink
     gc.collect()
@@ -125,27 +139,17 @@ def setup(app, cfg, uplink=False):
     pkg = None
     app.in_view = m.tensor_view(m.inputs[0])
     app.out_view = m.tensor_view(m.outputs[0])
-    gc.collect()
-    from tsnode.decide import Decider
-    from tsnode.report import Reporter
-    from tsnode.sensors.pipeline import Pipeline
-
-    meta = _load_json(cfg["meta"])
-    app.labels = meta["labels"]
-    app.pipe = Pipeline(meta["preprocessing"])
-    app.decider = Decider(meta, cfg["min_confidence"], cfg["threshold"],
-                           cfg["anomaly_repeat_s"] * 1000)
-    rate = cfg["rate_hz"] or meta.get("sensor", {}).get("rate_hz", 1)
-    meta = None
     if len(m.inputs) != 1 or len(m.outputs) != 1 or len(app.in_view) != len(app.pipe.input):
         raise ValueError("model input is %d bytes, the preprocessing makes %d"
                          % (len(app.in_view), len(app.pipe.input)))
     gc.collect()
-    from tsnode.sensors import open_source
+    from tsnode.decide import Decider
+    from tsnode.report import Reporter
 
-    spec = _source_spec(cfg["source"])
-    app.source = open_source(spec, board, cfg["replay"], cfg["speed"], cfg["loop"], rate)
-    app.replay = spec.get("kind") == "replay"
+    app.labels = meta["labels"]
+    app.decider = Decider(meta, cfg["min_confidence"], cfg["threshold"],
+                          cfg["anomaly_repeat_s"] * 1000)
+    meta = None
     app.pacer = None
     if not app.replay:
         from tsnode.pacer import Pacer
