@@ -288,6 +288,9 @@ def run_demo(target: str = "virtual", board: str | None = "ESP32_GENERIC", *,
 
     say(f"demo: model {model} ({meta['dataset']['name'] if 'dataset' in meta else model}), "
         f"board {cfg.name}, target {target}")
+    if not virtual and not wifi:
+        say("demo: no --wifi-ssid given: the board must already be on a network that reaches "
+            f"{host}:{port} (set TINYSENSE_WIFI_SSID / TINYSENSE_WIFI_PASSWORD otherwise)")
     ref_out, ref_same = reference_outputs(model)
     window_truth = [int(x) for x in held["labels"][rows]] if meta.get("score") else None
     table = LiveTable(meta["labels"], truth_labels, out, window_truth)
