@@ -80,3 +80,15 @@ def test_summary_page_over_several_models(tmp_path):
     assert "1 of 1 models bit-exact, 1 failed with an error, 1 skipped" in html
     assert "op 3 CUSTOM is not supported" in html and "300,000 B needed" in html
     assert '<a href="kws.html">' in page.read_text()
+
+
+def test_nice_ticks_and_float_outputs(tmp_path):
+    assert svg.nice_ticks(-128, 127, 4) == [-100, 0, 100]
+    assert svg.nice_ticks(0, 0.9, 5) == [0, 0.2, 0.4, 0.6, 0.8]
+    assert svg.nice_ticks(5, 5) == [5, 5.2, 5.4, 5.6, 5.8, 6]  # an empty range gets an axis
+    # dequantized (float) outputs get their own axis range, not int8's
+    result = {"model": "m.tflite", "bit_exact": True,
+              "outputs": [{"name": "prob", "node": [0.25, 0.5, 0.75],
+                           "reference": [0.25, 0.5, 0.75]}]}
+    html = write_validate(result, tmp_path / "f.html").read_text()
+    assert 'data-plot="output-0"' in html and ">0.4<" in html and ">-100<" not in html
