@@ -28,9 +28,10 @@ def test_serial_frames_reach_the_gateway_store(node, tmp_path):
     conn.close()
     _fresh(node, key, {"device_id": DEVICE, "transport": "serial"})
 
-    # The node waits a moment (the gateway takes over the port), then sends; the host side
-    # lets go of the port so the gateway is the only reader, as with a real serial gateway.
-    code = "import time\ntime.sleep_ms(800)\n" + _SEND.format(root=ROOT, n=FRAMES)
+    # The node waits while the gateway takes over the port (opening a port discards what
+    # already waits in it), then sends; the host side lets go of the port so the gateway is
+    # the only reader, as with a real serial gateway.
+    code = "import time\ntime.sleep_ms(1500)\n" + _SEND.format(root=ROOT, n=FRAMES)
     node.transport.exec_raw_no_follow(code)
     node.transport.close()
     accepted, done = [], threading.Event()
