@@ -9,7 +9,6 @@ import threading
 import time
 
 import pytest
-from test_uplink_hil import _SEND, DEVICE, ROOT, _fresh  # node-side set-up under ROOT
 
 from tinysense.gateway.registry import Registry
 from tinysense.gateway.run import GatewayConfig, RunningGateway, list_uplinks
@@ -18,6 +17,41 @@ from tinysense.pytest_plugin import reconnect
 
 pytestmark = pytest.mark.hil
 FRAMES = 12
+DEVICE = 0x7E58
+ROOT = "/hil_uplink"  # never the node's own /uplink_* files
+
+# Node side (tsnode.uplink's API): a fresh counter store under ROOT, then FRAMES frames of
+# one event and one reading each over the serial transport ("TSF1 <base64>" lines).
+REMOVE = """
+import os
+def _rm(p):
+    try:
+        names = os.listdir(p)
+    except OSError:  # a file
+        os.remove(p)
+        return
+    for n in names:
+        _rm(p + '/' + n)
+    os.rmdir(p)
+try:
+    _rm({root!r})
+except OSError:
+    pass
+"""
+SEND = REMOVE + """
+import time
+from tsnode.uplink.counter import CounterStore
+from tsnode.uplink.sender import Uplink
+os.mkdir({root!r})
+CounterStore({root!r}).create({key!r})
+up = Uplink(config={{'device_id': {device}, 'transport': 'serial'}}, key={key!r}, root={root!r})
+time.sleep_ms({delay})
+for i in range({n}):
+    up.send([{{'type': 'event', 'code': 9, 't_ms': 100 + i, 'value': i}},
+             {{'type': 'reading', 'sensor': 1, 't_ms': 100 + i, 'values': [i, 2 * i]}}],
+            True, 300)
+print('LEFT', up.flush(300))
+"""
 
 
 def test_serial_frames_reach_the_gateway_store(node, tmp_path):
@@ -26,13 +60,12 @@ def test_serial_frames_reach_the_gateway_store(node, tmp_path):
     conn = open_db(db)
     Registry(conn).set_key(DEVICE, key)
     conn.close()
-    _fresh(node, key, {"device_id": DEVICE, "transport": "serial"})
 
     # The node waits while the gateway takes over the port (opening a port discards what
     # already waits in it), then sends; the host side lets go of the port so the gateway is
     # the only reader, as with a real serial gateway.
-    code = "import time\ntime.sleep_ms(1500)\n" + _SEND.format(root=ROOT, n=FRAMES)
-    node.transport.exec_raw_no_follow(code)
+    node.transport.exec_raw_no_follow(SEND.format(root=ROOT, key=key, device=DEVICE,
+                                                  delay=1500, n=FRAMES))
     node.transport.close()
     accepted, done = [], threading.Event()
 
@@ -48,6 +81,7 @@ def test_serial_frames_reach_the_gateway_store(node, tmp_path):
     finally:
         counts = gateway.close()
         reconnect(node)
+        node.exec(REMOVE.format(root=ROOT))
     assert len(accepted) == FRAMES, f"gateway accepted {len(accepted)}; rejections: {counts}"
     stored = list(list_uplinks(str(db), device=DEVICE))
     assert [f["counter"] for f in stored] == sorted(f["counter"] for f in stored)
