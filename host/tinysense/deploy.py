@@ -188,18 +188,31 @@ def _node_arch(mpy: int, cfg: BoardConfig, kind: str) -> str | None:
     return arch or None
 
 
-def parse_scan(text: str) -> tuple[int, dict[str, str | None], set[str]]:
-    """(sys.implementation._mpy, {file: sha256 or None}, {dirs}) from nodecode/scan.py."""
-    mpy, hashes, dirs = 0, {}, set()
+@dataclasses.dataclass
+class NodeScan:
+    """What nodecode/scan.py reports: the node's .mpy support, platform, files and dirs."""
+
+    mpy: int = 0  # sys.implementation._mpy
+    platform: str = ""  # sys.platform: "esp32" on a board or QEMU, "linux" on the virtual board
+    hashes: dict[str, str | None] = dataclasses.field(default_factory=dict)
+    dirs: set[str] = dataclasses.field(default_factory=set)
+
+
+def parse_scan(text: str) -> NodeScan:
+    """Parse nodecode/scan.py's output."""
+    scan = NodeScan()
+    hashes, dirs = scan.hashes, scan.dirs
     for line in text.splitlines():
         parts = line.split(" ")
         if parts[0] == "mpy" and len(parts) == 2:
-            mpy = int(parts[1])
+            scan.mpy = int(parts[1])
+        elif parts[0] == "platform" and len(parts) == 2:
+            scan.platform = parts[1]
         elif parts[0] == "d" and len(parts) >= 2:
             dirs.add(" ".join(parts[1:]))
         elif parts[0] == "f" and len(parts) >= 3:
             hashes[" ".join(parts[1:-1])] = None if parts[-1] == "-" else parts[-1]
-    return mpy, hashes, dirs
+    return scan
 
 
 def plan(files: list[DeployFile], remote: dict[str, str | None], force: bool = False
@@ -234,11 +247,14 @@ def deploy(node, *, src: str | os.PathLike = FIRMWARE_DIR,
     top_dirs = sorted("/" + p.name for p in src.iterdir()
                       if p.is_dir() and p.name not in _SKIP_DIRS and not p.name.startswith("."))
     top_files = sorted("/" + p.name for p in src.iterdir() if p.is_file()) + [BOARD_JSON]
-    mpy, remote, remote_dirs = parse_scan(node.exec(script("scan", dirs=top_dirs,
-                                                           files=top_files), timeout=60))
-    arch = _node_arch(mpy, node.board, node.target.kind)
+    scan = parse_scan(node.exec(script("scan", dirs=top_dirs, files=top_files), timeout=60))
+    remote, remote_dirs = scan.hashes, scan.dirs
+    # A unix-port node is a virtual board however it was reached (--target virtual, its tty
+    # link or its socket:// URL): it runs its host's native code, whatever --board says.
+    kind = "virtual" if scan.platform and scan.platform != "esp32" else node.target.kind
+    arch = _node_arch(scan.mpy, node.board, kind)
     files = compile_firmware(arch, src, build_dir)
-    data = board_json(node.board, node.target.kind)
+    data = board_json(node.board, kind)
     files.append(DeployFile(BOARD_JSON, _sha256(data), len(data), data=data))
     changed, unchanged = plan(files, remote, force)
     say(f"deploy: {len(files)} files for {arch or 'bytecode'}, {len(changed)} changed")

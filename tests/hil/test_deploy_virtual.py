@@ -55,3 +55,22 @@ def test_deploy_copies_only_changes(vnode, tmp_path):
     vnode.soft_reset()
     assert vnode.exec("import tsnode.a, tsnode.sub.b\nprint(tsnode.a.A, tsnode.sub.b.B)") \
         == "2 3\n"
+
+
+def test_deploy_cli_to_a_virtual_board_by_url(tmp_path):
+    import subprocess
+    import sys
+
+    vb = start_board("ESP32_GENERIC", tcp=0, directory=tmp_path / "vb", parent_bound=True)
+    try:
+        for url, copied in ((vb.tcp_url, None), (vb.url, " 0 copied")):
+            proc = subprocess.run([sys.executable, "-m", "tinysense", "deploy", "--target", url,
+                                   "--board", "ESP32_GENERIC"], capture_output=True, text=True,
+                                  timeout=120)
+            assert proc.returncode == 0, proc.stderr
+            assert "deployed for x64:" in proc.stdout  # a unix-port node, whatever --board says
+            if copied:
+                assert copied in proc.stdout
+        assert '"target":"virtual"' in (vb.flash_dir / "tsnode_board.json").read_text()
+    finally:
+        stop_board("ESP32_GENERIC", tmp_path / "vb")

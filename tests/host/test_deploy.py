@@ -73,11 +73,11 @@ def test_plan_copies_only_what_differs():
 
 
 def test_parse_scan():
-    text = ("mpy 2822\nd /tsnode/engine\nf /tsnode/engine/ops.mpy " + "ab" * 32 + "\n"
-            "f /boot.py -\nf /my file.txt " + "cd" * 32 + "\n")
-    mpy, hashes, dirs = parse_scan(text)
-    assert mpy == 2822 and dirs == {"/tsnode/engine"}
-    assert hashes == {"/tsnode/engine/ops.mpy": "ab" * 32, "/boot.py": None,
+    text = ("mpy 2822\nplatform linux\nd /tsnode/engine\nf /tsnode/engine/ops.mpy "
+            + "ab" * 32 + "\nf /boot.py -\nf /my file.txt " + "cd" * 32 + "\n")
+    scan = parse_scan(text)
+    assert scan.mpy == 2822 and scan.platform == "linux" and scan.dirs == {"/tsnode/engine"}
+    assert scan.hashes == {"/tsnode/engine/ops.mpy": "ab" * 32, "/boot.py": None,
                       "/my file.txt": "cd" * 32}
 
 

@@ -1,4 +1,5 @@
-# Deploy scan: print "mpy <sys.implementation._mpy>", then "f <path> <hex sha256>" for every
+# Deploy scan: print "mpy <sys.implementation._mpy>", "platform <sys.platform>", then
+# "f <path> <hex sha256>" for every
 # file under the directories in _DIRS and for each path in _FILES (hash "-" if missing).
 # Runs on the node in one exec so a deploy costs one round trip before copying.
 # ruff: noqa: F821 (helpers are deleted from the REPL's globals at the end; params are prepended)
@@ -40,6 +41,7 @@ def _tss_walk(d, buf):
 
 def _tss_main(dirs, files):
     print("mpy", getattr(sys.implementation, "_mpy", 0))
+    print("platform", sys.platform)
     buf = bytearray(512)
     for d in dirs:
         _tss_walk(d, buf)
