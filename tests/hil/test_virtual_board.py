@@ -208,3 +208,15 @@ def test_vm_dies_with_a_killed_supervisor(tmp_path):
     os.kill(vb.pid, signal.SIGKILL)  # no clean-up at all: the pty hang-up ends the VM
     assert _wait(lambda: _gone(vb.pid) and _gone(vb.child)), "VM outlived its supervisor"
     assert running_board("ESP32_GENERIC", directory) is None
+
+
+def test_each_board_directory_has_its_own_unique_id(board, tmp_path):
+    code = "import machine; print(machine.unique_id().hex())"
+    first = mpremote(board.tcp_url, "exec", code).strip()
+    other = start_board("ESP32_GENERIC", directory=tmp_path / "other", parent_bound=True)
+    try:
+        second = mpremote(other.url, "exec", code).strip()
+    finally:
+        stop_board("ESP32_GENERIC", tmp_path / "other")
+    assert len(first) == 12 and len(second) == 12 and first != second
+    assert mpremote(board.url, "exec", code).strip() == first  # stable across resets

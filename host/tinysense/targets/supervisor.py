@@ -27,6 +27,7 @@ import argparse
 import array
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import pty
@@ -198,6 +199,9 @@ class Supervisor:
         self.board = board
         self.board_dir = board_dir
         self.flash_dir = board_dir / "flash"
+        # machine.unique_id(): 6 bytes, fixed per board directory (a locally administered MAC).
+        digest = hashlib.sha256(str(board_dir.resolve()).encode()).digest()
+        self.uid = bytes([digest[0] & 0xFC | 0x02]).hex() + digest[1:6].hex()
         self.micropython = micropython
         self.heap = heap
         self.parent = parent
@@ -259,6 +263,7 @@ class Supervisor:
             "TSVB_ROMFS": str(romfs or ""),
             "TSVB_MODE": "raw" if raw else "friendly",
             "TSVB_BOARD": self.board,
+            "TSVB_UID": self.uid,
         })
         self.vm_tail = b""
         master, slave = pty.openpty()

@@ -18,4 +18,9 @@ def reset():
 
 
 def unique_id():
-    return b"\x76\x69\x72\x74\x00\x01"
+    # 6 bytes like an ESP32's MAC, fixed per board directory (the supervisor derives them), so
+    # two virtual boards are two different nodes.
+    import binascii
+    import os
+
+    return binascii.unhexlify(os.getenv("TSVB_UID") or "7669727400ff")
