@@ -103,6 +103,11 @@ def open_uplink(cfg):
             ucfg[k] = cfg[k]
     if "max_payload" not in ucfg:
         ucfg["max_payload"] = cfg["max_payload"]
+    # Import the transport's module now (the sender would at the first send): imports add
+    # qstrs, and a new qstr pool is one large block, better taken at start than mid-run.
+    kind = ucfg.get("transport", "udp")
+    if kind in ("udp", "mqtt", "serial"):
+        __import__("tsnode.uplink." + kind)
     return Uplink(ucfg, key, "/")
 
 
