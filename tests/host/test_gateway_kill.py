@@ -37,7 +37,7 @@ class Gateway:
             [sys.executable, "-m", "tinysense", "gateway", *transport,
              "--db", str(db), "--quiet"],
             stdout=subprocess.PIPE, stderr=self.log, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         self.port = None
         kind = transport[0][2:]
         while time.monotonic() < deadline:
@@ -151,7 +151,7 @@ def test_sigkill_loses_no_acknowledged_frame(tmp_path):
             in_flight += len(frames) - len(acked_before_kill)
         # Final run: re-send everything unacknowledged, then stop cleanly.
         gw = Gateway(db, tmp_path, KILLS)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             resend_unacked(gw.port)
             time.sleep(0.3)
@@ -237,10 +237,13 @@ def test_sigkill_over_mqtt_redelivers_unacknowledged(tmp_path, mosquitto):
             assert not acked_before_kill - stored(db), f"kill {n}: an acked frame was lost"
             publish(30)  # while the gateway is down: the broker keeps them for the session
         gw = Gateway(db, tmp_path, "mqtt-final", ("--mqtt", url))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and len(stored(db)) < len(sent):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with lock:
+                all_acked = len(acked) >= len(sent)
+            if all_acked and len(stored(db)) >= len(sent):
+                break
             time.sleep(0.2)
-        time.sleep(0.5)  # let the last acks arrive
         assert gw.interrupt() == 0
     finally:
         node.loop_stop()
