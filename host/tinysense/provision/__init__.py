@@ -116,9 +116,16 @@ def provision(node, device_id: int, *, db: str | os.PathLike | None = None,
             raise TinysenseError("the key staged on the node does not read back intact; check "
                                  "the connection and provision again")
         registered = registry.set_key(device_id, key, rotate=rotate)
-        out = node.exec(script("uplink_install_key", staged=STAGED_PATH,
-                               config=json.dumps(config), discard=bool(discard_queue)),
-                        timeout=30)
+        try:
+            out = node.exec(script("uplink_install_key", staged=STAGED_PATH,
+                                   config=json.dumps(config), discard=bool(discard_queue)),
+                            timeout=30)
+        except NodeError as exc:
+            last = exc.traceback.strip().splitlines()[-1:] or ["?"]
+            raise TinysenseError(
+                f"the node failed to install the new key ({last[0]}); the registry already "
+                f"has key version {registered.key_version}: run the same command with "
+                "--rotate to retry") from None
         if not out.startswith("OK"):
             raise TinysenseError(f"the node did not confirm the key installation ({out.strip()!r});"
                                  " run the same command with --rotate to retry")
