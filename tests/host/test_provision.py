@@ -120,3 +120,27 @@ def test_cli_provision_prints_no_key(vnode, tmp_path, capsys, monkeypatch):
         assert form not in out
     assert main(["provision", "--device-id", "0x77", "--db", str(db)]) == 2
     assert "already provisioned" in capsys.readouterr().err
+
+
+def test_failed_install_is_repaired_by_rotate(vnode, tmp_path, monkeypatch):
+    import tinysense.provision as prov
+
+    db = tmp_path / "gateway.db"
+    real_script = prov.script
+
+    def broken(name, **params):
+        if name == "uplink_install_key":
+            return "raise OSError(28)"  # ENOSPC on the node's flash
+        return real_script(name, **params)
+
+    if vnode.exists("/uplink_q"):
+        for name, _ in vnode.ls("/uplink_q"):
+            vnode.remove(f"/uplink_q/{name}")
+    monkeypatch.setattr(prov, "script", broken)
+    with pytest.raises(TinysenseError, match="--rotate to retry"):
+        provision(vnode, 0x51, db=db)
+    assert _registry_key(db, 0x51).key_version == 1
+    monkeypatch.setattr(prov, "script", real_script)
+    done = provision(vnode, 0x51, db=db, rotate=True)
+    assert done.key_version == 2
+    assert vnode.get("/uplink_key.bin") == _registry_key(db, 0x51).key
