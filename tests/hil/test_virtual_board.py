@@ -220,3 +220,21 @@ def test_each_board_directory_has_its_own_unique_id(board, tmp_path):
         stop_board("ESP32_GENERIC", tmp_path / "other")
     assert len(first) == 12 and len(second) == 12 and first != second
     assert mpremote(board.url, "exec", code).strip() == first  # stable across resets
+
+
+def test_ctrl_c_stops_a_boot_py_that_never_ends(board):
+    (board.flash_dir / "boot.py").write_text(
+        "import time\nprint('BOOT LOOP')\nwhile True:\n    time.sleep_ms(10)\n")
+    console = Console(board.url)
+    try:
+        console.send(b"\r\x03\r\x01")
+        console.expect(b"raw REPL; CTRL-B to exit\r\n>")
+        console.send(b"\x04")  # soft reset in the raw REPL: boot.py runs and never returns
+        console.expect(b"BOOT LOOP")
+        console.send(b"\x03")  # what a host sends first: it must reach boot.py at once
+        text = console.expect(b"raw REPL; CTRL-B to exit\r\n>")
+        assert b"KeyboardInterrupt" in text
+    finally:
+        console.close()
+    (board.flash_dir / "boot.py").unlink()
+    assert mpremote(board.url, "exec", "print(6 * 7)").strip() == "42"

@@ -386,6 +386,11 @@ class Supervisor:
     def _to_child(self, data: bytes) -> None:
         _debug("host>", data, "ready" if self._ready() else "queued")
         if not self._ready():
+            if b"\x03" in data and self.child is not None and self.filter.phase == "boot":
+                # Ctrl-C acts at once, even while the rest waits for the raw REPL to return:
+                # it is how a host stops a boot.py that never ends.
+                self.pending_interrupt = True
+                data = data.replace(b"\x03", b"")
             self.queued += data
             return
         if b"\x03" in data:
