@@ -67,3 +67,27 @@ def test_demo_on_a_fresh_virtual_board(model, tmp_path):
     assert st["live_peak"] <= board.heap_budget
     print(f"{model}: live heap peak {st['live_peak']} B, free at the end {st['mem_free']} B "
           f"of {board.heap_budget} B; demo {r.seconds:.1f} s")
+
+
+def test_demo_board_path_twice_on_the_same_node(tmp_path):
+    """The path `make demo PORT=...` takes (a node given as a port: no fresh board, gateway on
+    all interfaces), on a virtual board reached through its pty, twice: the second run finds
+    the node provisioned for another database and frames of the first run's key removed."""
+    import socket
+
+    from tinysense.targets.virtual import start_board, stop_board
+
+    vb = start_board("ESP32_GENERIC", directory=tmp_path / "vb", parent_bound=True)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("0.0.0.0", 0))
+        port = s.getsockname()[1]
+    try:
+        for _ in range(2):
+            out = io.StringIO()
+            r = run_demo(vb.url, "ESP32_GENERIC", model="anomaly", gateway_host="127.0.0.1",
+                         gateway_port=port, workdir=tmp_path / "demo", out=out)
+            text = out.getvalue()
+            assert f"gateway: UDP 127.0.0.1:{port}" in text and "node: board on" in text
+            assert r.ok and r.rejections == {} and r.frames_stored == r.frames_sealed, text
+    finally:
+        stop_board("ESP32_GENERIC", tmp_path / "vb")
