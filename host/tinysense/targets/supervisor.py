@@ -61,7 +61,7 @@ _MAX_FAILED_STARTS = 3  # VMs that die before ever coming up: the executable can
 _FAST_CRASH_S = 1.0  # a VM that exits sooner than this after start is restarted with back-off
 _SIGINT_INTERVAL_S = 0.3
 _PTY_BACKLOG = 256 * 1024  # output held for a slow pty reader before the VM must wait
-_PTY_STALL_S = 1.0  # pty output nobody read for this long is dropped
+_PTY_STALL_S = 5.0  # pty output nobody read for this long is dropped (a busy host may pause)
 _CLIENT_SEND_TIMEOUT_S = 5.0
 _DEBUG = bool(os.environ.get("TINYSENSE_VBOARD_DEBUG"))  # log relay events to supervisor.log
 
