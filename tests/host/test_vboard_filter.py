@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tinysense.targets.supervisor import (EXIT_PREFIX, RAW_BANNER, SENTINEL, UP, OutputFilter,
-                                          catches_sigint)
+from tinysense.targets.supervisor import catches_sigint
+from tinysense.targets.vboard_output import EXIT_PREFIX, RAW_BANNER, SENTINEL, UP, OutputFilter
 
 BANNER = (b'MicroPython 9458e3a23f on 2026-07-05; linux [GCC 14.2.1] version\r\n'
           b'Type "help()" for more information.\r\n>>> ')
