@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -151,7 +150,8 @@ class Node:
                   "  pass")
 
     def remove(self, remote: str) -> None:
-        self.exec(f"import os\nos.remove({remote!r})")
+        with self._fs_errors(remote):
+            self.exec(f"import os\nos.remove({remote!r})")
 
     def sha256(self, remote: str) -> str | None:
         """Hex sha256 of a node file, or None if it does not exist."""
@@ -267,8 +267,3 @@ def open_node(target: str | Target | None = None, board: str | BoardConfig | Non
         node = connect(url, resolved, cfg, soft_reset=soft_reset, timeout=timeout)
         stack.callback(node.close)
         yield node
-
-
-def file_sha256(data: bytes) -> str:
-    """Hex sha256, as Node.sha256 computes it on the node."""
-    return hashlib.sha256(data).hexdigest()
