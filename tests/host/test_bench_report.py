@@ -36,6 +36,14 @@ def test_markdown_table_and_verdicts():
     assert "--board ESP32_GENERIC_S3 --md docs/benchmarks.md" in text
 
 
+def test_models_that_failed_are_listed():
+    summary = _summary([1.0])
+    summary["errors"] = [{"model": "big.tflite", "error": "does not fit"}]
+    text = render_markdown(summary)
+    assert "| big | failed: does not fit |" in text
+    assert "over 1 models (1 could not be benched)" in text
+
+
 def test_write_keeps_notes_after_marker(tmp_path):
     md = tmp_path / "benchmarks.md"
     write_markdown(_summary([1.5]), md)

@@ -143,20 +143,28 @@ def bench_all(*, target: str = "virtual", board: str | BoardConfig | None = None
     cfg = board if isinstance(board, BoardConfig) else load_board(board)
     models = models or conformance_models()
     say = _say(progress)
-    results = []
+    results, errors = [], []
     with prepared_node(target, cfg, progress) as node:
         env = _environment(node)
         for i, m in enumerate(models, 1):
             say(f"[{i}/{len(models)}] {m.name}")
-            results.append(bench_model(m, board=cfg, repeats=repeats, rounds=rounds,
-                                       node=node, progress=progress))
+            try:
+                results.append(bench_model(m, board=cfg, repeats=repeats, rounds=rounds,
+                                           node=node, progress=progress))
+            except TinysenseError as exc:   # record it; bench the others
+                first = str(exc).splitlines()[0]
+                say(f"  ERROR: {first}")
+                errors.append({"model": m.name, "error": first})
+    if not results:
+        raise TinysenseError("no model could be benched: " + "; ".join(
+            f"{e['model']}: {e['error']}" for e in errors))
     summary = {
         "results": [r.to_dict() for r in results],
         "geomean_ratio": geomean([r.ratio for r in results]),
         "geomean_heap_ratio": geomean([r.heap_ratio for r in results]),
         "max_heap_ratio": max(r.heap_ratio for r in results),
         "environment": env, "board": cfg.name, "target": target, "repeats": repeats,
-        "rounds": rounds,
+        "rounds": rounds, "errors": errors,
     }
     say(f"geometric mean node/reference time: {summary['geomean_ratio']:.2f}x over "
         f"{len(results)} models; heap/arena max {summary['max_heap_ratio']:.2f}x")
@@ -226,11 +234,16 @@ def render_markdown(summary: dict) -> str:
             f"{r['reference_ns_per_mac']:.2f} | {r['node_heap_peak_bytes']:,} | "
             f"{r['reference_arena_bytes']:,} | {r['heap_ratio']:.2f}x | "
             f"{r['node_package_heap_bytes']:,} | {'yes' if r['bit_exact'] else 'NO'} |")
+    for e in summary.get("errors", []):
+        lines.append(f"| {e['model'].removesuffix('.tflite')} | failed: {e['error']} "
+                     "| | | | | | | | | | NO |")
     g = summary["geomean_ratio"]
     h = summary["max_heap_ratio"]
+    n_err = len(summary.get("errors", []))
     lines += [
         "",
-        f"**Geometric mean of node / reference time: {g:.2f}x** over {len(rows)} models "
+        f"**Geometric mean of node / reference time: {g:.2f}x** over {len(rows)} models"
+        + (f" ({n_err} could not be benched)" if n_err else "") + " "
         f"(goal: at most 2.0x: {'met' if g <= 2.0 else 'NOT met'}). "
         f"Heap / arena: geometric mean {summary['geomean_heap_ratio']:.2f}x, worst {h:.2f}x "
         f"(goal: at most 1.25x: {'met' if h <= 1.25 else 'NOT met'}).",

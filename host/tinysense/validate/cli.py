@@ -116,4 +116,5 @@ def _bench_all(args: argparse.Namespace) -> int:
                         progress=_progress(args))
     if args.json:
         write_json(summary, args.json)
-    return 0 if all(r["bit_exact"] for r in summary["results"]) else 1
+    return 0 if all(r["bit_exact"] for r in summary["results"]) and not summary["errors"] \
+        else 1
