@@ -266,6 +266,7 @@ def test_decoder_crash_keeps_the_frame_raw(rig, monkeypatch):
     def broken(plaintext):
         raise TypeError("decoder bug")
 
+    monkeypatch.setattr(core, "records_json", broken)  # the fast path and the strict one
     monkeypatch.setattr(core, "decode_batch", broken)
     assert rig.acked(rig.gw.handle(rig.frame(4), "x")) == [4]
     row = rig.conn.execute("SELECT decoded, decode_error FROM frames").fetchone()
@@ -277,16 +278,16 @@ def test_internal_error_does_not_mark_the_counter(rig, monkeypatch):
     as seen: the node's re-send must be stored, not taken for a duplicate."""
     import tinysense.gateway.core as core
 
-    real = core.decode_payload
+    real = core.decode_to_json
 
-    def explode(ptype, plaintext):
+    def explode(plaintext):
         raise RuntimeError("gateway bug")
 
-    monkeypatch.setattr(core, "decode_payload", explode)
+    monkeypatch.setattr(core, "decode_to_json", explode)
     f = rig.frame(8)
     assert rig.gw.handle(f, "x") is None
     assert rig.gw.rejections["internal_error"] == 1
-    monkeypatch.setattr(core, "decode_payload", real)
+    monkeypatch.setattr(core, "decode_to_json", real)
     assert rig.acked(rig.gw.handle(f, "x")) == [8]
     assert rig.stored() == [8] and rig.gw.rejections["replay"] == 0
 

@@ -34,18 +34,23 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
 from tinysense.gateway.registry import KeyCache, Registry
 from tinysense.gateway.replay import DEFAULT_WINDOW, NEW, REPLAY, ReplayGuard
 from tinysense.gateway.store import Store
 from tinysense.uplink.frame import (
-    DIR_DOWN, DIR_UP, MAX_FRAME, MIN_FRAME, PTYPE_ACK, PTYPE_RECORDS, TAG_LEN, FrameError,
-    open_frame, parse_header, seal,
+    DIR_DOWN, DIR_UP, FRAME_VERSION, HEADER_LEN, HEADER_STRUCT, MAX_FRAME, MIN_FRAME,
+    PTYPE_ACK, PTYPE_RECORDS, PTYPES, TAG_LEN, FrameError, header_nonce, parse_header,
+    seal_with,
 )
 from tinysense.uplink.payload import MAX_ACKS, PayloadError, decode_batch, encode_ack
+from tinysense.uplink.records_json import records_json
 
 log = logging.getLogger("tinysense.gateway")
+
+_HEADER = HEADER_STRUCT
 
 ACK_BLOCK = 1024        # downlink counters reserved per database write
 LOG_PER_REASON_S = 5    # at most this many log lines per rejection reason per second
@@ -110,7 +115,7 @@ def to_json(decoded: dict) -> str:
 
 
 def decode_payload(ptype: int, plaintext: bytes) -> tuple[dict | None, str | None, str | None]:
-    """(decoded dict, its JSON text, error) for an authenticated payload."""
+    """(decoded dict, its JSON text, error) for an authenticated payload (strict decoder)."""
     if ptype != PTYPE_RECORDS:
         return None, None, f"payload type {ptype} is not stored decoded"
     try:
@@ -122,6 +127,23 @@ def decode_payload(ptype: int, plaintext: bytes) -> tuple[dict | None, str | Non
     decoded = {"boot": batch.boot, "dropped_total": batch.dropped_total,
                "base_ms": batch.base_ms, "records": batch.records}
     return decoded, to_json(decoded), None
+
+
+def decode_to_json(plaintext: bytes) -> tuple[str | None, int | None, str | None]:
+    """(JSON text, dropped_total, error) for an authenticated records payload.
+
+    The ingest path: `records_json` formats a well-formed payload straight to the same text
+    `decode_payload` makes; anything it does not take goes through the strict decoder,
+    which also gives the error text.
+    """
+    try:
+        fast = records_json(plaintext)
+    except Exception:  # noqa: BLE001 - unusual input: the strict decoder decides
+        fast = None
+    if fast is not None:
+        return fast[0], fast[1], None
+    decoded, text, error = decode_payload(PTYPE_RECORDS, plaintext)
+    return text, None if decoded is None else decoded["dropped_total"], error
 
 
 class Gateway:
@@ -148,7 +170,10 @@ class Gateway:
         self._rejects_saved_at = time.monotonic()
         self.rejections: Counter[str] = Counter()   # this run
         self.stats: Counter[str] = Counter()        # accepted, duplicate, acks, batches
-        self._aead: dict[tuple[int, int], AESCCM] = {}
+        # device -> (key_version, AESCCM): the key cache's positive entries with their
+        # cipher object made once, used to open frames and seal acks. Changed only where
+        # self.keys is re-read (_set_key), so it never holds a key the cache dropped.
+        self._ciphers: dict[int, tuple[int, AESCCM]] = {}
         self._downlink: dict[tuple[int, int], list[int]] = {}  # -> [next, end)
         self._dropped: dict[int, int] = {}  # device -> highest dropped_total seen
         self._log_second = 0
@@ -163,12 +188,14 @@ class Gateway:
     def handle_batch(self, items: Sequence[tuple[bytes, str]]) -> list[Ack]:
         """Ingest a batch in one transaction; return the acks to send once it is durable."""
         rows: list[tuple] = []
-        accepted: list[tuple] = []  # Accepted's fields
+        groups: dict[tuple[int, int, str], list[int]] = {}  # counters to ack
+        accepted: list[tuple] | None = [] if self.on_frame is not None else None
         batch_rejects: Counter[str] = Counter()
         now = self.clock()
+        one = self._one
         for frame, source in items:
             try:
-                reason = self._one(frame, source, now, rows, accepted)
+                reason = one(frame, source, now, rows, groups, accepted)
             except Exception:  # never crash on input; count and keep going
                 reason = "internal_error"
                 self.rejections[reason] += 1
@@ -177,85 +204,106 @@ class Gateway:
                                   _safe_len(frame))
             if reason:
                 batch_rejects[reason] += 1
-        return self._commit(rows, accepted, batch_rejects)
+        return self._commit(rows, groups, batch_rejects.get(REPLAY, 0), accepted,
+                            batch_rejects)
 
     def flush(self) -> None:
         """Write rejection counts not yet in the database (they ride along with commits,
         or are written at least every REJECTS_FLUSH_S while frames arrive)."""
         if self._unsaved_rejects:
             self._rejects_saved_at = 0.0
-            self._commit([], [], Counter())
+            self._commit([], {}, 0, None, Counter())
 
     def rejection_counts(self) -> dict[str, int]:
         return dict(sorted(self.rejections.items()))
 
     # -- one frame ------------------------------------------------------------------------
-    def _one(self, frame, source: str, now: float, rows: list, accepted: list) -> str | None:
-        if not isinstance(frame, (bytes, bytearray, memoryview)):
-            return self._reject("bad_encoding", source, None, "transport framing was invalid")
-        if len(frame) > MAX_FRAME:  # before copying anything
-            return self._reject("oversized", source, None, f"{len(frame)} bytes")
-        frame = bytes(frame)
-        if len(frame) < MIN_FRAME:
+    def _one(self, frame, source: str, now: float, rows: list, groups: dict,
+             accepted: list | None) -> str | None:
+        if type(frame) is not bytes:
+            if not isinstance(frame, (bytearray, memoryview)):
+                return self._reject("bad_encoding", source, None,
+                                    "transport framing was invalid")
+            if len(frame) > MAX_FRAME:  # before copying anything
+                return self._reject("oversized", source, None, f"{len(frame)} bytes")
+            frame = bytes(frame)
+        size = len(frame)
+        if size > MAX_FRAME:
+            return self._reject("oversized", source, None, f"{size} bytes")
+        if size < MIN_FRAME:
             return self._header_reject(frame, source)
-        # The header is parsed once, inside open_frame (before the tag check); the device id
-        # is read here only to find the key.
-        dev = int.from_bytes(frame[2:6], "big")
-        dkey = self.keys.get(dev)
-        if dkey is None:
-            return self._header_reject(frame, source) or self._reject(
-                "unknown_device", source, frame, "not in the registry")
+        # The header, checked before the key is looked up (the same checks as parse_header,
+        # which gives the reason when one fails).
+        version, flags, dev, ctr, ptype = _HEADER.unpack_from(frame, 0)
+        if version != FRAME_VERSION or flags & 0xFE or ptype not in PTYPES:
+            return self._header_reject(frame, source)
+        cached = self._ciphers.get(dev)
+        if cached is None:
+            cached = self._set_key(dev, self.keys.get(dev))
+            if cached is None:
+                return self._reject("unknown_device", source, frame, "not in the registry")
+        kv, aead = cached
+        header = frame[:HEADER_LEN]
+        # Verify the tag, then decrypt (one call; nothing of the payload is used before).
         try:
-            header, plaintext = open_frame(dkey.key, frame, self._cipher(dkey))
-        except FrameError as exc:
-            if exc.reason != "bad_tag":
-                return self._reject(exc.reason, source, None, str(exc))
+            plaintext = aead.decrypt(header_nonce(header), frame[HEADER_LEN:], header)
+        except InvalidTag:
             # The key may have been rotated while we run: re-read it (rate-limited) once.
-            fresh = self.keys.refresh(dev)
-            if fresh is None or fresh.key_version == dkey.key_version:
+            fresh = self._set_key(dev, self.keys.refresh(dev))
+            if fresh is None or fresh[0] == kv:
                 return self._reject("bad_tag", source, frame, "authentication failed")
-            dkey = fresh
+            kv, aead = fresh
             try:
-                header, plaintext = open_frame(dkey.key, frame, self._cipher(dkey))
-            except FrameError:
+                plaintext = aead.decrypt(header_nonce(header), frame[HEADER_LEN:], header)
+            except InvalidTag:
                 return self._reject("bad_tag", source, frame, "authentication failed")
         # Authentic, but only node uplinks of type "records" are ingested: a reflected ack
         # (our own downlink) or another type is refused, without looking at the payload.
-        if header.direction != DIR_UP:
+        if flags != DIR_UP:
             return self._reject("wrong_direction", source, frame, "a downlink frame")
-        if header.ptype != PTYPE_RECORDS:
-            return self._reject("bad_type", source, frame, f"uplink of type {header.ptype}")
-        ctr = header.counter
-        verdict = self.replay.check(dev, dkey.key_version, ctr)
+        if ptype != PTYPE_RECORDS:
+            return self._reject("bad_type", source, frame, f"uplink of type {ptype}")
+        verdict = self.replay.check(dev, kv, ctr)
         if verdict != NEW:
             if verdict == REPLAY:  # authentic and stored: ack again so the node can drop it
-                accepted.append((dev, dkey.key_version, ctr, header.ptype, source, now,
-                                 None, None, True))
-            return self._reject(verdict, source, frame, "counter already accepted"
-                                if verdict == REPLAY else "counter older than max_age")
+                groups.setdefault((dev, kv, source), []).append(ctr)
+                if accepted is not None:
+                    accepted.append((dev, kv, ctr, ptype, source, now, None, None, True))
+                return self._reject(REPLAY, source, frame, "counter already accepted")
+            return self._reject(verdict, source, frame, "counter older than max_age")
         if self.decode:
-            decoded, text, error = decode_payload(header.ptype, plaintext)
+            text, dropped, error = decode_to_json(plaintext)
+            if error is not None:
+                self._reject("malformed_payload", source, frame, f"stored raw: {error}")
+            elif (prev := self._dropped.get(dev)) is None or dropped > prev:
+                self._note_dropped(dev, dropped, prev)
         else:  # store the authenticated plaintext only; `tinysense uplinks` decodes on read
-            decoded = text = error = None
-        if error is not None:
-            self._reject("malformed_payload", source, frame, f"stored raw: {error}")
-        elif decoded is not None:
-            self._note_dropped(dev, decoded["dropped_total"])
-        rows.append((dev, dkey.key_version, ctr, now, header.ptype, source, plaintext, text,
-                     error))
+            text = error = None
+        rows.append((dev, kv, ctr, now, ptype, source, plaintext, text, error))
         # Marked only once its row is in the batch: a frame marked but not stored would be
         # acknowledged as a duplicate later and never stored.
-        self.replay.mark(dev, dkey.key_version, ctr)
-        accepted.append((dev, dkey.key_version, ctr, header.ptype, source, now, decoded,
-                         error, False))
-        return "malformed_payload" if error is not None else None
+        self.replay.mark(dev, kv, ctr)
+        groups.setdefault((dev, kv, source), []).append(ctr)
+        if accepted is not None:
+            accepted.append((dev, kv, ctr, ptype, source, now, plaintext, error, False))
+        return None if error is None else "malformed_payload"
 
-    def _note_dropped(self, dev: int, total: int) -> None:
+    def _set_key(self, dev: int, dkey) -> tuple[int, AESCCM] | None:
+        """Record what the key cache now says about `dev`: (key_version, cipher) or None."""
+        if dkey is None:
+            self._ciphers.pop(dev, None)
+            return None
+        cached = self._ciphers.get(dev)
+        if cached is None or cached[0] != dkey.key_version:
+            if len(self._ciphers) > 65536:
+                self._ciphers.clear()
+            cached = self._ciphers[dev] = (dkey.key_version,
+                                           AESCCM(dkey.key, tag_length=TAG_LEN))
+        return cached
+
+    def _note_dropped(self, dev: int, total: int, prev: int | None) -> None:
         """Warn when a node's cumulative dropped_total grows: it lost frames to a full queue
         (the node's policy: drop the oldest; the count survives on its flash)."""
-        prev = self._dropped.get(dev)
-        if prev is not None and total <= prev:
-            return
         if len(self._dropped) > 100_000:
             self._dropped.clear()
         self._dropped[dev] = total
@@ -272,22 +320,19 @@ class Gateway:
             return self._reject(exc.reason, source, None, str(exc))
         return None
 
-    def _cipher(self, dkey) -> AESCCM:
-        k = (dkey.device_id, dkey.key_version)
-        aead = self._aead.get(k)
-        if aead is None:
-            if len(self._aead) > 65536:
-                self._aead.clear()
-            aead = self._aead[k] = AESCCM(dkey.key, tag_length=TAG_LEN)
-        return aead
+    def _accepted(self, a: tuple) -> Accepted:
+        """The Accepted for on_frame (decoded again here: only callers that print pay)."""
+        dev, kv, ctr, ptype, source, now, plaintext, error, duplicate = a
+        decoded = None
+        if not duplicate and error is None and self.decode:
+            decoded = decode_payload(ptype, plaintext)[0]
+        return Accepted(dev, kv, ctr, ptype, source, now, decoded, error, duplicate)
 
     # -- commit and acks ------------------------------------------------------------------
-    def _commit(self, rows: list, accepted: list[tuple],
+    def _commit(self, rows: list, groups: dict[tuple[int, int, str], list[int]],
+                duplicates: int, accepted: list[tuple] | None,
                 batch_rejects: Counter[str]) -> list[Ack]:
-        """`accepted` holds Accepted's fields as tuples (cheaper on the hot path)."""
-        groups: dict[tuple[int, int, str], list[int]] = {}
-        for a in accepted:
-            groups.setdefault((a[0], a[1], a[4]), []).append(a[2])
+        """Store `rows` in one transaction, then seal one ack per (device, source) group."""
         plan = []  # (device, key_version, source, counters chunk)
         for (dev, kv, source), counters in groups.items():
             if len(counters) == 1:  # the common case with many devices
@@ -325,18 +370,20 @@ class Gateway:
                 pass
             self.replay.reset()
             self._downlink.clear()
-            self.rejections["store_error"] += len(accepted)
-            self._unsaved_rejects["store_error"] += len(accepted)
+            self.rejections["store_error"] += len(rows) + duplicates
+            self._unsaved_rejects["store_error"] += len(rows) + duplicates
             self.last_commit_ok = False
             return []
         self.last_commit_ok = True
         self.replay.committed()
         self.stats["batches"] += 1
         self.stats["accepted"] += len(rows)
-        self.stats["duplicate"] += len(accepted) - len(rows)
+        self.stats["duplicate"] += duplicates
         acks = []
+        ciphers = self._ciphers
+        downlink = self._downlink
         for dev, kv, source, counters in plan:
-            slot = self._downlink[(dev, kv)]
+            slot = downlink[(dev, kv)]
             if slot[0] >= slot[1]:  # 2^32 acks under this key: it must be rotated
                 if self._should_log("ack_counter_exhausted"):
                     log.error("device %08x: no downlink counters left under key version %d; "
@@ -345,17 +392,16 @@ class Gateway:
                 continue
             down = slot[0]
             slot[0] += 1
-            dkey = self.keys.get(dev)
-            if dkey is None or dkey.key_version != kv:
+            cached = ciphers.get(dev)
+            if cached is None or cached[0] != kv:
                 continue  # rotated between verify and ack: the node re-sends, we re-ack
-            frame = seal(dkey.key, dev, down, PTYPE_ACK, encode_ack(counters),
-                         direction=DIR_DOWN)
+            frame = seal_with(cached[1], dev, down, PTYPE_ACK, encode_ack(counters), DIR_DOWN)
             acks.append(Ack(source, dev, tuple(counters), frame))
         self.stats["acks"] += len(acks)
-        if self.on_frame is not None:
+        if accepted:
             for a in accepted:
                 try:
-                    self.on_frame(Accepted(*a))
+                    self.on_frame(self._accepted(a))
                 except Exception:  # a printing callback must not stop ingest
                     log.exception("on_frame callback failed")
         return acks

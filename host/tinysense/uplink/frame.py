@@ -25,7 +25,7 @@ PTYPES = (PTYPE_RECORDS, PTYPE_ACK)
 DIR_UP = 0
 DIR_DOWN = 1
 
-_HEADER = struct.Struct(">BBIIB")
+_HEADER = HEADER_STRUCT = struct.Struct(">BBIIB")  # version, flags, device id, counter, ptype
 
 REASONS = ("truncated", "oversized", "bad_version", "bad_flags", "bad_type", "bad_tag")
 
@@ -100,9 +100,25 @@ def seal(key: bytes, device_id: int, counter: int, ptype: int, plaintext: bytes,
         raise ValueError("device id and counter are uint32")
     if len(plaintext) > MAX_PAYLOAD:
         raise ValueError(f"payload of {len(plaintext)} bytes exceeds {MAX_PAYLOAD}")
+    return seal_with(AESCCM(key, tag_length=TAG_LEN), device_id, counter, ptype,
+                     bytes(plaintext), direction)
+
+
+def seal_with(aead: AESCCM, device_id: int, counter: int, ptype: int, plaintext: bytes,
+              direction: int = DIR_UP) -> bytes:
+    """`seal` with an AESCCM object already made for the key (tag_length=TAG_LEN).
+
+    For hot paths (the gateway's acks): no argument checks beyond what struct.pack does,
+    so the caller passes valid values.
+    """
     header = _HEADER.pack(FRAME_VERSION, direction, device_id, counter, ptype)
-    nonce = make_nonce(direction, device_id, counter)
-    return header + AESCCM(key, tag_length=TAG_LEN).encrypt(nonce, bytes(plaintext), header)
+    return header + aead.encrypt(header_nonce(header), plaintext, header)
+
+
+def header_nonce(header: bytes) -> bytes:
+    """The nonce of a frame whose header is valid (flags == direction): header bytes 1..9
+    are direction | device id | counter, exactly make_nonce's first 9 bytes."""
+    return header[1:10] + NONCE_SUFFIX
 
 
 def open_frame(key: bytes, frame: bytes, aead: AESCCM | None = None) -> tuple[Header, bytes]:
