@@ -1,7 +1,7 @@
 """Encrypted, counted, queued uplink: `Uplink(config)`; see docs/formats/uplink.md.
 
-Modules: ccm (AES-CCM on cryptolib), frame, records, counter, queue, udp, mqtt, serial,
-sender. Imports are lazy so `import tsnode.uplink.ccm` stays small.
+Modules: ccm (AES-CCM on cryptolib), frame, records, recdict (dict form: tests, tools), counter,
+queue, udp, mqtt, serial, sender. Imports are lazy so `import tsnode.uplink.ccm` stays small.
 """
 
 

@@ -20,7 +20,7 @@ from tsnode.uplink.counter import CounterStore
 from tsnode.uplink.frame import DIR_DOWN, PTYPE_ACK, PTYPE_RECORDS, Codec, FrameError
 from tsnode.uplink.fsutil import join
 from tsnode.uplink.queue import FrameQueue
-from tsnode.uplink.records import Batch, PayloadError, decode_ack, encode_records
+from tsnode.uplink.records import Batch, PayloadError, decode_ack
 
 _POLL_SLICE_MS = const(20)
 _PARK_AFTER = const(4)  # transmissions without an ack before a frame stops holding a slot
@@ -123,6 +123,8 @@ class Uplink:
 
     def send(self, records, flush=True, timeout_ms=200):
         """Encode record dicts (see docs/formats/uplink.md) as one frame; return counter."""
+        from tsnode.uplink.recdict import encode_records  # the dict form: not the app's path
+
         encode_records(records, self.counter.boot, self.queue.dropped_total, self.batch)
         return self.send_batch(flush, timeout_ms)
 

@@ -9,7 +9,7 @@ import json
 import struct
 import sys
 
-from tsnode.uplink import records
+from tsnode.uplink import recdict, records
 from tsnode.uplink.frame import Codec
 
 
@@ -34,9 +34,9 @@ with open(sys.argv[1]) as f:
 batch = records.Batch()
 for case in cases:
     recs = [from_wire(r) for r in case["records"]]
-    n = records.encode_records(recs, case["boot"], case["dropped"], batch)
+    n = recdict.encode_records(recs, case["boot"], case["dropped"], batch)
     codec = Codec(bytes.fromhex(case["key"]), case["device"])
     frame = codec.seal(case["counter"], 1, batch.buf, n)
-    boot, dropped, decoded = records.decode_records(bytes.fromhex(case["host_payload"]))
+    boot, dropped, decoded = recdict.decode_records(bytes.fromhex(case["host_payload"]))
     print(json.dumps({"payload": bytes(batch.buf[:n]).hex(), "frame": bytes(frame).hex(),
                       "decoded": [boot, dropped, [to_wire(r) for r in decoded]]}))

@@ -3,7 +3,7 @@
 import json
 import sys
 
-from tsnode.uplink import records
+from tsnode.uplink import recdict, records
 from tsnode.uplink.frame import Codec, FrameError
 
 vec_dir = sys.argv[1]
@@ -19,13 +19,13 @@ for v in frames:
            "header": [d, dev, ctr, ptype]}
     if "records" in v:
         batch = records.Batch()
-        n = records.encode_records(v["records"], v["batch"]["boot"],
+        n = recdict.encode_records(v["records"], v["batch"]["boot"],
                                    v["batch"]["dropped_total"], batch)
         res["encoded"] = bytes(batch.buf[:n]).hex()
-        boot, dropped, recs = records.decode_records(pt)
+        boot, dropped, recs = recdict.decode_records(pt)
         res["decoded"] = [boot, dropped, recs]
     if "acked" in v:
-        res["encoded"] = records.encode_ack(v["acked"]).hex()
+        res["encoded"] = recdict.encode_ack(v["acked"]).hex()
         res["decoded"] = records.decode_ack(pt)
     print(json.dumps(res))
 with open(vec_dir + "/bad_frames.json") as f:
@@ -43,7 +43,7 @@ with open(vec_dir + "/bad_payloads.json") as f:
 for v in badp:
     data = bytes.fromhex(v["plaintext"])
     try:
-        (records.decode_records if v["kind"] == "records" else records.decode_ack)(data)
+        (recdict.decode_records if v["kind"] == "records" else records.decode_ack)(data)
         result = "accepted"
     except records.PayloadError:
         result = "rejected"
