@@ -2,8 +2,9 @@
 
 Classifier: class = argmax of the int8 codes (first on ties, tsnode.sensors.features.argmax8),
 confidence = code + 128 (0..255, probability = confidence / 256; the uplink's uint8).
-Anomaly: score = features.recon_error(input, output, **meta score args) (an integer),
-class 1 ("anomaly") when score > threshold, else 0; confidence is 255 or 0.
+Anomaly: score = recon_error(input, output, **meta score args) (an integer, from
+tsnode.sensors.anomaly), class 1 ("anomaly") when score > threshold, else 0; confidence is
+255 or 0.
 
 Events (sent at once): the first decision after start, every change of class (a classifier
 change needs confidence >= min_confidence; below it the window is counted but the state
@@ -15,8 +16,6 @@ no floats on the node, and nothing here allocates per window.
 from array import array
 
 from micropython import const
-
-from tsnode.sensors import features as F
 
 CLASSIFIER = const(0)
 ANOMALY = const(1)
@@ -31,6 +30,9 @@ class Decider:
         if score:
             a = score["args"]
             self._args = (a["n"], a["zp_in"], a["zp_out"], a["mul"], a["shift"])
+            from tsnode.sensors.anomaly import recon_error  # loaded only for an anomaly model
+
+            self._score = recon_error
             self.threshold = score["threshold"] if threshold is None else threshold
         else:
             n_out = 1
@@ -56,7 +58,7 @@ class Decider:
         """Decide on one window (inp, out: int8 codes as bytes); returns the class."""
         if self.kind == ANOMALY:
             n, zi, zo, mul, sh = self._args
-            s = F.recon_error(inp, out, n, zi, zo, mul, sh)
+            s = self._score(inp, out, n, zi, zo, mul, sh)
             self.score = s
             if s > self.max_score:
                 self.max_score = s

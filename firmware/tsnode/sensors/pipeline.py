@@ -3,8 +3,9 @@
 The app builds one Pipeline from the `preprocessing` section of the model's meta.json and
 pushes every sampled frame into it; when push() returns True, `input` (a bytearray of
 int8 codes) holds the next window's model input, ready to copy into the engine's input
-tensor. The work happens in tsnode.sensors.features, the same code training ran, so the
-node's inputs equal the ones in the model's heldout.npz (tests/node/test_features.py).
+tensor. The work happens in tsnode.sensors.features (and .anomaly for band_energies), the
+same code training ran, so the node's inputs equal the ones in the model's heldout.npz
+(tests/node/test_features.py).
 
 Kinds (meta.json `preprocessing.kind`):
   affine_window  per-channel affine map of every sample of the window (activity);
@@ -47,7 +48,9 @@ class Pipeline:
             self.affine = F.Affine(a["offsets"], a["multipliers"], a["zero_point"])
             n_in = self.n_channels * pre["window"]
         if kind == "band_energies":
-            self.bands = F.BandEnergies(pre["band_edges"])
+            from tsnode.sensors.anomaly import BandEnergies  # the FFT: only this kind loads it
+
+            self.bands = BandEnergies(pre["band_edges"])
             self._energies = array("h", bytes(2 * self.bands.n_bands))
             n_in = self.bands.n_bands
         self.input = bytearray(n_in)
