@@ -23,11 +23,11 @@ from tinysense.uplink.payload import (
 _BATCH = struct.Struct(">BBIII")
 _ANOMALY = struct.Struct(">Bf")
 _EVENT = struct.Struct(">i")
-# One precompiled unpacker per value count (0..255), made on first use.
-_I16: list[struct.Struct | None] = [None] * (MAX_VALUES + 1)
-_F32: list[struct.Struct | None] = [None] * (MAX_VALUES + 1)
+# Per value count (0..255), made on first use: (unpacker, "%d,%d,..." or "%r,%r,...").
+_I16: list[tuple[struct.Struct, str] | None] = [None] * (MAX_VALUES + 1)
+_F32: list[tuple[struct.Struct, str] | None] = [None] * (MAX_VALUES + 1)
 _U32 = 0xFFFFFFFF
-_frepr = float.__repr__  # what json uses for a finite float
+_frepr = float.__repr__  # what json uses for a finite float (and what %r gives)
 _SEP = ","
 
 
@@ -35,11 +35,10 @@ def _float(v: float) -> str:
     return _frepr(v) if v - v == 0.0 else "null"  # NaN and +-inf give NaN when subtracted
 
 
-def _unpacker(table: list, n: int, code: str) -> struct.Struct:
-    s = table[n]
-    if s is None:
-        s = table[n] = struct.Struct(f">{n}{code}")
-    return s
+def _layout(table: list, n: int, code: str) -> tuple[struct.Struct, str]:
+    made = table[n] = (struct.Struct(f">{n}{code}"),
+                       _SEP.join(["%d" if code == "h" else "%r"] * n))
+    return made
 
 
 def records_json(buf: bytes) -> tuple[str, int] | None:
@@ -77,18 +76,22 @@ def records_json(buf: bytes) -> tuple[str, int] | None:
             end = pos + 1 + 2 * k
             if end > n:
                 return None
-            values = _SEP.join(map(str, _unpacker(_I16, k, "h").unpack_from(buf, pos + 1)))
+            unpacker, fmt = _I16[k] or _layout(_I16, k, "h")
             add(f'{{"type":"reading","sensor":{ident},"t_ms":{t},"dtype":"i16",'
-                f'"values":[{values}]}}')
+                f'"values":[{fmt % unpacker.unpack_from(buf, pos + 1)}]}}')
             pos = end
         elif rtype == REC_READING_F32:
             k = buf[pos]
             end = pos + 1 + 4 * k
             if end > n:
                 return None
-            values = _SEP.join(map(_float, _unpacker(_F32, k, "f").unpack_from(buf, pos + 1)))
+            unpacker, fmt = _F32[k] or _layout(_F32, k, "f")
+            values = unpacker.unpack_from(buf, pos + 1)
+            text = fmt % values
+            if "n" in text:  # nan or inf (a finite float's repr has no "n"): JSON null
+                text = _SEP.join(map(_float, values))
             add(f'{{"type":"reading","sensor":{ident},"t_ms":{t},"dtype":"f32",'
-                f'"values":[{values}]}}')
+                f'"values":[{text}]}}')
             pos = end
         elif rtype == REC_ANOMALY:
             if pos + 5 > n:
