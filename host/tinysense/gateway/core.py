@@ -244,9 +244,10 @@ class Gateway:
                 return self._reject("unknown_device", source, frame, "not in the registry")
         kv, aead = cached
         header = frame[:HEADER_LEN]
+        nonce = header_nonce(header)
         # Verify the tag, then decrypt (one call; nothing of the payload is used before).
         try:
-            plaintext = aead.decrypt(header_nonce(header), frame[HEADER_LEN:], header)
+            plaintext = aead.decrypt(nonce, frame[HEADER_LEN:], header)
         except InvalidTag:
             # The key may have been rotated while we run: re-read it (rate-limited) once.
             fresh = self._set_key(dev, self.keys.refresh(dev))
@@ -254,7 +255,7 @@ class Gateway:
                 return self._reject("bad_tag", source, frame, "authentication failed")
             kv, aead = fresh
             try:
-                plaintext = aead.decrypt(header_nonce(header), frame[HEADER_LEN:], header)
+                plaintext = aead.decrypt(nonce, frame[HEADER_LEN:], header)
             except InvalidTag:
                 return self._reject("bad_tag", source, frame, "authentication failed")
         # Authentic, but only node uplinks of type "records" are ingested: a reflected ack
@@ -283,7 +284,11 @@ class Gateway:
         # Marked only once its row is in the batch: a frame marked but not stored would be
         # acknowledged as a duplicate later and never stored.
         self.replay.mark(dev, kv, ctr)
-        groups.setdefault((dev, kv, source), []).append(ctr)
+        group = groups.get(key := (dev, kv, source))
+        if group is None:
+            groups[key] = [ctr]
+        else:
+            group.append(ctr)
         if accepted is not None:
             accepted.append((dev, kv, ctr, ptype, source, now, plaintext, error, False))
         return None if error is None else "malformed_payload"

@@ -93,7 +93,10 @@ class ReplayGuard:
         win = self._windows.get((device_id, key_version))
         if win is None:
             win = self._load(device_id, key_version)
-        if self.max_age is not None and win.top - counter > self.max_age:
+        top = win.top
+        if counter > top:  # the in-order fast path (never too old: it is above top)
+            return NEW
+        if self.max_age is not None and top - counter > self.max_age:
             return TOO_OLD
         verdict = win.check(counter)
         if verdict is None:
