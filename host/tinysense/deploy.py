@@ -197,6 +197,27 @@ class NodeScan:
     hashes: dict[str, str | None] = dataclasses.field(default_factory=dict)
     dirs: set[str] = dataclasses.field(default_factory=set)
 
+    def __iter__(self):
+        """`mpy, hashes, dirs = parse_scan(...)` (the tuple parse_scan returned before)."""
+        return iter((self.mpy, self.hashes, self.dirs))
+
+    def kind(self, target_kind: str) -> str:
+        """The target kind deploy assumes: a unix-port node is virtual however it was reached
+        (--target virtual, its tty link or its socket:// URL)."""
+        return "virtual" if self.platform and self.platform != "esp32" else target_kind
+
+
+def scan_node(node, dirs: list[str] = (), files: list[str] = ()) -> NodeScan:
+    """One exec on the node: its .mpy support and platform, and the sha256 of its files under
+    `dirs` and of `files`."""
+    return parse_scan(node.exec(script("scan", dirs=list(dirs), files=list(files)), timeout=60))
+
+
+def node_arch(node, scan: NodeScan | None = None) -> str | None:
+    """The mpy-cross -march for this node (None: bytecode only), checked against --board."""
+    scan = scan or scan_node(node)
+    return _node_arch(scan.mpy, node.board, scan.kind(node.target.kind))
+
 
 def parse_scan(text: str) -> NodeScan:
     """Parse nodecode/scan.py's output."""
@@ -247,12 +268,10 @@ def deploy(node, *, src: str | os.PathLike = FIRMWARE_DIR,
     top_dirs = sorted("/" + p.name for p in src.iterdir()
                       if p.is_dir() and p.name not in _SKIP_DIRS and not p.name.startswith("."))
     top_files = sorted("/" + p.name for p in src.iterdir() if p.is_file()) + [BOARD_JSON]
-    scan = parse_scan(node.exec(script("scan", dirs=top_dirs, files=top_files), timeout=60))
+    scan = scan_node(node, top_dirs, top_files)
     remote, remote_dirs = scan.hashes, scan.dirs
-    # A unix-port node is a virtual board however it was reached (--target virtual, its tty
-    # link or its socket:// URL): it runs its host's native code, whatever --board says.
-    kind = "virtual" if scan.platform and scan.platform != "esp32" else node.target.kind
-    arch = _node_arch(scan.mpy, node.board, kind)
+    kind = scan.kind(node.target.kind)  # a unix-port node runs its host's code, whatever --board
+    arch = node_arch(node, scan)
     files = compile_firmware(arch, src, build_dir)
     data = board_json(node.board, kind)
     files.append(DeployFile(BOARD_JSON, _sha256(data), len(data), data=data))
