@@ -202,9 +202,12 @@ class NodeScan:
         return iter((self.mpy, self.hashes, self.dirs))
 
     def kind(self, target_kind: str) -> str:
-        """The target kind deploy assumes: a unix-port node is virtual however it was reached
-        (--target virtual, its tty link or its socket:// URL)."""
-        return "virtual" if self.platform and self.platform != "esp32" else target_kind
+        """The target kind deploy assumes: a port or URL that leads to a unix-port node (a
+        virtual board's tty link or socket:// URL) is a virtual board. QEMU stays QEMU: if it
+        is not running ESP32 code, the arch check says so."""
+        if target_kind == "board" and self.platform and self.platform != "esp32":
+            return "virtual"
+        return target_kind
 
 
 def scan_node(node, dirs: list[str] = (), files: list[str] = ()) -> NodeScan:

@@ -79,7 +79,8 @@ def test_parse_scan():
     assert scan.mpy == 2822 and scan.platform == "linux" and scan.dirs == {"/tsnode/engine"}
     mpy, hashes, dirs = scan  # still unpacks as the (mpy, hashes, dirs) it used to be
     assert (mpy, dirs) == (2822, {"/tsnode/engine"}) and hashes is scan.hashes
-    assert scan.kind("board") == "virtual" and parse_scan("platform esp32").kind("qemu") == "qemu"
+    assert scan.kind("board") == "virtual" and scan.kind("qemu") == "qemu"
+    assert parse_scan("platform esp32").kind("board") == "board"
     assert scan.hashes == {"/tsnode/engine/ops.mpy": "ab" * 32, "/boot.py": None,
                       "/my file.txt": "cd" * 32}
 
