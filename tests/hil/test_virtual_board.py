@@ -238,3 +238,17 @@ def test_ctrl_c_stops_a_boot_py_that_never_ends(board):
         console.close()
     (board.flash_dir / "boot.py").unlink()
     assert mpremote(board.url, "exec", "print(6 * 7)").strip() == "42"
+
+
+def test_heap_in_bytes_or_in_words(tmp_path, monkeypatch):
+    code = "import gc; gc.collect(); print(gc.mem_free() + gc.mem_alloc())"
+    totals = {}
+    for mode in ("bytes", "words"):
+        monkeypatch.setenv("TINYSENSE_VBOARD_HEAP", mode)
+        vb = start_board("ESP32_GENERIC", directory=tmp_path / mode, parent_bound=True)
+        try:
+            totals[mode] = int(mpremote(vb.url, "exec", code))
+        finally:
+            stop_board("ESP32_GENERIC", tmp_path / mode)
+    assert 100_000 < totals["bytes"] <= 112_000  # the board's budget in bytes (the default)
+    assert 2 * 100_000 < totals["words"] <= 2 * 112_000  # as many 64-bit words as 32-bit ones

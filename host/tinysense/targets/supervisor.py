@@ -159,6 +159,14 @@ class Supervisor:
         # A board maps ROMFS from flash; the unix port must read it into its GC heap, so the
         # heap grows by the image size to keep the app's budget what the board config says.
         heap = self.heap + ((romfs.stat().st_size + 4095) // 4096 * 4096 if romfs else 0)
+        # The unix port is 64-bit: every object pointer takes 8 bytes and a GC block 32, where
+        # an ESP32 needs 4 and 16, so object-heavy data (modules, lists, dicts) takes up to
+        # twice the heap that it takes on the board, while byte buffers take the same. By
+        # default the VM gets the board's budget in bytes (pessimistic for objects);
+        # TINYSENSE_VBOARD_HEAP=words scales it to the word size (-X heapsize=Nw: N bytes of a
+        # 32-bit machine, so 2N here: as many pointers as the board, twice the room for bytes).
+        heap_arg = f"{heap}w" if os.environ.get("TINYSENSE_VBOARD_HEAP") == "words" \
+            else str(heap)
         env = dict(os.environ)
         env.update({
             "MICROPYPATH": f"{VBOARD_DIR}:",
@@ -172,7 +180,8 @@ class Supervisor:
         master, slave = pty.openpty()
         _child_termios(slave)
         self.child = subprocess.Popen(
-            [self.micropython, "-X", f"heapsize={heap}", "-i", str(VBOARD_DIR / "_vboot.py")],
+            [self.micropython, "-X", f"heapsize={heap_arg}", "-i",
+             str(VBOARD_DIR / "_vboot.py")],
             stdin=slave, stdout=slave, stderr=slave, cwd=self.flash_dir, env=env,
             preexec_fn=_become_session_leader, close_fds=True)
         os.close(slave)
