@@ -19,6 +19,7 @@ if root.startswith("vfs:"):  # mount the dir at "/" as the virtual board does; r
     import vfs
 
     import tsnode.uplink.mqtt  # noqa: F401 (imported before "/" stops holding MICROPYPATH)
+    import tsnode.uplink.recdict  # noqa: F401 (send()'s dict form, imported on first use)
     import tsnode.uplink.serial  # noqa: F401
     import tsnode.uplink.udp  # noqa: F401
 
