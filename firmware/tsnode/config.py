@@ -8,7 +8,9 @@ with one line naming the key, what it got and what it expects.
 
 import json
 
-PATH = "/app.json"
+from micropython import const
+
+_PATH = const("/app.json")
 
 DEFAULTS = {
     "model": "/models/activity.tsm",  # .tsm package (a /rom/... path is read zero-copy)
@@ -95,7 +97,7 @@ def merge(overrides):
     return cfg
 
 
-def load(path=PATH):
+def load(path=_PATH):
     """The config from `path` over the defaults; a missing file means all defaults."""
     try:
         with open(path) as f:

@@ -17,8 +17,8 @@ from array import array
 
 from micropython import const
 
-CLASSIFIER = const(0)
-ANOMALY = const(1)
+_CLASSIFIER = const(0)
+_ANOMALY = const(1)
 
 
 class Decider:
@@ -26,7 +26,7 @@ class Decider:
         self.labels = meta["labels"]
         self.n_classes = len(self.labels)
         score = meta.get("score")
-        self.kind = ANOMALY if score else CLASSIFIER
+        self.kind = _ANOMALY if score else _CLASSIFIER
         if score:
             a = score["args"]
             self._args = (a["n"], a["zp_in"], a["zp_out"], a["mul"], a["shift"])
@@ -56,7 +56,7 @@ class Decider:
 
     def decide(self, inp, out):
         """Decide on one window (inp, out: int8 codes as bytes); returns the class."""
-        if self.kind == ANOMALY:
+        if self.kind == _ANOMALY:
             n, zi, zo, mul, sh = self._args
             s = self._score(inp, out, n, zi, zo, mul, sh)
             self.score = s
@@ -89,9 +89,9 @@ class Decider:
         cls = self.cls
         due = False
         if cls != self.state:
-            due = self.state < 0 or self.kind == ANOMALY or \
+            due = self.state < 0 or self.kind == _ANOMALY or \
                 self.confidence >= self.min_confidence
-        elif self.kind == ANOMALY and cls == 1 and self.repeat_ms and \
+        elif self.kind == _ANOMALY and cls == 1 and self.repeat_ms and \
                 now_ms - self._last_event >= self.repeat_ms:
             due = True
         if due:

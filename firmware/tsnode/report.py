@@ -19,20 +19,20 @@ from micropython import const
 
 from tsnode.uplink.fsutil import crc32  # binascii's, or a fallback on ports without it
 
-ID_COUNTS = const(200)  # reading: windows per class since the last summary
-ID_OUTPUT = const(201)  # reading: the model's int8 output codes (eval mode)
+_ID_COUNTS = const(200)  # reading: windows per class since the last summary
+_ID_OUTPUT = const(201)  # reading: the model's int8 output codes (eval mode)
 
-EV_BOOT = const(1)
-EV_CHANGE = const(2)
-EV_HEARTBEAT = const(3)
+_EV_BOOT = const(1)
+_EV_CHANGE = const(2)
+_EV_HEARTBEAT = const(3)
 EV_CRASH = const(4)
-EV_MEM_FREE = const(5)
-EV_QUEUED = const(6)
-EV_END = const(7)
-EV_WINDOW = const(16)
-EV_RECORDING = const(17)
-EV_TRUTH = const(18)
-EV_INPUT_CRC = const(19)
+_EV_MEM_FREE = const(5)
+_EV_QUEUED = const(6)
+_EV_END = const(7)
+_EV_WINDOW = const(16)
+_EV_RECORDING = const(17)
+_EV_TRUTH = const(18)
+_EV_INPUT_CRC = const(19)
 
 
 def _i32(u):
@@ -73,26 +73,26 @@ class Reporter:
     def boot(self, t, crashes_in_a_row):
         b = self._begin(t)
         if b is not None:
-            b.event(EV_BOOT, t, crashes_in_a_row)
+            b.event(_EV_BOOT, t, crashes_in_a_row)
         self._send()
 
     def event(self, t):
         b = self._begin(t)
         if b is not None:
             self._decision(b, t)
-            b.event(EV_CHANGE, t, self.d.previous)
+            b.event(_EV_CHANGE, t, self.d.previous)
         self._send()
 
     def summary(self, t, mem_free):
         d = self.d
         b = self._begin(t)
         if b is not None:
-            b.event(EV_HEARTBEAT, t, d.windows)
-            b.reading(ID_COUNTS, t, d.counts, "i16")
+            b.event(_EV_HEARTBEAT, t, d.windows)
+            b.reading(_ID_COUNTS, t, d.counts, "i16")
             if d.windows:
                 self._decision(b, t, summary=True)
-            b.event(EV_MEM_FREE, t, mem_free)
-            b.event(EV_QUEUED, t, len(self.up.queue))
+            b.event(_EV_MEM_FREE, t, mem_free)
+            b.event(_EV_QUEUED, t, len(self.up.queue))
             if self.crashes:
                 b.event(EV_CRASH, t, self.crashes)
         self._send()
@@ -107,17 +107,17 @@ class Reporter:
             for i in range(len(o)):
                 v = out[i]
                 o[i] = v - 256 if v > 127 else v
-            b.reading(ID_OUTPUT, t, o, "i16")
-            b.event(EV_WINDOW, t, seq)
-            b.event(EV_RECORDING, t, recording)
-            b.event(EV_TRUTH, t, truth)
-            b.event(EV_INPUT_CRC, t, _i32(crc32(inp)))
+            b.reading(_ID_OUTPUT, t, o, "i16")
+            b.event(_EV_WINDOW, t, seq)
+            b.event(_EV_RECORDING, t, recording)
+            b.event(_EV_TRUTH, t, truth)
+            b.event(_EV_INPUT_CRC, t, _i32(crc32(inp)))
             if changed:
-                b.event(EV_CHANGE, t, self.d.previous)
+                b.event(_EV_CHANGE, t, self.d.previous)
         self._send()
 
     def end(self, t, windows_total):
         b = self._begin(t)
         if b is not None:
-            b.event(EV_END, t, windows_total)
+            b.event(_EV_END, t, windows_total)
         self._send()

@@ -8,12 +8,12 @@ import time
 
 from micropython import const
 
-_STATE = "/crash.state"  # "<crashes in a row>" (tiny; written only when the app crashes)
-_LOG = "/crash.log"  # last crashes' tracebacks, newest at the end
+_STATE = const("/crash.state")  # "<crashes in a row>" (tiny; written only when the app crashes)
+_LOG = const("/crash.log")  # last crashes' tracebacks, newest at the end
 _LOG_MAX = const(4096)  # bytes of crash log kept on flash
 _MAX_IN_A_ROW = const(3)  # crashes, each within _HEALTHY_MS of start, before giving up
 _HEALTHY_MS = const(60_000)  # an app that ran this long before crashing is not in a loop
-_OVERRIDE = "/app.txt"  # optional: names the app module to run instead of tsnode.app
+_OVERRIDE = const("/app.txt")  # optional: names the app module to run instead of tsnode.app
 
 
 def app_module(default="tsnode.app"):

@@ -24,13 +24,15 @@ import gc
 import sys
 import time
 
+from micropython import const
+
 ticks_ms = time.ticks_ms
 ticks_us = time.ticks_us
 ticks_diff = time.ticks_diff
 sleep_ms = time.sleep_ms
 
 _config = None
-CONFIG_PATH = "/tsnode_board.json"
+_CONFIG_PATH = const("/tsnode_board.json")
 
 if sys.platform == "esp32":
     from tsnode.board.esp32 import *  # noqa: F403
@@ -45,7 +47,7 @@ def config():
         try:
             import json
 
-            with open(CONFIG_PATH) as f:
+            with open(_CONFIG_PATH) as f:
                 _config = json.load(f)
         except (OSError, ValueError):
             _config = {}

@@ -16,11 +16,11 @@ import time
 
 from micropython import const
 
-_MAGIC = b"TSRC"
+_MAGIC = const(b"TSRC")
 _VERSION = const(1)
 _HEADER_SIZE = const(12)
 _RECORD_SIZE = const(8)
-UNLABELLED = const(255)
+_UNLABELLED = const(255)
 
 
 class ReplayError(Exception):
@@ -74,7 +74,7 @@ class ReplaySource:
     def rewind(self):
         self._f.seek(self._data_start)
         self.recording = -1
-        self.label = UNLABELLED
+        self.label = _UNLABELLED
         self.frame = -1
         self.new_recording = False
         self._left = 0  # frames left in the current recording

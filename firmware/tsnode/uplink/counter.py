@@ -15,13 +15,13 @@ from micropython import const
 
 from tsnode.uplink.fsutil import crc32, join, write_atomic
 
-_MAGIC = b"TSC1"
-_FMT = ">4sIIII"  # magic, seq, limit, boot, kcv; then crc32 of these 20 bytes
+_MAGIC = const(b"TSC1")
+_FMT = const(">4sIIII")  # magic, seq, limit, boot, kcv; then crc32 of these 20 bytes
 _SLOT_LEN = const(24)
 _LAST = const(0xFFFFFFFF)  # limit may reach it; the counter itself stops one below
-DEFAULT_BLOCK = const(64)
+_DEFAULT_BLOCK = const(64)
 _MAX_BLOCK = const(65536)
-SLOT_NAMES = ("uplink_ctr.a", "uplink_ctr.b")
+_SLOT_NAMES = const(("uplink_ctr.a", "uplink_ctr.b"))
 
 
 class CounterError(Exception):
@@ -43,11 +43,11 @@ def _pack(seq, limit, boot, kcv):
 class CounterStore:
     """The two slot files under `root` (the node's "/" by default)."""
 
-    def __init__(self, root="/", block=DEFAULT_BLOCK):
+    def __init__(self, root="/", block=_DEFAULT_BLOCK):
         if block < 1 or block > _MAX_BLOCK:
             raise ValueError("counter block must be 1..65536")
         self.block = block
-        self.paths = (join(root, SLOT_NAMES[0]), join(root, SLOT_NAMES[1]))
+        self.paths = (join(root, _SLOT_NAMES[0]), join(root, _SLOT_NAMES[1]))
 
     def read_slot(self, path):
         """(seq, limit, boot, kcv) stored at path; None when missing; False when present

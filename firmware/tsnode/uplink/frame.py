@@ -11,16 +11,16 @@ from tsnode.uplink.ccm import CCM
 
 VERSION = const(1)
 HEADER_LEN = const(11)
-TAG_LEN = const(8)
+_TAG_LEN = const(8)
 MAX_PAYLOAD = const(1024)
-MIN_FRAME = const(19)
-MAX_FRAME = const(1043)
+_MIN_FRAME = const(19)
+_MAX_FRAME = const(1043)
 PTYPE_RECORDS = const(1)
 PTYPE_ACK = const(2)
-DIR_UP = const(0)
+_DIR_UP = const(0)
 DIR_DOWN = const(1)
-_HDR = ">BBIIB"
-_NONCE = ">BII"
+_HDR = const(">BBIIB")
+_NONCE = const(">BII")
 
 
 class FrameError(ValueError):
@@ -34,9 +34,9 @@ class FrameError(ValueError):
 def parse_header(frame):
     """(direction, device_id, counter, ptype) after the size/version/flags/type checks."""
     n = len(frame)
-    if n < MIN_FRAME:
+    if n < _MIN_FRAME:
         raise FrameError("truncated")
-    if n > MAX_FRAME:
+    if n > _MAX_FRAME:
         raise FrameError("oversized")
     version, flags, device_id, counter, ptype = struct.unpack_from(_HDR, frame, 0)
     if version != VERSION:
@@ -65,10 +65,10 @@ class Codec:
             raise ValueError("max_payload is 1..1024")
         self.device_id = device_id
         self.max_payload = max_payload
-        self._ccm = CCM(key, TAG_LEN, 13, max_payload, HEADER_LEN)
+        self._ccm = CCM(key, _TAG_LEN, 13, max_payload, HEADER_LEN)
         self._nonce = bytearray(13)
         self._nonce[9:13] = b"TSv1"
-        self._frame = bytearray(HEADER_LEN + max_payload + TAG_LEN)
+        self._frame = bytearray(HEADER_LEN + max_payload + _TAG_LEN)
         self._fmv = memoryview(self._frame)
         self._hdr = self._fmv[:HEADER_LEN]
         self._body = self._fmv[HEADER_LEN:]
@@ -77,7 +77,7 @@ class Codec:
         self._rnonce = bytearray(13)
         self._rnonce[9:13] = b"TSv1"
 
-    def seal(self, counter, ptype, plaintext, n=-1, direction=DIR_UP):
+    def seal(self, counter, ptype, plaintext, n=-1, direction=_DIR_UP):
         """Seal plaintext[:n] with this counter; return a view of the frame bytes."""
         if n < 0:
             n = len(plaintext)
@@ -96,7 +96,7 @@ class Codec:
         Raises FrameError; the tag is verified before any payload byte is returned.
         """
         flags, device_id, counter, ptype = parse_header(frame)
-        if len(frame) - HEADER_LEN - TAG_LEN > self.max_payload:
+        if len(frame) - HEADER_LEN - _TAG_LEN > self.max_payload:
             raise FrameError("oversized")  # larger than this codec's buffers
         struct.pack_into(_NONCE, self._rnonce, 0, flags, device_id, counter)
         mv = memoryview(frame)

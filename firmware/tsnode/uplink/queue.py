@@ -13,8 +13,10 @@ import struct
 
 from tsnode.uplink.fsutil import crc32, join, remove, write_atomic
 
-DIR_NAME = "uplink_q"
-_DROPPED = "dropped"
+from micropython import const
+
+_DIR_NAME = const("uplink_q")
+_DROPPED = const("dropped")
 
 
 class FrameQueue:
@@ -22,7 +24,7 @@ class FrameQueue:
         if capacity < 1:
             raise ValueError("queue capacity must be >= 1")
         self.capacity = capacity
-        self.dir = join(root, DIR_NAME)
+        self.dir = join(root, _DIR_NAME)
         try:
             os.mkdir(self.dir)
         except OSError:
