@@ -8,8 +8,10 @@ import json
 import time
 from binascii import hexlify, unhexlify
 
-from tsnode.engine import model as _m
+from micropython import const
 
+_RUN_HEADROOM = const(8192)
+_PER_OP = const(512)   # parameter array + plan entries per op (~300-450 B measured on x64)
 _state = {"model": None, "info": None, "input": None, "mem": None}
 
 
@@ -18,9 +20,19 @@ def _print(v):
     return v
 
 
+def _ram_need(n, head):
+    """Heap a package of n bytes takes loaded whole, plus room left to run it: arena, scratch,
+    per-op tables and _RUN_HEADROOM (the host's hex input and output, the REPL's buffers)."""
+    le = "little"
+    return (n + int.from_bytes(head[24:28], le) + int.from_bytes(head[28:32], le)
+            + _PER_OP * int.from_bytes(head[18:20], le) + _RUN_HEADROOM)
+
+
 def _open_model(path, stream):
     """(Model, placement): in place from ROMFS, else the file read whole into the heap, else
     (no room, or stream=True) constants streamed op by op from the file."""
+    from tsnode.engine import model as _m   # here, not at import: into a collected heap
+
     if not stream:
         f = open(path, "rb")
         try:
@@ -32,8 +44,8 @@ def _open_model(path, stream):
             f.seek(0, 2)
             n = f.tell()
             gc.collect()
-            if stream is None and n + int.from_bytes(head[24:28], "little") > gc.mem_free():
-                raise MemoryError    # clearly no room: do not fragment the heap trying
+            if stream is None and _ram_need(n, head) > gc.mem_free():
+                raise MemoryError    # no room to load whole and still run: stream instead
             buf = bytearray(n)
             f.seek(0)
             f.readinto(buf)
@@ -51,9 +63,10 @@ def _open_model(path, stream):
 def _preimport(path):
     """Import the kernel modules this package uses before measuring the model's heap (their
     native code is the engine's, like tflite-micro's code, not part of its arena)."""
-    from tsnode.engine import ops
+    from tsnode.engine import model, ops  # noqa: F401  (model: _open_model uses it)
     from tsnode.engine.loader import Package
 
+    codes = []
     with open(path, "rb") as f:
         head = f.read(64)
         n = int.from_bytes(head[44:48], "little") - 64 if len(head) == 64 else -1
@@ -61,9 +74,14 @@ def _preimport(path):
         if head[:4] != b"TSMP" or not 0 <= n <= f.tell():
             return        # not a package: the real load below says what is wrong
         f.seek(64)
-        pkg = Package(head + f.read(n), f)
-        for op in pkg.ops():
-            ops.kernel(op[0])
+        for op in Package(head + f.read(n), f, check=False).ops():
+            if op[0] not in codes:
+                codes.append(op[0])
+    # the module objects are long-lived: free the tables' garbage first, so they are not
+    # allocated past it in the middle of the heap (the arena needs one piece)
+    gc.collect()
+    for c in codes:
+        ops.kernel(c)
 
 
 def load(path, stream=None):
@@ -72,12 +90,7 @@ def load(path, stream=None):
     stream: None picks zero-copy (ROMFS), then RAM, then streaming when the heap runs out;
     True streams constants from the file op by op; False never streams.
     """
-    old = _state["model"]
-    if old is not None and old.file is not None:
-        old.file.close()
-    _state["model"] = None
-    _state["input"] = None
-    gc.collect()
+    unload()
     t0 = time.ticks_ms()
     c0 = gc.mem_alloc()
     _preimport(path)
@@ -109,6 +122,20 @@ def load(path, stream=None):
             "outputs": ios[1], "load_ms": time.ticks_diff(time.ticks_ms(), t0)}
     _state["info"] = info
     return _print(info)
+
+
+def unload():
+    """Drop the loaded model (package, arena, tables) and collect, so a new load has the
+    whole heap. No local may keep the old Model alive past this point (gc cannot free it)."""
+    m = _state["model"]
+    _state["model"] = None
+    _state["input"] = None
+    _state["info"] = None
+    _state["mem"] = None
+    if m is not None and m.file is not None:
+        m.file.close()
+    m = None
+    gc.collect()
 
 
 def _model():

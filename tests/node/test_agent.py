@@ -96,3 +96,22 @@ def test_agent_errors_are_clear(tmp_path):
     with pytest.raises(AssertionError) as exc:
         run_micropython("from tsnode import agent\nagent.infer_hex('00')\n")
     assert "no model loaded" in str(exc.value)
+
+
+def test_a_new_load_frees_the_old_model_first(kws):
+    """On a heap with room for one kws model (RAM-loaded: package + arena) but not two, a
+    second load (streamed) succeeds: the old model is released before the new one is built,
+    and agent.unload() gives the heap back."""
+    d, _ = kws
+    path = str(d / "m.tsm")
+    out = run_micropython(
+        "import gc\nfrom tsnode import agent\n"
+        f"x = agent.load({path!r}, stream=False)\nx = None\ngc.collect()\n"
+        "held = gc.mem_alloc()\n"
+        f"x = agent.load({path!r}, stream=True)\nx = None\n"
+        f"x = agent.load({path!r}, stream=False)\nx = None\n"
+        "agent.unload()\nprint('freed', held - gc.mem_alloc())\n", heap="100K")
+    infos = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert [i["placement"] for i in infos] == ["ram", "stream", "ram"]
+    freed = int(out.split("freed")[1])
+    assert freed >= 34_880 + 16_000       # at least the package and the arena

@@ -1,5 +1,6 @@
 """Parse and check a .tsm package (docs/formats/tsm.md); every problem is ValueError("tsm: ...")."""
 
+import gc
 import struct
 
 from micropython import const
@@ -25,10 +26,12 @@ class Package:
 
     Streaming: `buf` holds only the first const_off bytes and `file` is the open package;
     the sizes and the CRC are then checked by reading the file through a small buffer.
+    check=False skips the CRC (a caller that only lists the ops; the load checks it).
     """
 
-    def __init__(self, buf, file=None):
-        n = len(buf)
+    def __init__(self, buf, file=None, check=True):
+        self.buf = buf   # every attribute before the CRC pass: its garbage must not push
+        n = len(buf)     # this object's dict into the middle of the heap (see _crc_file)
         if file is not None:
             file.seek(0, 2)
             n = file.tell()
@@ -56,22 +59,14 @@ class Package:
             raise ValueError("tsm: inconsistent section offsets")
         if file is not None and len(buf) < self.const_off:
             raise ValueError("tsm: truncated tables")
-        if crc32 is not None:
+        if check and crc32 is not None:
             mv = memoryview(buf)
             if file is None:
                 crc = crc32(mv[_HEADER_SIZE:])
             else:
-                crc = crc32(mv[_HEADER_SIZE:self.const_off])
-                chunk = bytearray(512)
-                file.seek(self.const_off)
-                while True:
-                    k = file.readinto(chunk)
-                    if not k:
-                        break
-                    crc = crc32(memoryview(chunk)[:k], crc)
+                crc = _crc_file(file, crc32(mv[_HEADER_SIZE:self.const_off]), self.const_off)
             if crc & 0xFFFFFFFF != self.crc:
                 raise ValueError("tsm: CRC mismatch (corrupt package); copy it again")
-        self.buf = buf
 
     def tensor(self, i):
         """(dtype, shape, flags, offset, nbytes, zero_point) of tensor i."""
@@ -113,3 +108,21 @@ class Package:
                 yield code, src, idx[:n_in], idx[n_in:], params
         if off != end:
             raise ValueError("tsm: op table size mismatch")
+
+
+def _crc_file(file, crc, start):
+    """CRC-32 of the file from `start` on, read through one 512-byte buffer. The garbage it
+    leaves (CRC values are big ints on 32-bit ports) is collected before returning: long-lived
+    objects allocated after it would otherwise land past it, in the middle of the heap, and
+    split the free memory the arena and the streaming buffer need in one piece."""
+    chunk = bytearray(512)
+    whole = memoryview(chunk)
+    file.seek(start)
+    while True:
+        k = file.readinto(chunk)
+        if not k:
+            break
+        crc = crc32(whole if k == 512 else whole[:k], crc)
+    chunk = whole = None
+    gc.collect()
+    return crc

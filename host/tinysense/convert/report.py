@@ -16,6 +16,13 @@ APP_RESERVE_BYTES = 32000
 # Big blocks need contiguous free memory in a heap shared with many small objects: allow a
 # quarter of the arena and of the largest buffer (package or streaming buffer) on top.
 FRAGMENTATION = 0.25
+# Room to run once loaded: the input and output bytes as the host passes them (hex text over
+# the raw REPL, decoded: about 4x their size) and the REPL's compile buffer. Without it a model
+# can load and then fail its first inference (mlperf_ad01 streamed on ESP32_GENERIC_C3 beside
+# the app: loads with 12.8 KB free in pieces, infer_hex cannot allocate 1,281 B).
+# tests/hil/test_fit_verdict.py checks that verdict and node agree on every board.
+RUN_RESERVE_BYTES = 4096
+RUN_RESERVE_PER_IO_BYTE = 4
 
 
 @dataclasses.dataclass
@@ -77,7 +84,9 @@ def fit(report: ConvertReport, board) -> None:
     op's constants read from the file into one buffer just before the op runs (slower).
     """
     engine = ENGINE_FIXED_BYTES + ENGINE_PER_OP_BYTES * len(report.ops)
-    work = report.arena_bytes + report.scratch_bytes + engine + APP_RESERVE_BYTES
+    io = sum(t["nbytes"] for t in report.inputs + report.outputs)
+    run = RUN_RESERVE_BYTES + RUN_RESERVE_PER_IO_BYTE * io
+    work = report.arena_bytes + report.scratch_bytes + engine + APP_RESERVE_BYTES + run
 
     def frag(block):
         return int(FRAGMENTATION * (report.arena_bytes + block))
@@ -99,7 +108,8 @@ def fit(report: ConvertReport, board) -> None:
         report.placement, report.heap_needed = "stream", stream
         why = ("too big to load whole (~%s B); each op's constants are read from the file "
                "as it runs" % f"{ram:,}")
-    why += " (includes %s B for the app's other modules)" % f"{APP_RESERVE_BYTES:,}"
+    why += " (includes %s B for the app's other modules and %s B to run)" % (
+        f"{APP_RESERVE_BYTES:,}", f"{run:,}")
     report.fits = report.heap_needed <= board.heap_budget
     if not report.fits:
         why += "; use a board with PSRAM or ROMFS, or a smaller model"
