@@ -11,14 +11,22 @@ from array import array
 from tsnode import board
 
 
+def _unload(package, name):
+    """Forget a start-up-only module so its code leaves the heap."""
+    sys.modules.pop(package + "." + name, None)
+    try:
+        delattr(sys.modules[package], name)
+    except (KeyError, AttributeError):
+        pass
+
+
 def load_config(path):
     """/app.json over the defaults (tsnode.config, unloaded again: its table is ~5 KB)."""
-    import tsnode
     from tsnode import config
 
     cfg = config.load(path)
-    del sys.modules["tsnode.config"]
-    delattr(tsnode, "config")
+    config = None
+    _unload("tsnode", "config")
     return cfg
 
 
@@ -125,10 +133,12 @@ def setup(app, cfg, uplink=False):
     pre = meta["preprocessing"]
     rate = cfg["rate_hz"] or meta.get("sensor", {}).get("rate_hz", 1)
     gc.collect()
-    from tsnode.sensors import open_source
+    from tsnode.sensors.source import open_source
 
     spec = _source_spec(cfg["source"])
     app.source = open_source(spec, board, cfg["replay"], cfg["speed"], cfg["loop"], rate)
+    open_source = None
+    _unload("tsnode.sensors", "source")  # start-up only
     app.replay = spec.get("kind") == "replay"
     from tsnode.sensors.pipeline import Pipeline
 
