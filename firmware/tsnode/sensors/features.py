@@ -1,8 +1,9 @@
 """Preprocessing shared by the node and training: windows, integer scaling, int8 inputs.
 
 This is the ONE implementation of feature extraction (with tsnode.sensors.anomaly, the
-anomaly model's FFT band energies and score, forwarded from here by name so a node running
-another model never loads them). The node app calls it on live samples; the training
+anomaly model's FFT band energies and score, and tsnode.sensors.zscore, the energy model's
+standardization: both forwarded from here by name, so a node running another model never
+loads them). The node app calls it on live samples; the training
 scripts in models/ import this very file (by path) to make their datasets, so host and node
 cannot disagree. It is therefore written in the subset of
 Python that runs unchanged on CPython and MicroPython: no numpy, no floats on any path
@@ -27,15 +28,6 @@ AFFINE_SHIFT = const(16)
 _HALF = const(1 << 15)
 # Products stay below 2**30 so they are small ints on a 32-bit MicroPython (no allocation).
 _PRODUCT_MAX = const(1 << 29)
-
-
-def clamp8(v):
-    """Clamp an int to the int8 range."""
-    if v < -128:
-        return -128
-    if v > 127:
-        return 127
-    return v
 
 
 def to_int8(b):
@@ -149,43 +141,6 @@ class Affine:
                 "shift": AFFINE_SHIFT}
 
 
-def isqrt(n):
-    """floor(sqrt(n)) for an int n >= 0 (Newton's method on ints)."""
-    if n < 2:
-        return n
-    x = n
-    y = (x + 1) >> 1
-    while y < x:
-        x = y
-        y = (x + n // x) >> 1
-    return x
-
-
-def zscore_quantize(src, n, inv_scale_q8, zp, out, out_start=0):
-    """Standardize n samples by their own mean and (population) std, then to int8 codes.
-
-    With S = sum(x), V = n*sum(x*x) - S*S and d = n*x - S, the z-score is
-    (x - mean) / std = d / sqrt(V). In integers, r = isqrt(V * 2**16) ~ 256 * sqrt(V) and
-    q = clamp8(zp + round(d * inv_scale_q8 / r)), inv_scale_q8 = round(256 / input_scale)
-    (rounding half up by floor division). A constant window maps to zp. Runs once per
-    window, not per sample, so intermediate big ints are acceptable here.
-    """
-    s = 0
-    ss = 0
-    for i in range(n):
-        x = src[i]
-        s += x
-        ss += x * x
-    r = isqrt((n * ss - s * s) << 16)
-    for i in range(n):
-        if r == 0:
-            q = zp
-        else:
-            q = zp + (2 * (n * src[i] - s) * inv_scale_q8 + r) // (2 * r)
-        out[out_start + i] = clamp8(q) & 0xFF
-    return out
-
-
 def argmax8(codes, n):
     """Index of the largest int8 code (first on ties) and that code."""
     best = -129
@@ -201,9 +156,13 @@ def argmax8(codes, n):
 
 
 def __getattr__(name):
-    """The anomaly model's features (BandEnergies, ilog2_q4, recon_error, the FFT tables)
-    live in tsnode.sensors.anomaly, so a node running another model never loads them; this
-    keeps `features.BandEnergies` etc. working for training and tools."""
-    from tsnode.sensors import anomaly
+    """Features only some models use live in their own modules, so a node running another
+    model never loads them: tsnode.sensors.anomaly (BandEnergies, ilog2_q4, recon_error, the
+    FFT tables) and tsnode.sensors.zscore (zscore_quantize, isqrt, clamp8). This keeps
+    `features.BandEnergies` etc. working for training and tools."""
+    from tsnode.sensors import anomaly, zscore
 
-    return getattr(anomaly, name)
+    for m in (anomaly, zscore):
+        if hasattr(m, name):
+            return getattr(m, name)
+    raise AttributeError(name)

@@ -3,7 +3,7 @@
 The app builds one Pipeline from the `preprocessing` section of the model's meta.json and
 pushes every sampled frame into it; when push() returns True, `input` (a bytearray of
 int8 codes) holds the next window's model input, ready to copy into the engine's input
-tensor. The work happens in tsnode.sensors.features (and .anomaly for band_energies), the
+tensor. The work happens in tsnode.sensors.features (.anomaly, .zscore for their kinds), the
 same code training ran, so the node's inputs equal the ones in the model's heldout.npz
 (tests/node/test_features.py).
 
@@ -36,6 +36,9 @@ class Pipeline:
         self._win = array("h", bytes(2 * self.n_channels * pre["window"]))
         self.affine = None
         if kind == "zscore_window":
+            from tsnode.sensors.zscore import zscore_quantize  # only this kind loads it
+
+            self._zscore = zscore_quantize
             z = pre["zscore"]
             self._inv_q8 = z["inv_scale_q8"]
             self._zp = z["zero_point"]
@@ -68,7 +71,7 @@ class Pipeline:
         if self.kind == "affine_window":
             self.affine.quantize(win, self.window_frames, self.input)
         elif self.kind == "zscore_window":
-            F.zscore_quantize(win, self.window_frames, self._inv_q8, self._zp, self.input)
+            self._zscore(win, self.window_frames, self._inv_q8, self._zp, self.input)
         else:
             self.bands.compute(win, self._energies)
             self.affine.quantize(self._energies, 1, self.input)
