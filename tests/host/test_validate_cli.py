@@ -44,3 +44,23 @@ def test_library_errors_are_one_line_exit_2(capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert err.startswith("tinysense: error: cannot read model") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", ["validate", "validate-all"])
+def test_json_to_stdout_is_only_json_with_html(monkeypatch, tmp_path, capsys, command):
+    """--json - with --html: stdout is the JSON alone; the 'report: ...' line goes to stderr."""
+    monkeypatch.setattr(core, "validate_model", lambda model, **kw: _result(True))
+    monkeypatch.setattr(core, "validate_all", lambda **kw: {
+        "board": "ESP32_GENERIC", "target": "virtual", "results": [_result(True).to_dict()],
+        "errors": [{"model": "bad.tflite", "error": "op 3 (CUSTOM): not supported"}],
+        "skipped": [], "bit_exact": False})
+    html = tmp_path / ("r.html" if command == "validate" else "dir")
+    args = [command] + (["m.tflite"] if command == "validate" else []) + [
+        "--target", "virtual", "--board", "ESP32_GENERIC", "--json", "-", "--html", str(html)]
+    cli.main(args)
+    out, err = capsys.readouterr()
+    json.loads(out)                                    # nothing else on stdout
+    assert "report: " in err and str(html) in err
+    if command == "validate-all":                      # the summary page lists the error
+        page = (html / "summary.html").read_text()
+        assert "bad" in page and "op 3 (CUSTOM): not supported" in page

@@ -78,7 +78,7 @@ def _validate(args: argparse.Namespace) -> int:
     if args.html:
         from tinysense.report.html import write_validate
 
-        print(f"report: {write_validate(result.to_dict(), args.html)}")
+        _progress(args)(f"report: {write_validate(result.to_dict(), args.html)}")
     return 0 if result.bit_exact else 1
 
 
@@ -92,7 +92,7 @@ def _validate_all(args: argparse.Namespace) -> int:
     if args.html:
         from tinysense.report.html import write_validate_all
 
-        print(f"report: {write_validate_all(summary, args.html)}")
+        _progress(args)(f"report: {write_validate_all(summary, args.html)}")
     return 0 if summary["bit_exact"] else 1
 
 
