@@ -90,7 +90,7 @@ def load(path, stream=None):
     stream: None picks zero-copy (ROMFS), then RAM, then streaming when the heap runs out;
     True streams constants from the file op by op; False never streams.
     """
-    unload()
+    _unload()
     t0 = time.ticks_ms()
     c0 = gc.mem_alloc()
     _preimport(path)
@@ -125,6 +125,12 @@ def load(path, stream=None):
 
 
 def unload():
+    """Drop the loaded model and collect; prints {"ok": true, "mem_free": bytes}."""
+    _unload()
+    return _print({"ok": True, "mem_free": gc.mem_free()})
+
+
+def _unload():
     """Drop the loaded model (package, arena, tables) and collect, so a new load has the
     whole heap. No local may keep the old Model alive past this point (gc cannot free it)."""
     m = _state["model"]

@@ -110,8 +110,9 @@ def test_a_new_load_frees_the_old_model_first(kws):
         "held = gc.mem_alloc()\n"
         f"x = agent.load({path!r}, stream=True)\nx = None\n"
         f"x = agent.load({path!r}, stream=False)\nx = None\n"
-        "agent.unload()\nprint('freed', held - gc.mem_alloc())\n", heap="100K")
+        "x = agent.unload()\nx = None\nprint('freed', held - gc.mem_alloc())\n", heap="100K")
     infos = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    assert [i["placement"] for i in infos] == ["ram", "stream", "ram"]
+    assert [i.get("placement") for i in infos] == ["ram", "stream", "ram", None]
+    assert infos[-1]["ok"] and infos[-1]["mem_free"] > 34_880 + 16_000
     freed = int(out.split("freed")[1])
     assert freed >= 34_880 + 16_000       # at least the package and the arena

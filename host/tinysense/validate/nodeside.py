@@ -44,14 +44,9 @@ class NodeModel:
         self.report = report
         self.timeout = timeout
         self.remote = f"{REMOTE_DIR}/{name}"
-        # Drop a model an earlier load left (its package and arena): agent.load() alone
-        # cannot free it before the new one is allocated. Import the engine while the heap
-        # is clean, and free what the file copy left behind before loading: on a 112 KB heap
-        # (ESP32_GENERIC), kernels imported into a heap full of the copy's garbage fragment
-        # it so that the arena no longer fits in one piece.
-        node.exec("import gc\ngc.collect()\nfrom tsnode import agent\n"
-                  "if getattr(agent, '_state', None):\n    agent._state['model'] = None\n"
-                  "gc.collect()", timeout=timeout)
+        # agent.load() drops an earlier model and collects the file copy's garbage before it
+        # imports the kernels and allocates (docs/engine.md); the agent itself is small.
+        node.exec("import gc\ngc.collect()\nfrom tsnode import agent", timeout=timeout)
         node.mkdir(REMOTE_DIR)
         node.put(package, self.remote)
         try:
