@@ -7,6 +7,7 @@ import signal
 import sys
 
 from tinysense.cli import env_default
+from tinysense.gateway.ingest import DEFAULT_BATCH
 
 
 def _db_arg(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +32,8 @@ def register(sub) -> None:
     p.add_argument("--sync", choices=["full", "normal"], default="full",
                    help="SQLite synchronous: full = an acked frame survives a power cut "
                         "(default); normal = it survives a gateway crash")
-    p.add_argument("--batch", type=int, default=1024, help="max frames per commit")
+    p.add_argument("--batch", type=int, default=DEFAULT_BATCH,
+                   help=f"max frames per commit (default {DEFAULT_BATCH})")
     p.add_argument("--decode-on-read", action="store_true",
                    help="store the authenticated payload only; decode it when read")
     p.add_argument("--max-age", type=int, default=None,
@@ -60,7 +62,7 @@ def register(sub) -> None:
                                    "frames/s and latency to ack.")
     p.add_argument("--frames", type=int, default=200_000)
     p.add_argument("--devices", type=int, default=100)
-    p.add_argument("--batch", type=int, default=1024)
+    p.add_argument("--batch", type=int, default=DEFAULT_BATCH)
     p.add_argument("--sync", choices=["full", "normal"], default="full")
     p.add_argument("--rate", type=float, default=None,
                    help="offered load for the latency run (default 80%% of the measured max)")

@@ -16,7 +16,7 @@ from typing import TextIO
 from tinysense.errors import TinysenseError
 from tinysense.gateway.core import Accepted, Gateway, decode_payload, to_json
 from tinysense.gateway.registry import MAX_DEVICE_ID
-from tinysense.gateway.ingest import IngestLoop
+from tinysense.gateway.ingest import DEFAULT_BATCH, IngestLoop
 from tinysense.gateway.mqtt import MqttTransport
 from tinysense.gateway.serial_lines import SerialTransport
 from tinysense.gateway.udp import UdpTransport, parse_hostport
@@ -109,7 +109,7 @@ class GatewayConfig:
     baud: int = 115200
     serial_acks: bool = False
     synchronous: str = "FULL"
-    max_batch: int = 1024
+    max_batch: int = DEFAULT_BATCH
     window: int = 1024
     max_age: int | None = None
     decode: bool = True
