@@ -44,6 +44,7 @@ class App:
         from tsnode.appstart import setup
 
         setup(self, cfg, uplink)
+        setup = None  # the function keeps its module's code alive: drop it before live_init
         _unload("appstart")
         self._t0 = time.ticks_ms()
         self._ms = 0  # uptime in ms (accumulated, so it never wraps like ticks_ms)
