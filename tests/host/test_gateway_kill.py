@@ -136,19 +136,21 @@ def test_sigkill_loses_no_acknowledged_frame(tmp_path):
             deadline = time.monotonic() + 30  # a slow machine: wait for this run's acks
             while time.monotonic() < deadline:
                 send_burst(gw.port, 50)
-                time.sleep(0.002)
                 with lock:
                     progressed = len(acked) > acked_at_start
                 if progressed and time.monotonic() >= stop_at:
-                    break
-            gw.kill()
+                    break  # kill right after a burst, while its frames are in flight
+                time.sleep(0.002)
             with lock:
+                unacked_at_kill = len(frames) - len(acked)
+            gw.kill()
+            with lock:  # acks sent before the kill may still arrive: they count too
                 acked_before_kill = set(acked)
             in_db = stored(db)
             lost = acked_before_kill - in_db
             assert not lost, f"kill {n}: acknowledged but not stored: {sorted(lost)[:10]}"
             assert len(acked_before_kill) > 0
-            in_flight += len(frames) - len(acked_before_kill)
+            in_flight += unacked_at_kill
         # Final run: re-send everything unacknowledged, then stop cleanly.
         gw = Gateway(db, tmp_path, KILLS)
         deadline = time.monotonic() + 60
