@@ -77,14 +77,6 @@ def build_romfs(arch: str | None, models: Sequence[str | os.PathLike] = (), *,
     return image, paths
 
 
-def _node_arch(node) -> str | None:
-    from tinysense.deploy import _node_arch, parse_scan
-    from tinysense.nodecode import script
-
-    mpy, _, _ = parse_scan(node.exec(script("scan", dirs=[], files=[]), timeout=30))
-    return _node_arch(mpy, node.board, node.target.kind)
-
-
 def _remove_fs_package(node, say: Callable[[str], None]) -> None:
     """Remove /tsnode from the node's filesystem so it cannot shadow /rom/tsnode."""
     from tinysense.deploy import parse_scan
@@ -182,7 +174,9 @@ def deploy_romfs(node, models: Sequence[str | os.PathLike] = (), *,
         say(message)
         return RomfsResult("filesystem", 0, tuple(placed), message)
 
-    arch = _node_arch(node)
+    from tinysense.deploy import node_arch
+
+    arch = node_arch(node)
     image, paths = build_romfs(arch, models, src=src, build_dir=build_dir)
     say(f"romfs: {len(image)} bytes, {len(paths)} files for {arch or 'bytecode'}")
     if node.target.kind != "virtual" and len(image) > cfg.romfs_size:
