@@ -386,3 +386,13 @@ def test_window_rebuilt_from_a_deep_history(rig):
     assert rig.gw.handle(rig.frame(2997), "a") is not None
     assert rig.gw.handle(rig.frame(1), "a") is not None  # below the window: the database
     assert len(rig.stored()) == 1500 + 2 and rig.gw.rejections["replay"] == 1
+
+
+def test_bytes_like_frames_are_accepted_like_bytes(rig):
+    class Frame(bytes):
+        pass
+
+    assert rig.acked(rig.gw.handle(Frame(rig.frame(1)), "a")) == [1]
+    assert rig.acked(rig.gw.handle(bytearray(rig.frame(2)), "a")) == [2]
+    assert rig.acked(rig.gw.handle(memoryview(rig.frame(3)), "a")) == [3]
+    assert rig.stored() == [1, 2, 3] and not rig.gw.rejections

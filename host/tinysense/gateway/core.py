@@ -3,13 +3,14 @@
 Order for every frame (nothing of a payload is read before its tag verifies):
   1. size checks, then key lookup by the header's device id (`unknown_device`; a malformed
      header is reported as such instead: `truncated`, `bad_version`...);
-  2. open_frame: header checks (version, flags, type), then AES-128-CCM verification, then
-     decryption (`bad_tag`); the header is parsed once, here;
+  2. header checks (version, flags, type; parsed once), then AES-128-CCM verification and
+     decryption in one call with the device key's cached AESCCM object (`bad_tag`);
   3. only uplinks (direction 0) of type "records" are ingested (a reflected ack is
      `wrong_direction`, an uplink of another type `bad_type`);
   4. replay check per (device, key_version, counter) (`replay`, `too_old`; replay.py);
-  5. payload decode (an authentic but undecodable payload is stored raw with its error, and
-     counted as `malformed_payload`: it is the node's data, so it is kept and acknowledged);
+  5. payload decode to JSON text (records_json, falling back to the strict decoder; an
+     authentic but undecodable payload is stored raw with its error, and counted as
+     `malformed_payload`: it is the node's data, so it is kept and acknowledged);
   6. a batch of frames is inserted and committed in ONE transaction;
   7. only then acks are built: per (device, source) one ack frame listing the stored
      counters, sealed with the device key, direction 1, and the gateway's own downlink
@@ -221,7 +222,7 @@ class Gateway:
     def _one(self, frame, source: str, now: float, rows: list, groups: dict,
              accepted: list | None) -> str | None:
         if type(frame) is not bytes:
-            if not isinstance(frame, (bytearray, memoryview)):
+            if not isinstance(frame, (bytes, bytearray, memoryview)):
                 return self._reject("bad_encoding", source, None,
                                     "transport framing was invalid")
             if len(frame) > MAX_FRAME:  # before copying anything
