@@ -138,6 +138,82 @@ def run_tflm(model: bytes, inputs: np.ndarray) -> np.ndarray:
                      for x in inputs])
 
 
+def fit_logged(tf, model, x, y, *, lr: float, loss: str, epochs: int, batch_size: int,
+               every: int, note: str = "") -> None:
+    """Compile with Adam(lr) (plus accuracy for a classifier), then fit with a progress line
+    every `every` epochs."""
+    classifier = loss == "sparse_categorical_crossentropy"
+    model.compile(optimizer=tf.keras.optimizers.Adam(lr), loss=loss,
+                  **({"metrics": ["accuracy"]} if classifier else {}))
+    log(f"training {model.count_params()} parameters for {epochs} epochs{note}")
+
+    def progress(e, logs):
+        if (e + 1) % every == 0:
+            log(f"epoch {e + 1}: loss {logs['loss']:.3f} acc {logs['accuracy']:.3f}"
+                if classifier else f"epoch {e + 1}: loss {logs['loss']:.4f}")
+
+    cb = tf.keras.callbacks.LambdaCallback(on_epoch_end=progress)
+    model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0,
+              callbacks=[cb])
+
+
+def convert_checked(model, x_train: np.ndarray, scale: float, zero_point: int):
+    """convert_int8 calibrated on x_train plus the designed input grid, then check_ops and
+    io_quant: returns (tflite bytes, op names, io_quant dict)."""
+    tfl = convert_int8(model, grid_calibration(x_train, scale, zero_point))
+    return tfl, check_ops(tfl), io_quant(tfl)
+
+
+def classifier_eval(model, tfl: bytes, x_test, q_test, y_test, q_train, y_train):
+    """Float and int8 (tflite-micro) accuracy of a classifier on the held-out set.
+
+    Returns (tflite-micro outputs for q_test, int8 predictions, {float_accuracy,
+    int8_accuracy, int8_float_agreement, int8_train_accuracy} as unrounded floats)."""
+    float_pred = model.predict(x_test, verbose=0).argmax(1)
+    out_test = run_tflm(tfl, q_test)
+    int8_pred = out_test.argmax(1)
+    train_pred = run_tflm(tfl, q_train).argmax(1)
+    return out_test, int8_pred, {
+        "float_accuracy": float((float_pred == y_test).mean()),
+        "int8_accuracy": float((int8_pred == y_test).mean()),
+        "int8_float_agreement": float((float_pred == int8_pred).mean()),
+        "int8_train_accuracy": float((train_pred == y_train).mean()),
+    }
+
+
+def model_fields(tfl: bytes, io: dict, ops: list[str], model) -> dict:
+    """meta.json's fields describing the .tflite (same keys and order for every model)."""
+    return {
+        "input": io["input"],
+        "output": io["output"],
+        "tflite": "model.tflite",
+        "tflite_sha256": sha256(tfl),
+        "tflite_bytes": len(tfl),
+        "arena_bytes_tflm": arena_bytes(tfl),
+        "parameters": int(model.count_params()),
+        "ops": ops,
+    }
+
+
+def write_test_vectors(path: Path, tfl: bytes, held_out: np.ndarray, seed: int) -> None:
+    """test_vectors.npz: 12 evenly spaced held-out inputs plus all -128, all 127 and two
+    random inputs (seeded), with tflite-micro's outputs for each."""
+    pick = np.linspace(0, len(held_out) - 1, 12).astype(int)
+    rng = np.random.default_rng(seed)
+    n_in = held_out.shape[1]
+    extra = np.stack([np.full(n_in, -128, np.int8), np.full(n_in, 127, np.int8),
+                      rng.integers(-128, 128, n_in, dtype=np.int8),
+                      rng.integers(-128, 128, n_in, dtype=np.int8)])
+    vec_in = np.concatenate([held_out[pick], extra])
+    save_npz(path, inputs=vec_in, outputs=run_tflm(tfl, vec_in))
+
+
+def test_vectors_note(what: str) -> str:
+    """meta.json's description of the file write_test_vectors made."""
+    return ("test_vectors.npz: inputs (int8) -> outputs (int8) from tflite-micro; "
+            f"12 held-out {what} + all -128, all 127, 2 random")
+
+
 def arena_bytes(model: bytes) -> int:
     from tinysense.reference import arena_bytes as _arena
 

@@ -103,18 +103,10 @@ def main() -> None:
     x_train = x_train.reshape(-1, WINDOW, 1, 6)
 
     model = build(tf)
-    model.compile(optimizer=tf.keras.optimizers.Adam(3e-3),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    C.log(f"training {model.count_params()} parameters for {EPOCHS} epochs")
-    cb = tf.keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: (
-        C.log(f"epoch {e + 1}: loss {logs['loss']:.3f} acc {logs['accuracy']:.3f}")
-        if (e + 1) % 20 == 0 else None))
-    model.fit(x_train, yw_train, epochs=EPOCHS, batch_size=16, shuffle=True, verbose=0,
-              callbacks=[cb])
+    C.fit_logged(tf, model, x_train, yw_train, lr=3e-3, loss="sparse_categorical_crossentropy",
+                 epochs=EPOCHS, batch_size=16, every=20)
 
-    tfl = C.convert_int8(model, C.grid_calibration(x_train, INPUT_SCALE, INPUT_ZP))
-    ops = C.check_ops(tfl)
-    io = C.io_quant(tfl)
+    tfl, ops, io = C.convert_checked(model, x_train, INPUT_SCALE, INPUT_ZP)
     C.log(f"converted: {len(tfl)} bytes, ops {ops}, input {io['input']}")
     # the node quantizes with the model's actual input parameters
     s_in, zp_in = io["input"]["scale"], io["input"]["zero_point"]
@@ -124,28 +116,17 @@ def main() -> None:
     owner = {"test": own_test}
     yw_test = y_idx["test"][own_test]
     x_test = ((q_test.astype(np.float32) - zp_in) * s_in).reshape(-1, WINDOW, 1, 6)
-    float_pred = model.predict(x_test, verbose=0).argmax(1)
-    float_acc = float((float_pred == yw_test).mean())
-    out_test = C.run_tflm(tfl, q_test)
-    int8_pred = out_test.argmax(1)
-    int8_acc = float((int8_pred == yw_test).mean())
-    agree = float((float_pred == int8_pred).mean())
+    out_test, int8_pred, acc = C.classifier_eval(model, tfl, x_test, q_test, yw_test,
+                                                 q_train, yw_train)
     rec_votes = [np.bincount(int8_pred[owner["test"] == r], minlength=4).argmax()
                  for r in range(len(y_idx["test"]))]
     rec_acc = float((np.array(rec_votes) == y_idx["test"]).mean())
-    C.log(f"held-out windows: float acc {float_acc:.4f}, int8 acc (tflite-micro) "
-          f"{int8_acc:.4f}, float/int8 agree {agree:.4f}; per recording (vote) {rec_acc:.4f}")
-    train_int8_acc = float((C.run_tflm(tfl, q_train).argmax(1) == yw_train).mean())
+    C.log(f"held-out windows: float acc {acc['float_accuracy']:.4f}, int8 acc (tflite-micro) "
+          f"{acc['int8_accuracy']:.4f}, float/int8 agree {acc['int8_float_agreement']:.4f}; "
+          f"per recording (vote) {rec_acc:.4f}")
 
     (HERE / "model.tflite").write_bytes(tfl)
-    pick = np.linspace(0, len(q_test) - 1, 12).astype(int)
-    rng = np.random.default_rng(SEED)
-    n_in = q_test.shape[1]
-    extra = np.stack([np.full(n_in, -128, np.int8), np.full(n_in, 127, np.int8),
-                      rng.integers(-128, 128, n_in, dtype=np.int8),
-                      rng.integers(-128, 128, n_in, dtype=np.int8)])
-    vec_in = np.concatenate([q_test[pick], extra])
-    C.save_npz(HERE / "test_vectors.npz", inputs=vec_in, outputs=C.run_tflm(tfl, vec_in))
+    C.write_test_vectors(HERE / "test_vectors.npz", tfl, q_test, SEED)
     C.save_npz(HERE / "heldout.npz", inputs=q_test, labels=yw_test.astype(np.uint8),
                recording=owner["test"].astype(np.uint16), outputs=out_test)
     from tinysense.recordings import Recordings, write_recordings
@@ -161,14 +142,7 @@ def main() -> None:
         "description": "Activity from a wrist 6-axis IMU (accelerometer + gyroscope): "
                        "small 1-D CNN (Conv2D with (k,1) kernels), int8.",
         "labels": labels,
-        "input": io["input"],
-        "output": io["output"],
-        "tflite": "model.tflite",
-        "tflite_sha256": C.sha256(tfl),
-        "tflite_bytes": len(tfl),
-        "arena_bytes_tflm": C.arena_bytes(tfl),
-        "parameters": int(model.count_params()),
-        "ops": ops,
+        **C.model_fields(tfl, io, ops, model),
         "sensor": {
             "kind": "mpu6050", "rate_hz": RATE_HZ, "channels": CHANNELS,
             "accel_range_g": ACCEL_RANGE_G, "accel_counts_per_g": ACCEL_COUNTS_PER_G,
@@ -182,13 +156,13 @@ def main() -> None:
                     "frames_per_recording": 100, "rate_hz": RATE_HZ},
         "split": "official train/test split; all metrics on the 40 test recordings "
                  f"({len(q_test)} windows), never seen in training or calibration",
-        "metrics": {"float_accuracy": round(float_acc, 4), "int8_accuracy": round(int8_acc, 4),
-                    "int8_float_agreement": round(agree, 4),
+        "metrics": {"float_accuracy": round(acc["float_accuracy"], 4),
+                    "int8_accuracy": round(acc["int8_accuracy"], 4),
+                    "int8_float_agreement": round(acc["int8_float_agreement"], 4),
                     "int8_accuracy_per_recording_vote": round(rec_acc, 4),
-                    "int8_train_accuracy": round(train_int8_acc, 4),
+                    "int8_train_accuracy": round(acc["int8_train_accuracy"], 4),
                     "n_windows": int(len(q_test))},
-        "files": {"test_vectors": "test_vectors.npz: inputs (int8) -> outputs (int8) from "
-                  "tflite-micro; 12 held-out windows + all -128, all 127, 2 random",
+        "files": {"test_vectors": C.test_vectors_note("windows"),
                   "heldout": "heldout.npz: every held-out window (inputs int8, labels, "
                   "recording, tflite-micro outputs)",
                   "recordings": f"heldout.tsrc: the 40 test recordings as MPU6050 counts "

@@ -127,16 +127,10 @@ def main() -> None:
     x_train = (q["train"].astype(np.float32) - INPUT_ZP) * INPUT_SCALE
 
     model = build(tf)
-    model.compile(optimizer=tf.keras.optimizers.Adam(2e-3), loss="mse")
-    C.log(f"training {model.count_params()} parameters for {EPOCHS} epochs on healthy windows")
-    cb = tf.keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: (
-        C.log(f"epoch {e + 1}: loss {logs['loss']:.4f}") if (e + 1) % 30 == 0 else None))
-    model.fit(x_train, x_train, epochs=EPOCHS, batch_size=32, shuffle=True, verbose=0,
-              callbacks=[cb])
+    C.fit_logged(tf, model, x_train, x_train, lr=2e-3, loss="mse", epochs=EPOCHS,
+                 batch_size=32, every=30, note=" on healthy windows")
 
-    tfl = C.convert_int8(model, C.grid_calibration(x_train, INPUT_SCALE, INPUT_ZP))
-    ops = C.check_ops(tfl)
-    io = C.io_quant(tfl)
+    tfl, ops, io = C.convert_checked(model, x_train, INPUT_SCALE, INPUT_ZP)
     C.log(f"converted: {len(tfl)} bytes, ops {ops}, input {io['input']}, "
           f"output {io['output']}")
     pre = preprocessing(feats_train, io["input"]["scale"], io["input"]["zero_point"])
@@ -162,13 +156,7 @@ def main() -> None:
           f"threshold {threshold}: TPR {tpr:.4f} FPR {fpr:.4f} per kind {per_kind}")
 
     (HERE / "model.tflite").write_bytes(tfl)
-    pick = np.linspace(0, len(q["test"]) - 1, 12).astype(int)
-    rng = np.random.default_rng(SEED)
-    extra = np.stack([np.full(N_BANDS, -128, np.int8), np.full(N_BANDS, 127, np.int8),
-                      rng.integers(-128, 128, N_BANDS, dtype=np.int8),
-                      rng.integers(-128, 128, N_BANDS, dtype=np.int8)])
-    vec_in = np.concatenate([q["test"][pick], extra])
-    C.save_npz(HERE / "test_vectors.npz", inputs=vec_in, outputs=C.run_tflm(tfl, vec_in))
+    C.write_test_vectors(HERE / "test_vectors.npz", tfl, q["test"], SEED)
     C.save_npz(HERE / "heldout.npz", inputs=q["test"], labels=y_test,
                kind=data["test"][3], recording=data["test"][4], outputs=out["test"],
                scores=scores["test"].astype(np.int64))
@@ -187,14 +175,7 @@ def main() -> None:
         "description": "Machine-vibration anomaly detector: int8 autoencoder on 32 log2 FFT "
                        "band energies, scored by reconstruction error.",
         "labels": ["normal", "anomaly"],
-        "input": io["input"],
-        "output": io["output"],
-        "tflite": "model.tflite",
-        "tflite_sha256": C.sha256(tfl),
-        "tflite_bytes": len(tfl),
-        "arena_bytes_tflm": C.arena_bytes(tfl),
-        "parameters": int(model.count_params()),
-        "ops": ops,
+        **C.model_fields(tfl, io, ops, model),
         "sensor": {"kind": "accelerometer axis (adc or imu)", "rate_hz": G.RATE_HZ,
                    "channels": ["vibration"], "counts": "int16 counts (generator.py)"},
         "preprocessing": pre,
@@ -215,8 +196,7 @@ def main() -> None:
                     "int8_fpr_at_threshold": round(fpr, 4),
                     "int8_tpr_per_kind": per_kind,
                     "n_windows": int(len(y_test)), "n_faulty": int(y_test.sum())},
-        "files": {"test_vectors": "test_vectors.npz: inputs (int8) -> outputs (int8) from "
-                  "tflite-micro; 12 held-out windows + all -128, all 127, 2 random",
+        "files": {"test_vectors": C.test_vectors_note("windows"),
                   "heldout": "heldout.npz: every held-out window (inputs int8, labels, kind, "
                   "recording, tflite-micro outputs, int8 scores)",
                   "recordings": f"demo.tsrc: 2 held-out recordings of each kind, {tsrc_size} "

@@ -82,41 +82,22 @@ def main() -> None:
     q_train = quantize(days["train"], INPUT_SCALE, INPUT_ZP)
     x_train = (q_train.astype(np.float32) - INPUT_ZP) * INPUT_SCALE
     model = build(tf)
-    model.compile(optimizer=tf.keras.optimizers.Adam(3e-3),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    C.log(f"training {model.count_params()} parameters for {EPOCHS} epochs")
-    cb = tf.keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: (
-        C.log(f"epoch {e + 1}: loss {logs['loss']:.3f} acc {logs['accuracy']:.3f}")
-        if (e + 1) % 50 == 0 else None))
-    model.fit(x_train, y_idx["train"], epochs=EPOCHS, batch_size=8, shuffle=True, verbose=0,
-              callbacks=[cb])
+    C.fit_logged(tf, model, x_train, y_idx["train"], lr=3e-3,
+                 loss="sparse_categorical_crossentropy", epochs=EPOCHS, batch_size=8, every=50)
 
-    tfl = C.convert_int8(model, C.grid_calibration(x_train, INPUT_SCALE, INPUT_ZP))
-    ops = C.check_ops(tfl)
-    io = C.io_quant(tfl)
+    tfl, ops, io = C.convert_checked(model, x_train, INPUT_SCALE, INPUT_ZP)
     s_in, zp_in = io["input"]["scale"], io["input"]["zero_point"]
     C.log(f"converted: {len(tfl)} bytes, ops {ops}, input {io['input']}")
     q_test = quantize(days["test"], s_in, zp_in)
     q_train = quantize(days["train"], s_in, zp_in)
     x_test = (q_test.astype(np.float32) - zp_in) * s_in
-    float_pred = model.predict(x_test, verbose=0).argmax(1)
-    float_acc = float((float_pred == y_idx["test"]).mean())
-    out_test = C.run_tflm(tfl, q_test)
-    int8_pred = out_test.argmax(1)
-    int8_acc = float((int8_pred == y_idx["test"]).mean())
-    agree = float((float_pred == int8_pred).mean())
-    train_int8_acc = float((C.run_tflm(tfl, q_train).argmax(1) == y_idx["train"]).mean())
-    C.log(f"held-out days: float acc {float_acc:.4f}, int8 acc (tflite-micro) {int8_acc:.4f}, "
-          f"float/int8 agree {agree:.4f}")
+    out_test, _, acc = C.classifier_eval(model, tfl, x_test, q_test, y_idx["test"],
+                                         q_train, y_idx["train"])
+    C.log(f"held-out days: float acc {acc['float_accuracy']:.4f}, int8 acc (tflite-micro) "
+          f"{acc['int8_accuracy']:.4f}, float/int8 agree {acc['int8_float_agreement']:.4f}")
 
     (HERE / "model.tflite").write_bytes(tfl)
-    pick = np.linspace(0, len(q_test) - 1, 12).astype(int)
-    rng = np.random.default_rng(SEED)
-    extra = np.stack([np.full(WINDOW, -128, np.int8), np.full(WINDOW, 127, np.int8),
-                      rng.integers(-128, 128, WINDOW, dtype=np.int8),
-                      rng.integers(-128, 128, WINDOW, dtype=np.int8)])
-    vec_in = np.concatenate([q_test[pick], extra])
-    C.save_npz(HERE / "test_vectors.npz", inputs=vec_in, outputs=C.run_tflm(tfl, vec_in))
+    C.write_test_vectors(HERE / "test_vectors.npz", tfl, q_test, SEED)
     C.save_npz(HERE / "heldout.npz", inputs=q_test, labels=y_idx["test"].astype(np.uint8),
                outputs=out_test)
     from tinysense.recordings import Recordings, write_recordings
@@ -132,14 +113,7 @@ def main() -> None:
         "description": "Season (Oct-Mar vs Apr-Sep) from one day's 24 hourly electricity "
                        "demand readings: small MLP, int8.",
         "labels": labels,
-        "input": io["input"],
-        "output": io["output"],
-        "tflite": "model.tflite",
-        "tflite_sha256": C.sha256(tfl),
-        "tflite_bytes": len(tfl),
-        "arena_bytes_tflm": C.arena_bytes(tfl),
-        "parameters": int(model.count_params()),
-        "ops": ops,
+        **C.model_fields(tfl, io, ops, model),
         "sensor": {"kind": "adc or meter", "channels": ["demand"],
                    "counts": f"any linear unit; the dataset's values x {COUNTS_PER_UNIT}",
                    "rate": "one reading per hour (replay files say 1 Hz: play them fast)"},
@@ -150,12 +124,9 @@ def main() -> None:
                     "days": {"train": int(len(q_train)), "test": int(len(q_test))}},
         "split": "official train/test split; all metrics on the 1029 test days, never seen in "
                  "training or calibration",
-        "metrics": {"float_accuracy": round(float_acc, 4), "int8_accuracy": round(int8_acc, 4),
-                    "int8_float_agreement": round(agree, 4),
-                    "int8_train_accuracy": round(train_int8_acc, 4),
+        "metrics": {**{k: round(v, 4) for k, v in acc.items()},
                     "n_windows": int(len(q_test))},
-        "files": {"test_vectors": "test_vectors.npz: inputs (int8) -> outputs (int8) from "
-                  "tflite-micro; 12 held-out days + all -128, all 127, 2 random",
+        "files": {"test_vectors": C.test_vectors_note("days"),
                   "heldout": "heldout.npz: every held-out day (inputs int8, labels, "
                   "tflite-micro outputs)",
                   "recordings": f"heldout.tsrc: the test days as int16 counts, {tsrc_size} "
