@@ -2,27 +2,10 @@
 # "f <path> <hex sha256>" for every
 # file under the directories in _DIRS and for each path in _FILES (hash "-" if missing).
 # Runs on the node in one exec so a deploy costs one round trip before copying.
+# _ts_hash comes from hashfile.py, which script() prepends.
 # ruff: noqa: F821 (helpers are deleted from the REPL's globals at the end; params are prepended)
 import sys
 import os
-import hashlib
-import binascii
-
-
-def _tss_hash(path, buf):
-    try:
-        f = open(path, "rb")
-    except OSError:
-        return "-"
-    h = hashlib.sha256()
-    mv = memoryview(buf)
-    while True:
-        n = f.readinto(buf)
-        if not n:
-            break
-        h.update(mv[:n])
-    f.close()
-    return binascii.hexlify(h.digest()).decode()
 
 
 def _tss_walk(d, buf):
@@ -36,7 +19,7 @@ def _tss_walk(d, buf):
             print("d", p)
             _tss_walk(p, buf)
         else:
-            print("f", p, _tss_hash(p, buf))
+            print("f", p, _ts_hash(p, buf))
 
 
 def _tss_main(dirs, files):
@@ -46,8 +29,8 @@ def _tss_main(dirs, files):
     for d in dirs:
         _tss_walk(d, buf)
     for p in files:
-        print("f", p, _tss_hash(p, buf))
+        print("f", p, _ts_hash(p, buf))
 
 
 _tss_main(_DIRS, _FILES)
-del _tss_hash, _tss_walk, _tss_main, _DIRS, _FILES
+del _ts_hash, _tss_walk, _tss_main, _DIRS, _FILES
