@@ -100,6 +100,19 @@ def _padding(padding: int, in_size: int, k: int, stride: int, dil: int) -> tuple
     return out, total // 2
 
 
+def _conv_window(op: Operator, y, in_hw, out_hw, k_hw) -> tuple[int, ...]:
+    """(stride h, w, dilation h, w, pad top, left) from a (depthwise) convolution's options;
+    raises if the output shape does not follow tflite's padding rule."""
+    o = op.options
+    sh, sw = o.StrideH(), o.StrideW()
+    dh, dw = o.DilationHFactor(), o.DilationWFactor()
+    oh, pt = _padding(o.Padding(), in_hw[0], k_hw[0], sh, dh)
+    ow, pl = _padding(o.Padding(), in_hw[1], k_hw[1], sw, dw)
+    if (oh, ow) != tuple(out_hw):
+        raise fail(op, f"output shape {list(y.shape)} does not match the padding rule")
+    return sh, sw, dh, dw, pt, pl
+
+
 def _i32(a) -> bytes:
     return np.asarray(a, dtype="<i4").tobytes()
 
@@ -179,12 +192,7 @@ def prepare_conv(model: Model, op: Operator) -> Lowered:
         if oc_w != oc or cin != c:
             raise fail(op, f"filter {list(wd.shape)} does not match input channels {c} / "
                        f"output channels {oc} (grouped convolution is not supported)")
-        sh, sw = o.StrideH(), o.StrideW()
-        dh, dw = o.DilationHFactor(), o.DilationWFactor()
-        oh2, pt = _padding(o.Padding(), h, kh, sh, dh)
-        ow2, pl = _padding(o.Padding(), wi, kw, sw, dw)
-        if (oh2, ow2) != (oh, ow):
-            raise fail(op, f"output shape {list(y.shape)} does not match the padding rule")
+        sh, sw, dh, dw, pt, pl = _conv_window(op, y, (h, wi), (oh, ow), (kh, kw))
         geo = [n, h, wi, c, oh, ow, oc, kh, kw, sh, sw, dh, dw, pt, pl]
         act = o.FusedActivationFunction()
     return _lower_conv(model, op, x, w, y, wd, geo, act, OPCODES[op.name])
@@ -216,12 +224,7 @@ def prepare_depthwise(model: Model, op: Operator) -> Lowered:
     if oc_w != oc or c * mult != oc:
         raise fail(op, f"filter {list(wd.shape)} does not match {c} input channels x "
                    f"multiplier {mult}")
-    sh, sw = o.StrideH(), o.StrideW()
-    dh, dw = o.DilationHFactor(), o.DilationWFactor()
-    oh2, pt = _padding(o.Padding(), h, kh, sh, dh)
-    ow2, pl = _padding(o.Padding(), wi, kw, sw, dw)
-    if (oh2, ow2) != (oh, ow):
-        raise fail(op, f"output shape {list(y.shape)} does not match the padding rule")
+    sh, sw, dh, dw, pt, pl = _conv_window(op, y, (h, wi), (oh, ow), (kh, kw))
     if c == 1:   # one input channel: a plain convolution with oc filters (faster kernel)
         wconv = wd.reshape(kh, kw, oc).transpose(2, 0, 1).reshape(oc, kh, kw, 1)
         geo = [n, h, wi, c, oh, ow, oc, kh, kw, sh, sw, dh, dw, pt, pl]
