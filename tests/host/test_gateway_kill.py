@@ -70,6 +70,16 @@ class Gateway:
         return rc
 
 
+def register_devices(db) -> dict[int, bytes]:
+    """A new gateway database with a fresh key for each of DEVICES; returns the keys."""
+    conn = open_db(db)
+    keys = {dev: new_key() for dev in DEVICES}
+    for dev, key in keys.items():
+        Registry(conn).set_key(dev, key)
+    conn.close()
+    return keys
+
+
 def stored(db) -> set[tuple[int, int]]:
     conn = sqlite3.connect(db)
     try:
@@ -82,11 +92,7 @@ def stored(db) -> set[tuple[int, int]]:
 def test_sigkill_loses_no_acknowledged_frame(tmp_path):
     rng = random.Random(4)
     db = tmp_path / "gateway.db"
-    conn = open_db(db)
-    keys = {dev: new_key() for dev in DEVICES}
-    for dev, key in keys.items():
-        Registry(conn).set_key(dev, key)
-    conn.close()
+    keys = register_devices(db)
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.settimeout(0.1)
@@ -182,11 +188,7 @@ def test_sigkill_over_mqtt_redelivers_unacknowledged(tmp_path, mosquitto):
     host, port = mosquitto
     rng = random.Random(5)
     db = tmp_path / "gateway.db"
-    conn = open_db(db)
-    keys = {dev: new_key() for dev in DEVICES}
-    for dev, key in keys.items():
-        Registry(conn).set_key(dev, key)
-    conn.close()
+    keys = register_devices(db)
     url = f"mqtt://{host}:{port}?client_id=gw-kill-test"
     acked: set[tuple[int, int]] = set()
     lock = threading.Lock()
