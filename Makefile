@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 # Installs missing Debian packages when we can (root + apt); otherwise says what to install.
-$(SYSSTAMP):
+$(SYSSTAMP): Makefile
 	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || \
 	  [ -x /usr/sbin/$$p ] || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
