@@ -74,6 +74,9 @@ def _mac_words(last: int) -> tuple[int, int]:
 
 _E32_LO, _E32_HI = _mac_words(0x32)
 _S3_LO, _S3_HI = _mac_words(0x53)
+# SPI1 flash controller: the same register block on ESP32-S3 and ESP32-C3.
+_SPI_S3_C3 = SpiRegs(base=0x60002000, usr=0x18, usr1=0x1C, usr2=0x20, mosi_dlen=0x24,
+                     miso_dlen=0x28, w0=0x58)
 _C3_LO, _C3_HI = _mac_words(0xC3)
 
 CHIPS: dict[str, RomChip] = {
@@ -110,8 +113,7 @@ CHIPS: dict[str, RomChip] = {
         description="ESP32-S3 (QFN56) (revision v0.2)",
         magic_reg_value=None,
         chip_id=9,
-        spi=SpiRegs(base=0x60002000, usr=0x18, usr1=0x1C, usr2=0x20, mosi_dlen=0x24,
-                    miso_dlen=0x28, w0=0x58),
+        spi=_SPI_S3_C3,
         uart_clkdiv_reg=0x60000014,
         apb_hz=40_000_000,
         begin_param_sizes=(16, 20),
@@ -133,8 +135,7 @@ CHIPS: dict[str, RomChip] = {
         description="ESP32-C3 (QFN32) (revision v0.4)",
         magic_reg_value=None,
         chip_id=5,
-        spi=SpiRegs(base=0x60002000, usr=0x18, usr1=0x1C, usr2=0x20, mosi_dlen=0x24,
-                    miso_dlen=0x28, w0=0x58),
+        spi=_SPI_S3_C3,
         uart_clkdiv_reg=0x60000014,
         apb_hz=40_000_000,
         begin_param_sizes=(16, 20),
