@@ -14,6 +14,7 @@ PYTEST_ARGS ?=
 # renders in headless chromium, ~270 MB installed, ~25 s to install).
 SYSTEM_PACKAGES := mosquitto chromium
 
+# `make nodes` (ports/micropython.mk) builds the 32-bit virtual board and the RV32 QEMU board.
 .PHONY: setup system-deps test test-fast demo deploy flash monitor validate bench \
         bench-gateway models lint clean
 
@@ -37,10 +38,10 @@ $(SYSSTAMP): Makefile
 	fi
 	@mkdir -p $(VENV) && touch $@
 
-test: setup
+test: setup nodes
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: setup
+test-fast: setup nodes
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 demo: setup
@@ -74,3 +75,5 @@ lint: setup
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .tinysense
+
+include ports/micropython.mk
