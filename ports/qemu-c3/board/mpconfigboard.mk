@@ -5,7 +5,8 @@
 # - the GC heap of board_configs/ESP32_GENERIC_C3.toml (TSC3_HEAP_SIZE, set by the caller);
 # - cryptolib (AES ECB/CBC from axTLS's aes.c), as stock esp32 firmware has it (mbedTLS);
 # - littlefs2 on a host file (usermod tsflash) mounted at /, ROMFS at /rom, and
-#   boot.py/main.py run at start (_boot.py, frozen).
+#   boot.py/main.py run at start (_boot.py, frozen);
+# - Ctrl-C on the UART raises KeyboardInterrupt in running code (usermod tsuart).
 QEMU_ARCH = riscv32
 QEMU_MACHINE = virt
 
@@ -13,6 +14,7 @@ CFLAGS += -DQEMU_SOC_VIRT
 CFLAGS += -DMICROPY_HW_MCU_NAME='"ESP32-C3-class rv32imc"'
 CFLAGS += -DMICROPY_EMIT_RV32_ZBA=0 -DMICROPY_EMIT_RV32_ZCMP=0
 CFLAGS += -DTSC3_RUN_BOOT_SCRIPTS=1
+CFLAGS += -include $(BOARD_DIR)/../usermod/tsuart/tsuart.h
 
 LDSCRIPT = mcu/rv32/virt.ld
 
