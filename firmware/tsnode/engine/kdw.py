@@ -6,10 +6,15 @@ from tsnode.engine.kconv import flip
 
 
 @micropython.viper
-def dwconv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
+def dwconv(arena, cb: ptr8, p: ptr32, sc: ptr8):
     """Depthwise. Input flipped to x' = x+128, so x - zp = x' - c1 (c1 = 128 + zp). 3x3 filters
     (multiplier 1) run 9 unrolled taps from a precomputed K0 = bias - c1*sum(w); other
-    filters list each pixel's in-image taps and add (w)(x' - c1)."""
+    filters list each pixel's in-image taps and add (w)(x' - c1).
+
+    `arena` stays an object so flip() gets the bytearray, not a native pointer: a pointer
+    passed to another viper function becomes an int object, and an address >= 2^30 (RV32
+    QEMU, ESP32-C6/P4) is then a long int allocated on the heap at every call."""
+    ar = ptr8(arena)
     one = 1
     sb = one << 31
     h30 = one << 30
@@ -55,7 +60,7 @@ def dwconv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
     while i < ic:
         zq[i] = c1
         i += 1
-    flip(ar, in_off, nb * ih * iw * ic)
+    flip(arena, in_off, nb * ih * iw * ic)
     dst = p[1]
     b = 0
     while b < nb:
@@ -223,4 +228,4 @@ def dwconv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
                 ox += 1
             oy += 1
         b += 1
-    flip(ar, in_off, nb * ih * iw * ic)
+    flip(arena, in_off, nb * ih * iw * ic)

@@ -43,8 +43,11 @@ def _srdhm(s: ptr32, i: int, j: int, k: int):
     s[k] = t
 
 
-# Helpers pass int32 values through the scratch words `s`, never as arguments or return
-# values: an int >= 2^30 crossing a call is boxed, which allocates on 32-bit ports.
+# Helpers pass int32 values through the scratch words, never as arguments or return values:
+# an int >= 2^30 crossing a call is boxed, which allocates on 32-bit ports. For the same
+# reason callers pass the scratch bytearray itself (`sc`), never a native pointer to it: a
+# pointer crossing a call is an int too, and addresses >= 2^30 (RV32 QEMU, ESP32-C6/P4)
+# would allocate at every call.
 
 
 @micropython.viper
@@ -63,8 +66,9 @@ def _sat_shl(s: ptr32, k: int, e: int):
 
 
 @micropython.viper
-def _recip(s: ptr32):
+def _recip(sc):
     """s[0] = one_over_one_plus_x_for_x_in_0_1(s[6]), s[6] in [0, 2^31); uses s[0..6]."""
+    s = ptr32(sc)
     one = 1
     h30 = one << 30
     c48 = 0x2D2D2D2D
@@ -72,22 +76,22 @@ def _recip(s: ptr32):
     x = s[6]
     s[1] = (x >> 1) + h30             # RoundingHalfSum(x, 1.0) for x >= 0
     s[2] = -1010580540
-    _srdhm(s, 1, 2, 3)
+    _srdhm(sc, 1, 2, 3)
     s[4] = c48 + s[3]                 # x (Q2)
     n = 0
     while n < 3:
-        _srdhm(s, 1, 4, 3)            # half_denominator * x
+        _srdhm(sc, 1, 4, 3)            # half_denominator * x
         s[5] = 0x20000000 - s[3]      # 1 - that
-        _srdhm(s, 4, 5, 3)
-        _sat_shl(s, 3, 2)
+        _srdhm(sc, 4, 5, 3)
+        _sat_shl(sc, 3, 2)
         s[4] = s[4] + s[3]
         n += 1
-    _sat_shl(s, 4, 1)
+    _sat_shl(sc, 4, 1)
     s[0] = s[4]
 
 
 @micropython.viper
-def softmax(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
+def softmax(ar: ptr8, cb: ptr8, p: ptr32, sc):
     src = p[0]
     dst = p[1]
     rows = p[2]
@@ -116,13 +120,13 @@ def softmax(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
             hp1 += 1
         nbits = 12 - hp1
         s[6] = (total << hp1) & (sb - 1)
-        _recip(s)
+        _recip(sc)
         e = nbits + 23
         mask = (1 << e) - 1
         c = 0
         while c < depth:
             s[1] = ex[mx - ((ar[src + c] ^ 0x80) - 0x80)]
-            _srdhm(s, 0, 1, 2)
+            _srdhm(sc, 0, 1, 2)
             t = s[2]
             rem = t & mask
             thr = mask >> 1
