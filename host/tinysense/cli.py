@@ -40,7 +40,8 @@ def add_target_args(parser: argparse.ArgumentParser, board: bool = True) -> None
     """The --target/--board pair every command that talks to a node takes."""
     parser.add_argument(
         "--target", default=env_default("TINYSENSE_TARGET", "auto"),
-        help="auto | virtual | qemu | a serial port or pyserial URL (env TINYSENSE_TARGET)")
+        help="auto | virtual | qemu | qemu-rv32 | a serial port or pyserial URL "
+             "(env TINYSENSE_TARGET)")
     if board:
         parser.add_argument(
             "--board", default=env_default("TINYSENSE_BOARD", "ESP32_GENERIC"),

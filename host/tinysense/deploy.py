@@ -204,7 +204,10 @@ class NodeScan:
     def kind(self, target_kind: str) -> str:
         """The target kind deploy assumes: a port or URL that leads to a unix-port node (a
         virtual board's tty link or socket:// URL) is a virtual board. QEMU stays QEMU: if it
-        is not running ESP32 code, the arch check says so."""
+        is not running ESP32 code, the arch check says so. A URL that leads to an RV32 QEMU
+        board (sys.platform "qemu") is that board."""
+        if target_kind == "board" and self.platform == "qemu":
+            return "qemu-rv32"
         if target_kind == "board" and self.platform and self.platform != "esp32":
             return "virtual"
         return target_kind

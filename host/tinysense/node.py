@@ -241,7 +241,9 @@ def open_node(target: str | Target | None = None, board: str | BoardConfig | Non
 
     A 'virtual' target starts a virtual board with this board's heap and stops it afterwards,
     unless one is already running for the board (then it is used and left running). A 'qemu'
-    target boots $TINYSENSE_FIRMWARE in Espressif's QEMU for the block.
+    target boots $TINYSENSE_FIRMWARE in Espressif's QEMU for the block. A 'qemu-rv32' target
+    uses the running RV32 QEMU board, or starts it (its flash kept in $TINYSENSE_HOME/qemu-rv32/)
+    for the block.
     """
     cfg = board if isinstance(board, BoardConfig) else load_board(board)
     resolved = target if isinstance(target, Target) else resolve_target(target, cfg)
@@ -263,6 +265,13 @@ def open_node(target: str | Target | None = None, board: str | BoardConfig | Non
                                      "TINYSENSE_FIRMWARE (or pass --firmware to pytest)")
             qemu = stack.enter_context(QemuNode(cfg, firmware))
             url = qemu.url
+        elif resolved.kind == "qemu-rv32" and url is None:
+            from tinysense.qemu.rv32 import ensure_rv32, stop_rv32
+
+            rv32, started = ensure_rv32(cfg, parent_bound=True)
+            if started:
+                stack.callback(stop_rv32, cfg)
+            url = rv32.url
         resolved = Target(resolved.kind, url, resolved.reason)
         node = connect(url, resolved, cfg, soft_reset=soft_reset, timeout=timeout)
         stack.callback(node.close)

@@ -2,7 +2,8 @@
 
 Options (each with an environment default, then an ini default):
 
-    --target auto|virtual|qemu|<port or URL>   TINYSENSE_TARGET   ini tinysense_target (virtual)
+    --target auto|virtual|qemu|qemu-rv32|<port or URL>
+                                                TINYSENSE_TARGET   ini tinysense_target (virtual)
     --board  <board id or .toml>                TINYSENSE_BOARD    ini tinysense_board (ESP32_GENERIC)
     --firmware <MicroPython .bin for QEMU>      TINYSENSE_FIRMWARE
 
@@ -51,9 +52,10 @@ FEATURES: dict[str, tuple[str, Callable]] = {
     "i2c_sensor": ("a real I2C sensor in its board config",
                    _has_i2c_sensor),
     "psram": ("PSRAM", lambda kind, board: bool(board.psram)),
-    "romfs": ("a ROMFS partition", lambda kind, board: kind == "virtual" or board.has_romfs),
+    "romfs": ("a ROMFS partition",
+              lambda kind, board: kind in ("virtual", "qemu-rv32") or board.has_romfs),
     "emulated": ("emulation (QEMU or the virtual board)",
-                 lambda kind, board: kind in ("qemu", "virtual")),
+                 lambda kind, board: kind in ("qemu", "qemu-rv32", "virtual")),
 }
 
 
@@ -83,8 +85,9 @@ def missing_needs(kind: str, board, features: tuple[str, ...] = (),
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("tinysense", "tinysense node (hardware in the loop)")
     group.addoption("--target", default=None, dest="tinysense_target",
-                    help="node to run on: auto | virtual | qemu | a serial port or pyserial "
-                         "URL (env TINYSENSE_TARGET; default: ini tinysense_target, virtual)")
+                    help="node to run on: auto | virtual | qemu | qemu-rv32 | a serial port or "
+                         "pyserial URL (env TINYSENSE_TARGET; default: ini tinysense_target, "
+                         "virtual)")
     group.addoption("--board", default=None, dest="tinysense_board",
                     help="board id from board_configs/ or a .toml path (env TINYSENSE_BOARD; "
                          f"default {_DEFAULT_BOARD})")
@@ -283,6 +286,13 @@ def _start(state: TinysenseSession, workdir: Path, stack) -> str:
         qemu = QemuNode(board, os.environ["TINYSENSE_FIRMWARE"], workdir=workdir / "qemu")
         stack.enter_context(qemu)
         return qemu.url
+    if t.kind == "qemu-rv32":
+        from tinysense.qemu.rv32 import ensure_rv32, stop_rv32
+
+        directory = workdir / "qemu-rv32"  # a fresh flash for the session
+        rv32, _ = ensure_rv32(board, directory=directory, parent_bound=True)
+        stack.callback(stop_rv32, board, directory)
+        return rv32.url
     raise pytest.UsageError(f"tinysense: target {t.kind} has no URL")
 
 

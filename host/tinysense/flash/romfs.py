@@ -159,7 +159,8 @@ def deploy_romfs(node, models: Sequence[str | os.PathLike] = (), *,
         Where the files went; `message` says it in one line (also passed to `say`).
     """
     cfg = node.board
-    if node.target.kind != "virtual" and not cfg.has_romfs:
+    rv32 = node.target.kind == "qemu-rv32"  # ROMFS from a file QEMU loads at start
+    if node.target.kind != "virtual" and not cfg.has_romfs and not rv32:
         from tinysense.deploy import deploy
 
         deploy(node, src=src, build_dir=build_dir, progress=say)
@@ -179,7 +180,13 @@ def deploy_romfs(node, models: Sequence[str | os.PathLike] = (), *,
     arch = node_arch(node)
     image, paths = build_romfs(arch, models, src=src, build_dir=build_dir)
     say(f"romfs: {len(image)} bytes, {len(paths)} files for {arch or 'bytecode'}")
-    if node.target.kind != "virtual" and len(image) > cfg.romfs_size:
+    if rv32:
+        from tinysense.qemu.rv32 import ROMFS_MAX
+
+        if len(image) > ROMFS_MAX:
+            raise TinysenseError(f"the ROMFS image is {len(image)} bytes; the RV32 QEMU board's "
+                                 f"partition holds {ROMFS_MAX}: deploy fewer models")
+    elif node.target.kind != "virtual" and len(image) > cfg.romfs_size:
         raise TinysenseError(f"the ROMFS image is {len(image)} bytes; {cfg.name}'s partition "
                              f"holds {cfg.romfs_size}: deploy fewer models (nothing changed)")
     _fs_only_deploy(node, Path(src), say)
@@ -196,6 +203,22 @@ def deploy_romfs(node, models: Sequence[str | os.PathLike] = (), *,
         note = "" if cfg.has_romfs else (f" (the real {cfg.name} has no ROMFS partition: "
                                          "there this deploy goes to the filesystem)")
         message = f"deployed {len(image)} bytes to ROMFS at /rom ({target}){note}"
+    elif rv32:
+        from tinysense.qemu.rv32 import board_for_url, hard_reset
+
+        rb = board_for_url(node.target.url)
+        if rb is None:
+            raise TinysenseError(f"cannot find the RV32 QEMU board behind {node.target.url}; "
+                                 "start it with `tinysense qemu start --kind rv32`")
+        tmp = rb.romfs_image.with_suffix(".part")
+        tmp.write_bytes(image)
+        os.replace(tmp, rb.romfs_image)
+        image_path = rb.romfs_image
+        hard_reset(node)  # QEMU loads romfs.img into the ROMFS partition when it starts
+        node.soft_reset()
+        where = "virtual-romfs"
+        message = (f"deployed {len(image)} bytes to the RV32 QEMU board's ROMFS at /rom "
+                   f"({rb.romfs_image}; the real {cfg.name} has no ROMFS partition)")
     else:
         _mpremote_romfs_deploy(node, image)
         node.soft_reset()

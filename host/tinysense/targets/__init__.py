@@ -1,8 +1,9 @@
-"""How to reach a node: a real board on a serial port, Espressif's QEMU, or the virtual board.
+"""How to reach a node: a real board on a serial port, Espressif's QEMU, the RV32 QEMU board,
+or the virtual board.
 
-`resolve_target(spec, board)` turns `--target auto|virtual|qemu|<port or pyserial URL>` into a
-Target (kind, url, reason). It only looks; starting QEMU or a virtual board is the caller's job
-(`tinysense.node.open_node` does it for the virtual board).
+`resolve_target(spec, board)` turns `--target auto|virtual|qemu|qemu-rv32|<port or pyserial
+URL>` into a Target (kind, url, reason). It only looks; starting QEMU or a virtual board is
+the caller's job (`tinysense.node.open_node` does it for the virtual and RV32 QEMU boards).
 """
 
 from __future__ import annotations
@@ -26,15 +27,16 @@ USB_IDS: tuple[tuple[int, int | None], ...] = (
     (0x0403, None),  # FTDI
 )
 
-KINDS = ("board", "qemu", "virtual")
+KINDS = ("board", "qemu", "qemu-rv32", "virtual")
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 
 
 @dataclasses.dataclass(frozen=True)
 class Target:
-    """Where a node is. kind: 'board' (a serial port or URL), 'qemu' or 'virtual'.
+    """Where a node is. kind: 'board' (a serial port or URL), 'qemu' (Espressif's), 'qemu-rv32'
+    (MicroPython's ports/qemu, ESP32-C3-class: tinysense.qemu.rv32) or 'virtual'.
 
-    url is a pyserial URL for 'board' targets; None for 'qemu' and 'virtual' until started.
+    url is a pyserial URL for 'board' targets; None for the others until started.
     reason says how it was chosen ("no board on USB; qemu-system-xtensa not found; ...").
     """
 
@@ -109,6 +111,17 @@ def detect_qemu(cfg: BoardConfig) -> QemuInfo:
     return QemuInfo(exe, machine, firmware, f"{name} -machine {machine} with {firmware}")
 
 
+def _rv32_unusable(cfg: BoardConfig) -> str | None:
+    """Why the RV32 QEMU board cannot stand in for `cfg` here (None: it can)."""
+    from tinysense.qemu.rv32 import MPY_ARCH, detect_rv32
+
+    if cfg.mpy_arch != MPY_ARCH:
+        return (f"it is ESP32-C3-class ({MPY_ARCH}) and board {cfg.name} runs {cfg.mpy_arch} "
+                "(use --board ESP32_GENERIC_C3)")
+    info = detect_rv32()
+    return None if info.usable else info.reason
+
+
 def _port_target(spec: str) -> Target:
     if _URL.match(spec):
         return Target("board", spec, f"pyserial URL {spec} given")
@@ -119,14 +132,15 @@ def _port_target(spec: str) -> Target:
         return Target("board", path, f"serial port {path} given")
     ports = ", ".join(p.device for p in find_usb_boards()) or "none found"
     raise TinysenseError(f"serial port {spec} does not exist (ESP32 ports on USB: {ports}); "
-                         "plug the board in, or use --target auto|virtual|qemu")
+                         "plug the board in, or use --target auto|virtual|qemu|qemu-rv32")
 
 
 def resolve_target(spec: str | None = None, board: str | BoardConfig | None = None) -> Target:
     """Resolve `--target` to a Target.
 
     Args:
-        spec: 'auto', 'virtual', 'qemu', a serial port (/dev/ttyUSB0, ttyACM0, COM3) or a
+        spec: 'auto', 'virtual', 'qemu' (Espressif's if installed, else the RV32 board),
+            'qemu-rv32', a serial port (/dev/ttyUSB0, ttyACM0, COM3) or a
             pyserial URL (socket://127.0.0.1:5555, rfc2217://...). None: $TINYSENSE_TARGET,
             else 'auto'. 'auto' takes $TINYSENSE_PORT first if set.
         board: board id, TOML path or loaded config (for its USB ids and QEMU machine).
@@ -140,10 +154,20 @@ def resolve_target(spec: str | None = None, board: str | BoardConfig | None = No
         return Target("virtual", None, "virtual board requested")
     if spec == "qemu":
         qemu = detect_qemu(cfg)
-        if not qemu.usable:
-            raise TinysenseError(f"--target qemu: {qemu.reason}; install Espressif's QEMU and "
-                                 "set TINYSENSE_FIRMWARE, or use --target virtual")
-        return Target("qemu", None, f"QEMU requested: {qemu.reason}")
+        if qemu.usable:
+            return Target("qemu", None, f"QEMU requested: {qemu.reason}")
+        why = _rv32_unusable(cfg)
+        if why is None:
+            return Target("qemu-rv32", None, f"QEMU requested; Espressif's: {qemu.reason}; "
+                          "using the RV32 QEMU board")
+        raise TinysenseError(f"--target qemu: {qemu.reason}; install Espressif's QEMU and "
+                             f"set TINYSENSE_FIRMWARE, or use --target virtual (RV32 QEMU: "
+                             f"{why})")
+    if spec == "qemu-rv32":
+        why = _rv32_unusable(cfg)
+        if why is not None:
+            raise TinysenseError(f"--target qemu-rv32: {why}")
+        return Target("qemu-rv32", None, "RV32 QEMU board requested")
     if spec != "auto":
         return _port_target(spec)
     env_port = os.environ.get("TINYSENSE_PORT")
@@ -165,4 +189,8 @@ def resolve_target(spec: str | None = None, board: str | BoardConfig | None = No
         if qemu.usable:
             return Target("qemu", None, f"no board on USB; using QEMU: {qemu.reason}")
         checked.append(qemu.reason)
+        why = _rv32_unusable(cfg)
+        if why is None:
+            return Target("qemu-rv32", None, "; ".join(checked + ["using the RV32 QEMU board"]))
+        checked.append(f"RV32 QEMU: {why}")
     return Target("virtual", None, "; ".join(checked + ["using virtual"]))

@@ -41,6 +41,15 @@ def cmd_target(args) -> int:
     target = resolve_target(args.target, args.board)
     print(f"{target.kind} {target.url or ''}".rstrip())
     print(f"  why: {target.reason}")
+    if target.kind == "qemu-rv32":  # cheap to boot: ask the node itself
+        from tinysense.deploy import MPY_ARCHS
+        from tinysense.node import open_node
+
+        with open_node(target, args.board, soft_reset=False) as node:
+            mpy = int(node.exec("import sys\nprint(sys.implementation._mpy)").strip())
+            machine = node.exec("import sys\nprint(sys.implementation._machine)").strip()
+        print(f"  node: {machine}; mpy arch {MPY_ARCHS[(mpy >> 10) & 0x3F]} "
+              f"(.mpy v{mpy & 0xFF})")
     return 0
 
 
