@@ -74,7 +74,7 @@ def _read_package(path):
 def _source_spec(kind):
     """The sensor entry for source `kind` (auto: replay on the virtual board, else the board
     config's first [[sensors]] entry)."""
-    if kind == "replay" or (kind == "auto" and board.platform == "virtual"):
+    if kind == "replay" or (kind == "auto" and board.platform in ("virtual", "qemu")):
         return {"kind": "replay"}
     sensors = board.config().get("sensors") or []
     if kind == "auto":
@@ -109,6 +109,9 @@ def open_uplink(cfg):
     for k in ("gateway", "transport"):
         if cfg[k]:
             ucfg[k] = cfg[k]
+    if ucfg.get("transport", "udp") != "serial" and not getattr(board, "network", True):
+        print("app: no network on this board; uplink over serial")
+        ucfg["transport"] = "serial"
     if "max_payload" not in ucfg:
         ucfg["max_payload"] = cfg["max_payload"]
     # Import the transport's module now (the sender would at the first send): imports add
@@ -174,6 +177,6 @@ def setup(app, cfg, uplink=False):
     app.reporter = Reporter(app.up, app.decider, cfg["model_id"], cfg["ack_wait_ms"],
                             len(app.out_view) if app.eval else 0)
     app.wdt = None
-    if cfg["watchdog_s"] and board.platform != "virtual":
+    if cfg["watchdog_s"] and board.platform not in ("virtual", "qemu"):
         app.wdt = board.watchdog(int(cfg["watchdog_s"] * 1000))
     app.boot_crashes = crashes_in_a_row()

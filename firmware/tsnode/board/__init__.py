@@ -1,9 +1,11 @@
 """The hardware seam: the only tsnode code that touches machine/network/esp32.
 
-Picks the implementation by sys.platform: `esp32` on a board, `virtual` on the MicroPython
-unix port. Both offer the same small API, so everything above runs unchanged on both:
+Picks the implementation by sys.platform: `esp32` on a board, `qemu` on the RV32 QEMU board
+(the virtual seam without a network), `virtual` on the MicroPython unix port. All offer the
+same small API, so everything above runs unchanged on each:
 
-    platform            "esp32" or "virtual"
+    platform            "esp32", "qemu" or "virtual"
+    network             False where there is no network at all (the uplink goes over serial)
     config()            the deployed board config (/tsnode_board.json) as a dict, cached
     pin(name)           a GPIO number from the config's [pins], or None
     led(on)             the board LED (if the config names one; a no-op otherwise)
@@ -36,6 +38,8 @@ _CONFIG_PATH = const("/tsnode_board.json")
 
 if sys.platform == "esp32":
     from tsnode.board.esp32 import *  # noqa: F403
+elif sys.platform == "qemu":
+    from tsnode.board.qemu import *  # noqa: F403
 else:
     from tsnode.board.virtual import *  # noqa: F403
 
