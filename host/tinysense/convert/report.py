@@ -4,25 +4,34 @@ from __future__ import annotations
 
 import dataclasses
 
-# Heap the engine itself needs besides arena and scratch: the kernels' native code and module
-# objects (18 KB measured for the x64 .mpy build on the unix port), plus per op its parameter
-# array and plan entries (~300 B measured with agent.heap()). Rounded up on purpose.
-ENGINE_FIXED_BYTES = 20000
-ENGINE_PER_OP_BYTES = 320
-# The rest of the firmware a deployed node holds beside the model: supervisor, board seam,
-# uplink (ccm, frame, records) and app modules, 31.7 KB measured on the virtual board (x64
-# .mpy, tests/hil/test_memory.py). The fit verdict promises the model runs beside them.
-APP_RESERVE_BYTES = 32000
+# What a node holds besides arena, scratch and package, per pointer size (4: every ESP32, the
+# 32-bit virtual board and the RV32 QEMU board; 8: the 64-bit virtual board fallback), as
+# (engine fixed, engine per op, app reserve) in bytes. Engine fixed: the kernels' native code
+# and module objects; per op: its parameter array and plan entries; app reserve: the rest of
+# the firmware a deployed node holds beside the model (supervisor, board seam, agent, uplink
+# ccm/frame/records, app), which the fit verdict promises the model runs beside. Measured with
+# the modules compiled by mpy-cross for the node (tests/hil/test_memory.py prints them): app
+# modules 23.5 KB and engine ~9 KB on the 32-bit x86 build, 33.0 KB and ~13 KB (18 KB with
+# what the agent imports) on the 64-bit build. Rounded up on purpose. The verdict is for the
+# board, so it uses 4 unless told the node is 64-bit (tests/hil/test_fit_verdict.py does).
+NODE_OVERHEAD = {4: (13000, 200, 24000), 8: (20000, 320, 32000)}
 # Big blocks need contiguous free memory in a heap shared with many small objects: allow a
-# quarter of the arena and of the largest buffer (package or streaming buffer) on top.
+# quarter of the arena and of the package buffer on top. The streaming buffer is allocated
+# right after the arena following a collection (engine/model.py), into the least fragmented
+# heap the node will have, so it gets a twentieth. Calibrated on the 32-bit virtual board
+# with ESP32_GENERIC_C3's config at other heap sizes: mlperf_ad01 (89.6 KB streaming buffer)
+# really needs 142-145 KB, resnet (49 KB arena, 37.6 KB buffer) 160-163 KB; a quarter of the
+# buffer put ad01 at 163.6 KB, refused on a C3 where it runs.
 FRAGMENTATION = 0.25
+FRAGMENTATION_STREAM_BUFFER = 0.05
 # Room to run once loaded: the input and output bytes as the host passes them (hex text over
-# the raw REPL, decoded: about 4x their size) and the REPL's compile buffer. Without it a model
+# the raw REPL: the paste buffer grows by doubling to hold 2x, the string 2x, decoded 1x: about
+# 6x their size) and the REPL's compile buffer. Without it a model
 # can load and then fail its first inference (mlperf_ad01 streamed on ESP32_GENERIC_C3 beside
 # the app: loads with 12.8 KB free in pieces, infer_hex cannot allocate 1,281 B).
 # tests/hil/test_fit_verdict.py checks that verdict and node agree on every board.
 RUN_RESERVE_BYTES = 4096
-RUN_RESERVE_PER_IO_BYTE = 4
+RUN_RESERVE_PER_IO_BYTE = 6
 
 
 @dataclasses.dataclass
@@ -77,25 +86,30 @@ class ConvertReport:
         return "\n".join(lines)
 
 
-def fit(report: ConvertReport, board) -> None:
+def fit(report: ConvertReport, board, word_bytes: int = 4) -> None:
     """Decide where the weights live on `board` and whether the heap budget holds.
 
     romfs: constants read in place from flash; ram: the package loaded whole; stream: each
     op's constants read from the file into one buffer just before the op runs (slower).
+
+    Args:
+        word_bytes: the node's pointer size: 4 for a board (and the 32-bit nodes), 8 for
+            the 64-bit virtual board, whose objects are larger.
     """
-    engine = ENGINE_FIXED_BYTES + ENGINE_PER_OP_BYTES * len(report.ops)
+    engine_fixed, per_op, app_reserve = NODE_OVERHEAD[word_bytes]
+    engine = engine_fixed + per_op * len(report.ops)
     io = sum(t["nbytes"] for t in report.inputs + report.outputs)
     run = RUN_RESERVE_BYTES + RUN_RESERVE_PER_IO_BYTE * io
-    work = report.arena_bytes + report.scratch_bytes + engine + APP_RESERVE_BYTES + run
+    work = report.arena_bytes + report.scratch_bytes + engine + app_reserve + run
 
-    def frag(block):
-        return int(FRAGMENTATION * (report.arena_bytes + block))
+    def frag(block, share=FRAGMENTATION):
+        return int(FRAGMENTATION * report.arena_bytes + share * block)
 
     report.board = board.name
     report.heap_budget = board.heap_budget
     ram = work + report.package_bytes + frag(report.package_bytes)
     stream = work + report.tables_bytes + report.max_op_const_bytes + \
-        frag(report.max_op_const_bytes)
+        frag(report.max_op_const_bytes, FRAGMENTATION_STREAM_BUFFER)
     if board.has_romfs and report.package_bytes <= board.romfs_size:
         # plus the staging buffer an unaligned file needs (the image decides the alignment)
         report.placement = "romfs"
@@ -109,7 +123,7 @@ def fit(report: ConvertReport, board) -> None:
         why = ("too big to load whole (~%s B); each op's constants are read from the file "
                "as it runs" % f"{ram:,}")
     why += " (includes %s B for the app's other modules and %s B to run)" % (
-        f"{APP_RESERVE_BYTES:,}", f"{run:,}")
+        f"{app_reserve:,}", f"{run:,}")
     report.fits = report.heap_needed <= board.heap_budget
     if not report.fits:
         why += "; use a board with PSRAM or ROMFS, or a smaller model"

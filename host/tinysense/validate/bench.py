@@ -47,6 +47,10 @@ class BenchResult:
     bit_exact: bool             # the benched input's outputs equal the reference's
     placement: str = ""
     fits: bool | None = None
+    # RV32 QEMU only (-icount shift=0: one instruction per nanosecond of the node's time)
+    instructions_per_inference: int | None = None
+    instructions_per_mac: float | None = None
+    c3_160mhz_lower_bound_ms: float | None = None  # instructions / 160e6 s: CPI >= 1
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -56,7 +60,16 @@ class BenchResult:
                 f" ({self.ratio:.2f}x), {self.macs:,} MACs, {self.node_ns_per_mac:.2f} ns/MAC; "
                 f"heap {self.node_heap_peak_bytes:,} B vs arena "
                 f"{self.reference_arena_bytes:,} B ({self.heap_ratio:.2f}x)"
-                + ("" if self.bit_exact else "; OUTPUT DIFFERS from the reference"))
+                + ("" if self.bit_exact else "; OUTPUT DIFFERS from the reference")
+                + self._instructions_line())
+
+    def _instructions_line(self) -> str:
+        if self.instructions_per_inference is None:
+            return ""
+        return (f"\n  RV32 QEMU: {self.instructions_per_inference:,} instructions per "
+                f"inference ({self.instructions_per_mac:.1f} per MAC); an ESP32-C3 at 160 MHz "
+                f"needs at least {self.c3_160mhz_lower_bound_ms:.1f} ms (a lower bound: "
+                "instructions / 160e6, CPI >= 1; QEMU's time is not the C3's)")
 
 
 def bench_model(model: str | Path, *, target: str = "auto",
@@ -113,6 +126,13 @@ def bench_model(model: str | Path, *, target: str = "auto",
         node_inference_alloc_bytes=int(heap["inference_alloc_bytes"]), repeats=repeats,
         rounds=rounds, bit_exact=exact, placement=converted.report.placement,
         fits=converted.report.fits)
+    if node.target.kind == "qemu-rv32":
+        from tinysense.qemu.rv32 import c3_lower_bound_ms, instructions
+
+        count = instructions(node_ms)
+        result.instructions_per_inference = count
+        result.instructions_per_mac = count / macs if macs else 0.0
+        result.c3_160mhz_lower_bound_ms = c3_lower_bound_ms(count)
     say(result.summary())
     return result
 
