@@ -38,8 +38,20 @@ $(SYSSTAMP): Makefile
 	fi
 	@mkdir -p $(VENV) && touch $@
 
+# Second tier of `make test`: the HIL tests that prove the most on the RV32 QEMU board
+# (ESP32-C3-class: rv32imc native code, 32-bit ints, heap above 0x40000000; docs/hil.md):
+# conformance models, op zoo, validate, uplink over serial, node API, resets, ROMFS.
+RV32_HIL ?= tests/hil/test_conformance.py tests/hil/test_op_zoo_node.py \
+            tests/hil/test_validate_node.py tests/hil/test_uplink_hil.py tests/hil/test_node.py \
+            tests/hil/test_reset.py tests/hil/test_romfs_hil.py
+RV32_ELF := build/micropython/qemu-rv32/firmware.elf
+
 test: setup nodes
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@if [ -f $(RV32_ELF) ]; then \
+	  echo "RV32 QEMU tier: $(RV32_HIL) --target qemu-rv32 --board ESP32_GENERIC_C3"; \
+	  $(BIN)/python -m pytest $(RV32_HIL) --target qemu-rv32 --board ESP32_GENERIC_C3 $(PYTEST_ARGS); \
+	else echo "RV32 QEMU tier skipped: $(RV32_ELF) is not built (make nodes: see docs/virtual-board.md)"; fi
 
 test-fast: setup nodes
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -37,7 +37,8 @@ def _usb_port(device: str, vid: int, pid: int) -> ListPortInfo:
 def test_auto_falls_back_to_virtual_and_says_why(no_hardware):
     target = resolve_target("auto", "ESP32_GENERIC")
     assert target.kind == "virtual" and target.url is None
-    assert target.reason == "no board on USB; qemu-system-xtensa not found; using virtual"
+    assert target.reason == ("no board on USB; qemu-system-xtensa not found; RV32 QEMU: it is "
+                             "C3-class (rv32imc), ESP32_GENERIC runs xtensawin; using virtual")
 
 
 def test_auto_prefers_a_usb_board(no_hardware, monkeypatch):

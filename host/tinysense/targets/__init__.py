@@ -116,8 +116,7 @@ def _rv32_unusable(cfg: BoardConfig) -> str | None:
     from tinysense.qemu.rv32 import MPY_ARCH, detect_rv32
 
     if cfg.mpy_arch != MPY_ARCH:
-        return (f"it is ESP32-C3-class ({MPY_ARCH}) and board {cfg.name} runs {cfg.mpy_arch} "
-                "(use --board ESP32_GENERIC_C3)")
+        return f"it is C3-class ({MPY_ARCH}), {cfg.name} runs {cfg.mpy_arch}"
     info = detect_rv32()
     return None if info.usable else info.reason
 
@@ -166,7 +165,8 @@ def resolve_target(spec: str | None = None, board: str | BoardConfig | None = No
     if spec == "qemu-rv32":
         why = _rv32_unusable(cfg)
         if why is not None:
-            raise TinysenseError(f"--target qemu-rv32: {why}")
+            hint = "" if cfg.mpy_arch == "rv32imc" else "; use --board ESP32_GENERIC_C3"
+            raise TinysenseError(f"--target qemu-rv32: {why}{hint}")
         return Target("qemu-rv32", None, "RV32 QEMU board requested")
     if spec != "auto":
         return _port_target(spec)
