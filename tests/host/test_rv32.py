@@ -164,7 +164,8 @@ def test_rv32_board_boots_runs_code_and_survives_a_reset(real_rv32):
                 "    return a * b\n"
                 "print(sys.platform, sys.implementation._mpy >> 10, mul(0x10000, 0x10000),"
                 " id(bytearray(8)) >= 0x40000000)\n"
-                "open('/kept.txt', 'w').write('flash')")
+                "with open('/kept.txt', 'w') as f:\n"
+                "    f.write('flash')")
         assert node.exec(code, timeout=60).split() == ["qemu", "11", "0", "True"]
         rv32.hard_reset(node, timeout=120)
         assert node.exec("print(open('/kept.txt').read())", timeout=60).strip() == "flash"
