@@ -29,13 +29,14 @@ NODE_CHECKS := /usr/include/x86_64-linux-gnu/gnu/stubs-32.h:gcc-multilib \
 MP_SRC_KIND := $(if $(MICROPYTHON_SRC),dir,$(if $(MP_TARBALL),tarball,download))
 MP_SRC_DEP := $(if $(MICROPYTHON_SRC),,$(MP_TARBALL))
 
-.PHONY: nodes node-packages nodes-clean
+.PHONY: nodes node-packages nodes-clean mp-download
 
 # `make nodes` builds both 32-bit nodes; without any source it says where to get one and
 # succeeds, and the tests that need these nodes skip with that reason.
 nodes: node-packages
 	@if [ "$(MP_SRC_KIND)" = download ] && [ ! -f $(MPSRC)/.unpacked ]; then \
-	  $(MAKE) --no-print-directory mp-download || { \
+	  mkdir -p $(MPB); echo "no MicroPython source here: downloading $(MP_COMMIT) from GitHub"; \
+	  $(MAKE) --no-print-directory -s mp-download >$(MPB)/download.log 2>&1 || { \
 	    echo "tinysense: no MicroPython source (../shared/micropython/ tarball, MICROPYTHON_SRC=DIR, or a download of $(MP_COMMIT)); the 32-bit nodes are not built: see docs/virtual-board.md"; \
 	    mkdir -p $(MPB); echo "no MicroPython source: set MICROPYTHON_SRC=DIR (see docs/virtual-board.md)" > $(MPB)/UNAVAILABLE; \
 	    exit 0; }; \
