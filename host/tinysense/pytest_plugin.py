@@ -137,7 +137,20 @@ class TinysenseSession:
     def header(self) -> str:
         t = self.target
         where = f" {t.url}" if t.url else ""
-        return f"tinysense target: {t.kind}{where} ({t.reason}); board {self.board.name}"
+        line = f"tinysense target: {t.kind}{where} ({t.reason}); board {self.board.name}"
+        if t.kind == "virtual":
+            from tinysense.errors import TinysenseError
+            from tinysense.targets.virtual import unix_port, unix_port_arch
+
+            try:
+                port = unix_port(self.board)
+                line += (f"\ntinysense virtual board runs {port.exe} (mpy arch "
+                         f"{unix_port_arch(port.exe)}, {port.source})")
+            except TinysenseError as exc:
+                line += f"\ntinysense virtual board: {exc}"
+            else:
+                line += f"\n{port.note}" if port.note else ""
+        return line
 
 
 def _session(config: pytest.Config) -> TinysenseSession:

