@@ -200,9 +200,13 @@ def heap():
     m = _model()
     pkg_b, eng, arena, scratch, zc = _state["mem"]
     gc.collect()
-    a0 = gc.mem_alloc()
-    m.run()
-    d = gc.mem_alloc() - a0
+    gc.disable()  # a collection during the run would hide what it allocated
+    try:
+        a0 = gc.mem_alloc()
+        m.run()
+        d = gc.mem_alloc() - a0
+    finally:
+        gc.enable()
     return _print({"arena_bytes": arena, "scratch_bytes": scratch,
                    "tables_bytes": eng - arena - scratch, "package_bytes": pkg_b,
                    "placement": _state["info"]["placement"],

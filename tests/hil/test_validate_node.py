@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import virtual_node_arch
 from validate_nodes import deployed_node
 
 from tinysense.boards import load_board
@@ -58,12 +59,21 @@ def nodes(target_option, board_option, tmp_path_factory):
         yield get
 
 
+def _node_arch(target_kind: str, board: str) -> str:
+    """The mpy arch a node of this kind reports: the unix port's (x86 or x64) on a virtual
+    board, the board config's (xtensawin, rv32imc) elsewhere."""
+    return virtual_node_arch(board) if target_kind == "virtual" else load_board(board).mpy_arch
+
+
 def _check_fields(d: dict) -> None:
     for key, typ in JSON_FIELDS.items():
         assert key in d, key
         assert isinstance(d[key], typ) or (typ is float and isinstance(d[key], int)), key
     assert d["node_ms"] > 0 and d["reference_ms"] > 0
     assert d["node_heap_peak_bytes"] > 0 and d["reference_arena_bytes"] > 0
+    assert d["node_arch"] == _node_arch(d["target"], d["board"])
+    # measured on the node around one inference (agent.heap, GC off)
+    assert d["node_alloc_bytes_per_inference"] == d["node_inference_alloc_bytes"] == 0
 
 
 @pytest.mark.slow
@@ -192,6 +202,9 @@ def test_bench_model_fields(nodes, board_option):
     assert r.ratio == pytest.approx(r.node_ms / r.reference_ms)
     assert r.node_ns_per_mac == pytest.approx(r.node_ms * 1e6 / r.macs)
     assert r.heap_ratio == pytest.approx(r.node_heap_peak_bytes / r.reference_arena_bytes)
+    d = json.loads(json.dumps(r.to_dict()))   # what `tinysense bench --json` writes
+    assert d["node_arch"] == _node_arch(d["target"], d["board"])
+    assert d["node_alloc_bytes_per_inference"] == 0
 
 
 def _cli(*args, home: Path, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -14,7 +14,7 @@ from tinysense.errors import TinysenseError
 from tinysense.paths import CONFORMANCE_DIR
 from tinysense.reference import Reference, count_macs
 from tinysense.validate.compare import compare_outputs
-from tinysense.validate.core import Progress, _say, model_inputs, prepared_node
+from tinysense.validate.core import Progress, _say, model_inputs, prepared_node, reported_arch
 from tinysense.validate.nodeside import NodeModel
 from tinysense.validate.vectors import make_vectors
 
@@ -51,6 +51,9 @@ class BenchResult:
     instructions_per_inference: int | None = None
     instructions_per_mac: float | None = None
     c3_160mhz_lower_bound_ms: float | None = None  # instructions / 160e6 s: CPI >= 1
+    # bytes the node's GC heap allocated during one inference (as node_inference_alloc_bytes)
+    node_alloc_bytes_per_inference: int | None = None
+    node_arch: str | None = None  # mpy arch the node reported (x86, x64, rv32imc, xtensawin)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -125,7 +128,9 @@ def bench_model(model: str | Path, *, target: str = "auto",
         node_package_heap_bytes=int(heap["package_bytes"]),
         node_inference_alloc_bytes=int(heap["inference_alloc_bytes"]), repeats=repeats,
         rounds=rounds, bit_exact=exact, placement=converted.report.placement,
-        fits=converted.report.fits)
+        fits=converted.report.fits,
+        node_alloc_bytes_per_inference=int(heap["inference_alloc_bytes"]),
+        node_arch=reported_arch(node))
     if node.target.kind == "qemu-rv32":
         from tinysense.qemu.rv32 import c3_lower_bound_ms, instructions
 

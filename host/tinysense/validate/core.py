@@ -42,6 +42,10 @@ class ValidateResult:
     reference_arena_bytes: int      # tflite-micro's arena total (print_allocations)
     node_package_heap_bytes: int | None = None  # heap holding the package (0 if zero-copy)
     node_inference_alloc_bytes: int | None = None
+    # The same figure under the name issue 11 gave it: bytes the node's GC heap allocated
+    # during one inference (gc.mem_alloc() delta around it, GC off; agent.heap).
+    node_alloc_bytes_per_inference: int | None = None
+    node_arch: str | None = None    # mpy arch the node reported (x86, x64, rv32imc, xtensawin)
     macs: int = 0
     placement: str = ""             # the converter's plan for the board
     node_placement: str = ""        # where the node's agent put the constants (ram/stream/romfs)
@@ -203,6 +207,16 @@ def validate_model(model: str | Path, *, target: str = "auto", board: str | Boar
                               timing=timing, diagnose=diagnose, placement=placement)
 
 
+def reported_arch(node) -> str | None:
+    """The mpy arch the node reports (sys.implementation._mpy: x86, x64, rv32imc, xtensawin),
+    or None for a node that loads no native code."""
+    from tinysense.deploy import MPY_ARCHS
+
+    mpy = int(node.exec("import sys\nprint(getattr(sys.implementation, '_mpy', 0))").strip())
+    index = mpy >> 10 & 0x3F
+    return MPY_ARCHS[index] if 0 < index < len(MPY_ARCHS) else None
+
+
 def _check_same_model(ref: Reference, rep) -> None:
     """The package must have the reference model's input and output shapes."""
     mine = ([list(ref.graph.tensors[i].shape) for i in ref.graph.inputs],
@@ -261,6 +275,8 @@ def validate_converted(node, ref: Reference, converted, vecs: list[Vector], cfg:
         reference_arena_bytes=ref.arena_bytes(),
         node_package_heap_bytes=int(heap["package_bytes"]),
         node_inference_alloc_bytes=int(heap["inference_alloc_bytes"]),
+        node_alloc_bytes_per_inference=int(heap["inference_alloc_bytes"]),
+        node_arch=reported_arch(node),
         macs=count_macs(ref.graph), placement=rep.placement, fits=rep.fits,
         node_placement=str(nm.info.get("placement", "")),
         failures=failures, node_times_ms=times, outputs=outputs)
