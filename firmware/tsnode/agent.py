@@ -23,9 +23,12 @@ def _print(v):
 def _ram_need(n, head):
     """Heap a package of n bytes takes loaded whole, plus room left to run it: arena, scratch,
     per-op tables and _RUN_HEADROOM (the host's hex input and output, the REPL's buffers)."""
+    from tsnode.engine import loader as h   # imported already (by the engine's model)
+
     le = "little"
-    return (n + int.from_bytes(head[24:28], le) + int.from_bytes(head[28:32], le)
-            + _PER_OP * int.from_bytes(head[18:20], le) + _RUN_HEADROOM)
+    a, s, k = h.H_ARENA_SIZE, h.H_SCRATCH_SIZE, h.H_N_OPS
+    return (n + int.from_bytes(head[a:a + 4], le) + int.from_bytes(head[s:s + 4], le)
+            + _PER_OP * int.from_bytes(head[k:k + 2], le) + _RUN_HEADROOM)
 
 
 def _open_model(path, stream):
@@ -40,7 +43,7 @@ def _open_model(path, stream):
         except TypeError:   # not a ROMFS file: no buffer protocol
             pass
         try:
-            head = f.read(64)
+            head = f.read(_m.loader.HEADER_SIZE)
             f.seek(0, 2)
             n = f.tell()
             gc.collect()
@@ -63,18 +66,19 @@ def _open_model(path, stream):
 def _preimport(path):
     """Import the kernel modules this package uses before measuring the model's heap (their
     native code is the engine's, like tflite-micro's code, not part of its arena)."""
-    from tsnode.engine import model, ops  # noqa: F401  (model: _open_model uses it)
-    from tsnode.engine.loader import Package
+    from tsnode.engine import loader, model, ops  # noqa: F401  (model: _open_model uses it)
 
     codes = []
+    hs = loader.HEADER_SIZE
     with open(path, "rb") as f:
-        head = f.read(64)
-        n = int.from_bytes(head[44:48], "little") - 64 if len(head) == 64 else -1
+        head = f.read(hs)
+        at = loader.H_CONST_OFF
+        n = int.from_bytes(head[at:at + 4], "little") - hs if len(head) == hs else -1
         f.seek(0, 2)
-        if head[:4] != b"TSMP" or not 0 <= n <= f.tell():
+        if head[:4] != loader.MAGIC or not 0 <= n <= f.tell():
             return        # not a package: the real load below says what is wrong
-        f.seek(64)
-        for op in Package(head + f.read(n), f, check=False).ops():
+        f.seek(hs)
+        for op in loader.Package(head + f.read(n), f, check=False).ops():
             if op[0] not in codes:
                 codes.append(op[0])
     # the module objects are long-lived: free the tables' garbage first, so they are not

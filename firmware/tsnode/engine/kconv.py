@@ -10,10 +10,45 @@ so the inner loop is two unsigned byte loads, a multiply and an add (pointer-wal
 unrolled 16x then 4x; rows are padded to 4 with zero weights). Requantization is tflite's
 MultiplyByQuantizedMultiplier with double rounding; `wide` (the last parameter word) selects
 the 64-bit product where viper ints are 64-bit, else an exact 15-bit-limb emulation in which
-no intermediate exceeds 31 bits (ESP32).
+no intermediate exceeds 31 bits (ESP32). That block, between `# --- requant begin ---` and
+`# --- requant end ---`, is repeated verbatim in kdw (twice), kelt and kpool (a viper call
+would cost more than it, docs/engine.md); tests/host/test_boundary.py fails if they differ.
 """
 
 import micropython
+from micropython import const
+
+# Parameter words of CONV_2D and FULLY_CONNECTED (docs/formats/tsm.md): the single
+# definition of their order; the converter builds records by these names
+# (host/tinysense/formats/tsm.py reads them). WIDE is the word the engine appends at load.
+_CONV_INPUT = const(0)
+_CONV_OUTPUT = const(1)
+_CONV_N = const(2)
+_CONV_H = const(3)
+_CONV_W = const(4)
+_CONV_C = const(5)
+_CONV_OH = const(6)
+_CONV_OW = const(7)
+_CONV_OC = const(8)
+_CONV_KH = const(9)
+_CONV_KW = const(10)
+_CONV_SH = const(11)
+_CONV_SW = const(12)
+_CONV_DH = const(13)
+_CONV_DW = const(14)
+_CONV_PAD_TOP = const(15)
+_CONV_PAD_LEFT = const(16)
+_CONV_WEIGHTS = const(17)
+_CONV_K4 = const(18)
+_CONV_FOLDED = const(19)
+_CONV_MULTS = const(20)
+_CONV_SHIFTS = const(21)
+_CONV_FILL = const(22)
+_CONV_ZP_OUT = const(23)
+_CONV_AMIN = const(24)
+_CONV_AMAX = const(25)
+_CONV_K = const(26)
+_CONV_WIDE = const(27)
 
 
 @micropython.viper
@@ -41,32 +76,32 @@ def conv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
     one = 1
     sb = one << 31
     h30 = one << 30
-    in_off = p[0]
-    nb = p[2]
-    ih = p[3]
-    iw = p[4]
-    ic = p[5]
-    oh = p[6]
-    ow = p[7]
-    oc = p[8]
-    kh = p[9]
-    kw = p[10]
-    sh = p[11]
-    sw = p[12]
-    dh = p[13]
-    dw = p[14]
-    pt = p[15]
-    pl = p[16]
-    wbase = int(cb) + p[17]
-    k4 = p[18]
-    cs = ptr32(int(cb) + p[19])
-    ms = ptr32(int(cb) + p[20])
-    ss = ptr32(int(cb) + p[21])
-    fill = p[22]
-    zo = (p[23] ^ sb) - sb
-    amin = (p[24] ^ sb) - sb
-    amax = (p[25] ^ sb) - sb
-    wide = p[27]
+    in_off = p[_CONV_INPUT]
+    nb = p[_CONV_N]
+    ih = p[_CONV_H]
+    iw = p[_CONV_W]
+    ic = p[_CONV_C]
+    oh = p[_CONV_OH]
+    ow = p[_CONV_OW]
+    oc = p[_CONV_OC]
+    kh = p[_CONV_KH]
+    kw = p[_CONV_KW]
+    sh = p[_CONV_SH]
+    sw = p[_CONV_SW]
+    dh = p[_CONV_DH]
+    dw = p[_CONV_DW]
+    pt = p[_CONV_PAD_TOP]
+    pl = p[_CONV_PAD_LEFT]
+    wbase = int(cb) + p[_CONV_WEIGHTS]
+    k4 = p[_CONV_K4]
+    cs = ptr32(int(cb) + p[_CONV_FOLDED])
+    ms = ptr32(int(cb) + p[_CONV_MULTS])
+    ss = ptr32(int(cb) + p[_CONV_SHIFTS])
+    fill = p[_CONV_FILL]
+    zo = (p[_CONV_ZP_OUT] ^ sb) - sb
+    amin = (p[_CONV_AMIN] ^ sb) - sb
+    amax = (p[_CONV_AMAX] ^ sb) - sb
+    wide = p[_CONV_WIDE]
     k16 = (k4 >> 4) << 4
     # flip the input in place (inlined: a viper-to-viper call costs ~50 ns, which matters
     # for tiny FC layers); undone at the end
@@ -91,7 +126,7 @@ def conv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
     n4 = ic >> 2
     arb = int(ar)
     pa = int(sc)
-    dst = p[1]
+    dst = p[_CONV_OUTPUT]
     b = 0
     while b < nb:
         oy = 0
@@ -189,6 +224,7 @@ def conv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
                     a = acc
                     m = ms[o]
                     s = (ss[o] ^ sb) - sb
+                    # --- requant begin ---
                     rs = 0
                     if s > 0:
                         a = a << s
@@ -228,6 +264,7 @@ def conv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
                             if rem > thr:
                                 t += 1
                     t += zo
+                    # --- requant end ---
                     if t < amin:
                         t = amin
                     if t > amax:

@@ -1,8 +1,40 @@
 """DEPTHWISE_CONV_2D kernel (viper); same requantization as kconv (see its docstring)."""
 
 import micropython
+from micropython import const
 
 from tsnode.engine.kconv import flip
+
+# Parameter words of DEPTHWISE_CONV_2D (docs/formats/tsm.md): the single definition of
+# their order (host/tinysense/formats/tsm.py reads them; WIDE: appended at load).
+_DW_INPUT = const(0)
+_DW_OUTPUT = const(1)
+_DW_N = const(2)
+_DW_H = const(3)
+_DW_W = const(4)
+_DW_C = const(5)
+_DW_OH = const(6)
+_DW_OW = const(7)
+_DW_OC = const(8)
+_DW_KH = const(9)
+_DW_KW = const(10)
+_DW_SH = const(11)
+_DW_SW = const(12)
+_DW_DH = const(13)
+_DW_DW = const(14)
+_DW_PAD_TOP = const(15)
+_DW_PAD_LEFT = const(16)
+_DW_WEIGHTS = const(17)
+_DW_DEPTH_MULT = const(18)
+_DW_BIAS = const(19)
+_DW_MULTS = const(20)
+_DW_SHIFTS = const(21)
+_DW_ZP_IN = const(22)
+_DW_ZP_OUT = const(23)
+_DW_AMIN = const(24)
+_DW_AMAX = const(25)
+_DW_K0 = const(26)
+_DW_WIDE = const(27)
 
 
 @micropython.viper
@@ -18,33 +50,33 @@ def dwconv(arena, cb: ptr8, p: ptr32, sc: ptr8):
     one = 1
     sb = one << 31
     h30 = one << 30
-    in_off = p[0]
-    nb = p[2]
-    ih = p[3]
-    iw = p[4]
-    ic = p[5]
-    oh = p[6]
-    ow = p[7]
-    oc = p[8]
-    kh = p[9]
-    kw = p[10]
-    sh = p[11]
-    sw = p[12]
-    dh = p[13]
-    dw = p[14]
-    pt = p[15]
-    pl = p[16]
-    wb = int(cb) + p[17]
-    mult = p[18]
-    bs = ptr32(int(cb) + p[19])
-    ms = ptr32(int(cb) + p[20])
-    ss = ptr32(int(cb) + p[21])
-    c1 = 128 + ((p[22] ^ sb) - sb)
-    zo = (p[23] ^ sb) - sb
-    amin = (p[24] ^ sb) - sb
-    amax = (p[25] ^ sb) - sb
-    k0 = ptr32(int(cb) + p[26])
-    wide = p[27]
+    in_off = p[_DW_INPUT]
+    nb = p[_DW_N]
+    ih = p[_DW_H]
+    iw = p[_DW_W]
+    ic = p[_DW_C]
+    oh = p[_DW_OH]
+    ow = p[_DW_OW]
+    oc = p[_DW_OC]
+    kh = p[_DW_KH]
+    kw = p[_DW_KW]
+    sh = p[_DW_SH]
+    sw = p[_DW_SW]
+    dh = p[_DW_DH]
+    dw = p[_DW_DW]
+    pt = p[_DW_PAD_TOP]
+    pl = p[_DW_PAD_LEFT]
+    wb = int(cb) + p[_DW_WEIGHTS]
+    mult = p[_DW_DEPTH_MULT]
+    bs = ptr32(int(cb) + p[_DW_BIAS])
+    ms = ptr32(int(cb) + p[_DW_MULTS])
+    ss = ptr32(int(cb) + p[_DW_SHIFTS])
+    c1 = 128 + ((p[_DW_ZP_IN] ^ sb) - sb)
+    zo = (p[_DW_ZP_OUT] ^ sb) - sb
+    amin = (p[_DW_AMIN] ^ sb) - sb
+    amax = (p[_DW_AMAX] ^ sb) - sb
+    k0 = ptr32(int(cb) + p[_DW_K0])
+    wide = p[_DW_WIDE]
     nt_all = kh * kw
     toff = ptr32(sc)
     tidx = ptr32(int(sc) + 4 * nt_all)
@@ -61,7 +93,7 @@ def dwconv(arena, cb: ptr8, p: ptr32, sc: ptr8):
         zq[i] = c1
         i += 1
     flip(arena, in_off, nb * ih * iw * ic)
-    dst = p[1]
+    dst = p[_DW_OUTPUT]
     b = 0
     while b < nb:
         oy = 0
@@ -100,6 +132,7 @@ def dwconv(arena, cb: ptr8, p: ptr32, sc: ptr8):
                         a = acc
                         m = ms[o]
                         s = (ss[o] ^ sb) - sb
+                        # --- requant begin ---
                         rs = 0
                         if s > 0:
                             a = a << s
@@ -139,6 +172,7 @@ def dwconv(arena, cb: ptr8, p: ptr32, sc: ptr8):
                                 if rem > thr:
                                     t += 1
                         t += zo
+                        # --- requant end ---
                         if t < amin:
                             t = amin
                         if t > amax:
@@ -177,6 +211,7 @@ def dwconv(arena, cb: ptr8, p: ptr32, sc: ptr8):
                         a = acc
                         m = ms[o]
                         s = (ss[o] ^ sb) - sb
+                        # --- requant begin ---
                         rs = 0
                         if s > 0:
                             a = a << s
@@ -216,6 +251,7 @@ def dwconv(arena, cb: ptr8, p: ptr32, sc: ptr8):
                                 if rem > thr:
                                     t += 1
                         t += zo
+                        # --- requant end ---
                         if t < amin:
                             t = amin
                         if t > amax:

@@ -1,6 +1,104 @@
-"""Elementwise and data-movement kernels (viper): ADD, MUL, table lookups, CONCAT, PAD, COPY."""
+"""Elementwise and data-movement kernels (viper): ADD, MUL, LUT, CONCAT, PAD, COPY, CONST."""
 
 import micropython
+from micropython import const
+
+# Parameter words (docs/formats/tsm.md), the single definition of their order: the
+# converter builds records by these names (host/tinysense/formats/tsm.py reads them).
+# WIDE is the word the engine appends at load. ADD:
+_ADD_A = const(0)
+_ADD_B = const(1)
+_ADD_OUTPUT = const(2)
+_ADD_T1 = const(3)
+_ADD_T2 = const(4)
+_ADD_MULT = const(5)
+_ADD_RSHIFT = const(6)
+_ADD_ZP_OUT = const(7)
+_ADD_AMIN = const(8)
+_ADD_AMAX = const(9)
+_ADD_N = const(10)
+_ADD_BCAST = const(11)
+_ADD_D0 = const(12)
+_ADD_D1 = const(13)
+_ADD_D2 = const(14)
+_ADD_D3 = const(15)
+_ADD_SA0 = const(16)
+_ADD_SA1 = const(17)
+_ADD_SA2 = const(18)
+_ADD_SA3 = const(19)
+_ADD_SB0 = const(20)
+_ADD_SB1 = const(21)
+_ADD_SB2 = const(22)
+_ADD_SB3 = const(23)
+_ADD_WIDE = const(24)
+
+# MUL (_binary reads the words MUL shares with ADD by their ADD names):
+_MUL_A = const(0)
+_MUL_B = const(1)
+_MUL_OUTPUT = const(2)
+_MUL_ZP_A = const(3)
+_MUL_ZP_B = const(4)
+_MUL_MULT = const(5)
+_MUL_SHIFT = const(6)
+_MUL_ZP_OUT = const(7)
+_MUL_AMIN = const(8)
+_MUL_AMAX = const(9)
+_MUL_N = const(10)
+_MUL_BCAST = const(11)
+_MUL_D0 = const(12)
+_MUL_D1 = const(13)
+_MUL_D2 = const(14)
+_MUL_D3 = const(15)
+_MUL_SA0 = const(16)
+_MUL_SA1 = const(17)
+_MUL_SA2 = const(18)
+_MUL_SA3 = const(19)
+_MUL_SB0 = const(20)
+_MUL_SB1 = const(21)
+_MUL_SB2 = const(22)
+_MUL_SB3 = const(23)
+_MUL_WIDE = const(24)
+
+# CONCATENATION: four words, then INPUT_I and INNER_I for each input:
+_CAT_OUTPUT = const(0)
+_CAT_OUTER = const(1)
+_CAT_OUT_INNER = const(2)
+_CAT_N_IN = const(3)
+_CAT_INPUT_I = const(4)
+_CAT_INNER_I = const(5)
+
+# PAD:
+_PAD_INPUT = const(0)
+_PAD_OUTPUT = const(1)
+_PAD_D0 = const(2)
+_PAD_D1 = const(3)
+_PAD_D2 = const(4)
+_PAD_D3 = const(5)
+_PAD_BEFORE0 = const(6)
+_PAD_BEFORE1 = const(7)
+_PAD_BEFORE2 = const(8)
+_PAD_BEFORE3 = const(9)
+_PAD_O0 = const(10)
+_PAD_O1 = const(11)
+_PAD_O2 = const(12)
+_PAD_O3 = const(13)
+_PAD_VALUE = const(14)
+
+# LUT:
+_LUT_INPUT = const(0)
+_LUT_OUTPUT = const(1)
+_LUT_N = const(2)
+_LUT_TABLE = const(3)
+
+# COPY:
+_COPY_INPUT = const(0)
+_COPY_OUTPUT = const(1)
+_COPY_N = const(2)
+
+# CONST (copy a constant operand into the arena):
+_CONST_OUTPUT = const(0)
+_CONST_DATA = const(1)
+_CONST_N = const(2)
 
 
 @micropython.viper
@@ -10,31 +108,31 @@ def _binary(ar: ptr8, cb: ptr8, p: ptr32, is_mul: int):
     one = 1
     sb = one << 31
     h30 = one << 30
-    a_off = p[0]
-    b_off = p[1]
-    dst = p[2]
-    t1 = ptr32(int(cb) + p[3])
-    t2 = ptr32(int(cb) + p[4])
-    z1 = (p[3] ^ sb) - sb
-    z2 = (p[4] ^ sb) - sb
-    m = p[5]
-    s = (p[6] ^ sb) - sb
+    a_off = p[_ADD_A]
+    b_off = p[_ADD_B]
+    dst = p[_ADD_OUTPUT]
+    t1 = ptr32(int(cb) + p[_ADD_T1])
+    t2 = ptr32(int(cb) + p[_ADD_T2])
+    z1 = (p[_MUL_ZP_A] ^ sb) - sb
+    z2 = (p[_MUL_ZP_B] ^ sb) - sb
+    m = p[_ADD_MULT]
+    s = (p[_MUL_SHIFT] ^ sb) - sb
     if not is_mul:
-        s = 0 - s
-    zo = (p[7] ^ sb) - sb
-    amin = (p[8] ^ sb) - sb
-    amax = (p[9] ^ sb) - sb
-    bc = p[11]
-    d0 = p[12]
-    d1 = p[13]
-    d2 = p[14]
-    d3 = p[15]
-    wide = p[24]
+        s = 0 - ((p[_ADD_RSHIFT] ^ sb) - sb)
+    zo = (p[_ADD_ZP_OUT] ^ sb) - sb
+    amin = (p[_ADD_AMIN] ^ sb) - sb
+    amax = (p[_ADD_AMAX] ^ sb) - sb
+    bc = p[_ADD_BCAST]
+    d0 = p[_ADD_D0]
+    d1 = p[_ADD_D1]
+    d2 = p[_ADD_D2]
+    d3 = p[_ADD_D3]
+    wide = p[_ADD_WIDE]
     if not bc:
         d0 = 1
         d1 = 1
         d2 = 1
-        d3 = p[10]
+        d3 = p[_ADD_N]
     i0 = 0
     while i0 < d0:
         i1 = 0
@@ -45,14 +143,14 @@ def _binary(ar: ptr8, cb: ptr8, p: ptr32, is_mul: int):
                 pa = a_off
                 pb = b_off
                 if bc:
-                    pa = a_off + i0 * p[16] + i1 * p[17] + i2 * p[18]
-                    pb = b_off + i0 * p[20] + i1 * p[21] + i2 * p[22]
+                    pa = a_off + i0 * p[_ADD_SA0] + i1 * p[_ADD_SA1] + i2 * p[_ADD_SA2]
+                    pb = b_off + i0 * p[_ADD_SB0] + i1 * p[_ADD_SB1] + i2 * p[_ADD_SB2]
                 while i3 < d3:
                     xa = ar[pa]
                     xb = ar[pb]
                     if bc:
-                        pa += p[19]
-                        pb += p[23]
+                        pa += p[_ADD_SA3]
+                        pb += p[_ADD_SB3]
                     else:
                         pa += 1
                         pb += 1
@@ -60,6 +158,7 @@ def _binary(ar: ptr8, cb: ptr8, p: ptr32, is_mul: int):
                         a = (((xa ^ 0x80) - 0x80) - z1) * (((xb ^ 0x80) - 0x80) - z2)
                     else:
                         a = ((t1[xa] ^ sb) - sb) + ((t2[xb] ^ sb) - sb)
+                    # --- requant begin ---
                     rs = 0
                     if s > 0:
                         a = a << s
@@ -99,6 +198,7 @@ def _binary(ar: ptr8, cb: ptr8, p: ptr32, is_mul: int):
                             if rem > thr:
                                 t += 1
                     t += zo
+                    # --- requant end ---
                     if t < amin:
                         t = amin
                     if t > amax:
@@ -122,10 +222,10 @@ def mul(ar, cb, p, sc):
 @micropython.viper
 def lut(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
     """out[i] = table[in[i]]: LOGISTIC, TANH, RELU, RELU6, QUANTIZE (exact tables)."""
-    src = p[0]
-    dst = p[1]
-    n = p[2]
-    t = ptr8(int(cb) + p[3])
+    src = p[_LUT_INPUT]
+    dst = p[_LUT_OUTPUT]
+    n = p[_LUT_N]
+    t = ptr8(int(cb) + p[_LUT_TABLE])
     i = 0
     while i < n:
         ar[dst + i] = t[ar[src + i]]
@@ -146,19 +246,26 @@ def _move(ar: ptr8, src: int, dst: int, n: int):
             i -= 1
 
 
+def concat_words(params):
+    """Parameter words a CONCATENATION record must hold: four, then two per input."""
+    if len(params) <= _CAT_N_IN:
+        return _CAT_INPUT_I
+    return _CAT_INPUT_I + 2 * params[_CAT_N_IN]
+
+
 @micropython.viper
 def concat(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
-    dst = p[0]
-    outer = p[1]
-    out_inner = p[2]
-    nin = p[3]
+    dst = p[_CAT_OUTPUT]
+    outer = p[_CAT_OUTER]
+    out_inner = p[_CAT_OUT_INNER]
+    nin = p[_CAT_N_IN]
     o = 0
     while o < outer:
         pos = dst + o * out_inner
         k = 0
         while k < nin:
-            n = p[5 + 2 * k]
-            src = p[4 + 2 * k] + o * n
+            n = p[_CAT_INNER_I + 2 * k]
+            src = p[_CAT_INPUT_I + 2 * k] + o * n
             i = 0
             while i < n:
                 ar[pos + i] = ar[src + i]
@@ -170,25 +277,26 @@ def concat(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
 
 @micropython.viper
 def pad(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
-    src = p[0]
-    dst = p[1]
-    o1 = p[11]
-    o2 = p[12]
-    o3 = p[13]
-    total = p[10] * o1 * o2 * o3
-    v = p[14]
+    src = p[_PAD_INPUT]
+    dst = p[_PAD_OUTPUT]
+    o1 = p[_PAD_O1]
+    o2 = p[_PAD_O2]
+    o3 = p[_PAD_O3]
+    total = p[_PAD_O0] * o1 * o2 * o3
+    v = p[_PAD_VALUE]
     i = 0
     while i < total:
         ar[dst + i] = v
         i += 1
     i0 = 0
-    while i0 < p[2]:
+    while i0 < p[_PAD_D0]:
         i1 = 0
-        while i1 < p[3]:
+        while i1 < p[_PAD_D1]:
             i2 = 0
-            while i2 < p[4]:
-                pos = dst + (((i0 + p[6]) * o1 + i1 + p[7]) * o2 + i2 + p[8]) * o3 + p[9]
-                n = p[5]
+            while i2 < p[_PAD_D2]:
+                pos = dst + (((i0 + p[_PAD_BEFORE0]) * o1 + i1 + p[_PAD_BEFORE1]) * o2 + i2
+                             + p[_PAD_BEFORE2]) * o3 + p[_PAD_BEFORE3]
+                n = p[_PAD_D3]
                 i = 0
                 while i < n:
                     ar[pos + i] = ar[src + i]
@@ -200,15 +308,15 @@ def pad(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
 
 
 def copy(ar, cb, p, sc):
-    _move(ar, p[0], p[1], p[2])
+    _move(ar, p[_COPY_INPUT], p[_COPY_OUTPUT], p[_COPY_N])
 
 
 @micropython.viper
-def const(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
+def constant(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
     """Copy a constant operand from the package into its arena slot (before its reader)."""
-    dst = p[0]
-    src = p[1]
-    n = p[2]
+    dst = p[_CONST_OUTPUT]
+    src = p[_CONST_DATA]
+    n = p[_CONST_N]
     i = 0
     while i < n:
         ar[dst + i] = cb[src + i]

@@ -1,28 +1,67 @@
 """Pooling and MEAN kernels (viper). Pools only clamp; MEAN rescales like tflite-micro."""
 
 import micropython
+from micropython import const
+
+# Parameter words (docs/formats/tsm.md), the single definition of their order: the
+# converter builds records by these names (host/tinysense/formats/tsm.py reads them).
+# AVERAGE_POOL_2D and MAX_POOL_2D:
+_POOL_INPUT = const(0)
+_POOL_OUTPUT = const(1)
+_POOL_N = const(2)
+_POOL_H = const(3)
+_POOL_W = const(4)
+_POOL_C = const(5)
+_POOL_OH = const(6)
+_POOL_OW = const(7)
+_POOL_KH = const(8)
+_POOL_KW = const(9)
+_POOL_SH = const(10)
+_POOL_SW = const(11)
+_POOL_PAD_TOP = const(12)
+_POOL_PAD_LEFT = const(13)
+_POOL_AMIN = const(14)
+_POOL_AMAX = const(15)
+
+# MEAN (WIDE: the word the engine appends at load):
+_MEAN_INPUT = const(0)
+_MEAN_OUTPUT = const(1)
+_MEAN_D0 = const(2)
+_MEAN_D1 = const(3)
+_MEAN_D2 = const(4)
+_MEAN_D3 = const(5)
+_MEAN_OS0 = const(6)
+_MEAN_OS1 = const(7)
+_MEAN_OS2 = const(8)
+_MEAN_OS3 = const(9)
+_MEAN_MULT = const(10)
+_MEAN_SHIFT = const(11)
+_MEAN_ZP_IN_N = const(12)
+_MEAN_ZP_OUT = const(13)
+_MEAN_N_OUT = const(14)
+_MEAN_WIDE = const(15)
 
 
 @micropython.viper
 def _pool(ar: ptr8, p: ptr32, is_max: int):
     one = 1
     sb = one << 31
-    src0 = p[0]
-    dst = p[1]
-    nb = p[2]
-    ih = p[3]
-    iw = p[4]
-    c = p[5]
-    oh = p[6]
-    ow = p[7]
-    kh = p[8]
-    kw = p[9]
-    sh = p[10]
-    sw = p[11]
-    pt = p[12]
-    pl = p[13]
-    amin = (p[14] ^ sb) - sb
-    amax = (p[15] ^ sb) - sb
+    src0 = p[_POOL_INPUT]
+    dst = p[_POOL_OUTPUT]
+    nb = p[_POOL_N]
+    ih = p[_POOL_H]
+    iw = p[_POOL_W]
+    c = p[_POOL_C]
+    oh = p[_POOL_OH]
+    ow = p[_POOL_OW]
+    kh = p[_POOL_KH]
+    kw = p[_POOL_KW]
+    sh = p[_POOL_SH]
+    sw = p[_POOL_SW]
+    pt = p[_POOL_PAD_TOP]
+    pl = p[_POOL_PAD_LEFT]
+    amin = (p[_POOL_AMIN] ^ sb) - sb
+    amax = (p[_POOL_AMAX] ^ sb) - sb
     b = 0
     while b < nb:
         oy = 0
@@ -85,22 +124,22 @@ def mean(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
     one = 1
     sb = one << 31
     h30 = one << 30
-    src = p[0]
-    dst = p[1]
-    d0 = p[2]
-    d1 = p[3]
-    d2 = p[4]
-    d3 = p[5]
-    o0 = p[6]
-    o1 = p[7]
-    o2 = p[8]
-    o3 = p[9]
-    m = p[10]
-    s = (p[11] ^ sb) - sb
-    zn = (p[12] ^ sb) - sb
-    zo = (p[13] ^ sb) - sb
-    nout = p[14]
-    wide = p[15]
+    src = p[_MEAN_INPUT]
+    dst = p[_MEAN_OUTPUT]
+    d0 = p[_MEAN_D0]
+    d1 = p[_MEAN_D1]
+    d2 = p[_MEAN_D2]
+    d3 = p[_MEAN_D3]
+    o0 = p[_MEAN_OS0]
+    o1 = p[_MEAN_OS1]
+    o2 = p[_MEAN_OS2]
+    o3 = p[_MEAN_OS3]
+    m = p[_MEAN_MULT]
+    s = (p[_MEAN_SHIFT] ^ sb) - sb
+    zn = (p[_MEAN_ZP_IN_N] ^ sb) - sb
+    zo = (p[_MEAN_ZP_OUT] ^ sb) - sb
+    nout = p[_MEAN_N_OUT]
+    wide = p[_MEAN_WIDE]
     acc = ptr32(sc)
     i = 0
     while i < nout:
@@ -125,6 +164,7 @@ def mean(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
     i = 0
     while i < nout:
         a = ((acc[i] ^ sb) - sb) - zn
+        # --- requant begin ---
         rs = 0
         if s > 0:
             a = a << s
@@ -164,6 +204,7 @@ def mean(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
                 if rem > thr:
                     t += 1
         t += zo
+        # --- requant end ---
         if t < -128:
             t = -128
         if t > 127:

@@ -7,6 +7,16 @@ emulated in 15-bit limbs so it is the same on 32- and 64-bit viper) and scales e
 """
 
 import micropython
+from micropython import const
+
+# Parameter words of SOFTMAX (docs/formats/tsm.md), the single definition of their
+# order (host/tinysense/formats/tsm.py reads them).
+_SM_INPUT = const(0)
+_SM_OUTPUT = const(1)
+_SM_ROWS = const(2)
+_SM_DEPTH = const(3)
+_SM_EXP = const(4)
+_SM_EXPR = const(5)
 
 
 @micropython.viper
@@ -92,12 +102,12 @@ def _recip(sc):
 
 @micropython.viper
 def softmax(ar: ptr8, cb: ptr8, p: ptr32, sc):
-    src = p[0]
-    dst = p[1]
-    rows = p[2]
-    depth = p[3]
-    ex = ptr32(int(cb) + p[4])
-    exr = ptr32(int(cb) + p[5])
+    src = p[_SM_INPUT]
+    dst = p[_SM_OUTPUT]
+    rows = p[_SM_ROWS]
+    depth = p[_SM_DEPTH]
+    ex = ptr32(int(cb) + p[_SM_EXP])
+    exr = ptr32(int(cb) + p[_SM_EXPR])
     s = ptr32(sc)
     one = 1
     sb = one << 31

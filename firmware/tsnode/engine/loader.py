@@ -10,12 +10,22 @@ try:
 except ImportError:  # pragma: no cover - every supported port has binascii.crc32
     crc32 = None
 
+# The .tsm layout (docs/formats/tsm.md), defined here once: host/tinysense/formats/tsm.py
+# reads these lines (the converter packs with the same struct formats).
 MAGIC = b"TSMP"
 VERSION = const(2)
-_HEADER = "<4sBBHIIHHBBHIIIIIIII"
-_HEADER_SIZE = const(64)
+_HEADER = "<4sBBHIIHHBBHIIIIIIII"   # the header's fields; 8 reserved bytes follow
+HEADER_SIZE = const(64)
 _TENSOR = "<BBBB4IIIif"
 _TENSOR_SIZE = const(36)
+_OPHEAD = const("<BBBBHHII")        # op record head; tensor indices and parameters follow
+_OPHEAD_SIZE = const(16)
+# header fields read by offset before the package is parsed (agent, model.open_streaming)
+H_N_OPS = const(18)
+H_ARENA_SIZE = const(24)
+H_SCRATCH_SIZE = const(28)
+H_CONST_OFF = const(44)
+# tensor record flags the node reads (the host-only ones: docs/formats/tsm.md)
 F_CONST = const(1)
 F_INPUT = const(2)
 F_OUTPUT = const(4)
@@ -35,7 +45,7 @@ class Package:
         if file is not None:
             file.seek(0, 2)
             n = file.tell()
-        if n < _HEADER_SIZE:
+        if n < HEADER_SIZE:
             raise ValueError("tsm: file too short for a header (%d bytes)" % n)
         h = struct.unpack_from(_HEADER, buf, 0)
         if h[0] != MAGIC:
@@ -43,7 +53,7 @@ class Package:
         if h[1] != VERSION:
             raise ValueError("tsm: version %d not supported (engine reads %d); reconvert"
                              % (h[1], VERSION))
-        if h[2] != _HEADER_SIZE:
+        if h[2] != HEADER_SIZE:
             raise ValueError("tsm: bad header size %d" % h[2])
         (self.crc, self.total, self.n_tensors, self.n_ops, self.n_inputs, self.n_outputs,
          _r, self.arena_size, self.scratch_size, self.tensors_off, self.ops_off, self.ops_size,
@@ -52,7 +62,7 @@ class Package:
             raise ValueError("tsm: truncated or padded: header says %d bytes, file has %d"
                              % (self.total, n))
         end_t = self.tensors_off + self.n_tensors * _TENSOR_SIZE
-        if (self.tensors_off != _HEADER_SIZE or end_t != self.ops_off
+        if (self.tensors_off != HEADER_SIZE or end_t != self.ops_off
                 or self.ops_off + self.ops_size != self.io_off
                 or self.io_off > self.const_off or self.const_off + self.const_size != n
                 or self.const_off & 3):
@@ -62,9 +72,9 @@ class Package:
         if check and crc32 is not None:
             mv = memoryview(buf)
             if file is None:
-                crc = crc32(mv[_HEADER_SIZE:])
+                crc = crc32(mv[HEADER_SIZE:])
             else:
-                crc = _crc_file(file, crc32(mv[_HEADER_SIZE:self.const_off]), self.const_off)
+                crc = _crc_file(file, crc32(mv[HEADER_SIZE:self.const_off]), self.const_off)
             if crc & 0xFFFFFFFF != self.crc:
                 raise ValueError("tsm: CRC mismatch (corrupt package); copy it again")
 
@@ -88,11 +98,11 @@ class Package:
         end = self.ops_off + self.ops_size
         buf = self.buf
         for _ in range(self.n_ops):
-            if off + 16 > end:
+            if off + _OPHEAD_SIZE > end:
                 raise ValueError("tsm: op table truncated")
             code, n_in, n_out, _r, n_par, src, c_start, c_len = struct.unpack_from(
-                "<BBBBHHII", buf, off)
-            off += 16
+                _OPHEAD, buf, off)
+            off += _OPHEAD_SIZE
             k = n_in + n_out
             idx = struct.unpack_from("<%dH" % k, buf, off)
             off += 4 * ((k + 1) // 2)

@@ -5,8 +5,7 @@ from array import array
 
 import micropython
 
-from tsnode.engine import ops
-from tsnode.engine.loader import Package
+from tsnode.engine import loader, ops
 
 # Set before loading to force the 32-bit multiply emulation (tests use it on 64-bit hosts).
 FORCE_NARROW = False
@@ -30,7 +29,7 @@ class Model:
     """
 
     def __init__(self, buf, file=None):
-        self.pkg = pkg = Package(buf, file)
+        self.pkg = pkg = loader.Package(buf, file)
         self.buf = buf
         self.file = file
         self.misaligned = file is None and address(buf) & 3 != 0
@@ -117,7 +116,7 @@ class Model:
     def tensor_view(self, i):
         """memoryview of tensor i's bytes (arena, or constants), no copy."""
         dtype, shape, flags, off, nbytes, zp = self.pkg.tensor(i)
-        if flags & 1:   # weights live re-laid-out in op constants (nbytes 0)
+        if flags & loader.F_CONST:   # weights live re-laid-out in op constants (nbytes 0)
             return memoryview(b"")
         return memoryview(self.arena)[off:off + nbytes]
 
@@ -164,10 +163,11 @@ def open_streaming(path):
     """A Model that keeps `path` open and reads each op's constants when it runs: the heap
     holds the tables, the arena and one buffer the size of the largest op's constants."""
     f = open(path, "rb")
-    head = bytearray(64)
+    head = bytearray(loader.HEADER_SIZE)
     f.readinto(head)
-    const_off = int.from_bytes(head[44:48], "little")
-    if head[:4] != b"TSMP" or const_off < 64:
+    at = loader.H_CONST_OFF
+    const_off = int.from_bytes(head[at:at + 4], "little")
+    if head[:4] != loader.MAGIC or const_off < loader.HEADER_SIZE:
         f.close()
         raise ValueError("tsm: bad magic or header (not a .tsm package)")
     buf = bytearray(const_off)

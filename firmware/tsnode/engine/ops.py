@@ -1,38 +1,46 @@
-"""Engine opcode table (same numbers as host/tinysense/convert/ops.py OPCODES) -> kernel."""
+"""Engine opcode table -> kernel. The opcodes are defined here (the host converter reads them)."""
 
 from micropython import const
 
 from tsnode.engine import kconv
 
-_FULLY_CONNECTED = const(1)
-_CONV_2D = const(2)
-_DEPTHWISE_CONV_2D = const(3)
-_AVERAGE_POOL_2D = const(4)
-_MAX_POOL_2D = const(5)
-_MEAN = const(6)
-_ADD = const(7)
-_MUL = const(8)
-_CONCATENATION = const(9)
-_PAD = const(10)
-_SOFTMAX = const(11)
-_LUT = const(12)
-_COPY = const(13)
-_CONST = const(14)
+# opcodes (docs/formats/tsm.md): the single definition; host/tinysense/formats/tsm.py reads
+# these `_OP_*` lines, tests/host/test_boundary.py checks them against the spec
+_OP_FULLY_CONNECTED = const(1)
+_OP_CONV_2D = const(2)
+_OP_DEPTHWISE_CONV_2D = const(3)
+_OP_AVERAGE_POOL_2D = const(4)
+_OP_MAX_POOL_2D = const(5)
+_OP_MEAN = const(6)
+_OP_ADD = const(7)
+_OP_MUL = const(8)
+_OP_CONCATENATION = const(9)
+_OP_PAD = const(10)
+_OP_SOFTMAX = const(11)
+_OP_LUT = const(12)
+_OP_COPY = const(13)
+_OP_CONST = const(14)
 
-NAMES = {1: "FULLY_CONNECTED", 2: "CONV_2D", 3: "DEPTHWISE_CONV_2D", 4: "AVERAGE_POOL_2D",
-         5: "MAX_POOL_2D", 6: "MEAN", 7: "ADD", 8: "MUL", 9: "CONCATENATION", 10: "PAD",
-         11: "SOFTMAX", 12: "LUT", 13: "COPY", 14: "CONST"}
+NAMES = {_OP_FULLY_CONNECTED: "FULLY_CONNECTED", _OP_CONV_2D: "CONV_2D",
+         _OP_DEPTHWISE_CONV_2D: "DEPTHWISE_CONV_2D", _OP_AVERAGE_POOL_2D: "AVERAGE_POOL_2D",
+         _OP_MAX_POOL_2D: "MAX_POOL_2D", _OP_MEAN: "MEAN", _OP_ADD: "ADD", _OP_MUL: "MUL",
+         _OP_CONCATENATION: "CONCATENATION", _OP_PAD: "PAD", _OP_SOFTMAX: "SOFTMAX",
+         _OP_LUT: "LUT", _OP_COPY: "COPY", _OP_CONST: "CONST"}
 
-# parameter words each opcode's record must hold (docs/formats/tsm.md); CONCATENATION: 4 + 2n
-N_PARAMS = {1: 27, 2: 27, 3: 27, 4: 16, 5: 16, 6: 15, 7: 24, 8: 24, 10: 15, 11: 6, 12: 4,
-            13: 3, 14: 3}
+# parameter words each opcode's record must hold: the count of the named words its kernel
+# reads (`_CONV_*` in kconv.py, ...; tests/host/test_boundary.py checks they agree), here so
+# that checking a package needs no kernel module; CONCATENATION: kelt.concat_words()
+N_PARAMS = {_OP_FULLY_CONNECTED: 27, _OP_CONV_2D: 27, _OP_DEPTHWISE_CONV_2D: 27,
+            _OP_AVERAGE_POOL_2D: 16, _OP_MAX_POOL_2D: 16, _OP_MEAN: 15, _OP_ADD: 24,
+            _OP_MUL: 24, _OP_PAD: 15, _OP_SOFTMAX: 6, _OP_LUT: 4, _OP_COPY: 3, _OP_CONST: 3}
 
 
 def check(code, src, params):
     """Reject a record whose parameter count does not match this engine's kernels."""
     want = N_PARAMS.get(code)
-    if code == _CONCATENATION and len(params) >= 4:
-        want = 4 + 2 * params[3]
+    if code == _OP_CONCATENATION:
+        from tsnode.engine import kelt
+        want = kelt.concat_words(params)
     if want is None:
         raise ValueError("tsm: op %d has opcode %d, not supported by this engine" % (src, code))
     if len(params) != want:
@@ -42,19 +50,20 @@ def check(code, src, params):
 
 def kernel(code):
     """The viper kernel for an opcode, imported on first use (keeps RAM low for small models)."""
-    if code in (_FULLY_CONNECTED, _CONV_2D):
+    if code in (_OP_FULLY_CONNECTED, _OP_CONV_2D):
         return kconv.conv
-    if code == _DEPTHWISE_CONV_2D:
+    if code == _OP_DEPTHWISE_CONV_2D:
         from tsnode.engine import kdw
         return kdw.dwconv
-    if code in (_AVERAGE_POOL_2D, _MAX_POOL_2D, _MEAN):
+    if code in (_OP_AVERAGE_POOL_2D, _OP_MAX_POOL_2D, _OP_MEAN):
         from tsnode.engine import kpool
-        return (kpool.avgpool, kpool.maxpool, kpool.mean)[code - _AVERAGE_POOL_2D]
-    if code in (_ADD, _MUL, _LUT, _CONCATENATION, _PAD, _COPY, _CONST):
+        return (kpool.avgpool, kpool.maxpool, kpool.mean)[code - _OP_AVERAGE_POOL_2D]
+    if code in (_OP_ADD, _OP_MUL, _OP_LUT, _OP_CONCATENATION, _OP_PAD, _OP_COPY, _OP_CONST):
         from tsnode.engine import kelt
-        return {_ADD: kelt.add, _MUL: kelt.mul, _LUT: kelt.lut, _CONCATENATION: kelt.concat,
-                _PAD: kelt.pad, _COPY: kelt.copy, _CONST: kelt.const}[code]
-    if code == _SOFTMAX:
+        return {_OP_ADD: kelt.add, _OP_MUL: kelt.mul, _OP_LUT: kelt.lut,
+                _OP_CONCATENATION: kelt.concat, _OP_PAD: kelt.pad, _OP_COPY: kelt.copy,
+                _OP_CONST: kelt.constant}[code]
+    if code == _OP_SOFTMAX:
         from tsnode.engine import ksoftmax
         return ksoftmax.softmax
     raise ValueError("tsm: opcode %d not supported by this engine" % code)

@@ -18,6 +18,7 @@ from tinysense.convert.planner import Buffer, plan
 from tinysense.convert.reader import Model, read_model
 from tinysense.convert.report import ConvertReport, fit
 from tinysense.errors import TinysenseError
+from tinysense.formats import tsm
 
 PREPARE = {
     "FULLY_CONNECTED": _ops.prepare_conv, "CONV_2D": _ops.prepare_conv,
@@ -147,8 +148,8 @@ def _convert(model: Model, label: str, board) -> ConvertResult:
             if c.data is not None:
                 if c.dtype != "int8":
                     raise _ops.fail(op, f"constant operand {t} is {c.dtype}; expected int8")
-                lowered.append(_ops.Lowered(op, _ops.OPCODES["CONST"],
-                                            [_ops.TRef(t), _ops.CRef(0), c.size], [], [t],
+                words = tsm.params("CONST", output=_ops.TRef(t), data=_ops.CRef(0), n=c.size)
+                lowered.append(_ops.Lowered(op, _ops.OPCODES["CONST"], words, [], [t],
                                             [c.data.astype(np.int8).tobytes()]))
         lowered.append(lo)
     # lifetimes per storage group
@@ -195,7 +196,7 @@ def _convert(model: Model, label: str, board) -> ConvertResult:
               "out_shape": list(model.tensors[lo.outputs[0]].shape)} for lo in lowered],
         macs=sum(lo.macs for lo in lowered), const_bytes=const_bytes, arena_bytes=arena,
         scratch_bytes=scratch, package_bytes=len(pkg),
-        tables_bytes=struct.unpack_from("<I", pkg, 44)[0],
+        tables_bytes=struct.unpack_from("<I", pkg, tsm.HEADER_OFFSETS["const_off"])[0],
         max_op_const_bytes=max((sum(len(b) + (-len(b) % 4) for b in lo.blobs)
                                 for lo in lowered), default=0),
         tensors=[{"index": t.index, "name": t.name, "shape": list(t.shape), "dtype": t.dtype,

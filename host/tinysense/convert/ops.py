@@ -14,15 +14,12 @@ import numpy as np
 from tinysense.convert import fixedpoint as fp
 from tinysense.convert.reader import Model, Operator, Tensor
 from tinysense.errors import TinysenseError
+from tinysense.formats import tsm
 
-# engine opcodes (docs/formats/tsm.md); firmware/tsnode/engine/ops.py has the same table
-OPCODES = {"FULLY_CONNECTED": 1, "CONV_2D": 2, "DEPTHWISE_CONV_2D": 3, "AVERAGE_POOL_2D": 4,
-           "MAX_POOL_2D": 5, "MEAN": 6, "ADD": 7, "MUL": 8, "CONCATENATION": 9, "PAD": 10,
-           "SOFTMAX": 11, "LUT": 12, "COPY": 13, "CONST": 14}
-# parameter words per opcode (CONCATENATION: 4 + 2 per input); the engine checks the same
-# table (firmware/tsnode/engine/ops.py N_PARAMS) so a stale package is refused, not misread
-N_PARAMS = {1: 27, 2: 27, 3: 27, 4: 16, 5: 16, 6: 15, 7: 24, 8: 24, 10: 15, 11: 6, 12: 4,
-            13: 3, 14: 3}
+# engine opcodes, parameter counts and each op's parameter-word names are the node engine's
+# (read from firmware/tsnode/engine/ by tinysense.formats.tsm: defined once, there)
+OPCODES = tsm.OPCODES
+N_PARAMS = tsm.N_PARAMS
 ALIAS_OPS = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
 
 
@@ -183,7 +180,8 @@ def prepare_conv(model: Model, op: Operator) -> Lowered:
         if x.size % k:
             raise fail(op, f"input size {x.size} is not a multiple of {k}")
         rows = x.size // k
-        geo = [1, rows, 1, k, rows, 1, units, 1, 1, 1, 1, 1, 1, 0, 0]
+        geo = dict(n=1, h=rows, w=1, c=k, oh=rows, ow=1, oc=units, kh=1, kw=1, sh=1, sw=1,
+                   dh=1, dw=1, pad_top=0, pad_left=0)
         act = o.FusedActivationFunction() if o is not None else 0
     else:
         n, h, wi, c = _shape4(op, x)
@@ -193,7 +191,8 @@ def prepare_conv(model: Model, op: Operator) -> Lowered:
             raise fail(op, f"filter {list(wd.shape)} does not match input channels {c} / "
                        f"output channels {oc} (grouped convolution is not supported)")
         sh, sw, dh, dw, pt, pl = _conv_window(op, y, (h, wi), (oh, ow), (kh, kw))
-        geo = [n, h, wi, c, oh, ow, oc, kh, kw, sh, sw, dh, dw, pt, pl]
+        geo = dict(n=n, h=h, w=wi, c=c, oh=oh, ow=ow, oc=oc, kh=kh, kw=kw, sh=sh, sw=sw,
+                   dh=dh, dw=dw, pad_top=pt, pad_left=pl)
         act = o.FusedActivationFunction()
     return _lower_conv(model, op, x, w, y, wd, geo, act, OPCODES[op.name])
 
@@ -204,10 +203,11 @@ def _lower_conv(model, op, x, w, y, wrows, geo, act, opcode) -> Lowered:
     wb, cb, mb, sb, k, k4 = _conv_blobs(op, wrows, _bias(model, op, 2), x.zero_point, mults,
                                         shifts)
     amin, amax = _act(op, y, act)
-    params = [TRef(x.index), TRef(y.index)] + geo + [CRef(0), k4, CRef(1), CRef(2), CRef(3),
-                                                    128 + x.zero_point, y.zero_point, amin,
-                                                    amax, k]
-    direct = geo[7] == geo[8] == 1 and geo[13] == geo[14] == 0
+    # FULLY_CONNECTED records have CONV_2D's words (one kernel)
+    params = tsm.params("CONV_2D", input=TRef(x.index), output=TRef(y.index), **geo,
+                        weights=CRef(0), k4=k4, folded=CRef(1), mults=CRef(2), shifts=CRef(3),
+                        fill=128 + x.zero_point, zp_out=y.zero_point, amin=amin, amax=amax, k=k)
+    direct = geo["kh"] == geo["kw"] == 1 and geo["pad_top"] == geo["pad_left"] == 0
     return Lowered(op, opcode, params, [x.index], [y.index], [wb, cb, mb, sb],
                    y.size * k, 0 if direct else k4 + 8)
 
@@ -227,7 +227,8 @@ def prepare_depthwise(model: Model, op: Operator) -> Lowered:
     sh, sw, dh, dw, pt, pl = _conv_window(op, y, (h, wi), (oh, ow), (kh, kw))
     if c == 1:   # one input channel: a plain convolution with oc filters (faster kernel)
         wconv = wd.reshape(kh, kw, oc).transpose(2, 0, 1).reshape(oc, kh, kw, 1)
-        geo = [n, h, wi, c, oh, ow, oc, kh, kw, sh, sw, dh, dw, pt, pl]
+        geo = dict(n=n, h=h, w=wi, c=c, oh=oh, ow=ow, oc=oc, kh=kh, kw=kw, sh=sh, sw=sw,
+                   dh=dh, dw=dw, pad_top=pt, pad_left=pl)
         return _lower_conv(model, op, x, w, y, wconv, geo, o.FusedActivationFunction(),
                            OPCODES["CONV_2D"])
     mults, shifts = _per_channel(op, x, w, y, oc, False)
@@ -240,9 +241,11 @@ def prepare_depthwise(model: Model, op: Operator) -> Lowered:
     if np.any(np.abs(k0) > fp.INT32_MAX):
         raise fail(op, "bias plus zero-point correction does not fit in int32")
     amin, amax = _act(op, y, o.FusedActivationFunction())
-    params = [TRef(x.index), TRef(y.index), n, h, wi, c, oh, ow, oc, kh, kw, sh, sw, dh, dw,
-              pt, pl, CRef(0), mult, CRef(1), CRef(2), CRef(3), x.zero_point, y.zero_point,
-              amin, amax, CRef(4)]
+    params = tsm.params("DEPTHWISE_CONV_2D", input=TRef(x.index), output=TRef(y.index), n=n,
+                        h=h, w=wi, c=c, oh=oh, ow=ow, oc=oc, kh=kh, kw=kw, sh=sh, sw=sw, dh=dh,
+                        dw=dw, pad_top=pt, pad_left=pl, weights=CRef(0), depth_mult=mult,
+                        bias=CRef(1), mults=CRef(2), shifts=CRef(3), zp_in=x.zero_point,
+                        zp_out=y.zero_point, amin=amin, amax=amax, k0=CRef(4))
     return Lowered(op, OPCODES[op.name], params, [x.index], [y.index],
                    [wt.tobytes(), _i32(b), _i32(mults), _i32(shifts), _i32(k0)],
                    y.size * kh * kw, 8 * kh * kw + c + 4)
@@ -261,6 +264,7 @@ def prepare_pool(model: Model, op: Operator) -> Lowered:
     if (oh2, ow2, c2) != (oh, ow, c):
         raise fail(op, f"output shape {list(y.shape)} does not match the padding rule")
     amin, amax = _act(op, y, o.FusedActivationFunction())
-    params = [TRef(x.index), TRef(y.index), n, h, wi, c, oh, ow, kh, kw, sh, sw, pt, pl,
-              amin, amax]
+    params = tsm.params(op.name, input=TRef(x.index), output=TRef(y.index), n=n, h=h, w=wi, c=c,
+                        oh=oh, ow=ow, kh=kh, kw=kw, sh=sh, sw=sw, pad_top=pt, pad_left=pl,
+                        amin=amin, amax=amax)
     return Lowered(op, OPCODES[op.name], params, [x.index], [y.index], [], y.size * kh * kw)

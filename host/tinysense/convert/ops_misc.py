@@ -10,6 +10,7 @@ from tinysense.convert import fixedpoint as fp
 from tinysense.convert.ops import (
     OPCODES, CRef, Lowered, TRef, _act, _check_int8, _i32, _t, fail)
 from tinysense.convert.reader import Model, Operator, Tensor
+from tinysense.formats import tsm
 
 
 def _shape4(shape) -> list[int]:
@@ -19,8 +20,8 @@ def _shape4(shape) -> list[int]:
     return [1] * (4 - len(s)) + s
 
 
-def _broadcast(op, a: Tensor, b: Tensor, y: Tensor) -> list[int]:
-    """[bcast, d0..d3, sa0..sa3, sb0..sb3]: output dims and element strides (0 = broadcast)."""
+def _broadcast(op, a: Tensor, b: Tensor, y: Tensor) -> dict:
+    """{bcast, d0..d3, sa0..sa3, sb0..sb3}: output dims and element strides (0 = broadcast)."""
     try:
         sa, sb, sy = _shape4(a.shape), _shape4(b.shape), _shape4(y.shape)
     except ValueError:
@@ -36,7 +37,10 @@ def _broadcast(op, a: Tensor, b: Tensor, y: Tensor) -> list[int]:
             acc *= s[d]
         strides.append(st)
     bcast = 0 if sa == sy and sb == sy else 1
-    return [bcast] + sy + strides[0] + strides[1]
+    words = {"bcast": bcast}
+    for d in range(4):
+        words[f"d{d}"], words[f"sa{d}"], words[f"sb{d}"] = sy[d], strides[0][d], strides[1][d]
+    return words
 
 
 def prepare_add(model: Model, op: Operator) -> Lowered:
@@ -54,8 +58,9 @@ def prepare_add(model: Model, op: Operator) -> Lowered:
     if so > 0:
         raise fail(op, "output scale too small for the int8 ADD rescaling")
     amin, amax = _act(op, y, op.options.FusedActivationFunction() if op.options else 0)
-    params = [TRef(a.index), TRef(b.index), TRef(y.index), CRef(0), CRef(1), mo, -so,
-              y.zero_point, amin, amax, y.size] + _broadcast(op, a, b, y)
+    params = tsm.params("ADD", a=TRef(a.index), b=TRef(b.index), output=TRef(y.index),
+                        t1=CRef(0), t2=CRef(1), mult=mo, rshift=-so, zp_out=y.zero_point,
+                        amin=amin, amax=amax, n=y.size, **_broadcast(op, a, b, y))
     return Lowered(op, OPCODES["ADD"], params, [a.index, b.index], [y.index], luts, y.size)
 
 
@@ -64,14 +69,17 @@ def prepare_mul(model: Model, op: Operator) -> Lowered:
     _check_int8(op, a, b, y)
     m, s = fp.quantize_multiplier(float(a.scale) * float(b.scale) / float(y.scale))
     amin, amax = _act(op, y, op.options.FusedActivationFunction() if op.options else 0)
-    params = [TRef(a.index), TRef(b.index), TRef(y.index), a.zero_point, b.zero_point, m, s,
-              y.zero_point, amin, amax, y.size] + _broadcast(op, a, b, y)
+    params = tsm.params("MUL", a=TRef(a.index), b=TRef(b.index), output=TRef(y.index),
+                        zp_a=a.zero_point, zp_b=b.zero_point, mult=m, shift=s,
+                        zp_out=y.zero_point, amin=amin, amax=amax, n=y.size,
+                        **_broadcast(op, a, b, y))
     return Lowered(op, OPCODES["MUL"], params, [a.index, b.index], [y.index], [], y.size)
 
 
 def _lut(op, x: Tensor, y: Tensor, fn) -> Lowered:
     table = bytes((int(fn(v if v < 128 else v - 256)) & 0xFF) for v in range(256))
-    params = [TRef(x.index), TRef(y.index), y.size, CRef(0)]
+    params = tsm.params("LUT", input=TRef(x.index), output=TRef(y.index), n=y.size,
+                        table=CRef(0))
     return Lowered(op, OPCODES["LUT"], params, [x.index], [y.index], [table], 0)
 
 
@@ -144,7 +152,8 @@ def prepare_softmax(model: Model, op: Operator) -> Lowered:
     if depth > 512:      # keeps the node's fixed-point sum below 2^28 (docs/formats/tsm.md)
         raise fail(op, f"SOFTMAX over {depth} classes; the engine supports at most 512")
     rows = x.size // depth
-    params = [TRef(x.index), TRef(y.index), rows, depth, CRef(0), CRef(1)]
+    params = tsm.params("SOFTMAX", input=TRef(x.index), output=TRef(y.index), rows=rows,
+                        depth=depth, exp=CRef(0), expr=CRef(1))
     return Lowered(op, OPCODES["SOFTMAX"], params, [x.index], [y.index],
                    [_i32(exp_t), _i32(expr_t)], x.size, 28)
 
@@ -176,8 +185,10 @@ def prepare_mean(model: Model, op: Operator) -> Lowered:
         if not red[d]:
             ostr[d] = acc
             acc *= dims[d]
-    params = [TRef(x.index), TRef(y.index)] + dims + ostr + [m2, s2, x.zero_point * n,
-                                                             y.zero_point, y.size]
+    params = tsm.params("MEAN", input=TRef(x.index), output=TRef(y.index),
+                        **{f"d{d}": dims[d] for d in range(4)},
+                        **{f"os{d}": ostr[d] for d in range(4)}, mult=m2, shift=s2,
+                        zp_in_n=x.zero_point * n, zp_out=y.zero_point, n_out=y.size)
     return Lowered(op, OPCODES["MEAN"], params, [x.index], [y.index], [], x.size, 4 * y.size)
 
 
@@ -191,9 +202,10 @@ def prepare_concat(model: Model, op: Operator) -> Lowered:
     axis = op.options.Axis() % nd if op.options else nd - 1
     outer = int(np.prod(y.shape[:axis])) if axis else 1
     inner = int(np.prod(y.shape[axis + 1:])) if axis + 1 < nd else 1
-    params = [TRef(y.index), outer, y.shape[axis] * inner, len(ins)]
-    for t in ins:
-        params += [TRef(t.index), t.shape[axis] * inner]
+    params = tsm.params("CONCATENATION", output=TRef(y.index), outer=outer,
+                        out_inner=y.shape[axis] * inner, n_in=len(ins),
+                        each=[{"input": TRef(t.index), "inner": t.shape[axis] * inner}
+                              for t in ins])
     return Lowered(op, OPCODES["CONCATENATION"], params, [t.index for t in ins], [y.index], [])
 
 
@@ -213,7 +225,10 @@ def prepare_pad(model: Model, op: Operator) -> Lowered:
             raise fail(op, "the constant value tensor must be constant")
         value = int(np.asarray(cv.data).reshape(-1)[0])
     before = [0] * (4 - nd) + [int(v) for v in pads[:, 0]]
-    params = [TRef(x.index), TRef(y.index)] + _shape4(x.shape) + before + \
-        _shape4(y.shape) + [value]
+    dims, outs = _shape4(x.shape), _shape4(y.shape)
+    params = tsm.params("PAD", input=TRef(x.index), output=TRef(y.index),
+                        **{f"d{d}": dims[d] for d in range(4)},
+                        **{f"before{d}": before[d] for d in range(4)},
+                        **{f"o{d}": outs[d] for d in range(4)}, value=value)
     return Lowered(op, OPCODES["PAD"], params, [x.index], [y.index], [])
 

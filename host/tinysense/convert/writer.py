@@ -9,15 +9,20 @@ import tempfile
 from pathlib import Path
 
 from tinysense.convert.ops import CRef, TRef
+from tinysense.formats import tsm
 
-MAGIC = b"TSMP"
-VERSION = 2
-HEADER = struct.Struct("<4sBBHIIHHBBHIIIIIIII8s")   # 64 bytes
-TENSOR = struct.Struct("<BBBB4IIIif")               # 36 bytes
-OPHEAD = struct.Struct("<BBBBHHII")                 # 16 bytes
+# the layout is the node loader's (firmware/tsnode/engine/loader.py, read by formats.tsm)
+MAGIC = tsm.MAGIC
+VERSION = tsm.VERSION
+HEADER = struct.Struct(tsm.HEADER_FORMAT + "8s")   # + the 8 reserved bytes: 64
+TENSOR = struct.Struct(tsm.TENSOR_FORMAT)          # 36 bytes
+OPHEAD = struct.Struct(tsm.OPHEAD_FORMAT)          # 16 bytes
+# host-only: the node never reads dtype codes or the HOST_* flags (docs/formats/tsm.md)
 DTYPE_CODES = {"int8": 1, "int32": 2, "float32": 3, "int16": 4, "uint8": 5}
-F_CONST, F_INPUT, F_OUTPUT, F_HOST_QUANTIZE, F_HOST_DEQUANTIZE = 1, 2, 4, 8, 16
-assert HEADER.size == 64 and TENSOR.size == 36
+F_CONST, F_INPUT, F_OUTPUT = tsm.F_CONST, tsm.F_INPUT, tsm.F_OUTPUT
+F_HOST_QUANTIZE, F_HOST_DEQUANTIZE = 8, 16
+assert (HEADER.size, TENSOR.size, OPHEAD.size) == (tsm.HEADER_SIZE, tsm.TENSOR_SIZE,
+                                                   tsm.OPHEAD_SIZE)
 
 
 def _pad4(b: bytes | bytearray) -> bytes:
