@@ -28,12 +28,16 @@ from typing import TextIO
 import numpy as np
 
 from tinysense.errors import TinysenseError
+from tinysense.formats.app import RECORD_IDS
 from tinysense.paths import MODELS_DIR, STATE_DIR
 
-# Record ids and event codes of the app's frames (firmware/tsnode/report.py, docs/app.md).
-ID_COUNTS, ID_OUTPUT = 200, 201
-EV_BOOT, EV_CHANGE, EV_HEARTBEAT, EV_CRASH, EV_MEM_FREE, EV_QUEUED, EV_END = 1, 2, 3, 4, 5, 6, 7
-EV_WINDOW, EV_RECORDING, EV_TRUTH, EV_INPUT_CRC = 16, 17, 18, 19
+# Record ids and event codes of the app's frames: the node's (firmware/tsnode/report.py).
+ID_COUNTS, ID_OUTPUT = RECORD_IDS["ID_COUNTS"], RECORD_IDS["ID_OUTPUT"]
+EV_BOOT, EV_CHANGE, EV_HEARTBEAT, EV_CRASH, EV_MEM_FREE, EV_QUEUED, EV_END = (
+    RECORD_IDS[k] for k in ("EV_BOOT", "EV_CHANGE", "EV_HEARTBEAT", "EV_CRASH", "EV_MEM_FREE",
+                            "EV_QUEUED", "EV_END"))
+EV_WINDOW, EV_RECORDING, EV_TRUTH, EV_INPUT_CRC = (
+    RECORD_IDS[k] for k in ("EV_WINDOW", "EV_RECORDING", "EV_TRUTH", "EV_INPUT_CRC"))
 
 DEMO_DEVICE_ID = 0x7E5D0001
 RECORDINGS = {"activity": "heldout.tsrc", "energy": "heldout.tsrc", "anomaly": "demo.tsrc"}

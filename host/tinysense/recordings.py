@@ -9,12 +9,16 @@ from pathlib import Path
 import numpy as np
 
 from tinysense.errors import TinysenseError
+from tinysense.formats import node_consts
 
-MAGIC = b"TSRC"
-VERSION = 1
-UNLABELLED = 255
+# the format's constants are the node reader's (firmware/tsnode/sensors/replay.py)
+_NODE = node_consts("tsnode/sensors/replay.py")
+MAGIC = _NODE["_MAGIC"]                # b"TSRC"
+VERSION = _NODE["_VERSION"]
+UNLABELLED = _NODE["_UNLABELLED"]
 _HEADER = struct.Struct("<4sBBHHBB")
 _RECORD = struct.Struct("<BBHI")
+assert (_HEADER.size, _RECORD.size) == (_NODE["_HEADER_SIZE"], _NODE["_RECORD_SIZE"])
 
 
 @dataclass

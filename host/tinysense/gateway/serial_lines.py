@@ -8,13 +8,14 @@ import logging
 import threading
 
 from tinysense.errors import TinysenseError
+from tinysense.formats import app as _app
 from tinysense.gateway.core import Ack
 from tinysense.gateway.ingest import IngestLoop
 
 log = logging.getLogger("tinysense.gateway")
 
-SERIAL_FRAME_PREFIX = b"TSF1 "
-SERIAL_ACK_PREFIX = b"TSA1 "
+SERIAL_FRAME_PREFIX = _app.SERIAL_FRAME_PREFIX.encode()   # b"TSF1 ": the node's (formats.app)
+SERIAL_ACK_PREFIX = _app.SERIAL_ACK_PREFIX.encode()       # b"TSA1 "
 MAX_LINE = 4096  # a max frame is 1392 base64 chars; anything longer is not a frame line
 
 
