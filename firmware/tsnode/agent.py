@@ -95,6 +95,7 @@ def load(path, stream=None):
     True streams constants from the file op by op; False never streams.
     """
     _unload()
+    gc.collect()  # the old model is garbage only now (see _unload)
     t0 = time.ticks_ms()
     c0 = gc.mem_alloc()
     _preimport(path)
@@ -131,12 +132,16 @@ def load(path, stream=None):
 def unload():
     """Drop the loaded model and collect; prints {"ok": true, "mem_free": bytes}."""
     _unload()
+    gc.collect()  # the old model is garbage only now (see _unload)
     return _print({"ok": True, "mem_free": gc.mem_free()})
 
 
 def _unload():
-    """Drop the loaded model (package, arena, tables) and collect, so a new load has the
-    whole heap. No local may keep the old Model alive past this point (gc cannot free it)."""
+    """Drop the loaded model (package, arena, tables), so a new load has the whole heap.
+    No local may keep the old Model alive past this point (gc cannot free it). The caller
+    collects after this returns: while this frame is live, a stale slot of its value stack may
+    still point at the Model, and the GC scans the stack conservatively (the 32-bit build
+    kept the whole kws model, 54 KB, across a collect here)."""
     m = _state["model"]
     _state["model"] = None
     _state["input"] = None
