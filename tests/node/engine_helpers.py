@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import dataclasses
 import subprocess
 import tempfile
 from pathlib import Path
@@ -21,18 +21,32 @@ def micropython_exe() -> str:
     return exe()
 
 
-def run_engine(package: bytes, vectors: list[bytes], narrow: bool = False,
-               heap: str = "4M", path: str | None = None, stream: bool = False,
-               misaligned: bool = False) -> tuple[list[bytes], int]:
-    """Outputs (bytes per vector) of the engine on the unix port, and the worst allocation."""
+@dataclasses.dataclass
+class EngineRun:
+    outputs: list[bytes]  # per vector
+    alloc: int  # the most one inference allocated on the GC heap (bytes, GC off)
+    wide: bool  # the ops ran the 64-bit multiply path
+    heap_address: int  # where the VM's GC heap is (a buffer in it)
+
+
+def run_engine_full(package: bytes, vectors: list[bytes], narrow: bool = False,
+                    heap: str = "4M", path: str | None = None, stream: bool = False,
+                    misaligned: bool = False, exe: str | None = None,
+                    low_heap: bool = True) -> EngineRun:
+    """The engine on a unix port (`exe`, default micropython_exe()) over `vectors`.
+
+    low_heap=False: glibc's malloc as it is, so a 32-bit VM's heap over ~128 KB is mmapped
+    above 0x40000000 (see tinysense.targets.supervisor.HEAP_TUNABLES)."""
+    from conftest import micropython_env
+
     with tempfile.TemporaryDirectory() as tmp:
         pkg = Path(tmp) / "m.tsm"
         pkg.write_bytes(package)
         inp = Path(tmp) / "in.bin"
         inp.write_bytes(b"".join(vectors))
-        env = dict(os.environ, MICROPYPATH=path or str(REPO / "firmware"))
-        cmd = [micropython_exe(), "-X", f"heapsize={heap}", str(RUNNER), str(pkg), str(inp),
-               str(len(vectors))]
+        env = micropython_env(path or str(REPO / "firmware"), low_heap=low_heap)
+        cmd = [exe or micropython_exe(), "-X", f"heapsize={heap}", str(RUNNER), str(pkg),
+               str(inp), str(len(vectors))]
         flags = ["narrow"] * narrow + ["stream"] * stream + ["misaligned"] * misaligned
         cmd += [",".join(flags)] if flags else []
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
@@ -40,8 +54,17 @@ def run_engine(package: bytes, vectors: list[bytes], narrow: bool = False,
         raise AssertionError(f"engine failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
     lines = proc.stdout.split("\n")
     outs = [bytes.fromhex(line) for line in lines[:len(vectors)]]
-    alloc = int(lines[len(vectors)].split()[1])
-    return outs, alloc
+    tail = dict(line.split(" ", 1) for line in lines[len(vectors):] if " " in line)
+    return EngineRun(outs, int(tail["alloc"]), tail["wide"] == "1", int(tail["heap"], 16))
+
+
+def run_engine(package: bytes, vectors: list[bytes], narrow: bool = False,
+               heap: str = "4M", path: str | None = None, stream: bool = False,
+               misaligned: bool = False, exe: str | None = None) -> tuple[list[bytes], int]:
+    """Outputs (bytes per vector) of the engine on the unix port, and the worst allocation."""
+    run = run_engine_full(package, vectors, narrow=narrow, heap=heap, path=path, stream=stream,
+                          misaligned=misaligned, exe=exe)
+    return run.outputs, run.alloc
 
 
 def make_vectors(details: list[dict], n_random: int, seed: int = 0) -> list[list[np.ndarray]]:
@@ -63,8 +86,14 @@ def make_vectors(details: list[dict], n_random: int, seed: int = 0) -> list[list
 
 def compare_model(path, n_random: int = 3, narrow: bool = False, seed: int = 0,
                   mp_path: str | None = None, stream: bool = False,
-                  misaligned: bool = False):
-    """Convert `path`, run every vector on the engine and in tflite-micro; return mismatches."""
+                  misaligned: bool = False, kind: str | None = None):
+    """Convert `path`, run every vector on the engine and in tflite-micro; return mismatches.
+
+    kind: "x86" or "x64" (conftest.UNIX_KINDS) runs that unix port and checks it took the
+    multiply path it must (x86: always 32-bit; x64: 64-bit unless narrow); None: the
+    default unix port (micropython_exe())."""
+    from conftest import unix_kind_exe
+
     from tflite_micro.python.tflite_micro import runtime
 
     result = convert_model(path)
@@ -85,9 +114,14 @@ def compare_model(path, n_random: int = 3, narrow: bool = False, seed: int = 0,
             got.append(np.asarray(y).astype(np.float32).tobytes()
                        if io["model_dtype"] == "float32" else np.asarray(y).tobytes())
         expected.append(got)
-    node_out, alloc = run_engine(result.package, [b"".join(v.tobytes() for v in vec)
-                                                  for vec in node_vecs], narrow=narrow,
-                                 path=mp_path, stream=stream, misaligned=misaligned)
+    run = run_engine_full(result.package, [b"".join(v.tobytes() for v in vec)
+                                           for vec in node_vecs], narrow=narrow, path=mp_path,
+                          stream=stream, misaligned=misaligned,
+                          exe=unix_kind_exe(kind) if kind else None)
+    if kind is not None:
+        assert run.wide == (kind == "x64" and not narrow), \
+            f"{kind} (narrow={narrow}) ran the {'64' if run.wide else '32'}-bit multiply path"
+    node_out, alloc = run.outputs, run.alloc
     mismatches = []
     for i, (raw, exp) in enumerate(zip(node_out, expected)):
         pos = 0

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, micropython_exe, run_micropython
+from conftest import REPO, micropython_env, micropython_exe, run_micropython
 
 from tinysense.convert import convert_model
 from tinysense.uplink import decode_batch, open_frame
@@ -49,7 +48,7 @@ def run_app(tmp_path: Path, app: dict, *, uplink: bool = True, crash_reads=(),
     root.mkdir(exist_ok=True)
     args = {"root": str(root), "app": app, "key": KEY.hex() if uplink else None,
             "device_id": DEVICE, "crash_reads": list(crash_reads), "fake_mpu": fake_mpu}
-    env = dict(os.environ, MICROPYPATH=f"{REPO / 'firmware'}:{APP_MP}:{APP_MP.parent}")
+    env = micropython_env([str(REPO / "firmware"), str(APP_MP), str(APP_MP.parent)])
     # arguments in a file: the unix-port wrapper crashes on argv strings over ~256 bytes
     (tmp_path / "args.json").write_text(json.dumps(args))
     proc = subprocess.run([micropython_exe(), "-X", "heapsize=512K", str(APP_MP / "app_run.py"),

@@ -1,12 +1,12 @@
 """Engine integer math on the MicroPython unix port vs the CPython oracle (fixedpoint.py).
 
 The conv kernel's requantization is checked on adversarial multipliers, shifts and
-accumulators in both the 64-bit path and the 32-bit limb emulation the ESP32 runs.
+accumulators in both the 64-bit path and the 32-bit limb emulation the ESP32 runs: on the
+32-bit x86 build (its only path) and on the 64-bit PyPI build (both paths).
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import tempfile
 from pathlib import Path
@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import MULTIPLY_PATHS, UNIX_KINDS, micropython_env, unix_kind_exe
 from engine_helpers import REPO, micropython_exe
 from tinysense.convert import fixedpoint as fp
 from tinysense.convert.ops import _conv_blobs
@@ -24,15 +25,17 @@ I32_EDGES = [fp.INT32_MIN, fp.INT32_MIN + 1, -(1 << 30), -65537, -32768, -1, 0, 
              1 << 15, (1 << 30) - 1, 1 << 30, fp.INT32_MAX - 1, fp.INT32_MAX]
 
 
-def _mp(args, cwd=None) -> str:
-    env = dict(os.environ, MICROPYPATH=str(REPO / "firmware"))
-    proc = subprocess.run([micropython_exe(), "-X", "heapsize=4M", *map(str, args)], env=env,
+def _mp(args, cwd=None, kind=None) -> str:
+    env = micropython_env(str(REPO / "firmware"))
+    exe = unix_kind_exe(kind) if kind else micropython_exe()
+    proc = subprocess.run([exe, "-X", "heapsize=4M", *map(str, args)], env=env,
                           capture_output=True, text=True, timeout=120, cwd=cwd)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 
 
-def test_srdhm_matches_gemmlowp_on_edges_and_random():
+@pytest.mark.parametrize("kind", UNIX_KINDS)
+def test_srdhm_matches_gemmlowp_on_edges_and_random(kind):
     rng = np.random.default_rng(1)
     pairs = [(a, b) for a in I32_EDGES for b in I32_EDGES]
     pairs += [tuple(int(v) for v in rng.integers(fp.INT32_MIN, fp.INT32_MAX, 2,
@@ -40,7 +43,7 @@ def test_srdhm_matches_gemmlowp_on_edges_and_random():
     with tempfile.TemporaryDirectory() as tmp:
         f = Path(tmp) / "pairs.bin"
         f.write_bytes(np.array(pairs, dtype="<i4").tobytes())
-        got = [int(v) for v in _mp([MP / "srdhm_cases.py", f]).split()]
+        got = [int(v) for v in _mp([MP / "srdhm_cases.py", f], kind=kind).split()]
     want = [fp.srdhm(a, b) for a, b in pairs]
     bad = [(p, g, w) for p, g, w in zip(pairs, got, want) if g != w]
     assert not bad, bad[:5]
@@ -76,9 +79,9 @@ def _fc_case(seed: int):
     return k, units, w, bias, zp_in, mults, shifts, zp_out, amin, amax, rows, x
 
 
-@pytest.mark.parametrize("narrow", [False, True], ids=["wide", "narrow32"])
+@pytest.mark.parametrize(("kind", "narrow"), MULTIPLY_PATHS)
 @pytest.mark.parametrize("seed", range(4))
-def test_conv_kernel_requantize_exact(seed, narrow):
+def test_conv_kernel_requantize_exact(seed, kind, narrow):
     k, units, w, bias, zp_in, mults, shifts, zp_out, amin, amax, rows, x = _fc_case(seed)
     wb, cb, mb, sb, kk, k4 = _conv_blobs(None, w, bias, zp_in, mults, shifts)
     const = b""
@@ -98,7 +101,7 @@ def test_conv_kernel_requantize_exact(seed, narrow):
         (d / "params.bin").write_bytes(np.array(params, "<i4").tobytes())
         (d / "scratch").write_text(str(k4 + 8))
         out = bytes.fromhex(_mp([MP / "run_kernel.py", "kconv.conv", d]
-                                + (["narrow"] if narrow else [])).strip())
+                                + (["narrow"] if narrow else []), kind=kind).strip())
     got = np.frombuffer(out[out_off:out_off + rows * units], np.int8).reshape(rows, units)
     assert out[:rows * k] == x.tobytes(), "the kernel must restore its input"
     inside = 0

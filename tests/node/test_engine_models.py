@@ -1,8 +1,10 @@
 """End to end: every conformance and op-zoo model, converted and run by the engine on the
 MicroPython unix port, equals the tflite-micro interpreter byte for byte on every output.
 
-Inputs: all -128, all 127, all zero-point, plus random int8 vectors. `narrow32` runs the same
-with the 32-bit multiply emulation that 32-bit ports (ESP32) use.
+Inputs: all -128, all 127, all zero-point, plus random int8 vectors. Each runs on both unix
+ports (conftest.UNIX_KINDS): x86, the 32-bit build of `make nodes`, whose viper ints are 32-bit
+like an ESP32's, so the engine takes its 32-bit multiply path there; and x64, the 64-bit PyPI
+build, where it takes the 64-bit product, and `narrow32` forces the 32-bit path as well.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import MULTIPLY_PATHS, UNIX_KINDS
 from engine_helpers import compare_model
 
 pytestmark = pytest.mark.node
@@ -19,40 +22,44 @@ CONFORMANCE = sorted((TESTS / "conformance").glob("*.tflite"))
 ZOO = sorted((TESTS / "ops").glob("*.tflite"))
 
 
-def _check(path, n_random, narrow=False, stream=False, misaligned=False):
+def _check(path, n_random, kind, narrow=False, stream=False, misaligned=False):
     mismatches, alloc, n = compare_model(path, n_random=n_random, narrow=narrow, stream=stream,
-                                         misaligned=misaligned)
+                                         misaligned=misaligned, kind=kind)
     assert not mismatches, f"{len(mismatches)} of {n} vectors differ, first: {mismatches[0]}"
     assert alloc == 0, f"an inference allocated {alloc} bytes on the heap"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", CONFORMANCE, ids=lambda p: p.stem)
-def test_conformance_bit_exact(path):
-    _check(path, n_random=4)
+@pytest.mark.parametrize("kind", UNIX_KINDS)
+def test_conformance_bit_exact(path, kind):
+    _check(path, n_random=4, kind=kind)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", CONFORMANCE, ids=lambda p: p.stem)
 def test_conformance_bit_exact_narrow32(path):
-    _check(path, n_random=1, narrow=True)
+    """The 32-bit multiply path on the 64-bit build (x86 has no other: see above)."""
+    _check(path, n_random=1, kind="x64", narrow=True)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", CONFORMANCE, ids=lambda p: p.stem)
-def test_conformance_bit_exact_streamed(path):
+@pytest.mark.parametrize("kind", UNIX_KINDS)
+def test_conformance_bit_exact_streamed(path, kind):
     """Constants read from the file op by op (boards whose heap cannot hold the package)."""
-    _check(path, n_random=1, stream=True)
+    _check(path, n_random=1, kind=kind, stream=True)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", CONFORMANCE, ids=lambda p: p.stem)
-def test_conformance_bit_exact_misaligned_buffer(path):
+@pytest.mark.parametrize("kind", UNIX_KINDS)
+def test_conformance_bit_exact_misaligned_buffer(path, kind):
     """A package buffer that is not 4-byte aligned (ROMFS does not align file data)."""
-    _check(path, n_random=1, misaligned=True)
+    _check(path, n_random=1, kind=kind, misaligned=True)
 
 
-@pytest.mark.parametrize("narrow", [False, True], ids=["wide", "narrow32"])
+@pytest.mark.parametrize(("kind", "narrow"), MULTIPLY_PATHS)
 @pytest.mark.parametrize("path", ZOO, ids=lambda p: p.stem)
-def test_op_zoo_bit_exact(path, narrow):
-    _check(path, n_random=3, narrow=narrow)
+def test_op_zoo_bit_exact(path, kind, narrow):
+    _check(path, n_random=3, kind=kind, narrow=narrow)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import struct
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from conftest import micropython_env
 from engine_helpers import REPO, micropython_exe
 
 pytestmark = pytest.mark.node
@@ -20,7 +20,7 @@ SCRIPT = Path(__file__).resolve().parent / "engine_mp" / "load_check.py"
 def _load(tmp_path, data: bytes, *inputs: str, stream: bool = False) -> list[str]:
     f = tmp_path / "m.tsm"
     f.write_bytes(data)
-    env = dict(os.environ, MICROPYPATH=str(REPO / "firmware"))
+    env = micropython_env(str(REPO / "firmware"))
     arg = f"stream:{f}" if stream else str(f)
     proc = subprocess.run([micropython_exe(), "-X", "heapsize=256K", str(SCRIPT), arg,
                            *inputs], env=env, capture_output=True, text=True, timeout=60)
@@ -68,7 +68,7 @@ def test_corrupt_package_is_rejected(tmp_path, data, words, stream):
 def test_random_corruption_is_always_refused(tmp_path):
     f = tmp_path / "m.tsm"
     f.write_bytes(GOOD)
-    env = dict(os.environ, MICROPYPATH=str(REPO / "firmware"))
+    env = micropython_env(str(REPO / "firmware"))
     proc = subprocess.run([micropython_exe(), "-X", "heapsize=1M",
                            str(SCRIPT.with_name("fuzz_load.py")), str(f)], env=env,
                           capture_output=True, text=True, timeout=120)

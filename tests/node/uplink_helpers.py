@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -13,9 +12,9 @@ VECTORS = REPO / "tests" / "vectors" / "uplink"
 
 
 def mp_env() -> dict:
-    env = dict(os.environ)
-    env["MICROPYPATH"] = f"{REPO / 'firmware'}:{MP_DIR}"
-    return env
+    from conftest import micropython_env
+
+    return micropython_env([str(REPO / "firmware"), str(MP_DIR)])
 
 
 def run_mp(script: str, *args: str, cwd: Path | None = None, heap: str = "512K",

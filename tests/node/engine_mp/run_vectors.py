@@ -2,11 +2,15 @@
 
 usage: micropython run_vectors.py PACKAGE INPUTS NVEC [narrow,stream,misaligned]
 INPUTS holds NVEC vectors back to back (each the model's concatenated int8 inputs). After the
-outputs it prints `alloc <bytes>`: the most gc.mem_alloc() grew across one inference.
+outputs it prints `alloc <bytes>`: the most gc.mem_alloc() grew across one inference (with
+the GC off, so a collection cannot hide an allocation), then `wide <0|1>`: whether the ops
+ran the 64-bit multiply path, and `heap <address>` of the GC heap (a buffer in it).
 """
 
 import gc
 import sys
+
+import micropython
 from binascii import hexlify
 
 import tsnode.engine.model as M
@@ -29,12 +33,34 @@ with open(sys.argv[2], "rb") as f:
     data = f.read()
 n = int(sys.argv[3])
 size = len(data) // n
+
+
+def infer(m):
+    """One inference; what it allocated. In a function: a new global (a0 in the first
+    round) could grow the module's dict inside the measured span."""
+    gc.collect()
+    gc.disable()
+    a0 = gc.mem_alloc()
+    m.run()
+    d = gc.mem_alloc() - a0
+    gc.enable()
+    return d
+
+
 worst = 0
 for k in range(n):
     m.set_inputs(data[k * size:(k + 1) * size])
-    gc.collect()
-    a0 = gc.mem_alloc()
-    m.run()
-    worst = max(worst, gc.mem_alloc() - a0)
+    worst = max(worst, infer(m))
     print(hexlify(m.output_bytes()).decode())
 print("alloc", worst)
+# the wide word the ops got (no ops: what they would have got)
+print("wide", max(p[-1] for _f, p, _c, _s in m.plan) if m.plan
+      else 0 if M.FORCE_NARROW else M._wide())
+
+
+@micropython.viper
+def _addr(b: ptr8) -> uint:
+    return uint(b)
+
+
+print("heap", hex(_addr(data)))
