@@ -207,6 +207,19 @@ class Node:
         self.transport.close()
 
 
+def no_delay(transport) -> None:
+    """TCP_NODELAY on a socket:// port (QEMU, a virtual board's TCP port, a network bridge):
+    the raw REPL is many small writes each waiting for an answer, and Nagle's algorithm holds
+    each small write back until the last is acknowledged (pyserial leaves it on)."""
+    sock = getattr(getattr(transport, "serial", None), "_socket", None)
+    if sock is not None:
+        import socket
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
+
 def connect(url: str, target: Target, board: BoardConfig, *, soft_reset: bool = True,
             timeout: float = 15) -> Node:
     """Open a pyserial URL with mpremote's transport and enter the raw REPL."""
@@ -218,6 +231,7 @@ def connect(url: str, target: Target, board: BoardConfig, *, soft_reset: bool = 
     except TransportError as exc:
         raise TinysenseError(f"cannot open {url}: {exc}; is another program (a serial "
                              "monitor, mpremote) using it?") from None
+    no_delay(transport)
     try:
         transport.enter_raw_repl(soft_reset=soft_reset, timeout_overall=timeout)
     except (TransportError, OSError) as exc:

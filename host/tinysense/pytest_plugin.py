@@ -228,6 +228,7 @@ def reconnect(node, timeout: float = 30.0) -> None:
     from mpremote.transport_serial import SerialTransport
 
     from tinysense.errors import TinysenseError
+    from tinysense.node import no_delay
 
     with contextlib.suppress(Exception):
         node.close()
@@ -237,6 +238,7 @@ def reconnect(node, timeout: float = 30.0) -> None:
         try:
             transport = SerialTransport(node.target.url, baudrate=node.board.console_baud,
                                         timeout=_READ_TIMEOUT_S)
+            no_delay(transport)
             transport.enter_raw_repl(soft_reset=False, timeout_overall=2)
             node.transport = transport
             return
