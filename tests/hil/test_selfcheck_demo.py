@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from conftest import virtual_node_arch
 from tinysense.selfcheck import parse_selfcheck
 
 pytestmark = pytest.mark.hil
@@ -18,9 +19,10 @@ def test_selfcheck_demo_on_a_virtual_board(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
-    assert "deployed for x64:" in out and "tinysense self-check" in out
+    arch = virtual_node_arch("ESP32_GENERIC")  # x86: the 32-bit build; x64: the fallback
+    assert f"deployed for {arch}:" in out and "tinysense self-check" in out
     check = parse_selfcheck(out[out.index("tinysense self-check"):])
-    assert check.facts["micropython"].startswith("1.") and "x64" in check.facts["micropython"]
+    assert check.facts["micropython"].startswith("1.") and arch in check.facts["micropython"]
     assert check.facts["board"] == "ESP32_GENERIC (virtual)"
     assert 0 < check.heap_free < 112_000
     assert check.modules["tsnode.board"] == "ok"
