@@ -53,3 +53,27 @@ def test_write_keeps_notes_after_marker(tmp_path):
     text = md.read_text()
     assert "1.20x" in text and "1.50x" not in text
     assert text.endswith("## What the kernels do\n\nunrolled 4x\n")
+
+
+def test_rv32_table_gives_instructions_and_the_c3_anchor(tmp_path):
+    summary = _summary([1.0, 2.0])
+    summary["target"], summary["board"] = "qemu-rv32", "ESP32_GENERIC_C3"
+    for r, name, count in zip(summary["results"], ("tflm_person_detect", "m1"),
+                              (190_700_000, 5_000)):
+        r.update(model=name + ".tflite", instructions_per_inference=count,
+                 instructions_per_mac=count / r["macs"], c3_160mhz_lower_bound_ms=count / 160e3,
+                 placement="ram", node_arch="rv32imc")
+    md = tmp_path / "benchmarks-rv32.md"
+    write_markdown(summary, md)
+    text = md.read_text()
+    assert "| tflm_person_detect | 1,000 | 190,700,000 | 190700.0 | 1191.9 | 3,355 / 426 |" in text
+    assert "| m1 | 2,000 | 5,000 | 2.5 | 0.0 |  |" in text
+    assert "--target qemu-rv32 --board ESP32_GENERIC_C3 --md docs/benchmarks-rv32.md" in text
+    assert "| NO |" in text   # m1 was not bit-exact
+    assert text.rstrip().endswith(KEEP_MARKER)
+
+
+def test_host_time_table_names_the_node_kind():
+    summary = _summary([1.0])
+    summary["results"][0]["node_arch"] = "x86"
+    assert "virtual target (32-bit virtual, mpy arch x86)" in render_markdown(summary)
