@@ -272,10 +272,11 @@ print(sys.implementation._mpy >> 10, mul(0x10000, 0x10000), hex(addr(bytearray(6
 """
 
 
-def test_virtual_board_is_the_32bit_build_with_an_esp32_heap(tmp_path):
+def test_virtual_board_is_the_32bit_build_with_an_esp32_heap(tmp_path, monkeypatch):
     """Where `make nodes` built it, the virtual board runs the 32-bit x86 unix port: 32-bit
     viper ints and a GC heap below 0x40000000 (addresses are small ints, as on an ESP32)."""
     x86 = x86_micropython()  # skips or fails (make nodes) when it is not built
+    monkeypatch.delenv("TINYSENSE_MICROPYTHON", raising=False)  # the default choice
     vb = start_board("ESP32_GENERIC", directory=tmp_path / "vb", parent_bound=True)
     try:
         arch, product, address, total = mpremote(vb.url, "exec", ESP32_FACTS).split()
