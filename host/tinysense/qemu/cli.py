@@ -40,7 +40,12 @@ def _use_rv32(args) -> bool:
         return args.kind == "rv32"
     from tinysense.targets import detect_qemu
 
-    return not (args.firmware and detect_qemu(load_board(_esp_board(args))).executable)
+    board = load_board(_esp_board(args))
+    if args.firmware and detect_qemu(board).executable:
+        return False
+    # without Espressif's QEMU only a C3-class board can run on the RV32 board; any other
+    # board goes to Espressif's path, whose error says what to install
+    return args.board is None or board.mpy_arch == "rv32imc"
 
 
 def _esp_board(args) -> str:
