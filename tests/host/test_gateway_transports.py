@@ -157,13 +157,17 @@ def test_serial_over_a_pty_with_acks(provisioned):
 
 
 def test_serial_over_socket_url(provisioned):
+    """Also the console hook (every line that is not a frame, as the demo reads the node's
+    console) and write() (bytes typed on the line, e.g. the demo's soft reset)."""
     db, key = provisioned
     server = socket.create_server(("127.0.0.1", 0))
     port = server.getsockname()[1]
+    typed = bytearray()
 
     def serve():
         conn, _ = server.accept()
         with conn:
+            typed.extend(conn.recv(16))  # what the host typed, before the node talks
             data = _serial_lines(key, range(25))
             for i in range(0, len(data), 37):  # arrives in pieces, lines split anywhere
                 conn.sendall(data[i:i + 37])
@@ -172,14 +176,18 @@ def test_serial_over_socket_url(provisioned):
 
     t = threading.Thread(target=serve, daemon=True)
     t.start()
-    gw = RunningGateway(GatewayConfig(db=str(db), serial=f"socket://127.0.0.1:{port}"),
-                        on_frame=None)
+    console: list[bytes] = []
+    gw = RunningGateway(GatewayConfig(db=str(db), serial=f"socket://127.0.0.1:{port}",
+                                      serial_console=console.append), on_frame=None)
     try:
+        gw.serial.write(b"\x04")
         assert wait_for(lambda: len(stored(db)) == 25)
     finally:
         gw.close()
         server.close()
     assert sorted(stored(db)) == list(range(25))
+    assert bytes(typed) == b"\x04"
+    assert console == [b"MicroPython v1.29 on a node", b">>> some console noise"]
 
 
 def test_serial_survives_noise_and_overlong_lines(provisioned):

@@ -108,6 +108,7 @@ class GatewayConfig:
     serial: str | None = None
     baud: int = 115200
     serial_acks: bool = False
+    serial_console: Callable[[bytes], None] | None = None  # gets the serial port's other lines
     synchronous: str = "FULL"
     max_batch: int = DEFAULT_BATCH
     window: int = 1024
@@ -129,6 +130,7 @@ class RunningGateway:
                                on_frame=on_frame, decode=config.decode)
         self.loop = IngestLoop(self.gateway, max_batch=config.max_batch)
         self.transports: list = []
+        self.serial: SerialTransport | None = None
         self.addresses: dict[str, str] = {}
         try:
             if config.udp:
@@ -140,8 +142,10 @@ class RunningGateway:
                 self.transports.append(mq)
                 self.addresses["mqtt"] = f"{mq.settings['host']}:{mq.settings['port']}"
             if config.serial:
-                ser = SerialTransport(self.loop, config.serial, config.baud, config.serial_acks)
+                ser = SerialTransport(self.loop, config.serial, config.baud, config.serial_acks,
+                                      on_line=config.serial_console)
                 self.transports.append(ser)
+                self.serial = ser
                 self.addresses["serial"] = config.serial
             self.loop.start()
             for t in self.transports:
