@@ -104,13 +104,14 @@ def test_a_new_load_frees_the_old_model_first(kws):
     and agent.unload() gives the heap back."""
     d, _ = kws
     path = str(d / "m.tsm")
+    # 100 KiB of 32-bit words (twice the bytes on a 64-bit unix port, whose objects are larger)
     out = run_micropython(
         "import gc\nfrom tsnode import agent\n"
         f"x = agent.load({path!r}, stream=False)\nx = None\ngc.collect()\n"
         "held = gc.mem_alloc()\n"
         f"x = agent.load({path!r}, stream=True)\nx = None\n"
         f"x = agent.load({path!r}, stream=False)\nx = None\n"
-        "x = agent.unload()\nx = None\nprint('freed', held - gc.mem_alloc())\n", heap="100K")
+        "x = agent.unload()\nx = None\nprint('freed', held - gc.mem_alloc())\n", heap="102400w")
     infos = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert [i.get("placement") for i in infos] == ["ram", "stream", "ram", None]
     assert infos[-1]["ok"] and infos[-1]["mem_free"] > 34_880 + 16_000

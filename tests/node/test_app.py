@@ -286,7 +286,9 @@ def test_a_sensor_source_is_paced_at_its_rate(packages, tmp_path):
     frames, stats, out, _ = run_app(tmp_path, cfg, fake_mpu=True)
     assert stats["windows"] == 3 and stats["crashes"] == 0  # windows at frames 50, 75, 100
     elapsed = int(next(ln.split()[1] for ln in out.splitlines() if ln.startswith("elapsed_ms")))
-    assert 100 * 5 <= elapsed < 100 * 5 + 1500  # 100 samples, 5 ms apart (+ start-up)
+    # 100 samples, 5 ms apart: never faster than the rate (no upper bound: a loaded host may
+    # run the VM slower than real time, which says nothing about the pacer)
+    assert elapsed >= 100 * 5
     assert EV_CHANGE in events(frames[1])  # the first decision
 
 
