@@ -40,10 +40,12 @@ $(SYSSTAMP): Makefile
 
 # Second tier of `make test`: the HIL tests that prove the most on the RV32 QEMU board
 # (ESP32-C3-class: rv32imc native code, 32-bit ints, heap above 0x40000000; docs/hil.md):
-# conformance models, op zoo, validate, uplink over serial, node API, resets, ROMFS.
+# conformance models, op zoo, validate, uplink over serial, node API, resets, ROMFS, and the
+# demo with its uplink over the console (~20-25 s).
 RV32_HIL ?= tests/hil/test_conformance.py tests/hil/test_op_zoo_node.py \
             tests/hil/test_validate_node.py tests/hil/test_uplink_hil.py tests/hil/test_node.py \
-            tests/hil/test_reset.py tests/hil/test_romfs_hil.py
+            tests/hil/test_reset.py tests/hil/test_romfs_hil.py \
+            tests/hil/test_demo.py::test_demo_on_the_rv32_board_over_serial
 RV32_ELF := build/micropython/qemu-rv32/firmware.elf
 
 test: setup nodes
@@ -56,8 +58,12 @@ test: setup nodes
 test-fast: setup nodes
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# make demo PORT=/dev/ttyUSB0 (a board), make demo TARGET=qemu-rv32 (the RV32 QEMU board, uplink
+# over its console; BOARD defaults to ESP32_GENERIC_C3 there); TARGET's `auto` default is not used
+DEMO_TARGET = $(or $(PORT),$(if $(filter command line environment,$(origin TARGET)),$(TARGET)))
+DEMO_BOARD = $(if $(and $(filter qemu-rv32,$(DEMO_TARGET)),$(filter file,$(origin BOARD))),ESP32_GENERIC_C3,$(BOARD))
 demo: setup
-	$(BIN)/tinysense demo --board $(BOARD) $(if $(PORT),--target $(PORT),)
+	$(BIN)/tinysense demo --board $(DEMO_BOARD) $(if $(DEMO_TARGET),--target $(DEMO_TARGET),)
 
 deploy: setup
 	$(BIN)/tinysense deploy --target $(if $(PORT),$(PORT),$(TARGET)) --board $(BOARD)

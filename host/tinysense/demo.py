@@ -1,6 +1,7 @@
-"""`make demo` / `tinysense demo`: the whole chain, live, on the virtual board or a real one.
+"""`make demo` / `tinysense demo`: the whole chain, live, on the virtual board, the RV32 QEMU
+board or a real one.
 
-Starts a gateway (UDP, a fresh SQLite database), a node (a fresh virtual board by default),
+Starts a gateway (a fresh SQLite database), a node (a fresh virtual board by default),
 deploys the firmware, provisions a key, deploys the app with a model, its meta.json and its
 held-out recordings, runs the app in eval mode (one frame per window with the replay's true
 label: docs/app.md), prints each frame the gateway stores as a table row, then checks:
@@ -8,6 +9,10 @@ the node's outputs equal tflite-micro's on the same windows (heldout.npz, recomp
 with the tflite-micro interpreter), the node's inputs equal the training pipeline's (crc32),
 its accuracy equals meta.json's int8 accuracy, and the gateway stored exactly the frames
 the node sealed.
+
+The uplink goes over UDP (the virtual board, a board on WiFi), or over the node's console on
+the RV32 QEMU board, which has no network: the gateway's serial transport then reads its
+socket:// port, where main.py runs the app after a soft reset, and writes the acks back.
 """
 
 from __future__ import annotations
@@ -44,6 +49,17 @@ RECORDINGS = {"activity": "heldout.tsrc", "energy": "heldout.tsrc", "anomaly": "
 # Replay speed per model: about 20 s of playing time each (activity 400 s of recordings,
 # energy 1,029 days of hourly loads, anomaly 8 recordings of 0.5 s at 2,048 Hz).
 SPEEDS = {"activity": 20, "energy": 1000, "anomaly": 0.5}
+# On the RV32 QEMU board the node's clock is its instruction count (-icount shift=0), and a
+# paced replay busy-waits through it at emulation speed (20 s of node time took ~4 minutes on
+# a loaded 2-core host): there the replay is unpaced (speed 0) unless --speed says otherwise.
+SERIAL_SPEED = 0
+# How the demo names each kind of node in its results.
+NODE_KINDS = {"virtual": "virtual board", "board": "board", "qemu-rv32": "RV32 QEMU"}
+# Typed on the console once the gateway has it (serial uplink): Ctrl-C (a clean line), Ctrl-B
+# (out of the raw REPL, if the host left it there), Ctrl-D (a soft reset at the friendly REPL:
+# boot.py, then main.py starts the app, as at power-on).
+START_APP = b"\x03\x02\x04"
+APP_SILENCE_S = 180.0  # the serial demo gives up on a node that printed nothing for this long
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +95,9 @@ class DemoResult:
     node_stats: dict
     db: str
     seconds: float
+    node_kind: str = "virtual"  # virtual | board | qemu-rv32 (NODE_KINDS)
+    uplink: str = "udp"  # udp | serial
+    acks_sent: int = 0  # by the gateway (on the serial line, or over UDP)
 
     @property
     def accuracy(self) -> float:
@@ -202,6 +221,33 @@ class LiveTable:
         return f"  {len(recs)} records"
 
 
+class Console:
+    """The node's console lines, as the gateway's serial transport reads them (the serial
+    demo): collected for node.log, and watched for the app's end."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.cond = threading.Condition()
+        self.last = time.monotonic()
+        self.end: str | None = None  # "app: done {...}", or main.py / the app giving up
+
+    def __call__(self, raw: bytes) -> None:
+        text = raw.decode("utf-8", errors="replace")
+        with self.cond:
+            self.lines.append(text)
+            self.last = time.monotonic()
+            if text.startswith(("app: done ", "main.py: ")) or text.endswith("giving up"):
+                self.end = text
+            self.cond.notify_all()
+
+    def wait(self, silence: float = APP_SILENCE_S) -> str:
+        """The console so far, once the app ended or the node was silent for `silence` s."""
+        with self.cond:
+            while self.end is None and time.monotonic() - self.last < silence:
+                self.cond.wait(1.0)
+            return "\n".join(self.lines) + "\n"
+
+
 _PRE_KEYS = ("kind", "n_channels", "window", "stride", "affine", "zscore", "band_edges")
 
 
@@ -217,7 +263,8 @@ def node_meta(meta: dict) -> dict:
     return slim
 
 
-def _app_config(model: str, speed: float, wifi: tuple[str, str] | None) -> dict:
+def _app_config(model: str, speed: float, wifi: tuple[str, str] | None,
+                serial: bool = False) -> dict:
     cfg = {
         "model": f"/models/{model}.tsm", "replay": f"/data/{model}.tsrc", "source": "replay",
         "speed": speed, "loop": False, "mode": "eval", "heartbeat_s": 5, "watchdog_s": 0,
@@ -225,6 +272,8 @@ def _app_config(model: str, speed: float, wifi: tuple[str, str] | None) -> dict:
     }
     if wifi:
         cfg["wifi"] = {"ssid": wifi[0], "password": wifi[1]}
+    if serial:
+        cfg["transport"] = "serial"
     return cfg
 
 
@@ -236,18 +285,22 @@ def run_demo(target: str = "virtual", board: str | None = "ESP32_GENERIC", *,
     """Run the demo end to end; print the live table and the checks; return the result.
 
     Args:
-        target: 'virtual' (a fresh virtual board in workdir), or a serial port / pyserial
-            URL of a real board (then the gateway listens on all interfaces).
+        target: 'virtual' (a fresh virtual board in workdir), 'qemu-rv32' (a fresh RV32
+            QEMU board in workdir, uplink over its console; 'qemu' falls back to it when
+            Espressif's QEMU is absent), or a serial port / pyserial URL of a real board
+            (then the gateway listens on all interfaces).
         board: board id from board_configs/.
         model: activity (default), energy or anomaly.
-        speed: replay speed (None: SPEEDS[model], about 20 s of playing).
+        speed: replay speed (None: SPEEDS[model], about 20 s of playing; on the RV32 QEMU
+            board SERIAL_SPEED, unpaced). 0: unpaced.
         device_id: the node's uplink device id.
         gateway_host: the address the node sends to; default 127.0.0.1 (virtual) or this
             host's LAN address (a board).
-        gateway_port: UDP port (0: any free port on the virtual board, 47800 for a board).
+        gateway_port: UDP port (0: any free port on the virtual board, 47800 for a board;
+            unused on the RV32 board).
         wifi: (ssid, password) for a real board's /app.json.
         workdir: state directory (default .tinysense/demo, emptied first): gateway.db,
-            the virtual board's flash, node.log.
+            the virtual or RV32 board's flash, node.log.
     """
     from tinysense.boards import load_board
     from tinysense.convert import convert_model
@@ -264,7 +317,6 @@ def run_demo(target: str = "virtual", board: str | None = "ESP32_GENERIC", *,
         raise TinysenseError(f"unknown demo model {model!r}; expected one of "
                              + ", ".join(RECORDINGS))
     cfg = load_board(board)
-    speed = SPEEDS[model] if speed is None else speed
     mdir = MODELS_DIR / model
     meta = json.loads((mdir / "meta.json").read_text())
     tsrc = mdir / RECORDINGS[model]
@@ -282,41 +334,57 @@ def run_demo(target: str = "virtual", board: str | None = "ESP32_GENERIC", *,
     db = work / "gateway.db"
     resolved = resolve_target(target, cfg)
     if resolved.kind == "qemu":
-        raise TinysenseError("the demo sends its results over UDP, and QEMU has no WiFi; run it "
-                             "on the virtual board (--target virtual) or a board (a port)")
-    virtual = resolved.kind == "virtual"
-    target = "virtual" if virtual else resolved.url
-    host = gateway_host or ("127.0.0.1" if virtual else lan_address())
+        raise TinysenseError("the demo needs an uplink, and Espressif's QEMU has no WiFi; run it "
+                             "on the RV32 QEMU board (--target qemu-rv32 --board "
+                             "ESP32_GENERIC_C3), the virtual board or a board (a port)")
+    kind = resolved.kind
+    virtual, serial = kind == "virtual", kind == "qemu-rv32"
+    spec, target = target, (kind if virtual or serial else resolved.url)
+    if speed is None:
+        speed = SERIAL_SPEED if serial else SPEEDS[model]
+    host = None if serial else gateway_host or ("127.0.0.1" if virtual else lan_address())
     port = gateway_port or (0 if virtual else 47800)
     bind = f"127.0.0.1:{port}" if virtual else f"0.0.0.0:{port}"
 
+    why = f" ({resolved.reason})" if spec not in (None, target) else ""
     say(f"demo: model {model} ({meta['dataset']['name'] if 'dataset' in meta else model}), "
-        f"board {cfg.name}, target {target}")
-    if not virtual and not wifi:
+        f"board {cfg.name}, target {target}{why}")
+    if not virtual and not serial and not wifi:
         say("demo: no --wifi-ssid given: the board must already be on a network that reaches "
             f"{host}:{port} (set TINYSENSE_WIFI_SSID / TINYSENSE_WIFI_PASSWORD otherwise)")
     ref_out, ref_same = reference_outputs(model)
     window_truth = [int(x) for x in held["labels"][rows]] if meta.get("score") else None
     table = LiveTable(meta["labels"], truth_labels, out, window_truth)
-    gw = RunningGateway(GatewayConfig(db=str(db), udp=bind), table)
-    vb = None
+    gw = vb = rb = None
+    console = Console()
     try:
-        port = int(gw.addresses["udp"].rpartition(":")[2])
-        say(f"gateway: UDP {host}:{port}, database {db}")
+        if not serial:  # UDP: the gateway first, so the node can be told its address
+            gw = RunningGateway(GatewayConfig(db=str(db), udp=bind), table)
+            port = int(gw.addresses["udp"].rpartition(":")[2])
+            say(f"gateway: UDP {host}:{port}, database {db}")
         node_target: str | Target = target
         if virtual:
             from tinysense.targets.virtual import start_board
 
             vb = start_board(cfg.path, directory=work / "board", parent_bound=True)
             node_target = Target("virtual", vb.url, "a fresh virtual board for the demo")
+        elif serial:
+            from tinysense.qemu.rv32 import ensure_rv32
+
+            rb, _ = ensure_rv32(cfg, directory=work / "board", parent_bound=True)
+            node_target = Target("qemu-rv32", rb.url, "a fresh RV32 QEMU board for the demo")
         with open_node(node_target, cfg) as node:
             say(f"node: {node.target.kind} on {node.target.url}, heap {cfg.heap_budget} B")
             res = deploy(node, progress=None)
             say(f"deploy: {res.summary()}")
-            prov = provision(node, device_id, db=db, transport="udp", gateway=f"{host}:{port}",
-                             discard_queue=True)
+            prov = provision(node, device_id, db=db, transport="serial" if serial else "udp",
+                             gateway=None if serial else f"{host}:{port}", discard_queue=True)
+            if serial:  # the gateway acks on the console line: the node waits for them
+                node.put(json.dumps(dict(prov.config, serial_acks=True)).encode(),
+                         "/uplink.json")
             say(f"provision: device 0x{prov.device_id:08x}, key version {prov.key_version} "
-                "(key in the gateway registry and on the node only)")
+                "(key in the gateway registry and on the node only)"
+                + (", uplink over serial with acks" if serial else ""))
             package = convert_model(mdir / "model.tflite", board=cfg).package
             node.mkdir("/models")
             node.mkdir("/data")
@@ -324,12 +392,23 @@ def run_demo(target: str = "virtual", board: str | None = "ESP32_GENERIC", *,
             node.put(json.dumps(node_meta(meta), separators=(",", ":")).encode(),
                      f"/models/{model}.json")
             node.put(tsrc, f"/data/{model}.tsrc")
-            node.put(json.dumps(_app_config(model, speed, wifi)).encode(), "/app.json")
+            node.put(json.dumps(_app_config(model, speed, wifi, serial)).encode(), "/app.json")
             say(f"app: /models/{model}.tsm ({len(package)} B), {tsrc.name} "
-                f"({tsrc.stat().st_size} B), /app.json: eval mode, speed {speed:g}x\n")
-            node.soft_reset()  # a fresh interpreter: the whole heap for the app
+                f"({tsrc.stat().st_size} B), /app.json: eval mode, "
+                + (f"speed {speed:g}x" if speed else "unpaced (as fast as the node runs)")
+                + ("" if serial else "\n"))
+            if not serial:
+                node.soft_reset()  # a fresh interpreter: the whole heap for the app
+                table.header()
+                log = node.exec("import tsnode.app\ntsnode.app.main()", timeout=120)
+        if serial:  # the host's session is closed: the gateway takes the console line
+            gw = RunningGateway(GatewayConfig(db=str(db), serial=rb.url, serial_acks=True,
+                                              serial_console=console), table)
+            say(f"gateway: serial {rb.url} (the node's console: frames in, acks out), "
+                f"database {db}; a soft reset starts the app from main.py\n")
             table.header()
-            log = node.exec("import tsnode.app\ntsnode.app.main()", timeout=120)
+            gw.serial.write(START_APP)
+            log = console.wait()
         (work / "node.log").write_text(log)
         stats = _node_stats(log)
         sealed, last = stats.get("frames", 0), stats.get("last_counter", -1)
@@ -337,11 +416,16 @@ def run_demo(target: str = "virtual", board: str | None = "ESP32_GENERIC", *,
         while _stored(db, device_id) < sealed and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
-        rejections = gw.close()
+        rejections = gw.close() if gw is not None else {}
+        acks = gw.gateway.stats["acks"] if gw is not None else 0
         if vb is not None:
             from tinysense.targets.virtual import stop_board
 
             stop_board(cfg.path, work / "board")
+        if rb is not None:
+            from tinysense.qemu.rv32 import stop_rv32
+
+            stop_rv32(cfg, work / "board")
 
     conn = open_db(str(db))
     try:
@@ -375,7 +459,8 @@ def run_demo(target: str = "virtual", board: str | None = "ESP32_GENERIC", *,
         reference_equals_heldout=ref_same, frames_sealed=sealed, frames_stored=len(stored),
         counters_exact=counters == list(range(last - sealed + 1, last + 1)),
         rejections=rejections, node_stats=stats, db=str(db),
-        seconds=time.monotonic() - start)
+        seconds=time.monotonic() - start, node_kind=kind, uplink="serial" if serial else "udp",
+        acks_sent=acks)
     print_result(result, out)
     return result
 
@@ -398,6 +483,30 @@ def _stored(db: Path, device_id: int) -> int:
         conn.close()
 
 
+def _infer_time(r: DemoResult) -> str:
+    """The node's last inference time; on the RV32 QEMU board its emulated time, which is
+    an instruction count (QEMU -icount shift=0: 1 instruction = 1 ns of ticks_us)."""
+    us = r.node_stats.get("infer_us")
+    if r.node_kind != "qemu-rv32" or not isinstance(us, int):
+        return f"{us if us is not None else '?'} us"
+    from tinysense.qemu.rv32 import C3_MHZ, c3_lower_bound_ms, instructions
+
+    count = instructions(us / 1000)
+    return (f"{us} us of emulated time = {count:,} instructions (-icount shift=0: 1 "
+            f"instruction = 1 ns; >= {c3_lower_bound_ms(count):.2f} ms on a {C3_MHZ} MHz "
+            "ESP32-C3)")
+
+
+def _heap(st: dict) -> str:
+    """Live heap peak and the headroom left at it (the whole GC heap: free + allocated at
+    the end)."""
+    peak = st.get("live_peak")
+    if not isinstance(peak, int) or "mem_free" not in st:
+        return f"live heap peak {peak if peak is not None else '?'} B"
+    heap = st["mem_free"] + st["mem_alloc"]
+    return f"live heap peak {peak} B of {heap} B ({heap - peak} B free at the peak)"
+
+
 def print_result(r: DemoResult, out: TextIO = sys.stdout) -> None:
     def mark(good: bool) -> str:
         return "PASS" if good else "FAIL"
@@ -408,7 +517,9 @@ def print_result(r: DemoResult, out: TextIO = sys.stdout) -> None:
         "",
         f"gateway: stored {r.frames_stored} frames from the node, which sealed "
         f"{r.frames_sealed} (counters each exactly once: {mark(r.counters_exact)}); "
-        f"rejections: {', '.join(f'{k}={v}' for k, v in r.rejections.items()) or 'none'}",
+        f"rejections: {', '.join(f'{k}={v}' for k, v in r.rejections.items()) or 'none'}"
+        + (f"; {r.acks_sent} acks written back on the node's console" if r.uplink == "serial"
+           else ""),
         f"windows reported: {len(r.windows)} of {n}",
         f"accuracy on the node: {r.correct}/{len(r.windows)} = {r.accuracy:.4f}; "
         f"{'meta.json int8' if r.model != 'anomaly' else 'tflite-micro (heldout.npz scores)'}"
@@ -419,8 +530,8 @@ def print_result(r: DemoResult, out: TextIO = sys.stdout) -> None:
         f"node inputs == training pipeline inputs (crc32): {r.input_matches}/{n} "
         f"{mark(r.input_matches == n)}",
         f"tflite-micro now == heldout.npz outputs: {mark(r.reference_equals_heldout)}",
-        f"node: inference {st.get('infer_us', '?')} us, {st.get('infer_alloc', '?')} B "
-        f"allocated per inference, live heap peak {st.get('live_peak', '?')} B, "
+        f"node ({NODE_KINDS.get(r.node_kind, r.node_kind)}): inference {_infer_time(r)}, "
+        f"{st.get('infer_alloc', '?')} B allocated per inference, {_heap(st)}, "
         f"{st.get('crashes', '?')} crashes",
         f"demo {'PASSED' if r.ok else 'FAILED'} in {r.seconds:.1f} s "
         f"(frames: `tinysense uplinks --db {r.db}`)",

@@ -41,16 +41,19 @@ def cmd_demo(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser(
         "demo", help="live demo: gateway + node + activity model, predictions vs truth",
-        description="Start a gateway and a node (a fresh virtual board unless --target names "
-        "a board), deploy and provision it, replay the held-out recordings through the app, "
+        description="Start a gateway and a node (a fresh virtual board, or a fresh RV32 QEMU "
+        "board with its uplink over the console, unless --target names a board), deploy and "
+        "provision it, replay the held-out recordings through the app, "
         "print what the gateway receives and check it against tflite-micro and meta.json.")
     p.add_argument("--target", default=env_default("TINYSENSE_TARGET", "virtual"),
-                   help="virtual (default) | a serial port or pyserial URL of a board")
+                   help="virtual (default) | qemu-rv32 (with --board ESP32_GENERIC_C3; qemu "
+                   "falls back to it) | a serial port or pyserial URL of a board")
     p.add_argument("--board", default=env_default("TINYSENSE_BOARD", "ESP32_GENERIC"),
                    help="board id from board_configs/ (env TINYSENSE_BOARD)")
     p.add_argument("--model", default="activity", choices=("activity", "energy", "anomaly"))
     p.add_argument("--speed", type=float, default=None,
-                   help="replay speed (default: about 20 s of playing; 20x for activity)")
+                   help="replay speed, 0 unpaced (default: about 20 s of playing, 20x for "
+                   "activity; unpaced on the RV32 QEMU board, whose clock is emulated)")
     p.add_argument("--device-id", default="0x7e5d0001", help="uplink device id")
     p.add_argument("--gateway-host", default=env_default("TINYSENSE_GATEWAY_HOST"),
                    help="address the node sends to (default 127.0.0.1, or this host's LAN "

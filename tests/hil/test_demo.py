@@ -2,7 +2,11 @@
 deploy, provisioning, the app in eval mode, the live table, and every check the demo prints.
 Also the app's heap budget: the virtual board runs with -X heapsize = the board's heap_budget
 (a 64-bit VM, so objects are larger than on an ESP32), for the activity and anomaly models,
-with at least HEADROOM bytes free at the app's live peak. These always use a virtual board of their own (the demo starts it), whatever --target says."""
+with at least HEADROOM bytes free at the app's live peak. These always use a virtual board of their own (the demo starts it), whatever --target says.
+
+With --target qemu-rv32 (make test's RV32 tier) the demo also runs on a fresh RV32 QEMU board
+of its own, its uplink over the serial transport: the gateway reads the node's console and
+acks back on it (test_demo_on_the_rv32_board_over_serial)."""
 
 from __future__ import annotations
 
@@ -105,3 +109,54 @@ def test_demo_board_path_twice_on_the_same_node(tmp_path):
             assert r.ok and r.rejections == {} and r.frames_stored == r.frames_sealed, text
     finally:
         stop_board("ESP32_GENERIC", tmp_path / "vb")
+
+
+def test_demo_on_the_rv32_board_over_serial(target, board_config, tmp_path):
+    """`tinysense demo --target qemu-rv32 --board ESP32_GENERIC_C3`: a fresh RV32 QEMU board
+    (no network): main.py starts the app after a soft reset, its frames go out as TSF1 lines
+    on the console, the gateway's serial transport stores them and writes TSA1 acks back on
+    the same line. No time is asserted (the node's clock is emulated)."""
+    if target.kind != "qemu-rv32":
+        pytest.skip("the serial-uplink demo runs on the RV32 QEMU board: --target qemu-rv32 "
+                    "--board ESP32_GENERIC_C3 (make test's RV32 tier)")
+    model = "activity"
+    out = io.StringIO()
+    r = run_demo("qemu-rv32", board_config.name, model=model, workdir=tmp_path / "demo",
+                 out=out)
+    text = out.getvalue()
+    held = np.load(MODELS_DIR / model / "heldout.npz")
+    n = len(heldout_rows(model))
+    assert r.node_kind == "qemu-rv32" and r.uplink == "serial", text
+    assert "gateway: serial socket://127.0.0.1:" in text and "UDP" not in text
+    # every check the demo prints, window for window against tflite-micro
+    assert [w.window for w in r.windows] == list(range(n)), text
+    assert r.output_matches == n and r.input_matches == n and r.reference_equals_heldout
+    np.testing.assert_array_equal(np.array([w.outputs for w in r.windows]),
+                                  held["outputs"].reshape(n, -1))
+    meta = json.loads((MODELS_DIR / model / "meta.json").read_text())
+    assert r.correct == n and r.accuracy == meta["metrics"]["int8_accuracy"]
+    assert r.counters_exact and r.frames_stored == r.frames_sealed == r.node_stats["frames"]
+    assert r.rejections == {} and r.ok and "demo PASSED" in text and "FAIL" not in text
+    # over the serial line, acknowledged there: the node's queue drained on the gateway's acks
+    conn = open_db(r.db)
+    try:
+        stored = list(Store(conn).frames(device_id=DEMO_DEVICE_ID))
+    finally:
+        conn.close()
+    assert sorted(f.counter for f in stored) == list(range(r.frames_sealed))
+    assert {f.source.split("://")[0] for f in stored} == {"serial:socket"}
+    assert r.acks_sent > 0 and r.node_stats["queued"] == 0  # an ack may cover a batch
+    # the app was started by main.py (a soft reset at the friendly REPL), not the host's REPL
+    log = (tmp_path / "demo" / "node.log").read_text()
+    assert "MPY: soft reboot" in log and "app: model /models/activity.tsm" in log
+    assert "TSF1" not in log  # frame lines went to the gateway, the rest to the log
+    # the node line: kind, emulated time as instructions, heap headroom on the C3's heap
+    assert "node (RV32 QEMU): inference " in text and " us of emulated time = " in text
+    st = r.node_stats
+    assert st["crashes"] == 0 and st["windows"] == n and st["infer_alloc"] == 0
+    heap = st["mem_free"] + st["mem_alloc"]
+    assert heap <= board_config.heap_budget
+    headroom = heap - st["live_peak"]
+    print(f"RV32 QEMU {model}: inference {st['infer_us']} us of emulated time, live heap peak "
+          f"{st['live_peak']} B, headroom {headroom} B of {heap} B; demo {r.seconds:.1f} s")
+    assert headroom >= HEADROOM, f"only {headroom} B free at the app's live peak on {heap} B"

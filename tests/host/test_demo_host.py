@@ -89,3 +89,46 @@ def test_demo_refuses_targets_it_cannot_use(tmp_path):
         run_demo("/dev/ttyNOPE", workdir=tmp_path / "d", out=io.StringIO())
     with pytest.raises(TinysenseError, match="unknown demo model 'fish'"):
         run_demo("virtual", model="fish", workdir=tmp_path / "d", out=io.StringIO())
+
+
+def test_console_collects_lines_until_the_app_ends():
+    """The serial demo's view of the node's console (the gateway's serial transport feeds it
+    every line that is not a frame): done at the app's stats line, or main.py falling through
+    to the REPL, or after a silence."""
+    from tinysense.demo import Console, _node_stats
+
+    c = Console()
+    for line in (b"MPY: soft reboot", b"app: window 0 standing 99%", b'app: done {"frames": 3}'):
+        c(line)
+    log = c.wait(silence=60)  # returns at once: the app ended
+    assert _node_stats(log) == {"frames": 3}
+    c = Console()
+    c(b"main.py: no tsnode.app deployed; REPL")
+    assert c.end == "main.py: no tsnode.app deployed; REPL"
+    c = Console()
+    c(b"app: window 0 standing 99%")
+    assert c.wait(silence=0) == "app: window 0 standing 99%\n" and c.end is None
+
+
+def test_result_labels_the_node_kind_and_rv32_time():
+    """The RV32 QEMU board's inference time is emulated (instructions, -icount shift=0); the
+    result line says so and names the node kind; the heap headroom is shown for all."""
+    from tinysense.demo import DemoResult, print_result
+
+    st = {"infer_us": 900, "infer_alloc": 0, "live_peak": 80000, "mem_free": 70000,
+          "mem_alloc": 86000, "crashes": 0}
+    r = DemoResult(model="activity", target="qemu-rv32", windows=[], expected_windows=0,
+                   correct=0, meta_accuracy=1.0, output_matches=0, input_matches=0,
+                   reference_equals_heldout=True, frames_sealed=0, frames_stored=0,
+                   counters_exact=True, rejections={}, node_stats=st, db="x.db", seconds=1.0,
+                   node_kind="qemu-rv32", uplink="serial")
+    out = io.StringIO()
+    print_result(r, out)
+    line = next(ln for ln in out.getvalue().splitlines() if ln.startswith("node ("))
+    assert line.startswith("node (RV32 QEMU): inference 900 us of emulated time = 900,000 "
+                           "instructions (-icount shift=0: 1 instruction = 1 ns; >= 5.62 ms")
+    assert "live heap peak 80000 B of 156000 B (76000 B free at the peak)" in line
+    r.node_kind = "virtual"
+    out = io.StringIO()
+    print_result(r, out)
+    assert "node (virtual board): inference 900 us, 0 B allocated" in out.getvalue()
