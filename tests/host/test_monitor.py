@@ -327,3 +327,58 @@ def test_monitor_follows_the_virtual_board_through_resets_and_restarts(tmp_path)
     assert "REJECTED" not in shown and "no key" not in shown
     key = (flash / "uplink_key.bin").read_bytes()
     assert len(key) == 16 and key.hex() not in shown
+
+
+@pytest.mark.slow
+def test_cli_monitor_target_starts_the_rv32_board_and_decodes_its_frames(tmp_path):
+    """`tinysense monitor --target qemu-rv32 --board ESP32_GENERIC_C3` (monitor_target): the
+    RV32 QEMU board is started for the monitor (as deploy does), its console shown, the
+    frames its node seals at each boot decoded with the registry's key, through a soft reset
+    and a machine.reset() (QEMU restarts behind the same TCP port), and stopped afterwards."""
+    from tinysense.boards import load_board
+    from tinysense.monitor.cli import monitor_target
+    from tinysense.node import connect
+    from tinysense.provision import provision
+    from tinysense.qemu.rv32 import detect_rv32, running_rv32
+    from tinysense.targets import Target
+
+    info = detect_rv32()
+    if not info.usable:
+        pytest.skip(info.reason)
+    cfg = load_board("ESP32_GENERIC_C3")
+    bdir = tmp_path / "rv32"
+    db = tmp_path / "gateway.db"
+    out = io.StringIO()
+    with monitor_target("qemu-rv32", cfg.name, directory=bdir) as (url, baud, why):
+        assert url.startswith("socket://127.0.0.1:") and baud == cfg.console_baud
+        assert "started for the monitor" in why
+        node = connect(url, Target("qemu-rv32", url, "test"), cfg)
+        try:
+            node.deploy(progress=None)
+            provision(node, 42, db=db, transport="serial", gateway="serial")
+            node.put(Path(__file__).with_name("vboard_uplink_main.py"), "/main.py")
+        finally:
+            node.close()
+        mon = Monitor(url, baud, describer=FrameDescriber(registry_keys(db)), out=out)
+        mon.open_first()
+        keys_in, keys_out = os.pipe()
+        runner = threading.Thread(target=mon.run, kwargs={"stdin": keys_in}, daemon=True)
+        runner.start()
+        try:
+            os.write(keys_out, b"\x03\x02\r\x04")  # out of any raw REPL; Ctrl-D: soft reset
+            wait_for(lambda: mon.frames >= 1, timeout=120,
+                     what=f"a frame after a soft reset in\n{out.getvalue()}")
+            os.write(keys_out, b"import machine; machine.reset()\r")
+            wait_for(lambda: mon.frames >= 2, timeout=120,
+                     what=f"a frame after machine.reset() in\n{out.getvalue()}")
+        finally:
+            mon.stop()
+            runner.join(timeout=5)
+            os.close(keys_out)
+    assert running_rv32(cfg.name, bdir) is None  # started for the monitor: stopped after it
+    shown = out.getvalue()
+    decoded = [line for line in shown.splitlines() if "[uplink] device 42" in line]
+    counters = [int(line.split(" up #")[1].split()[0]) for line in decoded]
+    assert len(counters) >= 2 and counters == sorted(set(counters)), shown
+    assert all("records: inference model 1 class 2 conf 200" in line for line in decoded)
+    assert "REJECTED" not in shown and "no key" not in shown and mon.reconnects == 0
