@@ -23,7 +23,7 @@ from tinysense.boards import BoardConfig, load_board
 from tinysense.errors import TinysenseError
 from tinysense.nodecode import script
 from tinysense.rawrepl import Pushback, RawRepl, RawReplTimeout
-from tinysense.targets import Target, resolve_target
+from tinysense.targets import Target, node_board, resolve_target
 
 
 _PUT_CHUNK = 2048  # bytes per exec when writing a file (2.7 KB of base64 on the wire)
@@ -261,6 +261,7 @@ def open_node(target: str | Target | None = None, board: str | BoardConfig | Non
     """
     cfg = board if isinstance(board, BoardConfig) else load_board(board)
     resolved = target if isinstance(target, Target) else resolve_target(target, cfg)
+    cfg = node_board(resolved.kind, cfg)   # node.board: the RV32 QEMU board has a ROMFS
     with contextlib.ExitStack() as stack:
         url = resolved.url
         if resolved.kind == "virtual" and url is None:

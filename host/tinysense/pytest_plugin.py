@@ -123,7 +123,7 @@ class TinysenseSession:
         """Load the board and resolve the target; a user error ends the session in one line."""
         from tinysense.boards import load_board
         from tinysense.errors import TinysenseError
-        from tinysense.targets import resolve_target
+        from tinysense.targets import node_board, resolve_target
 
         if self.firmware:
             # resolve_target and open_node read the QEMU firmware from the environment.
@@ -131,6 +131,7 @@ class TinysenseSession:
         try:
             self.board = load_board(self.board_name)
             self.target = resolve_target(self.spec, self.board)
+            self.board = node_board(self.target.kind, self.board)  # RV32 QEMU: + its ROMFS
         except TinysenseError as exc:
             raise pytest.UsageError(f"tinysense: {exc}") from None
 

@@ -177,3 +177,22 @@ def test_rv32_board_boots_runs_code_and_survives_a_reset(real_rv32):
         node.close()
     with socket.create_connection(("127.0.0.1", real_rv32.tcp_port), timeout=30):
         pass  # still the same port after the reset
+
+
+def test_the_rv32_target_presents_its_romfs_partition():
+    """--target qemu-rv32 --board ESP32_GENERIC_C3: the C3's arch and heap plus the RV32
+    board's ROMFS partition, so the converter plans ROMFS there; other targets: as loaded."""
+    from tinysense.convert import convert_model
+    from tinysense.paths import CONFORMANCE_DIR
+    from tinysense.qemu.rv32 import ROMFS_ADDR, ROMFS_MAX
+    from tinysense.targets import node_board
+
+    c3 = load_board("ESP32_GENERIC_C3")
+    rv = node_board("qemu-rv32", c3)
+    assert not c3.has_romfs and rv.has_romfs
+    assert (rv.romfs_offset, rv.romfs_size) == (ROMFS_ADDR, ROMFS_MAX) == (0x80610000, 4 << 20)
+    assert (rv.name, rv.heap_budget, rv.mpy_arch) == (c3.name, c3.heap_budget, c3.mpy_arch)
+    assert node_board("virtual", c3) is c3 and node_board("board", c3) is c3
+    vww = CONFORMANCE_DIR / "mlperf_vww_96_int8.tflite"
+    assert convert_model(vww, board=rv).report.placement == "romfs"
+    assert convert_model(vww, board=c3).report.placement == "stream"

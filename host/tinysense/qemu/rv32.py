@@ -107,6 +107,19 @@ def check_board(cfg: BoardConfig) -> None:
                              "ESP32_GENERIC_C3")
 
 
+def board_config(cfg: BoardConfig) -> BoardConfig:
+    """`cfg` (ESP32_GENERIC_C3) as the RV32 QEMU board is: the C3's arch and heap budget, plus
+    the board's ROMFS partition (ROMFS_MAX bytes at ROMFS_ADDR in its memory map, loaded from
+    romfs.img), which a stock ESP32_GENERIC_C3 build lacks. The converter then plans ROMFS
+    placement for this node, and validate puts packages there (tinysense.flash.romfs)."""
+    if cfg.romfs_size:
+        return cfg
+    return dataclasses.replace(
+        cfg, romfs_offset=ROMFS_ADDR, romfs_size=ROMFS_MAX,
+        description=f"{cfg.description}; as the RV32 QEMU board: {ROMFS_MAX >> 20} MiB ROMFS "
+                    f"partition at {ROMFS_ADDR:#x}")
+
+
 def qemu_command(qemu: str, firmware: Path, romfs: Path | None = None) -> list[str]:
     """QEMU's command line: the `virt` machine, UART on stdin/stdout, semihosting for the
     flash file, deterministic instruction counting, ROMFS loaded at its partition address."""

@@ -111,6 +111,16 @@ def detect_qemu(cfg: BoardConfig) -> QemuInfo:
     return QemuInfo(exe, machine, firmware, f"{name} -machine {machine} with {firmware}")
 
 
+def node_board(kind: str, cfg: BoardConfig) -> BoardConfig:
+    """The board config as a target of `kind` presents it: the RV32 QEMU board is `cfg` plus
+    its ROMFS partition (tinysense.qemu.rv32.board_config); every other target is `cfg`."""
+    if kind == "qemu-rv32":
+        from tinysense.qemu.rv32 import board_config
+
+        return board_config(cfg)
+    return cfg
+
+
 def _rv32_unusable(cfg: BoardConfig) -> str | None:
     """Why the RV32 QEMU board cannot stand in for `cfg` here (None: it can)."""
     from tinysense.qemu.rv32 import MPY_ARCH, detect_rv32

@@ -94,8 +94,8 @@ def bench_model(model: str | Path, *, target: str = "auto",
     cfg = board if isinstance(board, BoardConfig) else load_board(board)
     if node is None:
         with prepared_node(target, cfg, progress) as opened:
-            return bench_model(model, board=cfg, repeats=repeats, rounds=rounds, seed=seed,
-                               node=opened, progress=progress)
+            return bench_model(model, board=opened.board, repeats=repeats, rounds=rounds,
+                               seed=seed, node=opened, progress=progress)
     say = _say(progress)
     path = Path(model)
     ref = Reference(path)
@@ -174,8 +174,8 @@ def bench_all(*, target: str = "virtual", board: str | BoardConfig | None = None
         for i, m in enumerate(models, 1):
             say(f"[{i}/{len(models)}] {m.name}")
             try:
-                results.append(bench_model(m, board=cfg, repeats=repeats, rounds=rounds,
-                                           node=node, progress=progress))
+                results.append(bench_model(m, board=node.board, repeats=repeats,
+                                           rounds=rounds, node=node, progress=progress))
             except TinysenseError as exc:   # record it; bench the others
                 first = str(exc).splitlines()[0]
                 say(f"  ERROR: {first}")

@@ -194,17 +194,26 @@ def validate_model(model: str | Path, *, target: str = "auto", board: str | Boar
         vecs += load_inputs(Path(inputs), specs)
     if not vecs:
         raise TinysenseError("nothing to validate: --vectors 0 and no --inputs")
+    if node is None:   # convert for the board as the node presents it (node.board)
+        with prepared_node(target, cfg, progress) as opened:
+            return validate_model(model, board=opened.board, vectors=vectors, inputs=inputs,
+                                  seed=seed, node=opened, progress=progress, timing=timing,
+                                  diagnose=diagnose, placement=placement)
+    cfg = _node_board(node, cfg)
     converted = convert_model(path, board=cfg)
     rep = converted.report
     say(f"converted {path.name}: {len(rep.ops)} ops, {rep.macs:,} MACs, arena "
         f"{rep.arena_bytes:,} B, package {rep.package_bytes:,} B; {cfg.name}: "
         f"{'fits' if rep.fits else 'does NOT fit'} ({rep.placement})")
-    if node is None:
-        with prepared_node(target, cfg, progress) as opened:
-            return validate_converted(opened, ref, converted, vecs, cfg, progress=progress,
-                                      timing=timing, diagnose=diagnose, placement=placement)
     return validate_converted(node, ref, converted, vecs, cfg, progress=progress,
                               timing=timing, diagnose=diagnose, placement=placement)
+
+
+def _node_board(node, cfg: BoardConfig) -> BoardConfig:
+    """The node's own view of `cfg` (the RV32 QEMU board adds its ROMFS partition:
+    tinysense.targets.node_board), when the node runs that board."""
+    board = getattr(node, "board", None)
+    return board if isinstance(board, BoardConfig) and board.name == cfg.name else cfg
 
 
 def reported_arch(node) -> str | None:
@@ -347,6 +356,7 @@ def validate_all(*, target: str = "auto", board: str | BoardConfig | None = None
     models = models or conformance_models()
     results, skipped, errors = [], [], []
     with prepared_node(target, cfg, progress) as node:
+        cfg = _node_board(node, cfg)
         for i, m in enumerate(models, 1):
             say(f"[{i}/{len(models)}] {m.name}")
             try:
