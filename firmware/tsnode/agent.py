@@ -1,4 +1,5 @@
-"""Commands the host calls over the raw REPL: load, infer_hex, bench, heap, tensor_hex, info.
+"""Commands the host calls over the raw REPL: load, put_input/run/get_output (an inference
+in bounded chunks), infer_hex, bench, heap, tensor_hex, info.
 
 Every call prints exactly one line (JSON or hex) and returns the same value (docs/engine.md).
 """
@@ -6,7 +7,7 @@ Every call prints exactly one line (JSON or hex) and returns the same value (doc
 import gc
 import json
 import time
-from binascii import hexlify, unhexlify
+from binascii import a2b_base64, b2a_base64, hexlify, unhexlify
 
 from micropython import const
 
@@ -22,7 +23,7 @@ def _print(v):
 
 def _ram_need(n, head):
     """Heap a package of n bytes takes loaded whole, plus room left to run it: arena, scratch,
-    per-op tables and _RUN_HEADROOM (the host's hex input and output, the REPL's buffers)."""
+    per-op tables and _RUN_HEADROOM (one chunk of input or output, the REPL's buffers)."""
     from tsnode.engine import loader as h   # imported already (by the engine's model)
 
     le = "little"
@@ -172,14 +173,60 @@ def infer_hex(hexstr, stop=None):
     op's output before later ops reuse its arena memory (the outputs printed are then stale).
     """
     m = _model()
-    data = unhexlify(hexstr)
-    m.set_inputs(data)
-    _state["input"] = data
+    m.set_inputs(unhexlify(hexstr))
+    _state["input"] = True
     if stop is None:
         m.run()
     else:
         m.run_until(stop)
     return _print(hexlify(m.output_bytes()).decode())
+
+
+def _io_views(m, group, at, n):
+    """(tensor view, view start, data start, count) over `group`'s tensors for bytes
+    at..at+n of their concatenation; ValueError past the end."""
+    pos, parts = 0, []
+    for i in group:
+        v = m.tensor_view(i)
+        lo, hi = max(at, pos), min(at + n, pos + len(v))
+        if lo < hi:
+            parts.append((v, lo - pos, lo - at, hi - lo))
+        pos += len(v)
+    if at < 0 or n < 0 or at + n > pos:
+        raise ValueError("bytes %d..%d: the model has %d" % (at, at + n, pos))
+    return parts
+
+
+def put_input(at, b64):
+    """Write base64 bytes into the inputs at byte `at` of their concatenation, in the arena.
+    The host sends an input in chunks of a few KB, so the heap this takes (one chunk's source
+    text and bytes) does not grow with the input. Prints {"ok": true, "at": next offset}."""
+    m = _model()
+    data = memoryview(a2b_base64(b64))
+    for v, vat, dat, k in _io_views(m, m.inputs, at, len(data)):
+        v[vat:vat + k] = data[dat:dat + k]
+    _state["input"] = True
+    return _print({"ok": True, "at": at + len(data)})
+
+
+def run(stop=None):
+    """One inference on the inputs as they are in the arena (put_input); stop as infer_hex.
+    Prints {"ok": true, "output_bytes": n}; get_output reads them."""
+    m = _model()
+    if stop is None:
+        m.run()
+    else:
+        m.run_until(stop)
+    return _print({"ok": True, "output_bytes": sum(len(m.tensor_view(i)) for i in m.outputs)})
+
+
+def get_output(at, n):
+    """base64 of n bytes of the outputs' concatenation from byte `at` (one chunk)."""
+    m = _model()
+    buf = bytearray(n)
+    for v, vat, dat, k in _io_views(m, m.outputs, at, n):
+        buf[dat:dat + k] = v[vat:vat + k]
+    return _print(b2a_base64(buf).decode().strip())
 
 
 def bench(n=10):

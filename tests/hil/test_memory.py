@@ -3,13 +3,16 @@ largest model the converter says fits still runs with the app's modules in the h
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
 
 from tinysense.convert import convert_model
+from tinysense.convert.report import IO_CHUNK
 from tinysense.node import NodeError
 from tinysense.paths import CONFORMANCE_DIR
+from tinysense.validate.nodeside import place_package
 
 pytestmark = pytest.mark.hil
 
@@ -105,16 +108,20 @@ def test_largest_model_that_fits_runs_beside_the_app(node, board_config, record_
     """The converter's fit verdict is a promise: the largest conformance model it says fits
     this board loads and runs with the app's modules (app, uplink, supervisor) in the heap."""
     needed, name, path = _largest_fitting_model(board_config)
-    package = convert_model(path, board=board_config).package
-    node.put(package, "/hil_model.tsm")
+    converted = convert_model(path, board=board_config)
+    # where the converter planned it (the ROMFS partition, if the node has one: that resets it)
+    remote = place_package(node, converted.package, converted.report, "hil_model.tsm")
     try:
         node.exec(IMPORT.format(modules=RUNTIME_MODULES), timeout=60)
         free = int(node.exec("import gc\ngc.collect()\nprint(gc.mem_free())"))
         try:
-            info = node.exec("import tsnode.agent as agent\nagent.load('/hil_model.tsm')",
+            info = node.exec(f"import tsnode.agent as agent\nagent.load({remote!r})",
                              timeout=120)
-            n_in = json.loads(info.strip().splitlines()[-1])["inputs"][0]["nbytes"]
-            node.exec(f"agent.infer_hex('00' * {n_in})", timeout=300)
+            n_in = sum(io["nbytes"] for io in json.loads(info.strip().splitlines()[-1])["inputs"])
+            for at in range(0, n_in, IO_CHUNK):   # the input as validate sends it: in chunks
+                chunk = base64.b64encode(bytes(min(IO_CHUNK, n_in - at)))
+                node.exec(f"agent.put_input({at}, {chunk!r})", timeout=60)
+            node.exec("agent.run()\nagent.get_output(0, 1)", timeout=300)
         except NodeError as exc:
             if "MemoryError" not in str(exc):
                 raise
@@ -127,4 +134,5 @@ def test_largest_model_that_fits_runs_beside_the_app(node, board_config, record_
                         f"{free} B free)")
     finally:
         node.soft_reset()
-        node.remove("/hil_model.tsm")
+        if not remote.startswith("/rom/"):
+            node.remove(remote)

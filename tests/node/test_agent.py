@@ -117,3 +117,29 @@ def test_a_new_load_frees_the_old_model_first(kws):
     assert infos[-1]["ok"] and infos[-1]["mem_free"] > 34_880 + 16_000
     freed = int(out.split("freed")[1])
     assert freed >= 34_880 + 16_000       # at least the package and the arena
+
+
+def test_agent_io_in_chunks(kws):
+    """put_input / run / get_output: the input written into the arena in pieces (crossing no
+    tensor edge here, but every chunk edge), the outputs read back in pieces; the same bytes
+    as one infer_hex; out-of-range offsets are refused."""
+    import base64
+    d, _ = kws
+    x = np.random.default_rng(9).integers(-128, 128, (1, 49, 10, 1)).astype(np.int8)
+    raw = x.tobytes()
+    puts = "".join(f"agent.put_input({at}, {base64.b64encode(raw[at:at + 200])!r})\n"
+                   for at in range(0, len(raw), 200))
+    script = (f"from tsnode import agent\nagent.load({str(d / 'm.tsm')!r})\n{puts}"
+              "agent.run()\nagent.get_output(0, 5)\nagent.get_output(5, 7)\n"
+              "try:\n agent.get_output(8, 5)\nexcept ValueError as e:\n print('refused', e)\n"
+              f"try:\n agent.put_input(400, {base64.b64encode(bytes(120))!r})\n"
+              "except ValueError as e:\n print('refused', e)\n"
+              "agent.heap()\n")
+    lines = run_micropython(script, heap="256K").strip().split("\n")
+    assert [json.loads(ln)["at"] for ln in lines[1:4]] == [200, 400, 490]
+    assert json.loads(lines[4]) == {"ok": True, "output_bytes": 12}
+    got = base64.b64decode(lines[5]) + base64.b64decode(lines[6])
+    assert got == _reference(x).get_output(0).tobytes()
+    assert lines[7] == "refused bytes 8..13: the model has 12"
+    assert lines[8] == "refused bytes 400..520: the model has 490"
+    assert json.loads(lines[9])["inference_alloc_bytes"] == 0

@@ -12,9 +12,10 @@ import dataclasses
 # ccm/frame/records, app), which the fit verdict promises the model runs beside. Measured with
 # the modules compiled by mpy-cross for the node (tests/hil/test_memory.py prints them): app
 # modules 23.5 KB and engine ~9 KB on the 32-bit x86 build, 33.0 KB and ~13 KB (18 KB with
-# what the agent imports) on the 64-bit build. Rounded up on purpose. The verdict is for the
-# board, so it uses 4 unless told the node is 64-bit (tests/hil/test_fit_verdict.py does).
-NODE_OVERHEAD = {4: (13000, 200, 24000), 8: (20000, 320, 32000)}
+# what the agent imports) on the 64-bit build; 24.3 KB of app modules on the 32-bit build
+# since the agent's chunked I/O (put_input/run/get_output). Rounded up on purpose. The verdict
+# is for the board, so it uses 4 unless told the node is 64-bit (test_fit_verdict.py does).
+NODE_OVERHEAD = {4: (13000, 200, 26000), 8: (20000, 320, 32000)}
 # Big blocks need contiguous free memory in a heap shared with many small objects: allow a
 # quarter of the arena and of the package buffer on top. The streaming buffer is allocated
 # right after the arena following a collection (engine/model.py), into the least fragmented
@@ -24,14 +25,18 @@ NODE_OVERHEAD = {4: (13000, 200, 24000), 8: (20000, 320, 32000)}
 # buffer put ad01 at 163.6 KB, refused on a C3 where it runs.
 FRAGMENTATION = 0.25
 FRAGMENTATION_STREAM_BUFFER = 0.05
-# Room to run once loaded: the input and output bytes as the host passes them (hex text over
-# the raw REPL: the paste buffer grows by doubling to hold 2x, the string 2x, decoded 1x: about
-# 6x their size) and the REPL's compile buffer. Without it a model
-# can load and then fail its first inference (mlperf_ad01 streamed on ESP32_GENERIC_C3 beside
-# the app: loads with 12.8 KB free in pieces, infer_hex cannot allocate 1,281 B).
-# tests/hil/test_fit_verdict.py checks that verdict and node agree on every board.
-RUN_RESERVE_BYTES = 4096
-RUN_RESERVE_PER_IO_BYTE = 6
+# Room to run once loaded. The host writes the input into the model's input tensors and reads
+# the output back in chunks of IO_CHUNK bytes, one raw-REPL exec each (agent.put_input /
+# get_output, tinysense.validate.nodeside), so this is a constant whatever the model's I/O: the
+# REPL's compile buffers (4 KB) plus one chunk's exec: its base64 source text, the string and
+# the decoded bytes, 4.0 KB for a 1,536 B chunk (measured with the GC off on the 32-bit virtual
+# board; the earlier single exec of the whole input as hex took ~4.4x the input: 13.2 KB for
+# resnet's 3 KB, and 6x with the output, which refused person_detect and vww on a C3).
+# Without it a model can load and then fail its first inference (mlperf_ad01 streamed on
+# ESP32_GENERIC_C3 beside the app: loads with 12.8 KB free in pieces, its input cannot be
+# allocated). tests/hil/test_fit_verdict.py checks that verdict and node agree on every board.
+IO_CHUNK = 1536
+RUN_RESERVE_BYTES = 4096 + 3 * IO_CHUNK
 
 
 @dataclasses.dataclass
@@ -98,8 +103,7 @@ def fit(report: ConvertReport, board, word_bytes: int = 4) -> None:
     """
     engine_fixed, per_op, app_reserve = NODE_OVERHEAD[word_bytes]
     engine = engine_fixed + per_op * len(report.ops)
-    io = sum(t["nbytes"] for t in report.inputs + report.outputs)
-    run = RUN_RESERVE_BYTES + RUN_RESERVE_PER_IO_BYTE * io
+    run = RUN_RESERVE_BYTES
     work = report.arena_bytes + report.scratch_bytes + engine + app_reserve + run
 
     def frag(block, share=FRAGMENTATION):
@@ -111,10 +115,14 @@ def fit(report: ConvertReport, board, word_bytes: int = 4) -> None:
     stream = work + report.tables_bytes + report.max_op_const_bytes + \
         frag(report.max_op_const_bytes, FRAGMENTATION_STREAM_BUFFER)
     if board.has_romfs and report.package_bytes <= board.romfs_size:
-        # plus the staging buffer an unaligned file needs (the image decides the alignment)
+        # tinysense's ROMFS images put a package on a 4-byte boundary (flash/romfs.py), so
+        # the engine needs no staging buffer for it: only arena, engine and tables in the heap
+        # plus the tables' size: calibrated on the 32-bit virtual board with ROMFS
+        # (person_detect runs beside the app from 125.6 KB of heap, vww from 135.0 KB)
         report.placement = "romfs"
-        report.heap_needed = work + report.max_op_const_bytes + frag(report.max_op_const_bytes)
-        why = "constants are read in place from the ROMFS partition"
+        report.heap_needed = work + report.tables_bytes + frag(0)
+        why = ("constants are read in place from the ROMFS partition (an image built by "
+               "tinysense deploy --romfs, which aligns the package)")
     elif ram <= board.heap_budget or stream >= ram:
         report.placement, report.heap_needed = "ram", ram
         why = "the whole package is loaded into the heap"

@@ -1,6 +1,7 @@
 # MicroPython, run on the node by `tinysense validate` to find the first op that differs.
-# Parameters prepended by the host: _INPUT_HEX (the node inputs), _DUMP (op position whose
-# outputs to print in full, or -1 for CRCs of every op's outputs).
+# The host first writes the node inputs into the arena (agent.put_input, in chunks) and
+# prepends _DUMP (op position whose outputs to print in full, or -1 for CRCs of every op's
+# outputs).
 # Runs the model loaded by tsnode.agent.load() one op at a time (Model.run_op, which also
 # streams an op's constants when the package is streamed), so every op's output is read right
 # after the op, before a later op reuses its arena memory. One exec and a CRC per tensor, not
@@ -8,14 +9,13 @@
 # Prints one line per output tensor: "C <op position> <tflite op index> <tensor> <crc32>"
 # or, for _DUMP, "T <op position> <tflite op index> <tensor> <hex>".
 # ruff: noqa: F821
-from binascii import crc32, hexlify, unhexlify
+from binascii import crc32, hexlify
 
 from tsnode import agent
 
 _m = agent._state["model"]
 if _m is None:
     raise RuntimeError("no model loaded: agent.load(path) first")
-_m.set_inputs(unhexlify(_INPUT_HEX))
 _k = 0
 for _op in _m.pkg.ops():
     _m.run_op(_k)
