@@ -102,3 +102,4 @@ clean:
 	rm -rf $(VENV) build .pytest_cache .tinysense
 
 include ports/micropython.mk
+include natmod/natmod.mk

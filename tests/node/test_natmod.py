@@ -1,0 +1,159 @@
+"""The native-code kernels (natmod/tsnn/, `make natmods`): byte-for-byte the viper kernels.
+
+tsnn.mpy for each unix port's arch (x86: the 32-bit build, the ESP32's int width; x64: the
+64-bit PyPI build) is loaded beside the engine and runs next to the viper kernel on every
+CONV_2D / FULLY_CONNECTED / DEPTHWISE_CONV_2D op of the op-zoo models and of random
+single-op models (tests/node/test_engine_random_ops.py's makers, plus wider shapes): the whole
+arena after each op must equal the viper kernel's (output, restored input), with the
+constants passed as a buffer and as an int address (streaming), and no call may allocate.
+The parameter word indices the C code uses must be those of firmware/tsnode/engine/k*.py.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import UNIX_KINDS, micropython_env, unix_kind_exe
+from engine_helpers import REPO, make_vectors
+from test_engine_random_ops import MAKERS
+from tflite_build import T, build
+
+from tinysense.convert import convert_model
+
+pytestmark = pytest.mark.node
+
+NATMOD = REPO / "build" / "natmod"
+OPS = REPO / "tests" / "ops"
+ZOO = sorted(p for p in OPS.glob("*.tflite")
+             if p.name.startswith(("conv_2d", "fully_connected", "depthwise_conv_2d",
+                                   "mini_net")))
+SEEDS = 24
+
+
+def natmod_dir(arch: str) -> Path:
+    """build/natmod/<arch>/ with tsnn.mpy; skips with `make natmods`'s reason when that arch
+    could not be built here (no compiler, no MicroPython source), fails when never built."""
+    mpy = NATMOD / arch / "tsnn.mpy"
+    if mpy.exists():
+        return mpy.parent
+    for why in (NATMOD / arch / "UNAVAILABLE", NATMOD / "UNAVAILABLE"):
+        if why.exists():
+            pytest.skip(f"tsnn.mpy ({arch}) not built: {why.read_text().strip()}")
+    pytest.fail(f"{mpy} missing: run `make natmods`", pytrace=False)
+
+
+def test_parameter_words_match_the_kernels():
+    """build/natmod/tsnn_params.h (compiled into every tsnn.mpy) is what the kernels'
+    `_NAME = const(N)` lines give today, and each tsnn.mpy was built after it."""
+    sys.path.insert(0, str(REPO / "natmod" / "tsnn"))
+    try:
+        import gen_params
+    finally:
+        sys.path.pop(0)
+    from tinysense.formats import node_consts
+
+    header = NATMOD / "tsnn_params.h"
+    if not header.exists():
+        natmod_dir("x64")   # skips or fails with the reason
+    assert header.read_text() == gen_params.header(), \
+        "build/natmod/tsnn_params.h differs from firmware/tsnode/engine/k*.py: make natmods"
+    text = header.read_text()
+    for mod, prefix in (("kconv", "_CONV_"), ("kdw", "_DW_")):
+        consts = {k: v for k, v in node_consts(f"tsnode/engine/{mod}.py").items()
+                  if k.startswith(prefix)}
+        assert len(consts) >= 27
+        for name, value in consts.items():
+            assert f"#define P{name} {value}\n" in text
+    for mpy in NATMOD.glob("*/tsnn.mpy"):
+        assert mpy.stat().st_mtime >= header.stat().st_mtime, f"{mpy} is older than the header"
+
+
+def _wide_conv(rng, depthwise: bool) -> bytes:
+    """Wider shapes than the op makers: channels in fours (and not), more outputs."""
+    h, w = (int(v) for v in rng.integers(3, 13, 2))
+    kh, kw = (int(v) for v in rng.choice([1, 3, 5], 2))
+    sh, sw = (int(v) for v in rng.integers(1, 3, 2))
+    cin = int(rng.choice([3, 4, 8, 13, 16, 32]))
+    mult = 1 if not depthwise else int(rng.choice([1, 1, 2]))
+    cout = cin * mult if depthwise else int(rng.integers(1, 40))
+    same = bool(rng.integers(0, 2)) or kh > h or kw > w
+    oh, ow = (h + sh - 1) // sh, (w + sw - 1) // sw
+    if not same:
+        oh, ow = (h - kh + sh) // sh, (w - kw + sw) // sw
+    s_in = float(10 ** rng.uniform(-3, 0))
+    s_w = 10 ** rng.uniform(-3, -1, cout)
+    s_out = float(s_in * s_w.max() / 10 ** rng.uniform(-4, 0.6))
+    zp_in, zp_out = (int(v) for v in rng.integers(-128, 128, 2))
+    wshape = (1, kh, kw, cout) if depthwise else (cout, kh, kw, cin)
+    tensors = [T((1, h, w, cin), scale=s_in, zero_point=zp_in),
+               T(wshape, scale=list(s_w), zero_point=[0] * cout, qdim=3 if depthwise else 0,
+                 data=rng.integers(-127, 128, wshape).astype(np.int8)),
+               T((cout,), "int32", scale=list(s_in * s_w), zero_point=[0] * cout,
+                 data=rng.integers(-(1 << 16), 1 << 16, cout).astype(np.int32)),
+               T((1, oh, ow, cout), scale=s_out, zero_point=zp_out)]
+    fields = {"Padding": 0 if same else 1, "StrideW": sw, "StrideH": sh,
+              "DilationWFactor": 1, "DilationHFactor": 1,
+              "FusedActivationFunction": int(rng.choice([0, 1, 3]))}
+    if depthwise:
+        fields["DepthMultiplier"] = mult
+        return build("DEPTHWISE_CONV_2D", tensors, [0, 1, 2], [3],
+                     ("DepthwiseConv2DOptions", fields))
+    return build("CONV_2D", tensors, [0, 1, 2], [3], ("Conv2DOptions", fields))
+
+
+def _models(tmp: Path) -> list[tuple[str, bytes]]:
+    models = [(p.stem, p.read_bytes()) for p in ZOO]
+    for kind in ("conv", "fc", "depthwise"):
+        for seed in range(SEEDS):
+            rng = np.random.default_rng([zlib.crc32(kind.encode()), seed])
+            models.append((f"{kind}_{seed}", MAKERS[kind](rng)))
+    for seed in range(SEEDS):
+        rng = np.random.default_rng([zlib.crc32(b"natmod-wide"), seed])
+        models.append((f"wide_conv_{seed}", _wide_conv(rng, False)))
+        models.append((f"wide_dw_{seed}", _wide_conv(rng, True)))
+    return models
+
+
+@pytest.fixture(scope="module")
+def packages(tmp_path_factory) -> Path:
+    """Every model converted, with its vectors: a LIST file for compare_kernels.py."""
+    tmp = tmp_path_factory.mktemp("natmod")
+    lines = []
+    for k, (name, tfl) in enumerate(_models(tmp)):
+        src = tmp / f"{name}.tflite"
+        src.write_bytes(tfl)
+        result = convert_model(src)
+        pkg = tmp / f"{name}.tsm"
+        pkg.write_bytes(result.package)
+        vecs = make_vectors(result.report.inputs, n_random=2, seed=k)
+        inp = tmp / f"{name}.in"
+        inp.write_bytes(b"".join(b"".join(v.tobytes() for v in vec) for vec in vecs))
+        lines.append(f"{pkg} {inp} {len(vecs)}")
+    listing = tmp / "models.txt"
+    listing.write_text("\n".join(lines) + "\n")
+    return listing
+
+
+@pytest.mark.parametrize("unix", UNIX_KINDS)
+def test_native_kernels_equal_viper(unix, packages):
+    mods = natmod_dir(unix)
+    env = micropython_env([str(REPO / "firmware"), str(mods)])
+    proc = subprocess.run([unix_kind_exe(unix), "-X", "heapsize=4M",
+                           str(Path(__file__).parent / "natmod_mp" / "compare_kernels.py"),
+                           str(packages)], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+    lines = proc.stdout.split("\n")
+    assert "done" in lines, proc.stdout[-2000:]
+    diffs = [line for line in lines if line.startswith("diff")]
+    assert not diffs, f"{len(diffs)} models differ: {diffs[:5]}"
+    oks = [line.split() for line in lines if line.startswith("ok")]
+    n_models = len(packages.read_text().split("\n")) - 1
+    assert len(oks) == n_models
+    assert all(int(ok[2]) > 0 for ok in oks), "a model had no op the native kernels run"
+    assert max(int(ok[3]) for ok in oks) == 0, "a native kernel call allocated"
