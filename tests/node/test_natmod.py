@@ -140,6 +140,17 @@ def packages(tmp_path_factory) -> Path:
     return listing
 
 
+def _check_output(out: str, n_models: int) -> None:
+    lines = out.split("\n")
+    assert "done" in lines, out[-2000:]
+    diffs = [line for line in lines if line.startswith("diff")]
+    assert not diffs, f"{len(diffs)} models differ: {diffs[:5]}"
+    oks = [line.split() for line in lines if line.startswith("ok")]
+    assert len(oks) == n_models
+    assert all(int(ok[2]) > 0 for ok in oks), "a model had no op the native kernels run"
+    assert max(int(ok[3]) for ok in oks) == 0, "a native kernel call allocated"
+
+
 @pytest.mark.parametrize("unix", UNIX_KINDS)
 def test_native_kernels_equal_viper(unix, packages):
     mods = natmod_dir(unix)
@@ -148,12 +159,47 @@ def test_native_kernels_equal_viper(unix, packages):
                            str(Path(__file__).parent / "natmod_mp" / "compare_kernels.py"),
                            str(packages)], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
-    lines = proc.stdout.split("\n")
-    assert "done" in lines, proc.stdout[-2000:]
-    diffs = [line for line in lines if line.startswith("diff")]
-    assert not diffs, f"{len(diffs)} models differ: {diffs[:5]}"
-    oks = [line.split() for line in lines if line.startswith("ok")]
-    n_models = len(packages.read_text().split("\n")) - 1
-    assert len(oks) == n_models
-    assert all(int(ok[2]) > 0 for ok in oks), "a model had no op the native kernels run"
-    assert max(int(ok[3]) for ok in oks) == 0, "a native kernel call allocated"
+    _check_output(proc.stdout, len(packages.read_text().split("\n")) - 1)
+
+
+@pytest.mark.slow
+def test_native_kernels_equal_viper_on_rv32(packages, tmp_path):
+    """The same on the RV32 QEMU board (rv32imc, ESP32-C3 class; a private board in
+    tmp_path, so a board other tests use is not touched), for the op zoo and the first
+    random models of each kind."""
+    from tinysense.boards import load_board
+    from tinysense.node import open_node
+    from tinysense.qemu.rv32 import FIRMWARE, detect_rv32, ensure_rv32, stop_rv32
+    from tinysense.targets import Target
+
+    mpy = natmod_dir("rv32imc") / "tsnn.mpy"
+    if not FIRMWARE.exists():
+        if (REPO / "build" / "micropython" / "UNAVAILABLE").exists():
+            pytest.skip(f"the RV32 QEMU board is not built: {FIRMWARE} (make nodes)")
+        pytest.fail(f"{FIRMWARE} missing: make nodes", pytrace=False)
+    info = detect_rv32()
+    if not info.usable:
+        pytest.skip(info.reason)
+    lines = packages.read_text().split("\n")[:-1]
+    picked = [ln for ln in lines if not Path(ln.split()[0]).stem.split("_")[-1].isdigit()
+              or int(Path(ln.split()[0]).stem.split("_")[-1]) < 6]
+    cfg = load_board("ESP32_GENERIC_C3")
+    board, _started = ensure_rv32(cfg, directory=tmp_path / "rv32", parent_bound=True)
+    try:
+        with open_node(Target("qemu-rv32", board.url, "test_natmod"), cfg) as node:
+            node.deploy(progress=None)
+            node.put(mpy, "/tsnn.mpy")
+            node.mkdir("/nm")
+            listing = []
+            for ln in picked:
+                pkg, inp, nvec = ln.split()
+                name = Path(pkg).stem
+                node.put(pkg, f"/nm/{name}.tsm")
+                node.put(inp, f"/nm/{name}.in")
+                listing.append(f"/nm/{name}.tsm /nm/{name}.in {nvec}")
+            node.put(("\n".join(listing) + "\n").encode(), "/nm/list.txt")
+            src = (Path(__file__).parent / "natmod_mp" / "compare_kernels.py").read_text()
+            out = node.exec("LIST = '/nm/list.txt'\n" + src, timeout=900)
+    finally:
+        stop_rv32(cfg, directory=tmp_path / "rv32")
+    _check_output(out, len(picked))

@@ -1,6 +1,6 @@
 """Run tsnn's native kernels beside the viper kernels on the same arena, op by op.
 
-usage: micropython compare_kernels.py LIST
+usage: micropython compare_kernels.py LIST (on a board: set LIST = path, then exec this file)
 LIST: one line per model, `PACKAGE INPUTS NVEC` (INPUTS: NVEC vectors back to back). For every
 vector the model runs op by op on the viper kernels; before each op that tsnn has a kernel for,
 the arena is saved, the viper kernel runs, then the native kernel runs on a copy of the saved
@@ -72,7 +72,11 @@ def check(pkg, inputs, nvec):
     print("ok", pkg, checked, alloc)
 
 
-with open(sys.argv[1]) as f:
+try:
+    LIST
+except NameError:
+    LIST = sys.argv[1]
+with open(LIST) as f:
     for line in f:
         if line.strip():
             pkg, inputs, nvec = line.split()
