@@ -304,12 +304,12 @@ def run_demo(target: str = "virtual", board: str | None = "ESP32_GENERIC", *,
     """
     from tinysense.boards import load_board
     from tinysense.convert import convert_model
-    from tinysense.deploy import deploy
+    from tinysense.node.deploy import deploy
     from tinysense.gateway.run import GatewayConfig, RunningGateway
     from tinysense.gateway.store import Store, open_db
     from tinysense.node import open_node
     from tinysense.provision import provision
-    from tinysense.recordings import read_recordings
+    from tinysense.formats.recording import read_recordings
     from tinysense.targets import Target, resolve_target
 
     start = time.monotonic()
@@ -369,7 +369,7 @@ def run_demo(target: str = "virtual", board: str | None = "ESP32_GENERIC", *,
             vb = start_board(cfg.path, directory=work / "board", parent_bound=True)
             node_target = Target("virtual", vb.url, "a fresh virtual board for the demo")
         elif serial:
-            from tinysense.qemu.rv32 import ensure_rv32
+            from tinysense.targets.qemu.rv32 import ensure_rv32
 
             rb, _ = ensure_rv32(cfg, directory=work / "board", parent_bound=True)
             node_target = Target("qemu-rv32", rb.url, "a fresh RV32 QEMU board for the demo")
@@ -423,7 +423,7 @@ def run_demo(target: str = "virtual", board: str | None = "ESP32_GENERIC", *,
 
             stop_board(cfg.path, work / "board")
         if rb is not None:
-            from tinysense.qemu.rv32 import stop_rv32
+            from tinysense.targets.qemu.rv32 import stop_rv32
 
             stop_rv32(cfg, work / "board")
 
@@ -489,7 +489,7 @@ def _infer_time(r: DemoResult) -> str:
     us = r.node_stats.get("infer_us")
     if r.node_kind != "qemu-rv32" or not isinstance(us, int):
         return f"{us if us is not None else '?'} us"
-    from tinysense.qemu.rv32 import C3_MHZ, c3_lower_bound_ms, instructions
+    from tinysense.targets.qemu.rv32 import C3_MHZ, c3_lower_bound_ms, instructions
 
     count = instructions(us / 1000)
     return (f"{us} us of emulated time = {count:,} instructions (-icount shift=0: 1 "

@@ -297,13 +297,13 @@ def _start(state: TinysenseSession, workdir: Path, stack) -> str:
         stack.callback(stop_board, str(board.path), directory)
         return vb.url
     if t.kind == "qemu":
-        from tinysense.qemu.runner import QemuNode
+        from tinysense.targets.qemu.runner import QemuNode
 
         qemu = QemuNode(board, os.environ["TINYSENSE_FIRMWARE"], workdir=workdir / "qemu")
         stack.enter_context(qemu)
         return qemu.url
     if t.kind == "qemu-rv32":
-        from tinysense.qemu.rv32 import ensure_rv32, stop_rv32
+        from tinysense.targets.qemu.rv32 import ensure_rv32, stop_rv32
 
         directory = workdir / "qemu-rv32"  # a fresh flash for the session
         rv32, _ = ensure_rv32(board, directory=directory, parent_bound=True)
@@ -362,7 +362,7 @@ def node(session_node):
 @pytest.fixture
 def dut(node, tmp_path):
     """The node's console, with expect(regex, timeout). Its full log is tmp_path/console.log."""
-    from tinysense.dut import Dut
+    from tinysense.node.dut import Dut
 
     console = Dut(node, tmp_path / "console.log")
     yield console

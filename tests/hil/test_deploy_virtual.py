@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import virtual_node_arch
-from tinysense.deploy import deploy
+from tinysense.node.deploy import deploy
 from tinysense.node import open_node
 from tinysense.targets import Target
 from tinysense.targets.virtual import start_board, stop_board

@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from tinysense.node import NodeError, NodeTimeout
-from tinysense.selfcheck import run_selfcheck
+from tinysense.node.selfcheck import run_selfcheck
 
 pytestmark = pytest.mark.hil
 
@@ -86,7 +86,7 @@ def test_plain_raw_mode_when_raw_paste_is_off(node):
 
 
 def test_bench_link_runs(node):
-    from tinysense.linkbench import bench_link, format_link
+    from tinysense.bench.link import bench_link, format_link
 
     result = bench_link(node, size=5000, repeat=1)
     assert all(value > 0 for value in result.values())

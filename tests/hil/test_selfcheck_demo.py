@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import virtual_node_arch
-from tinysense.selfcheck import parse_selfcheck
+from tinysense.node.selfcheck import parse_selfcheck
 
 pytestmark = pytest.mark.hil
 

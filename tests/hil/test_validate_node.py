@@ -22,7 +22,7 @@ from tinysense.convert import ConvertResult, convert_model
 from tinysense.errors import TinysenseError
 from tinysense.paths import CONFORMANCE_DIR
 from tinysense.reference import Reference
-from tinysense.validate.bench import bench_model
+from tinysense.bench.models import bench_model
 from tinysense.validate.core import (
     model_inputs, validate_all, validate_converted, validate_model)
 from tinysense.validate.nodeside import NodeModel

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from tinysense.validate.bench import KEEP_MARKER, geomean, render_markdown, write_markdown
+from tinysense.bench.models import KEEP_MARKER, geomean, render_markdown, write_markdown
 
 
 def _summary(ratios):

@@ -176,7 +176,7 @@ def test_app_record_ids_and_line_prefixes_match_specs():
 
 
 def test_recording_constants_match_spec():
-    from tinysense import recordings
+    from tinysense.formats import recording as recordings
     md = (REPO / "docs" / "formats" / "recording.md").read_text()
     assert f"| 0 | 4 | magic `{recordings.MAGIC.decode()}` |" in md
     assert f"| 4 | 1 | version, {recordings.VERSION} |" in md

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tinysense.boards import load_board
-from tinysense.deploy import (BOARD_JSON, MPY_ARCHS, DeployFile, _node_arch, board_json,
+from tinysense.node.deploy import (BOARD_JSON, MPY_ARCHS, DeployFile, _node_arch, board_json,
                               compile_firmware, parse_scan, plan)
 from tinysense.errors import TinysenseError
 from tinysense.paths import FIRMWARE_DIR

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import serial
 
-from tinysense.dut import Dut, ExpectTimeout
+from tinysense.node.dut import Dut, ExpectTimeout
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from tflite_micro.python.tflite_micro import runtime
 
-from tinysense.recordings import read_recordings
+from tinysense.formats.recording import read_recordings
 from tinysense.reference import read_graph
 
 MODELS = Path(__file__).resolve().parents[2] / "models"

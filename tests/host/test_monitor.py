@@ -26,8 +26,8 @@ from tinysense.gateway.registry import Registry
 from tinysense.gateway.store import open_db
 from tinysense.monitor.frames import FrameDescriber, registry_keys
 from tinysense.monitor.monitor import Monitor
-from tinysense.uplink.frame import seal
-from tinysense.uplink.payload import encode_records
+from tinysense.formats.frame import seal
+from tinysense.formats.payload import encode_records
 
 KEY = bytes(range(0x40, 0x50))
 RECORDS = [
@@ -336,10 +336,10 @@ def test_cli_monitor_target_starts_the_rv32_board_and_decodes_its_frames(tmp_pat
     frames its node seals at each boot decoded with the registry's key, through a soft reset
     and a machine.reset() (QEMU restarts behind the same TCP port), and stopped afterwards."""
     from tinysense.boards import load_board
-    from tinysense.monitor.cli import monitor_target
+    from tinysense.cli.monitor import monitor_target
     from tinysense.node import connect
     from tinysense.provision import provision
-    from tinysense.qemu.rv32 import detect_rv32, running_rv32
+    from tinysense.targets.qemu.rv32 import detect_rv32, running_rv32
     from tinysense.targets import Target
 
     info = detect_rv32()

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.node
 @pytest.fixture(scope="module")
 def vnode(tmp_path_factory):
     """A private virtual board with the uplink firmware (tsnode/uplink) deployed."""
-    from tinysense.deploy import deploy
+    from tinysense.node.deploy import deploy
     from tinysense.node import open_node
     from tinysense.targets import Target
     from tinysense.targets.virtual import start_board, stop_board

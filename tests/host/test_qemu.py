@@ -15,9 +15,9 @@ from esptool.targets import CHIP_DEFS
 from tinysense.boards import load_board
 from tinysense.cli import main
 from tinysense.errors import TinysenseError
-from tinysense.qemu import (QEMU_MACHINES, QemuNode, build_flash_image, qemu_command,
+from tinysense.targets.qemu import (QEMU_MACHINES, QemuNode, build_flash_image, qemu_command,
                             wait_for_prompt)
-from tinysense.qemu.runner import free_tcp_port
+from tinysense.targets.qemu.runner import free_tcp_port
 
 
 def esp_image(chip: str) -> bytes:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tinysense.errors import TinysenseError
-from tinysense.recordings import (
+from tinysense.formats.recording import (
     Recordings, decode_recordings, encode_recordings, read_recordings, write_recordings)
 
 VEC = Path(__file__).resolve().parents[1] / "vectors" / "recording"

@@ -12,7 +12,7 @@ import pytest
 from tinysense.boards import load_board
 from tinysense.errors import TinysenseError
 from tinysense.pytest_plugin import missing_needs
-from tinysense.qemu import rv32
+from tinysense.targets.qemu import rv32
 from tinysense.targets import resolve_target
 
 
@@ -99,7 +99,7 @@ def test_instruction_figures():
 
 
 def test_bench_summary_states_a_lower_bound():
-    from tinysense.validate.bench import BenchResult
+    from tinysense.bench.models import BenchResult
 
     r = BenchResult(model="m", target="qemu-rv32", board="ESP32_GENERIC_C3", macs=1000,
                     node_ms=2.0, reference_ms=1.0, ratio=2.0, node_ns_per_mac=2.0,
@@ -120,7 +120,7 @@ def test_needs_on_the_rv32_board():
 
 
 def test_deploy_knows_an_rv32_node_behind_a_url():
-    from tinysense.deploy import NodeScan
+    from tinysense.node.deploy import NodeScan
 
     assert NodeScan(platform="qemu").kind("board") == "qemu-rv32"
     assert NodeScan(platform="qemu").kind("qemu-rv32") == "qemu-rv32"
@@ -184,7 +184,7 @@ def test_the_rv32_target_presents_its_romfs_partition():
     board's ROMFS partition, so the converter plans ROMFS there; other targets: as loaded."""
     from tinysense.convert import convert_model
     from tinysense.paths import CONFORMANCE_DIR
-    from tinysense.qemu.rv32 import ROMFS_ADDR, ROMFS_MAX
+    from tinysense.targets.qemu.rv32 import ROMFS_ADDR, ROMFS_MAX
     from tinysense.targets import node_board
 
     c3 = load_board("ESP32_GENERIC_C3")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import REPO, run_micropython
 
-from tinysense.recordings import read_recordings
+from tinysense.formats.recording import read_recordings
 
 pytestmark = pytest.mark.node
 MODELS = REPO / "models"

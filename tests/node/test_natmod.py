@@ -169,7 +169,7 @@ def test_native_kernels_equal_viper_on_rv32(packages, tmp_path):
     random models of each kind."""
     from tinysense.boards import load_board
     from tinysense.node import open_node
-    from tinysense.qemu.rv32 import FIRMWARE, detect_rv32, ensure_rv32, stop_rv32
+    from tinysense.targets.qemu.rv32 import FIRMWARE, detect_rv32, ensure_rv32, stop_rv32
     from tinysense.targets import Target
 
     mpy = natmod_dir("rv32imc") / "tsnn.mpy"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import REPO, run_micropython
 
-from tinysense.recordings import Recordings, write_recordings
+from tinysense.formats.recording import Recordings, write_recordings
 
 pytestmark = pytest.mark.node
 VEC = REPO / "tests" / "vectors" / "recording"

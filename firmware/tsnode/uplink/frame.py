@@ -1,6 +1,6 @@
 """Uplink frame v1 on the node: seal into one preallocated frame buffer, open acks.
 
-Spec: docs/formats/uplink.md (the host twin is host/tinysense/uplink/frame.py).
+Spec: docs/formats/uplink.md (the host twin is host/tinysense/formats/frame.py).
 """
 
 import struct

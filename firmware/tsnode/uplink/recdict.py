@@ -1,7 +1,7 @@
 """Uplink payloads in the host's dict form on the node: tests and tools, never the app.
 
 encode_records / decode_records (type 1) and encode_ack (type 2), the same dicts as
-host/tinysense/uplink/payload.py (spec: docs/formats/uplink.md). The app writes frames with
+host/tinysense/formats/payload.py (spec: docs/formats/uplink.md). The app writes frames with
 tsnode.uplink.records.Batch and decodes acks with records.decode_ack; this module stays off
 the node's heap unless something asks for the dict form (Uplink.send does, lazily).
 """

@@ -1,6 +1,6 @@
 """Uplink payloads v1 on the node: records batch writer (type 1) and ack decoder (type 2).
 
-Spec: docs/formats/uplink.md (host twin: host/tinysense/uplink/payload.py). The Batch
+Spec: docs/formats/uplink.md (host twin: host/tinysense/formats/payload.py). The Batch
 writer fills one preallocated buffer. The dict form (encode_records, decode_records,
 encode_ack) is tsnode.uplink.recdict: tests and tools use it, the app never loads it (its
 code and names would stay in a ~110 KB heap for nothing).

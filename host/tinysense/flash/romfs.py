@@ -53,12 +53,12 @@ def build_romfs(arch: str | None, models: Sequence[str | os.PathLike] = (), *,
                 build_dir: str | os.PathLike | None = None) -> tuple[bytes, list[str]]:
     """A ROMFS image of firmware/ compiled for `arch` plus `models`; returns (image, paths).
 
-    Uses tinysense.deploy.compile_firmware (mpy-cross -march=arch) and
+    Uses tinysense.node.deploy.compile_firmware (mpy-cross -march=arch) and
     mpremote.romfs.make_romfs (the same builder as `mpremote romfs build`).
     """
     from mpremote.romfs import make_romfs
 
-    from tinysense.deploy import compile_firmware
+    from tinysense.node.deploy import compile_firmware
 
     files = [f for f in compile_firmware(arch, src, build_dir) if f.remote not in _FS_ONLY]
     with tempfile.TemporaryDirectory(prefix="tinysense-romfs-") as stage:
@@ -173,8 +173,8 @@ def _data_offsets(image: bytes) -> dict[str, int]:
 
 def _remove_fs_package(node, say: Callable[[str], None]) -> None:
     """Remove /tsnode from the node's filesystem so it cannot shadow /rom/tsnode."""
-    from tinysense.deploy import parse_scan
-    from tinysense.nodecode import script
+    from tinysense.node.deploy import parse_scan
+    from tinysense.node.snippets import script
 
     _, files, dirs = parse_scan(node.exec(script("scan", dirs=["/tsnode"], files=[]),
                                           timeout=60))
@@ -189,7 +189,7 @@ def _remove_fs_package(node, say: Callable[[str], None]) -> None:
 
 def _fs_only_deploy(node, src: Path, say: Callable[[str], None]) -> None:
     """boot.py, main.py and the board json on the filesystem (deploy() of just those)."""
-    from tinysense.deploy import deploy
+    from tinysense.node.deploy import deploy
 
     with tempfile.TemporaryDirectory(prefix="tinysense-fs-") as stage, \
             tempfile.TemporaryDirectory(prefix="tinysense-fs-build-") as build:
@@ -205,7 +205,7 @@ def _virtual_romfs_path(node) -> Path:
 
     A board started by `tinysense board start` is found among the running boards by URL;
     one started elsewhere (a test session's private board) is asked for its flash directory,
-    which the supervisor passes to the VM as TSVB_FLASH (tinysense/targets/vboard/_vboot.py).
+    which the supervisor passes to the VM as TSVB_FLASH (ports/unix-vboard/_vboot.py).
     """
     from tinysense.targets.virtual import running_boards
 
@@ -254,7 +254,7 @@ def _write_image(node, image: bytes, virtual_board=None) -> tuple[str, Path | No
                                          "there this deploy goes to the filesystem)")
         message = f"deployed {len(image)} bytes to ROMFS at /rom ({target}){note}"
     elif node.target.kind == "qemu-rv32":
-        from tinysense.qemu.rv32 import board_for_url, hard_reset
+        from tinysense.targets.qemu.rv32 import board_for_url, hard_reset
 
         rb = board_for_url(node.target.url)
         if rb is None:
@@ -283,7 +283,7 @@ def put_models(node, models: dict[str, bytes], say: Callable[[str], None] | None
     return their paths; the firmware stays where it is: on the filesystem, or (when the node
     runs tsnode from /rom, after `deploy --romfs`) compiled into the new image again. Resets
     the node. For validate and the HIL tests on a node with ROMFS (tinysense.validate)."""
-    from tinysense.deploy import node_arch
+    from tinysense.node.deploy import node_arch
 
     cfg = node.board
     if not cfg.has_romfs and node.target.kind != "virtual":
@@ -328,7 +328,7 @@ def deploy_romfs(node, models: Sequence[str | os.PathLike] = (), *,
     cfg = node.board
     rv32 = node.target.kind == "qemu-rv32"  # ROMFS from a file QEMU loads at start
     if node.target.kind != "virtual" and not cfg.has_romfs and not rv32:
-        from tinysense.deploy import deploy
+        from tinysense.node.deploy import deploy
 
         deploy(node, src=src, build_dir=build_dir, progress=say)
         placed = []
@@ -342,13 +342,13 @@ def deploy_romfs(node, models: Sequence[str | os.PathLike] = (), *,
         say(message)
         return RomfsResult("filesystem", 0, tuple(placed), message)
 
-    from tinysense.deploy import node_arch
+    from tinysense.node.deploy import node_arch
 
     arch = node_arch(node)
     image, paths = build_romfs(arch, models, src=src, build_dir=build_dir)
     say(f"romfs: {len(image)} bytes, {len(paths)} files for {arch or 'bytecode'}")
     if rv32:
-        from tinysense.qemu.rv32 import ROMFS_MAX
+        from tinysense.targets.qemu.rv32 import ROMFS_MAX
 
         if len(image) > ROMFS_MAX:
             raise TinysenseError(f"the ROMFS image is {len(image)} bytes; the RV32 QEMU board's "

@@ -41,12 +41,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 from tinysense.gateway.registry import KeyCache, Registry
 from tinysense.gateway.replay import DEFAULT_WINDOW, NEW, REPLAY, ReplayGuard
 from tinysense.gateway.store import Store
-from tinysense.uplink.frame import (
+from tinysense.formats.frame import (
     DIR_DOWN, DIR_UP, FRAME_VERSION, HEADER_LEN, HEADER_STRUCT, MAX_FRAME, MIN_FRAME,
     PTYPE_ACK, PTYPE_RECORDS, PTYPES, TAG_LEN, FrameError, header_nonce, parse_header,
     seal_with,
 )
-from tinysense.uplink.payload import MAX_ACKS, PayloadError, decode_batch, encode_ack
+from tinysense.formats.payload import MAX_ACKS, PayloadError, decode_batch, encode_ack
 from tinysense.uplink.records_json import records_json
 
 log = logging.getLogger("tinysense.gateway")

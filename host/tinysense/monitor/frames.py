@@ -12,8 +12,8 @@ import os
 from collections.abc import Callable
 
 from tinysense.formats.app import SERIAL_FRAME_PREFIX
-from tinysense.uplink.frame import PTYPE_ACK, PTYPE_RECORDS, FrameError, open_frame, parse_header
-from tinysense.uplink.payload import PayloadError, decode_ack, decode_batch
+from tinysense.formats.frame import PTYPE_ACK, PTYPE_RECORDS, FrameError, open_frame, parse_header
+from tinysense.formats.payload import PayloadError, decode_ack, decode_batch
 
 PREFIX = SERIAL_FRAME_PREFIX   # "TSF1 ", the node's serial transport's (formats.app)
 _MAX_SHOWN = 6     # records summarised per frame line

@@ -25,7 +25,7 @@ from pathlib import Path
 from tinysense.errors import TinysenseError
 from tinysense.gateway.registry import Registry, check_device_id, new_key
 from tinysense.gateway.store import DEFAULT_DB, open_db
-from tinysense.nodecode import script
+from tinysense.node.snippets import script
 
 KEY_PATH = "/uplink_key.bin"
 STAGED_PATH = "/uplink_key.new"

@@ -15,7 +15,7 @@ import subprocess
 
 from tinysense.boards import BoardConfig, load_board
 from tinysense.errors import TinysenseError
-from tinysense.qemu.machines import QEMU_MACHINES, find_qemu
+from tinysense.targets.qemu.machines import QEMU_MACHINES, find_qemu
 
 # USB bridges found on ESP32 boards: (VID, PID or None for any). A board config's `usb` list
 # adds its own pairs.
@@ -34,7 +34,7 @@ _URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 @dataclasses.dataclass(frozen=True)
 class Target:
     """Where a node is. kind: 'board' (a serial port or URL), 'qemu' (Espressif's), 'qemu-rv32'
-    (MicroPython's ports/qemu, ESP32-C3-class: tinysense.qemu.rv32) or 'virtual'.
+    (MicroPython's ports/qemu, ESP32-C3-class: tinysense.targets.qemu.rv32) or 'virtual'.
 
     url is a pyserial URL for 'board' targets; None for the others until started.
     reason says how it was chosen ("no board on USB; qemu-system-xtensa not found; ...").
@@ -89,7 +89,7 @@ def _qemu_has_machine(exe: str, machine: str) -> bool:
 
 
 def detect_qemu(cfg: BoardConfig) -> QemuInfo:
-    """Whether Espressif's QEMU can run this board: the executable (tinysense.qemu.find_qemu:
+    """Whether Espressif's QEMU can run this board: the executable (tinysense.targets.qemu.find_qemu:
     $TINYSENSE_QEMU_DIR, PATH, ~/.espressif) with the board's machine, and a firmware image
     configured in $TINYSENSE_FIRMWARE."""
     spec = QEMU_MACHINES.get(cfg.chip)
@@ -113,9 +113,9 @@ def detect_qemu(cfg: BoardConfig) -> QemuInfo:
 
 def node_board(kind: str, cfg: BoardConfig) -> BoardConfig:
     """The board config as a target of `kind` presents it: the RV32 QEMU board is `cfg` plus
-    its ROMFS partition (tinysense.qemu.rv32.board_config); every other target is `cfg`."""
+    its ROMFS partition (tinysense.targets.qemu.rv32.board_config); every other target is `cfg`."""
     if kind == "qemu-rv32":
-        from tinysense.qemu.rv32 import board_config
+        from tinysense.targets.qemu.rv32 import board_config
 
         return board_config(cfg)
     return cfg
@@ -123,7 +123,7 @@ def node_board(kind: str, cfg: BoardConfig) -> BoardConfig:
 
 def _rv32_unusable(cfg: BoardConfig) -> str | None:
     """Why the RV32 QEMU board cannot stand in for `cfg` here (None: it can)."""
-    from tinysense.qemu.rv32 import MPY_ARCH, detect_rv32
+    from tinysense.targets.qemu.rv32 import MPY_ARCH, detect_rv32
 
     if cfg.mpy_arch != MPY_ARCH:
         return f"it is C3-class ({MPY_ARCH}), {cfg.name} runs {cfg.mpy_arch}"

@@ -41,11 +41,12 @@ import time
 import tty
 from pathlib import Path
 
+from tinysense.paths import PORTS_DIR
 from tinysense.targets.vboard_output import OutputFilter
 
 HARD_RESET_EXIT = 99  # exit status of machine.reset() in vboard/machine.py
 SOFT_REBOOT = b"MPY: soft reboot\r\n"
-VBOARD_DIR = Path(__file__).resolve().parent / "vboard"
+VBOARD_DIR = PORTS_DIR / "unix-vboard"  # the VM's machine/os shims and _vboot.py
 STATE_FILE = "supervisor.json"
 TTY_LINK = "tty"
 _MAX_FAILED_STARTS = 3  # VMs that die before ever coming up: the executable cannot run

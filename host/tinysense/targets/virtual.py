@@ -153,7 +153,7 @@ _ARCH_CACHE: dict[tuple[str, float], str] = {}
 
 def unix_port_arch(exe: str) -> str:
     """The mpy arch (x86, x64, ...) a unix-port executable reports (sys.implementation._mpy)."""
-    from tinysense.deploy import MPY_ARCHS
+    from tinysense.node.deploy import MPY_ARCHS
 
     key = (exe, os.stat(exe).st_mtime)
     if key not in _ARCH_CACHE:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import struct
 
-from tinysense.uplink.payload import (
+from tinysense.formats.payload import (
     BATCH_HEADER_LEN, MAX_VALUES, REC_ANOMALY, REC_EVENT, REC_INFERENCE, REC_READING_F32,
     REC_READING_I16, RECORDS_VERSION, _read_varint,
 )

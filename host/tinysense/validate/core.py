@@ -14,6 +14,7 @@ import numpy as np
 from tinysense.boards import BoardConfig, load_board
 from tinysense.convert import convert_model
 from tinysense.errors import TinysenseError
+from tinysense.paths import CONFORMANCE_DIR
 from tinysense.reference import Reference, count_macs
 from tinysense.validate.compare import compare_outputs
 from tinysense.validate.nodeside import NodeModel
@@ -219,7 +220,7 @@ def _node_board(node, cfg: BoardConfig) -> BoardConfig:
 def reported_arch(node) -> str | None:
     """The mpy arch the node reports (sys.implementation._mpy: x86, x64, rv32imc, xtensawin),
     or None for a node that loads no native code."""
-    from tinysense.deploy import MPY_ARCHS
+    from tinysense.node.deploy import MPY_ARCHS
 
     mpy = int(node.exec("import sys\nprint(getattr(sys.implementation, '_mpy', 0))").strip())
     index = mpy >> 10 & 0x3F
@@ -349,7 +350,6 @@ def validate_all(*, target: str = "auto", board: str | BoardConfig | None = None
     still run. Returns {"board", "target", "results": [ValidateResult dicts], "errors":
     [{"model", "error"}], "skipped": [...], "bit_exact": every model ran and was bit-exact}.
     """
-    from tinysense.validate.bench import conformance_models
 
     cfg = board if isinstance(board, BoardConfig) else load_board(board)
     say = _say(progress)
@@ -379,3 +379,11 @@ def validate_all(*, target: str = "auto", board: str | BoardConfig | None = None
         f"bit-exact, {len(errors)} failed with an error, {len(skipped)} skipped (do not fit)")
     return {"board": cfg.name, "target": target, "results": [r.to_dict() for r in results],
             "errors": errors, "skipped": skipped, "bit_exact": ok}
+
+
+def conformance_models(directory: Path = CONFORMANCE_DIR) -> list[Path]:
+    models = sorted(Path(directory).glob("*.tflite"))
+    if not models:
+        raise TinysenseError(f"no .tflite models in {directory}; expected the conformance set "
+                             "(tests/conformance/)")
+    return models

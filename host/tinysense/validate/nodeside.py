@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 
 import numpy as np
 
 from tinysense.convert import dequantize_output, quantize_input
+from tinysense.node.snippets import script
 from tinysense.convert.report import IO_CHUNK
 from tinysense.errors import TinysenseError
 
@@ -17,7 +17,6 @@ REMOTE_DIR = "/models"
 # written straight into the model's tensors in the arena (agent.put_input / get_output): what
 # running a model costs the node's heap is one chunk, whatever the model's input size, as the
 # converter's fit verdict counts it (RUN_RESERVE_BYTES in convert/report.py).
-_TRACE = Path(__file__).resolve().parent / "nodecode" / "trace.py"
 
 
 def _json_line(text: str, what: str) -> dict:
@@ -184,7 +183,7 @@ class NodeModel:
     def trace(self, arrays, dump: int = -1) -> list[tuple[int, int, int, str]]:
         """Run op by op on the node: (position, tflite op index, tensor, crc32 or hex)."""
         code = self._put_input(self.node_inputs(arrays))   # into the arena, in chunks
-        code = f"{code}\n_DUMP = {int(dump)}\n" + _TRACE.read_text()
+        code = f"{code}\n_DUMP = {int(dump)}\n" + script("trace")
         rows = []
         for line in self.node.exec(code, timeout=self.timeout * 2).splitlines():
             parts = line.split()

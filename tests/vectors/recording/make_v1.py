@@ -1,7 +1,7 @@
 """Writes the recording-format golden vector v1.tsrc and its decoded content v1.json.
 
 The bytes are laid out here field by field from docs/formats/recording.md with struct,
-independently of host/tinysense/recordings.py, so the host encoder, the host decoder and
+independently of host/tinysense/formats/recording.py, so the host encoder, the host decoder and
 the node reader are all checked against the spec. Run: python tests/vectors/recording/make_v1.py
 """
 

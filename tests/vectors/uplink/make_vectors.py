@@ -13,8 +13,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
-from tinysense.uplink import frame as fr
-from tinysense.uplink import payload as pl
+from tinysense.formats import frame as fr
+from tinysense.formats import payload as pl
 
 HERE = Path(__file__).resolve().parent
 ABOUT = ("Made by tests/vectors/uplink/make_vectors.py: AES-128-CCM (M=8, L=2) by the "

@@ -11,10 +11,11 @@ from pathlib import Path
 from tinysense.boards import BoardConfig, load_board
 from tinysense.convert import convert_model
 from tinysense.errors import TinysenseError
-from tinysense.paths import CONFORMANCE_DIR
 from tinysense.reference import Reference, count_macs
 from tinysense.validate.compare import compare_outputs
-from tinysense.validate.core import Progress, _say, model_inputs, prepared_node, reported_arch
+from tinysense.validate.core import (
+    Progress, _say, conformance_models, model_inputs, prepared_node, reported_arch,
+)
 from tinysense.validate.nodeside import NodeModel
 from tinysense.validate.vectors import make_vectors
 
@@ -132,7 +133,7 @@ def bench_model(model: str | Path, *, target: str = "auto",
         node_alloc_bytes_per_inference=int(heap["inference_alloc_bytes"]),
         node_arch=reported_arch(node))
     if node.target.kind == "qemu-rv32":
-        from tinysense.qemu.rv32 import c3_lower_bound_ms, instructions
+        from tinysense.targets.qemu.rv32 import c3_lower_bound_ms, instructions
 
         count = instructions(node_ms)
         result.instructions_per_inference = count
@@ -147,14 +148,6 @@ def geomean(values: list[float]) -> float:
     if not vals:
         return math.nan
     return math.exp(sum(math.log(v) for v in vals) / len(vals))
-
-
-def conformance_models(directory: Path = CONFORMANCE_DIR) -> list[Path]:
-    models = sorted(Path(directory).glob("*.tflite"))
-    if not models:
-        raise TinysenseError(f"no .tflite models in {directory}; expected the conformance set "
-                             "(tests/conformance/)")
-    return models
 
 
 def bench_all(*, target: str = "virtual", board: str | BoardConfig | None = None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from tinysense.uplink.frame import MAX_PAYLOAD
+from tinysense.formats.frame import MAX_PAYLOAD
 
 RECORDS_VERSION = 1
 ACK_VERSION = 1

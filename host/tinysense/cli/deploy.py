@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tinysense.cli import add_target_args
-from tinysense.deploy import deploy
+from tinysense.node.deploy import deploy
 from tinysense.node import open_node
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def cmd_bench_seal(args) -> int:
-    from tinysense.uplink.node_bench import format_table, measure
+    from tinysense.bench.uplink import format_table, measure
 
     rows = measure(args.target, args.board, args.frames, deploy=not args.no_deploy)
     print(format_table(rows, args.board, args.target))

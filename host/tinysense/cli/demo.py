@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from tinysense.cli import env_default
 from tinysense.errors import TinysenseError
-from tinysense.selfcheck import SelfCheck, run_selfcheck
+from tinysense.node.selfcheck import SelfCheck, run_selfcheck
 
 
 def selfcheck_demo(target: str = "virtual", board: str | None = None) -> SelfCheck:
     """Deploy the firmware to the node and print its self-check; returns the parsed check."""
-    from tinysense.deploy import deploy
+    from tinysense.node.deploy import deploy
     from tinysense.node import open_node
 
     with open_node(target, board) as node:

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from tinysense.boards import BoardConfig, load_board
 from tinysense.errors import TinysenseError
-from tinysense.nodecode import script
-from tinysense.rawrepl import Pushback, RawRepl, RawReplTimeout
+from tinysense.node.snippets import script
+from tinysense.node.rawrepl import Pushback, RawRepl, RawReplTimeout
 from tinysense.targets import Target, node_board, resolve_target
 
 
@@ -193,8 +193,8 @@ class Node:
                               f"reset ({exc})") from None
 
     def deploy(self, **kwargs):
-        """Compile firmware/ for this node and copy what changed (see tinysense.deploy)."""
-        from tinysense.deploy import deploy
+        """Compile firmware/ for this node and copy what changed (see tinysense.node.deploy)."""
+        from tinysense.node.deploy import deploy
 
         return deploy(self, **kwargs)
 
@@ -272,7 +272,7 @@ def open_node(target: str | Target | None = None, board: str | BoardConfig | Non
                 stack.callback(stop_board, cfg.path)
             url = board_vm.url
         elif resolved.kind == "qemu" and url is None:
-            from tinysense.qemu.runner import QemuNode
+            from tinysense.targets.qemu.runner import QemuNode
 
             firmware = os.environ.get("TINYSENSE_FIRMWARE")
             if not firmware:
@@ -281,7 +281,7 @@ def open_node(target: str | Target | None = None, board: str | BoardConfig | Non
             qemu = stack.enter_context(QemuNode(cfg, firmware))
             url = qemu.url
         elif resolved.kind == "qemu-rv32" and url is None:
-            from tinysense.qemu.rv32 import ensure_rv32, stop_rv32
+            from tinysense.targets.qemu.rv32 import ensure_rv32, stop_rv32
 
             rv32, started = ensure_rv32(cfg, parent_bound=True)
             if started:

@@ -15,7 +15,7 @@ _USES = {"scan": ("hashfile",), "sha256": ("hashfile",)}
 
 
 def script(name: str, **params) -> str:
-    """Source of nodecode/<name>.py with `_<PARAM> = repr(value)` lines and the shared
+    """Source of snippets/<name>.py with `_<PARAM> = repr(value)` lines and the shared
     snippets it uses prepended."""
     head = "".join(f"_{key.upper()} = {value!r}\n" for key, value in params.items())
     shared = "".join((_DIR / f"{use}.py").read_text() for use in _USES.get(name, ()))

@@ -38,7 +38,7 @@ def monitor_target(target: str, board: str, directory: str | os.PathLike | None 
             how = "started for the monitor" if started else "running"
             yield str(vb.tty), cfg.console_baud, f"virtual board {cfg.name}, {how} ({vb.pty})"
         elif resolved.kind == "qemu-rv32" and resolved.url is None:
-            from tinysense.qemu.rv32 import ensure_rv32, stop_rv32
+            from tinysense.targets.qemu.rv32 import ensure_rv32, stop_rv32
 
             rb, started = ensure_rv32(cfg, directory=directory, parent_bound=True)
             if started:
@@ -47,7 +47,7 @@ def monitor_target(target: str, board: str, directory: str | os.PathLike | None 
                   "the monitor"
             yield rb.url, cfg.console_baud, f"RV32 QEMU board {cfg.name}, {how} ({rb.workdir})"
         elif resolved.kind == "qemu" and resolved.url is None:
-            from tinysense.qemu.runner import QemuNode
+            from tinysense.targets.qemu.runner import QemuNode
 
             firmware = os.environ.get("TINYSENSE_FIRMWARE")
             if not firmware:

@@ -54,7 +54,7 @@ def cmd_target(args) -> int:
     print(f"{target.kind} {target.url or ''}".rstrip())
     print(f"  why: {target.reason}")
     if target.kind == "qemu-rv32":  # cheap to boot: ask the node itself
-        from tinysense.deploy import MPY_ARCHS
+        from tinysense.node.deploy import MPY_ARCHS
         from tinysense.node import open_node
 
         with open_node(target, args.board, soft_reset=False) as node:
@@ -69,7 +69,7 @@ def cmd_target(args) -> int:
 
 
 def cmd_bench_link(args) -> int:
-    from tinysense.linkbench import bench_link, format_link
+    from tinysense.bench.link import bench_link, format_link
     from tinysense.node import open_node
 
     with open_node(args.target, args.board) as node:

@@ -1,6 +1,6 @@
 """The RV32 QEMU board: MicroPython's ports/qemu with our ESP32-C3-class board, as a target.
 
-    from tinysense.qemu.rv32 import ensure_rv32, stop_rv32
+    from tinysense.targets.qemu.rv32 import ensure_rv32, stop_rv32
     rb, started = ensure_rv32("ESP32_GENERIC_C3", parent_bound=True)
     ... mpremote connect rb.url (socket://127.0.0.1:N) ...
     stop_rv32("ESP32_GENERIC_C3")
@@ -9,7 +9,7 @@
 qemu-system-riscv32 runs it on the `virt` machine with `-icount shift=0` (one instruction is
 one nanosecond of the node's time, so time.ticks_us() deltas x 1000 are instructions).
 
-Each running board is one supervisor process (`python -m tinysense.qemu.rv32`) that owns the
+Each running board is one supervisor process (`python -m tinysense.targets.qemu.rv32`) that owns the
 board's TCP port on 127.0.0.1 and runs QEMU with its UART on stdin/stdout, relaying bytes
 between the two. Its working directory ($TINYSENSE_HOME/qemu-rv32/<BOARD>/) holds flash.img
 (littlefs, mounted at / through semihosting, kept across resets and restarts like a board's
@@ -378,7 +378,7 @@ def _alive(pid: int) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text()
         if stat.rsplit(")", 1)[1].split()[0] == "Z":
             return False
-        return b"tinysense.qemu.rv32" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        return b"tinysense.targets.qemu.rv32" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except ProcessLookupError:
         return False
     except OSError:
@@ -449,11 +449,11 @@ def ensure_rv32(board: str | BoardConfig = "ESP32_GENERIC_C3", *, tcp: int | Non
 def _start_locked(cfg: BoardConfig, wdir: Path, info: RV32Info, tcp: int | None,
                   parent_bound: bool) -> RV32Board:
     if tcp:
-        from tinysense.qemu.runner import _check_port_free
+        from tinysense.targets.qemu.runner import _check_port_free
 
         _check_port_free(tcp)
     (wdir / STATE_FILE).unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "tinysense.qemu.rv32", "--board", cfg.name, "--dir", str(wdir),
+    cmd = [sys.executable, "-m", "tinysense.targets.qemu.rv32", "--board", cfg.name, "--dir", str(wdir),
            "--qemu", info.qemu, "--firmware", str(info.firmware.resolve()),
            "--tcp", str(tcp or 0)]
     if parent_bound:

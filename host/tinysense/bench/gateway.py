@@ -11,7 +11,7 @@ spread over many devices, each with its own key):
   3. the same load over real UDP on loopback, sent by another process, into a running
      gateway (UDP thread + ingest thread): frames stored and the rate reached;
   4. the node's cost to seal one frame, on the virtual board, when the uplink code offers a
-     way to measure it (tinysense.uplink.node_bench.seal_cost).
+     way to measure it (tinysense.bench.uplink.seal_cost).
 """
 
 from __future__ import annotations
@@ -213,10 +213,8 @@ def _udp_run(db_path: Path, frames: list[bytes], rate: float, batch: int, decode
 
 
 def _node_seal_cost() -> tuple[dict | None, str]:
-    try:
-        from tinysense.uplink import node_bench  # provided by the uplink node side, if any
-    except ImportError:
-        return None, "not measured: tinysense.uplink.node_bench is not available"
+    from tinysense.bench import uplink as node_bench
+
     try:
         return node_bench.seal_cost(), ""
     except Exception as exc:  # noqa: BLE001 - report it, keep the host numbers

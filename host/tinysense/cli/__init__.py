@@ -1,7 +1,9 @@
 """The `tinysense` command line: parses arguments and calls the typed functions that do the work.
 
-Each area registers its own subcommands from a small `cli` module (argparse only, no logic),
-listed once in COMMAND_MODULES below. A module that is not there yet is simply absent.
+Every command is listed once in COMMANDS (name -> the tinysense.cli module whose `register`
+adds its argument parser). Those modules only parse arguments and call the library (the
+typed functions tests call too); build_parser checks that each registers exactly what the
+table says, and a module that fails to import fails the command line, never silently.
 """
 
 from __future__ import annotations
@@ -14,21 +16,32 @@ import sys
 from tinysense import __version__
 from tinysense.errors import TinysenseError
 
-# module path -> has `register(subparsers)`. Add a line here when an area gains commands.
-COMMAND_MODULES = [
-    "tinysense.boards_cli",
-    "tinysense.targets.cli",
-    "tinysense.deploy_cli",
-    "tinysense.convert.cli",
-    "tinysense.validate.cli",
-    "tinysense.gateway.cli",
-    "tinysense.uplink.cli",
-    "tinysense.provision.cli",
-    "tinysense.flash.cli",
-    "tinysense.monitor.cli",
-    "tinysense.qemu.cli",
-    "tinysense.demo_cli",
-]
+# command -> the module that registers it, in the order `tinysense -h` lists them
+COMMANDS: dict[str, str] = {
+    "boards": "tinysense.cli.boards",
+    "bench-link": "tinysense.cli.targets",
+    "target": "tinysense.cli.targets",
+    "board": "tinysense.cli.targets",
+    "deploy": "tinysense.cli.deploy",
+    "convert": "tinysense.cli.convert",
+    "validate": "tinysense.cli.validate",
+    "validate-all": "tinysense.cli.validate",
+    "bench": "tinysense.cli.validate",
+    "bench-all": "tinysense.cli.validate",
+    "gateway": "tinysense.cli.gateway",
+    "uplinks": "tinysense.cli.gateway",
+    "devices": "tinysense.cli.gateway",
+    "bench-gateway": "tinysense.cli.gateway",
+    "bench-seal": "tinysense.cli.uplink",
+    "provision": "tinysense.cli.provision",
+    "flash": "tinysense.cli.flash",
+    "image": "tinysense.cli.flash",
+    "firmware": "tinysense.cli.flash",
+    "romloader": "tinysense.cli.flash",
+    "monitor": "tinysense.cli.monitor",
+    "qemu": "tinysense.cli.qemu",
+    "demo": "tinysense.cli.demo",
+}
 
 
 def env_default(name: str, default: str | None = None) -> str | None:
@@ -53,14 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tinysense", description="Tiny int8 ML on ESP32 MicroPython sensor nodes.")
     parser.add_argument("--version", action="version", version=f"tinysense {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):
-                continue  # that area has no commands yet
-            raise
-        module.register(sub)
+    for module in dict.fromkeys(COMMANDS.values()):      # each module once, in table order
+        before = set(sub.choices)
+        importlib.import_module(module).register(sub)   # an import error is a bug: raise it
+        added = set(sub.choices) - before
+        listed = {name for name, mod in COMMANDS.items() if mod == module}
+        if added != listed:
+            raise RuntimeError(f"{module} registers {sorted(added)}, COMMANDS lists "
+                               f"{sorted(listed)}")
     return parser
 
 

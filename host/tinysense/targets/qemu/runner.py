@@ -11,9 +11,9 @@ from pathlib import Path
 from tinysense.boards import BoardConfig, load_board
 from tinysense.errors import TinysenseError
 from tinysense.paths import STATE_DIR
-from tinysense.qemu.image import build_flash_image
-from tinysense.qemu.machines import find_qemu, machine_for, qemu_command
-from tinysense.qemu.prompt import wait_for_prompt
+from tinysense.targets.qemu.image import build_flash_image
+from tinysense.targets.qemu.machines import find_qemu, machine_for, qemu_command
+from tinysense.targets.qemu.prompt import wait_for_prompt
 
 _STOP_GRACE_S = 5.0
 
@@ -45,7 +45,7 @@ class QemuNode:
     """One QEMU process emulating `board`, its UART0 on `socket://127.0.0.1:<tcp_port>`.
 
     Use as a context manager, or call start() and stop(). The flash image lives in
-    `workdir` (default .tinysense/qemu/<board>/flash.bin) and keeps what the node writes
+    `workdir` (default .tinysense/targets/qemu/<board>/flash.bin) and keeps what the node writes
     to its filesystem until the next fresh start.
     """
 

@@ -39,5 +39,5 @@ def _tsp_main(staged, config, discard):
     print("OK", dropped)
 
 
-_tsp_main(_STAGED, _CONFIG, _DISCARD)  # noqa: F821 (prepended by tinysense.nodecode.script)
+_tsp_main(_STAGED, _CONFIG, _DISCARD)  # noqa: F821 (prepended by tinysense.node.snippets.script)
 del _tsp_main, _STAGED, _CONFIG, _DISCARD  # noqa: F821

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tinysense.boards import BoardConfig
 from tinysense.errors import TinysenseError
-from tinysense.nodecode import script
+from tinysense.node.snippets import script
 from tinysense.paths import FIRMWARE_DIR, REPO_ROOT
 
 SOURCE_ONLY = ("boot.py", "main.py")  # top-level files MicroPython runs by name
@@ -190,7 +190,7 @@ def _node_arch(mpy: int, cfg: BoardConfig, kind: str) -> str | None:
 
 @dataclasses.dataclass
 class NodeScan:
-    """What nodecode/scan.py reports: the node's .mpy support, platform, files and dirs."""
+    """What snippets/scan.py reports: the node's .mpy support, platform, files and dirs."""
 
     mpy: int = 0  # sys.implementation._mpy
     platform: str = ""  # sys.platform: "esp32" on a board or QEMU, "linux" on the virtual board
@@ -226,7 +226,7 @@ def node_arch(node, scan: NodeScan | None = None) -> str | None:
 
 
 def parse_scan(text: str) -> NodeScan:
-    """Parse nodecode/scan.py's output."""
+    """Parse snippets/scan.py's output."""
     scan = NodeScan()
     hashes, dirs = scan.hashes, scan.dirs
     for line in text.splitlines():

@@ -97,7 +97,7 @@ def _validate_all(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from tinysense.validate.bench import bench_model
+    from tinysense.bench.models import bench_model
     from tinysense.validate.core import write_json
 
     result = bench_model(args.model, target=args.target, board=args.board,
@@ -108,7 +108,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _bench_all(args: argparse.Namespace) -> int:
-    from tinysense.validate.bench import bench_all
+    from tinysense.bench.models import bench_all
     from tinysense.validate.core import write_json
 
     summary = bench_all(target=args.target, board=args.board, models=args.models or None,

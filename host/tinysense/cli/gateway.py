@@ -117,7 +117,7 @@ def _devices(args) -> int:
 
 
 def _bench(args) -> int:
-    from tinysense.gateway.bench import print_bench, run_bench
+    from tinysense.bench.gateway import print_bench, run_bench
 
     result = run_bench(frames=args.frames, devices=args.devices, batch=args.batch,
                        synchronous=args.sync.upper(), db=args.db, node=not args.no_node,

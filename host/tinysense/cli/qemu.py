@@ -12,8 +12,8 @@ import signal
 from tinysense.boards import load_board
 from tinysense.cli import env_default
 from tinysense.errors import TinysenseError
-from tinysense.qemu.machines import find_qemu
-from tinysense.qemu.runner import QemuNode
+from tinysense.targets.qemu.machines import find_qemu
+from tinysense.targets.qemu.runner import QemuNode
 
 
 def _node(args) -> QemuNode:
@@ -58,7 +58,7 @@ def _rv32_board(args) -> str:
 
 def cmd_start(args) -> int:
     if _use_rv32(args):
-        from tinysense.qemu.rv32 import ensure_rv32
+        from tinysense.targets.qemu.rv32 import ensure_rv32
 
         rb, started = ensure_rv32(_rv32_board(args), tcp=args.tcp)
         state = "running" if started else "already running"
@@ -83,7 +83,7 @@ def cmd_start(args) -> int:
 
 
 def cmd_stop(args) -> int:
-    from tinysense.qemu.rv32 import stop_rv32
+    from tinysense.targets.qemu.rv32 import stop_rv32
 
     rb = stop_rv32(_rv32_board(args))
     if rb is None:
@@ -95,7 +95,7 @@ def cmd_stop(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from tinysense.qemu.rv32 import detect_rv32, running_rv32_boards
+    from tinysense.targets.qemu.rv32 import detect_rv32, running_rv32_boards
 
     boards = running_rv32_boards()
     for rb in boards:

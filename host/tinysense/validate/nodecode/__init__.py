@@ -1,1 +1,0 @@
-"""MicroPython snippets validate runs on the node (read as text, never imported on the host)."""
