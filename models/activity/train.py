@@ -129,7 +129,7 @@ def main() -> None:
     C.write_test_vectors(HERE / "test_vectors.npz", tfl, q_test, SEED)
     C.save_npz(HERE / "heldout.npz", inputs=q_test, labels=yw_test.astype(np.uint8),
                recording=owner["test"].astype(np.uint16), outputs=out_test)
-    from tinysense.recordings import Recordings, write_recordings
+    from tinysense.formats.recording import Recordings, write_recordings
 
     tsrc = Recordings(rate_hz=RATE_HZ, labels=labels,
                       items=[(int(y_idx["test"][i]), xs["test"][i])

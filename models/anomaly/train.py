@@ -160,7 +160,7 @@ def main() -> None:
     C.save_npz(HERE / "heldout.npz", inputs=q["test"], labels=y_test,
                kind=data["test"][3], recording=data["test"][4], outputs=out["test"],
                scores=scores["test"].astype(np.int64))
-    from tinysense.recordings import Recordings, write_recordings
+    from tinysense.formats.recording import Recordings, write_recordings
 
     # two held-out recordings of each kind, for replay on the node and the parity test
     demo_ids = [i for k in range(len(G.KINDS)) for i in range(k * 40, k * 40 + 2)]

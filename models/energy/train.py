@@ -100,7 +100,7 @@ def main() -> None:
     C.write_test_vectors(HERE / "test_vectors.npz", tfl, q_test, SEED)
     C.save_npz(HERE / "heldout.npz", inputs=q_test, labels=y_idx["test"].astype(np.uint8),
                outputs=out_test)
-    from tinysense.recordings import Recordings, write_recordings
+    from tinysense.formats.recording import Recordings, write_recordings
 
     tsrc = Recordings(rate_hz=1, labels=labels,
                       items=[(int(y_idx["test"][i]), days["test"][i][:, None])
