@@ -96,6 +96,7 @@ class DemoResult:
     db: str
     seconds: float
     node_kind: str = "virtual"  # virtual | board | qemu-rv32 (NODE_KINDS)
+    node_arch: str | None = None  # the virtual board's unix port: x86 (32-bit) or x64
     uplink: str = "udp"  # udp | serial
     acks_sent: int = 0  # by the gateway (on the serial line, or over UDP)
 
@@ -460,7 +461,7 @@ def run_demo(target: str = "virtual", board: str | None = "ESP32_GENERIC", *,
         counters_exact=counters == list(range(last - sealed + 1, last + 1)),
         rejections=rejections, node_stats=stats, db=str(db),
         seconds=time.monotonic() - start, node_kind=kind, uplink="serial" if serial else "udp",
-        acks_sent=acks)
+        acks_sent=acks, node_arch=_virtual_arch(cfg) if virtual else None)
     print_result(result, out)
     return result
 
@@ -507,6 +508,22 @@ def _heap(st: dict) -> str:
     return f"live heap peak {peak} B of {heap} B ({heap - peak} B free at the peak)"
 
 
+def _virtual_arch(cfg) -> str | None:
+    from tinysense.targets.virtual import unix_port, unix_port_arch
+
+    try:
+        return unix_port_arch(unix_port(cfg).exe)
+    except TinysenseError:
+        return None
+
+
+def _kind_label(r) -> str:
+    """'32-bit virtual board' / '64-bit virtual board' / 'RV32 QEMU' / 'board'."""
+    label = NODE_KINDS.get(r.node_kind, r.node_kind)
+    bits = {"x86": "32-bit", "x64": "64-bit"}.get(r.node_arch or "")
+    return f"{bits} {label}" if r.node_kind == "virtual" and bits else label
+
+
 def print_result(r: DemoResult, out: TextIO = sys.stdout) -> None:
     def mark(good: bool) -> str:
         return "PASS" if good else "FAIL"
@@ -530,7 +547,7 @@ def print_result(r: DemoResult, out: TextIO = sys.stdout) -> None:
         f"node inputs == training pipeline inputs (crc32): {r.input_matches}/{n} "
         f"{mark(r.input_matches == n)}",
         f"tflite-micro now == heldout.npz outputs: {mark(r.reference_equals_heldout)}",
-        f"node ({NODE_KINDS.get(r.node_kind, r.node_kind)}): inference {_infer_time(r)}, "
+        f"node ({_kind_label(r)}): inference {_infer_time(r)}, "
         f"{st.get('infer_alloc', '?')} B allocated per inference, {_heap(st)}, "
         f"{st.get('crashes', '?')} crashes",
         f"demo {'PASSED' if r.ok else 'FAILED'} in {r.seconds:.1f} s "

@@ -4,6 +4,7 @@ command in the CLI's one table, and no MicroPython code inside the host package.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from tinysense.paths import REPO_ROOT
@@ -82,3 +83,10 @@ def test_micropython_shims_live_outside_the_host_package():
     # the virtual board's machine/os shims are MicroPython code: ports/unix-vboard/
     assert (REPO_ROOT / "ports" / "unix-vboard" / "_vboot.py").exists()
     assert not (HOST / "targets" / "vboard").exists()
+
+
+def test_the_architecture_doc_lists_every_host_package():
+    doc = (REPO_ROOT / "docs" / "architecture.md").read_text()
+    packages = sorted(p.parent.name for p in HOST.glob("*/__init__.py"))
+    listed = sorted(set(re.findall(r"^\| `([a-z_]+)/` \|", doc, re.MULTILINE)))
+    assert listed == packages, f"docs/architecture.md lists {listed}; the tree has {packages}"
