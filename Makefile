@@ -66,7 +66,7 @@ test-fast: setup nodes
 # over its console; BOARD defaults to ESP32_GENERIC_C3 there); TARGET's `auto` default is not used
 DEMO_TARGET = $(or $(PORT),$(if $(filter command line environment,$(origin TARGET)),$(TARGET)))
 DEMO_BOARD = $(if $(and $(filter qemu-rv32,$(DEMO_TARGET)),$(filter file,$(origin BOARD))),ESP32_GENERIC_C3,$(BOARD))
-demo: setup
+demo: setup nodes
 	$(BIN)/tinysense demo --board $(DEMO_BOARD) $(if $(DEMO_TARGET),--target $(DEMO_TARGET),)
 
 deploy: setup
