@@ -28,12 +28,10 @@ import array
 import errno
 import fcntl
 import hashlib
-import json
 import os
 import pty
 import select
 import signal
-import socket
 import subprocess
 import sys
 import termios
@@ -42,6 +40,7 @@ import tty
 from pathlib import Path
 
 from tinysense.paths import PORTS_DIR
+from tinysense.targets import relay
 from tinysense.targets.vboard_output import OutputFilter
 
 HARD_RESET_EXIT = 99  # exit status of machine.reset() in vboard/machine.py
@@ -54,7 +53,6 @@ _FAST_CRASH_S = 1.0  # a VM that exits sooner than this after start is restarted
 _SIGINT_INTERVAL_S = 0.3
 _PTY_BACKLOG = 256 * 1024  # output held for a slow pty reader before the VM must wait
 _PTY_STALL_S = 5.0  # pty output nobody read for this long is dropped (a busy host may pause)
-_CLIENT_SEND_TIMEOUT_S = 5.0
 _DEBUG = bool(os.environ.get("TINYSENSE_VBOARD_DEBUG"))  # log relay events to supervisor.log
 
 
@@ -127,7 +125,7 @@ class Supervisor:
         self.uid = bytes([digest[0] & 0xFC | 0x02]).hex() + digest[1:6].hex()
         self.micropython = micropython
         self.heap = heap
-        self.parent = parent
+        self.parent = relay.ParentWatch(parent)
         self.stopping = False
         self.child: subprocess.Popen | None = None
         self.inner = -1
@@ -142,21 +140,9 @@ class Supervisor:
         self.failed_starts = 0  # VMs that crashed before UP while none ever came up
         self.vm_tail = b""  # the VM's last output, for the error when it cannot start
         self.restarts = 0
-        self.client: socket.socket | None = None
-        self.listener: socket.socket | None = None
-        self.tcp_port: int | None = None
-        if tcp is not None:
-            self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                self.listener.bind(("127.0.0.1", tcp))
-            except OSError as exc:
-                self.listener.close()
-                raise SystemExit(f"TCP port {tcp} on 127.0.0.1 is not free ({exc.strerror}); "
-                                 "choose another with --tcp, or --tcp 0 for any free port")
-            self.listener.listen(1)
-            self.listener.setblocking(False)
-            self.tcp_port = self.listener.getsockname()[1]
+        self.tcp = None if tcp is None else relay.TcpPort(
+            tcp, "choose another with --tcp, or --tcp 0 for any free port")
+        self.tcp_port = self.tcp.port if self.tcp else None
         self.pty_out = bytearray()  # output not yet taken by the pty (see _flush_pty)
         self.pty_written = self.pty_consumed = 0
         self.pty_stalled_at: float | None = None
@@ -349,11 +335,8 @@ class Supervisor:
             return
         self.pty_out += data
         self._flush_pty()
-        if self.client is not None:
-            try:
-                self.client.sendall(data)
-            except OSError:  # gone, or stuck for _CLIENT_SEND_TIMEOUT_S
-                self._drop_client()
+        if self.tcp is not None:
+            self.tcp.send(data)
 
     def _flush_pty(self) -> None:
         """Move pending output into the pty as fast as its reader takes it.
@@ -391,21 +374,6 @@ class Supervisor:
             self.pty_stalled_at, self.pty_unread = None, True
             _debug("pty not read: output dropped until a reader comes")
 
-    def _drop_client(self) -> None:
-        if self.client is not None:
-            self.client.close()
-            self.client = None
-
-    def _accept(self) -> None:
-        try:
-            conn, _ = self.listener.accept()
-        except BlockingIOError:
-            return
-        self._drop_client()  # one client at a time: the newest wins
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn.settimeout(_CLIENT_SEND_TIMEOUT_S)
-        self.client = conn
-
     # --- state file and main loop --------------------------------------------------------
 
     def _write_state(self) -> None:
@@ -416,19 +384,14 @@ class Supervisor:
             "up": self.ever_up,
             "micropython": self.micropython, "heap": self.heap,
         }
-        tmp = self.board_dir / (STATE_FILE + ".tmp")
-        tmp.write_text(json.dumps(state))
-        tmp.replace(self.board_dir / STATE_FILE)
+        relay.write_state(self.board_dir / STATE_FILE, state)
 
     def _cleanup_files(self) -> None:
-        for name in (STATE_FILE, TTY_LINK):
-            path = self.board_dir / name
-            try:
-                if name == STATE_FILE and json.loads(path.read_text())["pid"] != os.getpid():
-                    continue  # a newer supervisor owns it
-                path.unlink()
-            except (OSError, ValueError, KeyError):
-                pass
+        relay.remove_state(self.board_dir / STATE_FILE)  # unless a newer supervisor owns it
+        try:
+            (self.board_dir / TTY_LINK).unlink()
+        except OSError:
+            pass
 
     def serve(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -443,7 +406,8 @@ class Supervisor:
             self.stopping = True
             self._kill_child()
             self._cleanup_files()
-            self._drop_client()
+            if self.tcp is not None:
+                self.tcp.drop()
             for fd in (self.outer, self.outer_slave):
                 os.close(fd)
 
@@ -451,14 +415,12 @@ class Supervisor:
         self.stopping = True
 
     def _loop(self) -> None:
-        last_parent_check = 0.0
         while not self.stopping:
             self._flush_pty()
             fds = [self.outer]
             if self.inner >= 0 and len(self.pty_out) < _PTY_BACKLOG:
                 fds.append(self.inner)
-            fds += [self.listener] if self.listener else []
-            fds += [self.client] if self.client else []
+            fds += self.tcp.readers() if self.tcp else []
             try:
                 busy = self.pending_interrupt or self.pty_out
                 ready, _, _ = select.select(fds, [], [], 0.01 if busy else 0.25)
@@ -466,17 +428,10 @@ class Supervisor:
                 continue
             self._poll_interrupt()
             for item in ready:
-                if item is self.listener:
-                    self._accept()
-                elif item is self.client:
-                    try:
-                        data = self.client.recv(65536)
-                    except OSError:
-                        data = b""
+                if self.tcp is not None and self.tcp.owns(item):
+                    data = self.tcp.serve(item)  # a new client, or a client's input
                     if data:
                         self._to_child(data)
-                    else:
-                        self._drop_client()
                 elif item == self.outer:
                     try:
                         data = os.read(self.outer, 65536)
@@ -488,11 +443,8 @@ class Supervisor:
                     self._from_child()
             if self.inner < 0 and not self.stopping:
                 self.spawn(raw=self.filter.raw_mode)
-            now = time.monotonic()
-            if self.parent and now - last_parent_check > 1.0:
-                last_parent_check = now
-                if os.getppid() != self.parent:
-                    self.stopping = True  # whoever started us is gone: do not linger
+            if self.parent.gone():
+                self.stopping = True  # whoever started us is gone: do not linger
 
     def _kill_child(self) -> None:
         child = self.child

@@ -14,26 +14,25 @@ at /rom. The board config gives the GC heap (`-X heapsize=`) and may name the ex
 from __future__ import annotations
 
 import dataclasses
-import fcntl
-import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tinysense.boards import BoardConfig, load_board
 from tinysense.errors import TinysenseError
 from tinysense.paths import REPO_ROOT, STATE_DIR
+from tinysense.targets import relay
 from tinysense.targets.supervisor import HEAP_TUNABLES, STATE_FILE, TTY_LINK, vm_env
 
 __all__ = ["HEAP_TUNABLES", "vm_env"]  # re-exported: the supervisor applies them to its VM
 
 _START_TIMEOUT_S = 15.0
 _STOP_TIMEOUT_S = 5.0
+_MARKER = b"tinysense.targets.supervisor"  # in a supervisor's command line
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,30 +166,11 @@ def unix_port_arch(exe: str) -> str:
     return _ARCH_CACHE[key]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is not alive; and make sure the pid was not reused by something else
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-        return b"tinysense.targets.supervisor" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return True  # no /proc: trust kill(0)
-
-
 def running_board(board: str, directory: str | os.PathLike | None = None) -> VirtualBoard | None:
     """The running virtual board for `board` (in `directory`), or None."""
     bdir = board_dir(board, directory)
-    try:
-        state = json.loads((bdir / STATE_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    if not _alive(state.get("pid", -1)):
+    state = relay.read_state(bdir / STATE_FILE, _MARKER)
+    if state is None:
         return None
     return VirtualBoard(board=state["board"], board_dir=bdir, pid=state["pid"],
                         pty=state["pty"], tty=bdir / TTY_LINK, tcp_port=state.get("tcp"),
@@ -206,9 +186,6 @@ def _check_port_free(port: int) -> None:
             raise TinysenseError(f"TCP port {port} on 127.0.0.1 is not free ({exc.strerror}); "
                                  "choose another with --tcp, or --tcp 0 for any free port"
                                  ) from None
-
-
-_children: dict[int, subprocess.Popen] = {}  # supervisors this process started (to reap them)
 
 
 def start_board(board: str = "ESP32_GENERIC", *, tcp: int | None = None,
@@ -242,10 +219,7 @@ def ensure_board(board: str = "ESP32_GENERIC", *, tcp: int | None = None,
     cfg = load_board(board)
     bdir = board_dir(cfg.name, directory)
     bdir.mkdir(parents=True, exist_ok=True)
-    # One start at a time per board directory (parallel test sessions, tools): whoever comes
-    # second finds the first one's board running.
-    with open(bdir / ".start.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with relay.start_lock(bdir):
         current = running_board(cfg.name, bdir)
         if current is not None:
             return current, False
@@ -265,44 +239,10 @@ def _start_locked(cfg: BoardConfig, bdir: Path, tcp: int | None, parent_bound: b
         cmd += ["--tcp", str(tcp)]
     if parent_bound:
         cmd += ["--parent", str(os.getpid())]
-    env = dict(os.environ)
-    host_dir = str(Path(__file__).resolve().parents[2])  # so `-m` works without an install too
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (host_dir, env.get("PYTHONPATH")) if p)
-    with open(log, "wb") as logf:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                start_new_session=True, close_fds=True, env=env)
-    _children[proc.pid] = proc
-    deadline = time.monotonic() + _START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        vb = running_board(cfg.name, bdir)
-        if vb is not None and vb.pid == proc.pid and vb.up:
-            return vb
-        if proc.poll() is not None:
-            _children.pop(proc.pid, None)
-            lines = log.read_text(errors="replace").strip().splitlines()
-            raise TinysenseError(f"virtual board {cfg.name} did not start: "
-                                 f"{lines[-1] if lines else f'exit status {proc.returncode}'}")
-        time.sleep(0.02)
-    _terminate(proc.pid)
-    raise TinysenseError(f"virtual board {cfg.name} did not start within {_START_TIMEOUT_S:.0f} s"
-                         f" (is {exe} a MicroPython unix port?); see {log}")
-
-
-def _terminate(pid: int) -> None:
-    proc = _children.pop(pid, None)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + _STOP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if proc is not None:
-                if proc.poll() is not None:
-                    return
-            elif not _alive(pid):
-                return
-            time.sleep(0.02)
+    return relay.start_supervisor(
+        cmd, log, lambda: running_board(cfg.name, bdir), what=f"virtual board {cfg.name}",
+        timeout=_START_TIMEOUT_S, stop_timeout=_STOP_TIMEOUT_S, marker=_MARKER,
+        hint=f" (is {exe} a MicroPython unix port?); see {log}")
 
 
 def stop_board(board: str = "ESP32_GENERIC", directory: str | os.PathLike | None = None
@@ -311,7 +251,7 @@ def stop_board(board: str = "ESP32_GENERIC", directory: str | os.PathLike | None
     vb = running_board(load_board(board).name, directory)
     if vb is None:
         return None
-    _terminate(vb.pid)
+    relay.terminate(vb.pid, _MARKER, timeout=_STOP_TIMEOUT_S)
     if vb.child and _is_our_vm(vb.child):  # the supervisor was killed before its VM
         try:
             os.killpg(vb.child, signal.SIGKILL)

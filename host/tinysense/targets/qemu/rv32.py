@@ -9,8 +9,8 @@
 qemu-system-riscv32 runs it on the `virt` machine with `-icount shift=0` (one instruction is
 one nanosecond of the node's time, so time.ticks_us() deltas x 1000 are instructions).
 
-Each running board is one supervisor process (`python -m tinysense.targets.qemu.rv32`) that owns the
-board's TCP port on 127.0.0.1 and runs QEMU with its UART on stdin/stdout, relaying bytes
+Each running board is one supervisor process (`python -m tinysense.targets.qemu.rv32`) that
+owns the board's TCP port on 127.0.0.1 and runs QEMU with its UART on stdin/stdout, relaying bytes
 between the two. Its working directory ($TINYSENSE_HOME/qemu-rv32/<BOARD>/) holds flash.img
 (littlefs, mounted at / through semihosting, kept across resets and restarts like a board's
 flash), romfs.img (mounted at /rom when QEMU starts, if present), qemu.log and rv32.json (the
@@ -22,14 +22,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import fcntl
-import json
 import os
 import select
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +35,7 @@ from pathlib import Path
 from tinysense.boards import BoardConfig, load_board
 from tinysense.errors import TinysenseError
 from tinysense.paths import REPO_ROOT
+from tinysense.targets import relay
 
 QEMU_BINARY = "qemu-system-riscv32"
 FIRMWARE = REPO_ROOT / "build" / "micropython" / "qemu-rv32" / "firmware.elf"
@@ -57,7 +55,7 @@ _STOP_TIMEOUT_S = 5.0
 _HOLD_INPUT_S = 1.0  # after a (re)start, input waits for the first output or this long
 _MAX_FAILED_STARTS = 3
 _FAST_EXIT_S = 2.0
-_CLIENT_SEND_TIMEOUT_S = 5.0
+_MARKER = b"tinysense.targets.qemu.rv32"  # in a supervisor's command line
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,7 +147,7 @@ class Supervisor:
     def __init__(self, *, board: str, workdir: Path, qemu: str, firmware: Path, tcp: int,
                  parent: int | None = None) -> None:
         self.board, self.workdir, self.qemu, self.firmware = board, workdir, qemu, firmware
-        self.parent = parent
+        self.parent = relay.ParentWatch(parent)
         self.stopping = False
         self.proc: subprocess.Popen | None = None
         self.to_qemu = bytearray()  # client input not yet taken by QEMU
@@ -159,17 +157,8 @@ class Supervisor:
         self.failed_starts = 0
         self.restarts = 0
         self.started_at = 0.0
-        self.client: socket.socket | None = None
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            self.listener.bind(("127.0.0.1", tcp))
-        except OSError as exc:
-            raise SystemExit(f"TCP port {tcp} on 127.0.0.1 is not free ({exc.strerror}); "
-                             "choose another with --tcp, or leave it out for a free one")
-        self.listener.listen(1)
-        self.listener.setblocking(False)
-        self.tcp_port = self.listener.getsockname()[1]
+        self.tcp = relay.TcpPort(tcp, "choose another with --tcp, or leave it out for a free one")
+        self.tcp_port = self.tcp.port
         self.log = open(workdir / "qemu.log", "ab")  # noqa: SIM115 (closed in serve)
 
     def _note(self, text: str) -> None:
@@ -229,11 +218,7 @@ class Supervisor:
             if not self.ever_up:
                 self.ever_up = True
                 self._write_state()  # ensure_rv32() waits for this
-        if self.client is not None:
-            try:
-                self.client.sendall(data)
-            except OSError:  # gone, or stuck for _CLIENT_SEND_TIMEOUT_S
-                self._drop_client()
+        self.tcp.send(data)
 
     def _flush_to_qemu(self) -> None:
         if not self.to_qemu or self.proc is None:
@@ -248,28 +233,11 @@ class Supervisor:
             return  # QEMU is going away; the next one gets it
         del self.to_qemu[:n]
 
-    def _drop_client(self) -> None:
-        if self.client is not None:
-            self.client.close()
-            self.client = None
-
-    def _accept(self) -> None:
-        try:
-            conn, _ = self.listener.accept()
-        except BlockingIOError:
-            return
-        self._drop_client()  # one client at a time: the newest wins
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn.settimeout(_CLIENT_SEND_TIMEOUT_S)
-        self.client = conn
-
     def _write_state(self) -> None:
         state = {"board": self.board, "pid": os.getpid(), "tcp": self.tcp_port,
                  "qemu": self.proc.pid if self.proc else None, "restarts": self.restarts,
                  "up": self.ever_up, "firmware": str(self.firmware)}
-        tmp = self.workdir / (STATE_FILE + ".tmp")
-        tmp.write_text(json.dumps(state))
-        tmp.replace(self.workdir / STATE_FILE)
+        relay.write_state(self.workdir / STATE_FILE, state)
 
     def serve(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -280,22 +248,16 @@ class Supervisor:
         finally:
             self.stopping = True
             self._kill_qemu()
-            self._drop_client()
-            try:
-                if json.loads((self.workdir / STATE_FILE).read_text())["pid"] == os.getpid():
-                    (self.workdir / STATE_FILE).unlink()
-            except (OSError, ValueError, KeyError):
-                pass
+            self.tcp.drop()
+            relay.remove_state(self.workdir / STATE_FILE)  # unless a newer supervisor owns it
             self.log.close()
 
     def _loop(self) -> None:
-        last_parent_check = 0.0
         while not self.stopping:
             if self.proc is None:
                 self.spawn()
-            readers = [self.listener, self.proc.stdout]
-            if self.client is not None and len(self.to_qemu) < 65536:
-                readers.append(self.client)
+            readers = [*self.tcp.readers(take_input=len(self.to_qemu) < 65536),
+                       self.proc.stdout]
             writers = [self.proc.stdin] if self.to_qemu and self.got_output else []
             try:
                 ready, writable, _ = select.select(readers, writers, [],
@@ -303,25 +265,13 @@ class Supervisor:
             except InterruptedError:
                 continue
             for item in ready:
-                if item is self.listener:
-                    self._accept()
-                elif item is self.client:
-                    try:
-                        data = self.client.recv(65536)
-                    except OSError:
-                        data = b""
-                    if data:
-                        self.to_qemu += data
-                    else:
-                        self._drop_client()
+                if self.tcp.owns(item):
+                    self.to_qemu += self.tcp.serve(item)  # a new client, or a client's input
                 elif self.proc is not None and item is self.proc.stdout:
                     self._from_qemu()
             self._flush_to_qemu()
-            now = time.monotonic()
-            if self.parent and now - last_parent_check > 1.0:
-                last_parent_check = now
-                if os.getppid() != self.parent:
-                    self.stopping = True  # whoever started us is gone: do not linger
+            if self.parent.gone():
+                self.stopping = True  # whoever started us is gone: do not linger
 
     def _kill_qemu(self) -> None:
         proc, self.proc = self.proc, None
@@ -372,27 +322,11 @@ def workdir_for(board: str, directory: str | os.PathLike | None = None) -> Path:
     return state_dir() / "qemu-rv32" / board
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-        return b"tinysense.targets.qemu.rv32" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # no /proc: trust kill(0)
-
-
 def running_rv32(board: str, directory: str | os.PathLike | None = None) -> RV32Board | None:
     """The running RV32 board in `board`'s directory, or None."""
     wdir = workdir_for(board, directory)
-    try:
-        state = json.loads((wdir / STATE_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    if not _alive(state.get("pid", -1)):
+    state = relay.read_state(wdir / STATE_FILE, _MARKER)
+    if state is None:
         return None
     return RV32Board(board=state["board"], workdir=wdir, pid=state["pid"], tcp_port=state["tcp"],
                      qemu=state.get("qemu"), restarts=state.get("restarts", 0),
@@ -407,7 +341,6 @@ def running_rv32_boards() -> list[RV32Board]:
     return [rb for rb in found if rb is not None]
 
 
-_children: dict[int, subprocess.Popen] = {}
 _known: dict[str, RV32Board] = {}  # url -> board, for boards this process started or found
 
 
@@ -415,7 +348,7 @@ def board_for_url(url: str | None) -> RV32Board | None:
     """The RV32 board serving `url`: one this process started or found, else a running one
     under $TINYSENSE_HOME/qemu-rv32/."""
     rb = _known.get(url or "")
-    if rb is not None and _alive(rb.pid):
+    if rb is not None and relay.alive(rb.pid, _MARKER):
         return rb
     return next((b for b in running_rv32_boards() if b.url == url), None)
 
@@ -436,8 +369,7 @@ def ensure_rv32(board: str | BoardConfig = "ESP32_GENERIC_C3", *, tcp: int | Non
         raise TinysenseError(info.reason)
     wdir = workdir_for(cfg.name, directory)
     wdir.mkdir(parents=True, exist_ok=True)
-    with open(wdir / ".start.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with relay.start_lock(wdir):
         current = running_rv32(cfg.name, wdir)
         started = current is None
         if started:
@@ -453,47 +385,15 @@ def _start_locked(cfg: BoardConfig, wdir: Path, info: RV32Info, tcp: int | None,
 
         _check_port_free(tcp)
     (wdir / STATE_FILE).unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "tinysense.targets.qemu.rv32", "--board", cfg.name, "--dir", str(wdir),
-           "--qemu", info.qemu, "--firmware", str(info.firmware.resolve()),
+    cmd = [sys.executable, "-m", "tinysense.targets.qemu.rv32", "--board", cfg.name,
+           "--dir", str(wdir), "--qemu", info.qemu, "--firmware", str(info.firmware.resolve()),
            "--tcp", str(tcp or 0)]
     if parent_bound:
         cmd += ["--parent", str(os.getpid())]
-    env = dict(os.environ)
-    host_dir = str(Path(__file__).resolve().parents[2])  # `-m` works without an install too
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (host_dir, env.get("PYTHONPATH")) if p)
-    log = wdir / "supervisor.log"
-    with open(log, "wb") as logf:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                start_new_session=True, close_fds=True, env=env)
-    _children[proc.pid] = proc
-    deadline = time.monotonic() + _START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        rb = running_rv32(cfg.name, wdir)
-        if rb is not None and rb.pid == proc.pid and rb.up:
-            return rb
-        if proc.poll() is not None:
-            _children.pop(proc.pid, None)
-            lines = log.read_text(errors="replace").strip().splitlines()
-            raise TinysenseError(f"RV32 QEMU board did not start: "
-                                 f"{lines[-1] if lines else f'exit status {proc.returncode}'}")
-        time.sleep(0.05)
-    _terminate(proc.pid)
-    raise TinysenseError(f"RV32 QEMU board did not start within {_START_TIMEOUT_S:.0f} s; see "
-                         f"{wdir / 'qemu.log'}")
-
-
-def _terminate(pid: int) -> None:
-    proc = _children.pop(pid, None)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + _STOP_TIMEOUT_S * 2
-        while time.monotonic() < deadline:
-            if (proc.poll() is not None) if proc is not None else not _alive(pid):
-                return
-            time.sleep(0.05)
+    return relay.start_supervisor(
+        cmd, wdir / "supervisor.log", lambda: running_rv32(cfg.name, wdir),
+        what="RV32 QEMU board", timeout=_START_TIMEOUT_S, stop_timeout=_STOP_TIMEOUT_S * 2,
+        marker=_MARKER, hint=f"; see {wdir / 'qemu.log'}", poll=0.05)
 
 
 def stop_rv32(board: str | BoardConfig = "ESP32_GENERIC_C3",
@@ -503,7 +403,7 @@ def stop_rv32(board: str | BoardConfig = "ESP32_GENERIC_C3",
     rb = running_rv32(name, directory)
     if rb is None:
         return None
-    _terminate(rb.pid)
+    relay.terminate(rb.pid, _MARKER, timeout=_STOP_TIMEOUT_S * 2, poll=0.05)
     return rb
 
 
