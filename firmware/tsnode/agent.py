@@ -32,7 +32,7 @@ def _ram_need(n, head):
             + _PER_OP * int.from_bytes(head[k:k + 2], le) + _RUN_HEADROOM)
 
 
-def _open_model(path, stream):
+def _open_model(path, stream, kernels):
     """(Model, placement): in place from ROMFS, else the file read whole into the heap, else
     (no room, or stream=True) constants streamed op by op from the file."""
     from tsnode.engine import model as _m   # here, not at import: into a collected heap
@@ -40,7 +40,7 @@ def _open_model(path, stream):
     if not stream:
         f = open(path, "rb")
         try:
-            return _m.Model(memoryview(f)), "romfs"
+            return _m.Model(memoryview(f), None, kernels), "romfs"
         except TypeError:   # not a ROMFS file: no buffer protocol
             pass
         try:
@@ -54,19 +54,20 @@ def _open_model(path, stream):
             f.seek(0)
             f.readinto(buf)
             f.close()
-            return _m.Model(buf), "ram"
+            return _m.Model(buf, None, kernels), "ram"
         except MemoryError:
             f.close()
             if stream is False:
                 raise
             buf = None
             gc.collect()
-    return _m.open_streaming(path), "stream"
+    return _m.open_streaming(path, kernels), "stream"
 
 
-def _preimport(path):
+def _preimport(path, kernels):
     """Import the kernel modules this package uses before measuring the model's heap (their
-    native code is the engine's, like tflite-micro's code, not part of its arena)."""
+    native code is the engine's, like tflite-micro's code, not part of its arena); tsnn
+    (the native kernels) too, unless kernels="viper"."""
     from tsnode.engine import loader, model, ops  # noqa: F401  (model: _open_model uses it)
 
     codes = []
@@ -85,24 +86,28 @@ def _preimport(path):
     # the module objects are long-lived: free the tables' garbage first, so they are not
     # allocated past it in the middle of the heap (the arena needs one piece)
     gc.collect()
+    nat = ops.native(kernels)   # ValueError for kernels="native" without tsnn
     for c in codes:
-        ops.kernel(c)
+        ops.kernel(c, nat)
 
 
-def load(path, stream=None):
+def load(path, stream=None, kernels="auto"):
     """Load a .tsm package; prints the model info as one JSON line.
 
     stream: None picks zero-copy (ROMFS), then RAM, then streaming when the heap runs out;
     True streams constants from the file op by op; False never streams.
+    kernels: "auto" (the native conv/dwconv kernels of tsnn.mpy when it imports, else the
+    viper ones), "native" (an error without tsnn) or "viper"; the reply's "kernels" says
+    which the ops use ("native" if any op does).
     """
     _unload()
     gc.collect()  # the old model is garbage only now (see _unload)
     t0 = time.ticks_ms()
     c0 = gc.mem_alloc()
-    _preimport(path)
+    _preimport(path, kernels)
     gc.collect()
     m0 = gc.mem_alloc()
-    model, placement = _open_model(path, stream)
+    model, placement = _open_model(path, stream, kernels)
     gc.collect()
     m2 = gc.mem_alloc()
     pkg = model.pkg
@@ -123,7 +128,7 @@ def load(path, stream=None):
             "arena_bytes": len(model.arena), "scratch_bytes": len(model.scratch),
             "const_bytes": pkg.const_size, "package_bytes": pkg_b, "engine_bytes": eng,
             "code_bytes": m0 - c0,
-            "zero_copy": zero_copy, "placement": placement,
+            "zero_copy": zero_copy, "placement": placement, "kernels": model.kernels,
             "romfs_aligned": zero_copy and not model.misaligned, "inputs": ios[0],
             "outputs": ios[1], "load_ms": time.ticks_diff(time.ticks_ms(), t0)}
     _state["info"] = info

@@ -203,3 +203,45 @@ def test_native_kernels_equal_viper_on_rv32(packages, tmp_path):
     finally:
         stop_rv32(cfg, directory=tmp_path / "rv32")
     _check_output(out, len(picked))
+
+
+@pytest.mark.parametrize("unix", UNIX_KINDS)
+def test_engine_picks_the_native_kernels_at_load(unix, tmp_path):
+    """agent.load(kernels=...): "auto" uses tsnn when it imports (not when absent or built
+    for another arch: ValueError on import), "native" fails clearly without it, "viper" never
+    uses it; the reply says which, and the outputs are the same bytes."""
+    from tinysense.convert import write_package
+
+    mods = natmod_dir(unix)
+    other = NATMOD / ("x64" if unix == "x86" else "x86")
+    if not (other / "tsnn.mpy").exists():
+        pytest.skip(f"{other}/tsnn.mpy not built")
+    write_package(convert_model(OPS / "depthwise_conv_2d_mult2.tflite"), tmp_path / "m.tsm")
+    x = bytes(range(256)) * 4
+    script = (
+        "from tsnode import agent\n"
+        "for k in ('auto', 'native', 'viper'):\n"
+        "    try:\n"
+        f"        i = agent.load({str(tmp_path / 'm.tsm')!r}, None, k)\n"
+        "    except ValueError as e:\n"
+        "        print('ERR', k, e)\n"
+        "        continue\n"
+        f"    print('OUT', k, i['kernels'], agent.infer_hex({x.hex()!r}[:2 * agent._model()"
+        ".input_bytes()]))\n")
+    runs = {}
+    for name, extra in (("native", [str(mods)]), ("absent", []), ("other", [str(other)])):
+        env = micropython_env([str(REPO / "firmware")] + extra)
+        proc = subprocess.run([unix_kind_exe(unix), "-X", "heapsize=2M", "-c", script],
+                              env=env, capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        runs[name] = [line for line in proc.stdout.splitlines() if line[:3] in ("OUT", "ERR")]
+    outs = {line.split()[3] for r in runs.values() for line in r if line.startswith("OUT")}
+    assert len(outs) == 1, runs   # the same bytes whichever kernels ran
+    assert [line.split()[:3] for line in runs["native"]] == [
+        ["OUT", "auto", "native"], ["OUT", "native", "native"], ["OUT", "viper", "viper"]]
+    for name in ("absent", "other"):
+        got = runs[name]
+        assert [line.split()[:3] for line in got] == [
+            ["OUT", "auto", "viper"], ["ERR", "native", "kernels='native'"],
+            ["OUT", "viper", "viper"]], got
+        assert "cannot be imported" in got[1]

@@ -26,15 +26,20 @@ class Model:
     `open_streaming`) with `file` the open package file. A buffer that is not 4-byte aligned
     (a ROMFS image does not align file data) is used in place too, but each op's constants
     are copied to an aligned buffer before it runs (int32 loads fault when unaligned).
+    kernels: "auto" (the native conv/dwconv kernels when tsnn imports, else viper), "native"
+    (ValueError without tsnn) or "viper"; `self.kernels` says what the ops use ("native" if
+    any op does).
     """
 
-    def __init__(self, buf, file=None):
+    def __init__(self, buf, file=None, kernels="auto"):
         self.pkg = pkg = loader.Package(buf, file)
         self.buf = buf
         self.file = file
         self.misaligned = file is None and address(buf) & 3 != 0
         staged = file is not None or self.misaligned
         wide = 0 if FORCE_NARROW else _wide()
+        nat = ops.native(kernels)
+        used = "viper"
         # the big buffers first, while the heap is least fragmented
         big = 0
         if staged:
@@ -54,8 +59,12 @@ class Model:
         for code, src, ins, outs, params, c_start, c_len in pkg.ops(consts=True):
             ops.check(code, src, params)
             p = array("i", params + (wide,))   # sized once (append over-allocates)
-            plan.append((ops.kernel(code), p, code, src))
+            fn = ops.kernel(code, nat)
+            if nat is not None and code in ops.NATIVE:
+                used = "native"
+            plan.append((fn, p, code, src))
             regions.append((c_start, c_len))
+        self.kernels = used
         self.plan = plan          # (kernel, params, opcode, tflite op index) per op
         self._calls = [(e[0], e[1]) for e in plan]   # run()'s loop: 2-tuples unpack faster
         if staged:
@@ -159,7 +168,7 @@ def address(buf: ptr8) -> int:
     return int(buf)
 
 
-def open_streaming(path):
+def open_streaming(path, kernels="auto"):
     """A Model that keeps `path` open and reads each op's constants when it runs: the heap
     holds the tables, the arena and one buffer the size of the largest op's constants."""
     f = open(path, "rb")
@@ -173,4 +182,4 @@ def open_streaming(path):
     buf = bytearray(const_off)
     f.seek(0)
     f.readinto(buf)
-    return Model(buf, f)
+    return Model(buf, f, kernels)

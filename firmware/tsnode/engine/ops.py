@@ -48,11 +48,39 @@ def check(code, src, params):
                          "reconvert the model" % (src, NAMES[code], len(params), want))
 
 
-def kernel(code):
-    """The viper kernel for an opcode, imported on first use (keeps RAM low for small models)."""
+# the opcodes tsnn has a kernel for
+NATIVE = (_OP_FULLY_CONNECTED, _OP_CONV_2D, _OP_DEPTHWISE_CONV_2D)
+
+
+def native(kernels="auto"):
+    """The native-code kernel module (tsnn.mpy, docs/engine.md "Native kernels") for a
+    load's `kernels` choice, or None for the viper kernels: "auto" uses it when it imports
+    (absent, or built for another arch: ValueError on import), "native" requires it,
+    "viper" never uses it."""
+    if kernels == "viper":
+        return None
+    if kernels not in ("auto", "native"):
+        raise ValueError("kernels: %r is not one of 'auto', 'native', 'viper'" % (kernels,))
+    try:
+        import tsnn
+        return tsnn
+    except (ImportError, ValueError) as e:
+        if kernels == "native":
+            raise ValueError("kernels='native' but the native module tsnn cannot be imported "
+                             "(%r): deploy it (build/natmod/<arch>/tsnn.mpy, make natmods) "
+                             "or use kernels='viper'" % (e,))
+    return None
+
+
+def kernel(code, nat=None):
+    """The kernel for an opcode: nat's (the tsnn module, see native()) for CONV_2D,
+    FULLY_CONNECTED and DEPTHWISE_CONV_2D when given, else the viper kernel, imported on
+    first use (keeps RAM low for small models)."""
     if code in (_OP_FULLY_CONNECTED, _OP_CONV_2D):
-        return kconv.conv
+        return kconv.conv if nat is None else nat.conv
     if code == _OP_DEPTHWISE_CONV_2D:
+        if nat is not None:
+            return nat.dwconv
         from tsnode.engine import kdw
         return kdw.dwconv
     if code in (_OP_AVERAGE_POOL_2D, _OP_MAX_POOL_2D, _OP_MEAN):
