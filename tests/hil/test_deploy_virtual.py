@@ -34,7 +34,7 @@ def test_deploy_copies_only_changes(vnode, tmp_path):
     build = tmp_path / "build"
 
     def run():
-        return deploy(vnode, src=fw, build_dir=build, progress=None)
+        return deploy(vnode, src=fw, build_dir=build, progress=None, natmods=tmp_path / "nm")
 
     first = run()
     assert first.arch == virtual_node_arch()  # x86: the 32-bit build; x64: the fallback
@@ -56,6 +56,36 @@ def test_deploy_copies_only_changes(vnode, tmp_path):
     vnode.soft_reset()
     assert vnode.exec("import tsnode.a, tsnode.sub.b\nprint(tsnode.a.A, tsnode.sub.b.B)") \
         == "2 3\n"
+
+
+def test_deploy_copies_the_native_module_for_the_nodes_arch(vnode, tmp_path):
+    """build/natmod/<arch>/tsnn.mpy goes to /lib/tsnn.mpy (on sys.path) when built for the
+    node's arch, by sha256 like the firmware; another arch's module is never copied."""
+    from tinysense.node.deploy import NATMOD_DIR, NATMOD_REMOTE
+
+    arch = virtual_node_arch()
+    mpy = NATMOD_DIR / arch / "tsnn.mpy"
+    if not mpy.is_file():
+        pytest.skip(f"{mpy} not built (make natmods)")
+    fw = tmp_path / "fw"
+    (fw / "tsnode").mkdir(parents=True)
+    (fw / "tsnode" / "__init__.py").write_text("")
+    nm = tmp_path / "nm"
+    other = "x64" if arch == "x86" else "x86"
+    (nm / other).mkdir(parents=True)
+    (nm / other / "tsnn.mpy").write_bytes(b"M\x06wrong arch")
+
+    def run():
+        return deploy(vnode, src=fw, build_dir=tmp_path / "build", progress=None, natmods=nm)
+
+    assert NATMOD_REMOTE not in run().copied   # no module for this arch: none
+    assert vnode.sha256(NATMOD_REMOTE) is None
+    (nm / arch).mkdir()
+    (nm / arch / "tsnn.mpy").write_bytes(mpy.read_bytes())
+    assert run().copied == [NATMOD_REMOTE]
+    assert NATMOD_REMOTE in run().unchanged
+    assert vnode.exec("import tsnn\nprint(hasattr(tsnn, 'conv'), hasattr(tsnn, 'dwconv'))") \
+        == "True True\n"
 
 
 def test_deploy_cli_to_a_virtual_board_by_url(tmp_path):

@@ -6,6 +6,9 @@ build/<arch>/. One exec asks the node for the sha256 of its copies; only files w
 differs are copied. Files the node has under a deployed package directory (tsnode/) that the
 deploy does not contain are removed, so a stale .py can never shadow a new .mpy.
 The board config goes to the node as /tsnode_board.json for node code to read.
+The native kernels (build/natmod/<arch>/tsnn.mpy, `make natmods`) go to /lib/tsnn.mpy when
+they are built for the node's arch, by the same sha256 compare; a node whose arch has none
+gets none (the engine then runs the viper kernels; docs/engine.md "Native kernels").
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from tinysense.paths import FIRMWARE_DIR, REPO_ROOT
 
 SOURCE_ONLY = ("boot.py", "main.py")  # top-level files MicroPython runs by name
 BOARD_JSON = "/tsnode_board.json"
+NATMOD_REMOTE = "/lib/tsnn.mpy"   # on sys.path of ESP32 ports, the virtual and RV32 boards
+NATMOD_DIR = REPO_ROOT / "build" / "natmod"
 _SKIP_DIRS = {"__pycache__"}
 _SKIP_SUFFIXES = (".pyc", ".pyo")
 
@@ -165,6 +170,15 @@ def compile_firmware(arch: str | None, src: str | os.PathLike = FIRMWARE_DIR,
     return result
 
 
+def natmod_file(arch: str | None, natmod_dir: Path = NATMOD_DIR) -> DeployFile | None:
+    """The native kernel module for `arch` as a file to deploy, or None if none is built."""
+    path = Path(natmod_dir) / arch / "tsnn.mpy" if arch else None
+    if path is None or not path.is_file():
+        return None
+    data = path.read_bytes()
+    return DeployFile(NATMOD_REMOTE, _sha256(data), len(data), local=path)
+
+
 def board_json(cfg: BoardConfig, target_kind: str) -> bytes:
     """The board config as node code reads it (/tsnode_board.json)."""
     doc = {
@@ -257,7 +271,8 @@ def _parents(path: str) -> list[str]:
 
 def deploy(node, *, src: str | os.PathLike = FIRMWARE_DIR,
            build_dir: str | os.PathLike | None = None, force: bool = False,
-           prune: bool = True, progress: Callable[[str], None] | None = print) -> DeployResult:
+           prune: bool = True, progress: Callable[[str], None] | None = print,
+           natmods: str | os.PathLike | None = NATMOD_DIR) -> DeployResult:
     """Compile firmware for the node's arch and copy what changed (see the module docstring).
 
     Args:
@@ -267,13 +282,16 @@ def deploy(node, *, src: str | os.PathLike = FIRMWARE_DIR,
         force: copy every file even if the node's copy has the same hash.
         prune: remove node files under deployed package directories that are not deployed.
         progress: called with one line per step; None for silence.
+        natmods: where <arch>/tsnn.mpy is looked for (default build/natmod/); None: deploy
+            no native module.
     """
     start = time.monotonic()
     say = progress or (lambda line: None)
     src = Path(src)
     top_dirs = sorted("/" + p.name for p in src.iterdir()
                       if p.is_dir() and p.name not in _SKIP_DIRS and not p.name.startswith("."))
-    top_files = sorted("/" + p.name for p in src.iterdir() if p.is_file()) + [BOARD_JSON]
+    top_files = sorted("/" + p.name for p in src.iterdir() if p.is_file()) + [BOARD_JSON,
+                                                                              NATMOD_REMOTE]
     scan = scan_node(node, top_dirs, top_files)
     remote, remote_dirs = scan.hashes, scan.dirs
     kind = scan.kind(node.target.kind)  # a unix-port node runs its host's code, whatever --board
@@ -281,6 +299,9 @@ def deploy(node, *, src: str | os.PathLike = FIRMWARE_DIR,
     files = compile_firmware(arch, src, build_dir)
     data = board_json(node.board, kind)
     files.append(DeployFile(BOARD_JSON, _sha256(data), len(data), data=data))
+    native = natmod_file(arch, natmods) if natmods is not None else None
+    if native is not None:
+        files.append(native)
     changed, unchanged = plan(files, remote, force)
     say(f"deploy: {len(files)} files for {arch or 'bytecode'}, {len(changed)} changed")
     needed = sorted({d for f in changed for d in _parents(f.remote)} - remote_dirs)

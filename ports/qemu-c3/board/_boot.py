@@ -21,5 +21,6 @@ except (OSError, AttributeError, TypeError):
 
 import sys
 
+sys.path.append("/lib")   # as an esp32 port's sys.path (where deploy puts tsnn.mpy)
 sys.path.append("/rom/lib")
 del sys, vfs
