@@ -64,3 +64,36 @@ def test_json_to_stdout_is_only_json_with_html(monkeypatch, tmp_path, capsys, co
     if command == "validate-all":                      # the summary page lists the error
         page = (html / "summary.html").read_text()
         assert "bad" in page and "op 3 (CUSTOM): not supported" in page
+
+
+@pytest.mark.parametrize("command, where, name", [
+    ("validate", "tinysense.validate.core", "validate_model"),
+    ("validate-all", "tinysense.validate.core", "validate_all"),
+    ("bench", "tinysense.bench.models", "bench_model"),
+    ("bench-all", "tinysense.bench.models", "bench_all")])
+@pytest.mark.parametrize("kernels", [None, "native", "viper"])
+def test_kernels_option_reaches_the_library(monkeypatch, command, where, name, kernels):
+    """--kernels viper|native|auto (default auto) is passed on as kernels=."""
+    import importlib
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake(*args, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(importlib.import_module(where), name, fake)
+    args = [command] + (["m.tflite"] if command in ("validate", "bench") else []) + [
+        "--target", "virtual"] + (["--kernels", kernels] if kernels else [])
+    with pytest.raises(Stop):
+        cli.main(args)
+    assert seen["kernels"] == (kernels or "auto")
+
+
+def test_kernels_option_rejects_other_values(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["validate", "m.tflite", "--kernels", "fast"])
+    assert "--kernels" in capsys.readouterr().err

@@ -55,6 +55,7 @@ class BenchResult:
     # bytes the node's GC heap allocated during one inference (as node_inference_alloc_bytes)
     node_alloc_bytes_per_inference: int | None = None
     node_arch: str | None = None  # mpy arch the node reported (x86, x64, rv32imc, xtensawin)
+    kernels: str = ""             # the conv/dwconv kernels the node used: native | viper
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -79,7 +80,7 @@ class BenchResult:
 def bench_model(model: str | Path, *, target: str = "auto",
                 board: str | BoardConfig | None = None, repeats: int = DEFAULT_REPEATS,
                 rounds: int = DEFAULT_ROUNDS, seed: int = 0, node=None,
-                progress: Progress | None = print) -> BenchResult:
+                progress: Progress | None = print, kernels: str = "auto") -> BenchResult:
     """Time one model on the node (agent.bench) and in tflite-micro on the same input.
 
     Args:
@@ -91,19 +92,20 @@ def bench_model(model: str | Path, *, target: str = "auto",
         seed: seed of the random int8 input.
         node: an already open Node with the firmware deployed.
         progress: one line per step; None for silence.
+        kernels: auto | native | viper: the node's conv/dwconv kernels (agent.load).
     """
     cfg = board if isinstance(board, BoardConfig) else load_board(board)
     if node is None:
         with prepared_node(target, cfg, progress) as opened:
             return bench_model(model, board=opened.board, repeats=repeats, rounds=rounds,
-                               seed=seed, node=opened, progress=progress)
+                               seed=seed, node=opened, progress=progress, kernels=kernels)
     say = _say(progress)
     path = Path(model)
     ref = Reference(path)
     converted = convert_model(path, board=cfg)
     # first random vector (the three before it are the edge cases)
     vec = make_vectors(model_inputs(ref), 4, seed)[3]
-    nm = NodeModel(node, converted.package, converted.report)
+    nm = NodeModel(node, converted.package, converted.report, kernels=kernels)
     exact = compare_outputs(nm.infer(list(vec.arrays)), ref.run(list(vec.arrays))).identical
     say(f"bench {path.name}: {rounds} rounds of {repeats} runs, node and reference "
         "alternating ...")
@@ -131,7 +133,7 @@ def bench_model(model: str | Path, *, target: str = "auto",
         rounds=rounds, bit_exact=exact, placement=converted.report.placement,
         fits=converted.report.fits,
         node_alloc_bytes_per_inference=int(heap["inference_alloc_bytes"]),
-        node_arch=reported_arch(node))
+        node_arch=reported_arch(node), kernels=nm.kernels)
     if node.target.kind == "qemu-rv32":
         from tinysense.targets.qemu.rv32 import c3_lower_bound_ms, instructions
 
@@ -153,7 +155,7 @@ def geomean(values: list[float]) -> float:
 def bench_all(*, target: str = "virtual", board: str | BoardConfig | None = None,
               models: list[Path] | None = None, repeats: int = DEFAULT_REPEATS,
               rounds: int = DEFAULT_ROUNDS, md: Path | None = None,
-              progress: Progress | None = print) -> dict:
+              progress: Progress | None = print, kernels: str = "auto") -> dict:
     """Bench every conformance model on one node; optionally write the markdown table.
 
     Returns {"results": [...], "geomean_ratio": g, "max_heap_ratio": h, "environment": {...}}.
@@ -168,7 +170,8 @@ def bench_all(*, target: str = "virtual", board: str | BoardConfig | None = None
             say(f"[{i}/{len(models)}] {m.name}")
             try:
                 results.append(bench_model(m, board=node.board, repeats=repeats,
-                                           rounds=rounds, node=node, progress=progress))
+                                           rounds=rounds, node=node, progress=progress,
+                                           kernels=kernels))
             except TinysenseError as exc:   # record it; bench the others
                 first = str(exc).splitlines()[0]
                 say(f"  ERROR: {first}")
@@ -182,7 +185,7 @@ def bench_all(*, target: str = "virtual", board: str | BoardConfig | None = None
         "geomean_heap_ratio": geomean([r.heap_ratio for r in results]),
         "max_heap_ratio": max(r.heap_ratio for r in results),
         "environment": env, "board": cfg.name, "target": target, "repeats": repeats,
-        "rounds": rounds, "errors": errors,
+        "rounds": rounds, "errors": errors, "kernels": kernels,
     }
     say(f"geometric mean node/reference time: {summary['geomean_ratio']:.2f}x over "
         f"{len(results)} models; heap/arena max {summary['max_heap_ratio']:.2f}x")

@@ -9,6 +9,13 @@ from pathlib import Path
 from tinysense.cli import add_target_args
 
 
+def _kernels_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kernels", choices=["auto", "native", "viper"], default="auto",
+                   help="the node's conv/depthwise kernels: auto (native, tsnn.mpy, when "
+                   "deployed for the node's arch, else viper), native (an error without "
+                   "it) or viper")
+
+
 def register(sub) -> None:
     p = sub.add_parser("validate", help="run a model on the node and in tflite-micro; compare "
                        "every output byte")
@@ -24,6 +31,7 @@ def register(sub) -> None:
     p.add_argument("--placement", choices=["auto", "ram", "stream"], default="auto",
                    help="where the node keeps the constants: auto (ROMFS in place, else RAM, "
                    "else streamed op by op), ram, or stream")
+    _kernels_arg(p)
     p.add_argument("--html", type=Path, metavar="REPORT.html",
                    help="write a self-contained HTML report with plots")
     p.set_defaults(func=_validate)
@@ -36,6 +44,7 @@ def register(sub) -> None:
     p.add_argument("--json", type=Path)
     p.add_argument("--html", type=Path, metavar="DIR",
                    help="write DIR/summary.html and one HTML report per model")
+    _kernels_arg(p)
     p.set_defaults(func=_validate_all)
 
     p = sub.add_parser("bench", help="node latency and heap vs the tflite-micro reference")
@@ -47,6 +56,7 @@ def register(sub) -> None:
                    help="alternating node/reference rounds; the fastest median counts "
                    "(default 3)")
     p.add_argument("--json", type=Path)
+    _kernels_arg(p)
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("bench-all", help="bench every conformance model; markdown table")
@@ -56,6 +66,7 @@ def register(sub) -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--md", type=Path, help="write the table here (e.g. docs/benchmarks.md)")
     p.add_argument("--json", type=Path)
+    _kernels_arg(p)
     p.set_defaults(func=_bench_all)
 
 
@@ -72,7 +83,7 @@ def _validate(args: argparse.Namespace) -> int:
     result = validate_model(args.model, target=args.target, board=args.board,
                             vectors=args.vectors, inputs=args.inputs, seed=args.seed,
                             timing=not args.no_timing, progress=_progress(args),
-                            placement=args.placement)
+                            placement=args.placement, kernels=args.kernels)
     if args.json:
         write_json(result.to_dict(), args.json)
     if args.html:
@@ -86,7 +97,8 @@ def _validate_all(args: argparse.Namespace) -> int:
     from tinysense.validate.core import validate_all, write_json
 
     summary = validate_all(target=args.target, board=args.board, models=args.models or None,
-                           vectors=args.vectors, seed=args.seed, progress=_progress(args))
+                           vectors=args.vectors, seed=args.seed, progress=_progress(args),
+                           kernels=args.kernels)
     if args.json:
         write_json(summary, args.json)
     if args.html:
@@ -101,7 +113,8 @@ def _bench(args: argparse.Namespace) -> int:
     from tinysense.validate.core import write_json
 
     result = bench_model(args.model, target=args.target, board=args.board,
-                         repeats=args.repeats, rounds=args.rounds, progress=_progress(args))
+                         repeats=args.repeats, rounds=args.rounds, progress=_progress(args),
+                         kernels=args.kernels)
     if args.json:
         write_json(result.to_dict(), args.json)
     return 0 if result.bit_exact else 1
@@ -113,7 +126,7 @@ def _bench_all(args: argparse.Namespace) -> int:
 
     summary = bench_all(target=args.target, board=args.board, models=args.models or None,
                         repeats=args.repeats, rounds=args.rounds, md=args.md,
-                        progress=_progress(args))
+                        progress=_progress(args), kernels=args.kernels)
     if args.json:
         write_json(summary, args.json)
     return 0 if all(r["bit_exact"] for r in summary["results"]) and not summary["errors"] \

@@ -50,6 +50,7 @@ class ValidateResult:
     macs: int = 0
     placement: str = ""             # the converter's plan for the board
     node_placement: str = ""        # where the node's agent put the constants (ram/stream/romfs)
+    kernels: str = ""               # the conv/dwconv kernels the node used: native | viper
     fits: bool | None = None
     failures: list[dict] = dataclasses.field(default_factory=list)
     first_mismatch: dict | None = None   # the first op whose output differs, when found
@@ -169,7 +170,7 @@ def validate_model(model: str | Path, *, target: str = "auto", board: str | Boar
                    None = None, vectors: int = DEFAULT_VECTORS, inputs: Path | None = None,
                    seed: int = 0, node=None, progress: Progress | None = print,
                    timing: bool = True, diagnose: bool = True,
-                   placement: str = "auto") -> ValidateResult:
+                   placement: str = "auto", kernels: str = "auto") -> ValidateResult:
     """Convert `model`, run it on the node and in tflite-micro, and compare every output byte.
 
     Args:
@@ -184,6 +185,7 @@ def validate_model(model: str | Path, *, target: str = "auto", board: str | Boar
         timing: also measure node and reference latency (agent.bench, time_invoke).
         diagnose: on a mismatch, find the first op whose output differs.
         placement: auto | ram | stream: where the node keeps the constants (see NodeModel).
+        kernels: auto | native | viper: the node's conv/dwconv kernels (see NodeModel).
     """
     say = _say(progress)
     cfg = board if isinstance(board, BoardConfig) else load_board(board)
@@ -199,7 +201,7 @@ def validate_model(model: str | Path, *, target: str = "auto", board: str | Boar
         with prepared_node(target, cfg, progress) as opened:
             return validate_model(model, board=opened.board, vectors=vectors, inputs=inputs,
                                   seed=seed, node=opened, progress=progress, timing=timing,
-                                  diagnose=diagnose, placement=placement)
+                                  diagnose=diagnose, placement=placement, kernels=kernels)
     cfg = _node_board(node, cfg)
     converted = convert_model(path, board=cfg)
     rep = converted.report
@@ -207,7 +209,8 @@ def validate_model(model: str | Path, *, target: str = "auto", board: str | Boar
         f"{rep.arena_bytes:,} B, package {rep.package_bytes:,} B; {cfg.name}: "
         f"{'fits' if rep.fits else 'does NOT fit'} ({rep.placement})")
     return validate_converted(node, ref, converted, vecs, cfg, progress=progress,
-                              timing=timing, diagnose=diagnose, placement=placement)
+                              timing=timing, diagnose=diagnose, placement=placement,
+                              kernels=kernels)
 
 
 def _node_board(node, cfg: BoardConfig) -> BoardConfig:
@@ -240,14 +243,15 @@ def _check_same_model(ref: Reference, rep) -> None:
 
 def validate_converted(node, ref: Reference, converted, vecs: list[Vector], cfg: BoardConfig,
                        *, progress: Progress | None = print, timing: bool = True,
-                       diagnose: bool = True, placement: str = "auto") -> ValidateResult:
+                       diagnose: bool = True, placement: str = "auto",
+                       kernels: str = "auto") -> ValidateResult:
     """The node half of validate_model: `converted` (a ConvertResult, normally of the same
     model as `ref`) on an open node with the firmware deployed, against `ref`."""
     say = _say(progress)
     path = Path(ref.path) if ref.path else Path("model.tflite")
     rep = converted.report
     _check_same_model(ref, rep)
-    nm = NodeModel(node, converted.package, rep, placement=placement)
+    nm = NodeModel(node, converted.package, rep, placement=placement, kernels=kernels)
     failures, total_bad, max_diff = [], 0, 0.0
     first_bad: Vector | None = None
     outputs: list[dict] = []
@@ -288,7 +292,7 @@ def validate_converted(node, ref: Reference, converted, vecs: list[Vector], cfg:
         node_alloc_bytes_per_inference=int(heap["inference_alloc_bytes"]),
         node_arch=reported_arch(node),
         macs=count_macs(ref.graph), placement=rep.placement, fits=rep.fits,
-        node_placement=str(nm.info.get("placement", "")),
+        node_placement=str(nm.info.get("placement", "")), kernels=nm.kernels,
         failures=failures, node_times_ms=times, outputs=outputs)
     if first_bad is not None and diagnose:
         result.first_mismatch = _diagnose(nm, ref.model, ref.graph, first_bad, say)
@@ -342,7 +346,8 @@ def _jsonable(value):
 
 def validate_all(*, target: str = "auto", board: str | BoardConfig | None = None,
                  models: list[Path] | None = None, vectors: int = DEFAULT_VECTORS,
-                 seed: int = 0, progress: Progress | None = print) -> dict:
+                 seed: int = 0, progress: Progress | None = print,
+                 kernels: str = "auto") -> dict:
     """Validate every conformance model on one node. Models the converter says do not fit
     the board's heap budget are listed as skipped, with the reason, not run.
 
@@ -369,7 +374,8 @@ def validate_all(*, target: str = "auto", board: str | BoardConfig | None = None
                                     "heap_budget": report.heap_budget})
                     continue
                 results.append(validate_model(m, board=cfg, vectors=vectors, seed=seed,
-                                              node=node, progress=progress))
+                                              node=node, progress=progress,
+                                              kernels=kernels))
             except TinysenseError as exc:   # record it and go on with the other models
                 first = str(exc).splitlines()[0]
                 say(f"  ERROR: {first}")

@@ -70,12 +70,15 @@ class NodeModel:
             which resets the node; else on the filesystem, the agent picking RAM or streamed),
             "ram" (the whole package in the heap) or "stream" (constants read from the
             file op by op).
+        kernels: "auto" | "native" | "viper": agent.load's kernels (the native conv/dwconv
+            kernels when tsnn.mpy is on the node; "native" fails without it); `self.kernels`
+            is what the node reported using.
     """
 
     PLACEMENTS = {"auto": None, "ram": False, "stream": True}   # -> agent.load(stream=...)
 
     def __init__(self, node, package: bytes, report, name: str = "_validate.tsm",
-                 timeout: float = 120, placement: str = "auto"):
+                 timeout: float = 120, placement: str = "auto", kernels: str = "auto"):
         self.node = node
         self.report = report
         self.timeout = timeout
@@ -89,8 +92,8 @@ class NodeModel:
             self.remote = place_package(node, package, report, name, placement)
         try:
             stream = self.PLACEMENTS[placement]
-            out = node.exec(f"gc.collect()\nagent.load({self.remote!r}, {stream!r})",
-                            timeout=timeout)
+            out = node.exec(f"gc.collect()\nagent.load({self.remote!r}, {stream!r}, "
+                            f"{kernels!r})", timeout=timeout)
         except TinysenseError as exc:
             if "MemoryError" not in str(exc):
                 raise
@@ -100,6 +103,7 @@ class NodeModel:
                 f"{report.heap_budget or 0:,} B budget, placement {report.placement}); use a "
                 "board with more RAM (PSRAM) or ROMFS, or a smaller model") from None
         self.info = _json_line(out, "agent.load")
+        self.kernels = str(self.info.get("kernels", "viper"))   # an older agent: viper only
         want = [io["nbytes"] for io in report.inputs]
         got = [io["nbytes"] for io in self.info.get("inputs", [])]
         if want != got:
