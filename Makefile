@@ -42,14 +42,16 @@ $(SYSSTAMP): Makefile
 # (ESP32-C3-class: rv32imc native code, 32-bit ints, heap above 0x40000000; docs/hil.md):
 # conformance models, op zoo, validate, uplink over serial, node API, resets, ROMFS, the fit
 # verdict against what loads there (with the board's ROMFS partition all 7 conformance models
-# fit and run), and the demo with its uplink over the console (~20-25 s). Without the demo
+# fit and run), the native kernels byte-exact (~17 s), and the demo with its uplink over the
+# console (~20-25 s). Without the demo and the native kernels
 # about 3 minutes on 2 shared cores (107 passed, 14 skipped: S3/ESP32-only validate cases,
 # UDP, the other boards' fit verdicts); the longest are vww (30 s: 20 vectors of 27 KB in
 # chunks) and the C3 fit verdict (21 s). Nothing is trimmed.
 RV32_HIL ?= tests/hil/test_conformance.py tests/hil/test_op_zoo_node.py \
             tests/hil/test_validate_node.py tests/hil/test_uplink_hil.py tests/hil/test_node.py \
             tests/hil/test_reset.py tests/hil/test_romfs_hil.py tests/hil/test_fit_verdict.py \
-            tests/hil/test_memory.py tests/hil/test_demo.py::test_demo_on_the_rv32_board_over_serial
+            tests/hil/test_memory.py tests/hil/test_native_kernels.py \
+            tests/hil/test_demo.py::test_demo_on_the_rv32_board_over_serial
 RV32_ELF := build/micropython/qemu-rv32/firmware.elf
 
 test: setup nodes
