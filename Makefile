@@ -86,8 +86,8 @@ validate: setup
 # Two tables: host time on the virtual board (beside tflite-micro on the same host), and
 # instructions per inference on the RV32 QEMU board (beside the published ESP32-C3 figures).
 bench: setup nodes
-	$(BIN)/tinysense bench-all --target virtual --board ESP32_GENERIC_S3 --md docs/benchmarks.md
-	$(BIN)/tinysense bench-all --target qemu-rv32 --board ESP32_GENERIC_C3 --md docs/benchmarks-rv32.md
+	$(BIN)/tinysense bench-all --target virtual --board ESP32_GENERIC_S3 --kernels viper --md docs/benchmarks.md
+	$(BIN)/tinysense bench-all --target qemu-rv32 --board ESP32_GENERIC_C3 --kernels viper --md docs/benchmarks-rv32.md
 
 bench-gateway: setup
 	$(BIN)/tinysense bench-gateway

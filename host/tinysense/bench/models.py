@@ -220,6 +220,11 @@ def _environment(node) -> dict:
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
+def _kernels_used(rows: list[dict]) -> str:
+    used = sorted({r.get("kernels") for r in rows if r.get("kernels")})
+    return " and ".join(used) if used else "viper"
+
+
 _ARCH_KIND = {"x86": "32-bit virtual", "x64": "64-bit virtual", "rv32imc": "RV32",
               "xtensawin": "Xtensa"}
 
@@ -243,6 +248,8 @@ def render_markdown(summary: dict) -> str:
         f"{summary['board']}; MicroPython "
         f"{env['micropython']}. Its time is `tsnode.agent.bench`: median of "
         f"{summary['repeats']} inferences after one warm-up, `time.ticks_us` on the node.",
+        f"- Engine kernels for conv/FC/depthwise: {_kernels_used(rows)} (`--kernels`; the "
+        "other ops always run viper).",
         f"- Reference: tflite-micro {env['tflite_micro']} Python interpreter (reference "
         f"kernels) on the same host: median of {summary['repeats']} `invoke()` after two "
         "warm-ups, same input (seeded random int8).",
@@ -306,6 +313,8 @@ def render_markdown_rv32(summary: dict) -> str:
         "nanosecond of the node's clock, so `time.ticks_us` deltas x 1000 are instructions "
         "(to the microsecond: +-1,000). Median of "
         f"{summary['repeats']} inferences per round, {summary.get('rounds', 1)} rounds.",
+        f"- Engine kernels for conv/FC/depthwise: {_kernels_used(rows)} (`--kernels`; the "
+        "other ops always run viper).",
         "- C3 lower bound: instructions / 160e6 s. An ESP32-C3 at 160 MHz retires at most one "
         "instruction per cycle, and flash cache misses, loads and branches cost more: the "
         "real latency is higher. Neither QEMU's wall time nor this bound is Xtensa (ESP32, "
