@@ -58,7 +58,7 @@ test: setup nodes
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	@if [ -f $(RV32_ELF) ]; then \
 	  echo "RV32 QEMU tier: $(RV32_HIL) --target qemu-rv32 --board ESP32_GENERIC_C3"; \
-	  $(BIN)/python -m pytest $(RV32_HIL) --target qemu-rv32 --board ESP32_GENERIC_C3 $(PYTEST_ARGS); \
+	  $(BIN)/python -m pytest $(RV32_HIL) --tinysense-target qemu-rv32 --tinysense-board ESP32_GENERIC_C3 $(PYTEST_ARGS); \
 	else echo "RV32 QEMU tier skipped: $(RV32_ELF) is not built (make nodes: see docs/virtual-board.md)"; fi
 
 test-fast: setup nodes

@@ -7,6 +7,10 @@ Options (each with an environment default, then an ini default):
     --board  <board id or .toml>                TINYSENSE_BOARD    ini tinysense_board (ESP32_GENERIC)
     --firmware <MicroPython .bin for QEMU>      TINYSENSE_FIRMWARE
 
+Each also has a long name, `--tinysense-target`, `--tinysense-board`, `--tinysense-firmware`,
+`--tinysense-no-deploy`; where another plugin owns a short one (pytest-embedded's `--target`
+is the chip) only the long name is registered, and the header says so.
+
 The target is resolved once per session (`tinysense.targets.resolve_target`) and shown in the
 pytest header with the reason it was chosen. Fixtures:
 
@@ -82,18 +86,42 @@ def missing_needs(kind: str, board, features: tuple[str, ...] = (),
 
 # --- options ------------------------------------------------------------------------------
 
+# Our options' short names that another plugin already owns in this run (pytest-embedded's
+# `--target` is the chip): we then register only the long `--tinysense-*` name, and say so.
+_SHADOWED: list[str] = []
+
+
+def _taken_options(parser: pytest.Parser) -> set[str]:
+    """Option strings other plugins registered before us (we add ours last: trylast)."""
+    names: set[str] = set()
+    for group in [parser._anonymous, *parser._groups]:   # pytest keeps no public list
+        for opt in group.options:
+            names.update(opt.names())
+    return names
+
+
+@pytest.hookimpl(trylast=True)
 def pytest_addoption(parser: pytest.Parser) -> None:
+    taken = _taken_options(parser)
+    _SHADOWED.clear()
+
+    def names(short: str) -> list[str]:
+        if short in taken:
+            _SHADOWED.append(short)
+            return [f"--tinysense-{short[2:]}"]
+        return [f"--tinysense-{short[2:]}", short]
+
     group = parser.getgroup("tinysense", "tinysense node (hardware in the loop)")
-    group.addoption("--target", default=None, dest="tinysense_target",
+    group.addoption(*names("--target"), default=None, dest="tinysense_target",
                     help="node to run on: auto | virtual | qemu | qemu-rv32 | a serial port or "
                          "pyserial URL (env TINYSENSE_TARGET; default: ini tinysense_target, "
                          "virtual)")
-    group.addoption("--board", default=None, dest="tinysense_board",
+    group.addoption(*names("--board"), default=None, dest="tinysense_board",
                     help="board id from board_configs/ or a .toml path (env TINYSENSE_BOARD; "
                          f"default {_DEFAULT_BOARD})")
-    group.addoption("--firmware", default=None, dest="tinysense_firmware",
+    group.addoption(*names("--firmware"), default=None, dest="tinysense_firmware",
                     help="MicroPython .bin that QEMU boots (env TINYSENSE_FIRMWARE)")
-    group.addoption("--no-deploy", action="store_true", dest="tinysense_no_deploy",
+    group.addoption(*names("--no-deploy"), action="store_true", dest="tinysense_no_deploy",
                     help="use the firmware already on the node instead of deploying firmware/")
     parser.addini("tinysense_target", "default --target", default=_DEFAULT_TARGET)
     parser.addini("tinysense_board", "default --board", default=_DEFAULT_BOARD)
@@ -183,7 +211,9 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     state = config.stash.get(_SESSION_KEY, None)
     if state is None or state.target is None:
         return None
-    return state.header()
+    shadowed = "".join(f"\ntinysense: {o} belongs to another plugin here; use "
+                       f"--tinysense-{o[2:]}" for o in _SHADOWED)
+    return state.header() + shadowed
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -197,3 +197,26 @@ def test_qemu_target_end_to_end_with_the_stand_in(tmp_path):
     assert proc.returncode == 3
     assert "tinysense: cannot use the qemu target: the node runs x64 code but board " \
         "ESP32_GENERIC says xtensawin" in proc.stdout
+
+
+def test_another_plugins_target_option_leaves_us_the_long_names(tmp_path):
+    """pytest-embedded registers `--target` (the chip): with such a plugin loaded, pytest must
+    not die on a conflicting option; ours is then `--tinysense-target`, and the header says so."""
+    (tmp_path / "embeddedlike.py").write_text(textwrap.dedent("""
+        def pytest_addoption(parser):
+            parser.getgroup("esp").addoption("--target", help="chip")
+    """))
+    env = {"PYTHONPATH": str(tmp_path)}
+    body = ("def test_x(request, target):\n"
+            "    assert request.config.getoption('--target') == 'esp32s3'\n"
+            "    assert target.kind == 'virtual'\n")
+    proc = run_pytest(tmp_path, body, "-p", "embeddedlike", "--target", "esp32s3",
+                      "--tinysense-target", "virtual", "--tinysense-board", "ESP32_GENERIC",
+                      env=env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "1 passed" in out, out
+    assert "--target belongs to another plugin here; use --tinysense-target" in out, out
+    # without the other plugin, both names work and mean the same
+    proc = run_pytest(tmp_path, "def test_y(target):\n    assert target.kind == 'virtual'\n",
+                      "--tinysense-target", "virtual")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
