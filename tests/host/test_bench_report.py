@@ -77,3 +77,10 @@ def test_host_time_table_names_the_node_kind():
     summary = _summary([1.0])
     summary["results"][0]["node_arch"] = "x86"
     assert "virtual target (32-bit virtual, mpy arch x86)" in render_markdown(summary)
+
+
+def test_generated_line_repeats_a_forced_kernel_choice():
+    summary = _summary([1.0])
+    summary["kernels"] = "viper"
+    assert ("--board ESP32_GENERIC_S3 --kernels viper --md docs/benchmarks.md`)"
+            in render_markdown(summary))
