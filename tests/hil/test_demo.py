@@ -1,7 +1,7 @@
 """`make demo` end to end on a fresh virtual board with the ESP32_GENERIC heap: gateway,
 deploy, provisioning, the app in eval mode, the live table, and every check the demo prints.
 Also the app's heap budget: the virtual board runs with -X heapsize = the board's heap_budget
-(a 64-bit VM, so objects are larger than on an ESP32), for the activity and anomaly models,
+(the 32-bit build: ESP32 object sizes; larger on the 64-bit fallback), for the activity and anomaly models,
 with at least HEADROOM bytes free at the app's live peak. These always use a virtual board of their own (the demo starts it), whatever --target says.
 
 With --target qemu-rv32 (make test's RV32 tier) the demo also runs on a fresh RV32 QEMU board
