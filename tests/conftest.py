@@ -88,6 +88,24 @@ def x64_micropython() -> str:
     return str(beside)
 
 
+# The kernel sets the engine's byte-exact tests run with: the viper kernels (what every node
+# has) and the native ones of natmod/tsnn (tsnn.mpy for the node's arch, `make natmods`).
+KERNELS = ("viper", "native")
+NATMOD = REPO / "build" / "natmod"
+
+
+def natmod_dir(arch: str) -> Path:
+    """build/natmod/<arch>/ with tsnn.mpy; skips with `make natmods`'s reason when that arch
+    could not be built here (no compiler, no MicroPython source), fails when never built."""
+    mpy = NATMOD / arch / "tsnn.mpy"
+    if mpy.exists():
+        return mpy.parent
+    for why in (NATMOD / arch / "UNAVAILABLE", NATMOD / "UNAVAILABLE"):
+        if why.exists():
+            pytest.skip(f"tsnn.mpy ({arch}) not built: {why.read_text().strip()}")
+    pytest.fail(f"{mpy} missing: run `make natmods`", pytrace=False)
+
+
 def unix_kind_exe(kind: str) -> str:
     """The executable of a unix-port kind from UNIX_KINDS."""
     return {"x86": x86_micropython, "x64": x64_micropython}[kind]()

@@ -14,7 +14,7 @@ from tinysense.reference import Reference
 from tinysense.validate.core import model_inputs, validate_converted
 from tinysense.validate.vectors import adversarial_vectors, make_vectors
 
-from validate_nodes import deployed_node
+from validate_nodes import KERNELS, deployed_node, skip_unless_kernels
 
 pytestmark = pytest.mark.hil
 
@@ -46,7 +46,11 @@ def pytest_generate_tests(metafunc):
     and on a 64-bit node the forced 32-bit path too."""
     if "multiply_path" in metafunc.fixturenames:
         paths = ["native", "32-bit"] if _node_is_64bit(metafunc.config) else ["native"]
-        metafunc.parametrize("multiply_path", paths, indirect=True)
+        # both kernel sets on the node's own multiply path; the forced 32-bit one is viper's
+        # (native kernels always take the exact product)
+        cases = [pytest.param(p, k, id=f"{p}-{k}") for k in KERNELS for p in paths
+                 if k == "viper" or p == "native"]
+        metafunc.parametrize(("multiply_path", "kernels"), cases, indirect=["multiply_path"])
 
 
 @pytest.fixture
@@ -58,7 +62,8 @@ def multiply_path(request, zoo_node):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_op_model_bit_exact_on_node(zoo_node, multiply_path, board_option, name):
+def test_op_model_bit_exact_on_node(zoo_node, multiply_path, kernels, board_option, name):
+    skip_unless_kernels(zoo_node, kernels)
     path = OPS_DIR / MANIFEST[name]["file"]
     cfg = load_board(board_option)
     ref = Reference(path)
@@ -66,7 +71,7 @@ def test_op_model_bit_exact_on_node(zoo_node, multiply_path, board_option, name)
     vecs = make_vectors(specs, 3 + RANDOM_VECTORS, seed=11) + adversarial_vectors(specs)
     converted = convert_model(path, board=cfg)
     result = validate_converted(zoo_node, ref, converted, vecs, cfg, progress=None,
-                                timing=False)
+                                timing=False, kernels=kernels)
     assert result.vectors == len(vecs) == 3 + RANDOM_VECTORS + 3
     assert result.bit_exact, result.summary() + "\n" + json.dumps(result.failures[:3])
     assert result.node_inference_alloc_bytes == 0

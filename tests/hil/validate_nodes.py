@@ -28,3 +28,23 @@ def deployed_node(target: str, board: str, tmp: Path):
             node = stack.enter_context(open_node(target, cfg))
         node.deploy(build_dir=tmp / "build", progress=None)
         yield node
+
+
+# Both kernel sets for the byte-exact HIL tests: viper (every node) and the native ones.
+KERNELS = ("viper", "native")
+
+
+def skip_unless_kernels(node, kernels: str) -> None:
+    """Skip a `kernels="native"` case on a node whose arch has no tsnn.mpy built (e.g. an
+    ESP32 without ESP-IDF's toolchain for `make natmods NATMOD_ARCHS=xtensawin`); fail when
+    it is built but deploy did not put it on the node."""
+    from tinysense.node.deploy import NATMOD_DIR, NATMOD_REMOTE
+    from tinysense.validate.core import reported_arch
+    import pytest
+
+    if kernels != "native":
+        return
+    arch = reported_arch(node)
+    if not (NATMOD_DIR / str(arch) / "tsnn.mpy").is_file():
+        pytest.skip(f"tsnn.mpy not built for {arch} (make natmods)")
+    assert node.sha256(NATMOD_REMOTE) is not None, "deploy did not copy tsnn.mpy"

@@ -14,6 +14,8 @@ from tinysense.convert import convert_model, dequantize_output, quantize_input
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 RUNNER = HERE / "engine_mp" / "run_vectors.py"
+# ops that have a native kernel in every tsnn.mpy: a model with one reports "native"
+NATIVE_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
 
 
 def micropython_exe() -> str:
@@ -27,13 +29,16 @@ class EngineRun:
     alloc: int  # the most one inference allocated on the GC heap (bytes, GC off)
     wide: bool  # the ops ran the 64-bit multiply path
     heap_address: int  # where the VM's GC heap is (a buffer in it)
+    kernels: str  # what the model's ops used: "viper", or "native" if any op did
 
 
 def run_engine_full(package: bytes, vectors: list[bytes], narrow: bool = False,
                     heap: str = "4M", path: str | None = None, stream: bool = False,
                     misaligned: bool = False, exe: str | None = None,
-                    low_heap: bool = True) -> EngineRun:
-    """The engine on a unix port (`exe`, default micropython_exe()) over `vectors`.
+                    low_heap: bool = True, natmod: Path | None = None) -> EngineRun:
+    """The engine on a unix port (`exe`, default micropython_exe()) over `vectors`, with the
+    viper kernels, or the native ones when `natmod` is the directory of a tsnn.mpy for
+    that port's arch (conftest.natmod_dir).
 
     low_heap=False: glibc's malloc as it is, so a 32-bit VM's heap over ~128 KB is mmapped
     above 0x40000000 (see tinysense.targets.supervisor.HEAP_TUNABLES)."""
@@ -44,10 +49,12 @@ def run_engine_full(package: bytes, vectors: list[bytes], narrow: bool = False,
         pkg.write_bytes(package)
         inp = Path(tmp) / "in.bin"
         inp.write_bytes(b"".join(vectors))
-        env = micropython_env(path or str(REPO / "firmware"), low_heap=low_heap)
+        mp_path = [path or str(REPO / "firmware")] + ([str(natmod)] if natmod else [])
+        env = micropython_env(mp_path, low_heap=low_heap)
         cmd = [exe or micropython_exe(), "-X", f"heapsize={heap}", str(RUNNER), str(pkg),
                str(inp), str(len(vectors))]
-        flags = ["narrow"] * narrow + ["stream"] * stream + ["misaligned"] * misaligned
+        flags = (["narrow"] * narrow + ["stream"] * stream + ["misaligned"] * misaligned
+                 + ["native"] * (natmod is not None))
         cmd += [",".join(flags)] if flags else []
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     if proc.returncode:
@@ -55,7 +62,8 @@ def run_engine_full(package: bytes, vectors: list[bytes], narrow: bool = False,
     lines = proc.stdout.split("\n")
     outs = [bytes.fromhex(line) for line in lines[:len(vectors)]]
     tail = dict(line.split(" ", 1) for line in lines[len(vectors):] if " " in line)
-    return EngineRun(outs, int(tail["alloc"]), tail["wide"] == "1", int(tail["heap"], 16))
+    return EngineRun(outs, int(tail["alloc"]), tail["wide"] == "1", int(tail["heap"], 16),
+                     tail["kernels"])
 
 
 def run_engine(package: bytes, vectors: list[bytes], narrow: bool = False,
@@ -86,13 +94,16 @@ def make_vectors(details: list[dict], n_random: int, seed: int = 0) -> list[list
 
 def compare_model(path, n_random: int = 3, narrow: bool = False, seed: int = 0,
                   mp_path: str | None = None, stream: bool = False,
-                  misaligned: bool = False, kind: str | None = None):
+                  misaligned: bool = False, kind: str | None = None,
+                  kernels: str = "viper"):
     """Convert `path`, run every vector on the engine and in tflite-micro; return mismatches.
 
     kind: "x86" or "x64" (conftest.UNIX_KINDS) runs that unix port and checks it took the
     multiply path it must (x86: always 32-bit; x64: 64-bit unless narrow); None: the
-    default unix port (micropython_exe())."""
-    from conftest import unix_kind_exe
+    default unix port (micropython_exe()). kernels: "viper" or "native" (conftest.KERNELS;
+    native needs `kind`, for the arch of its tsnn.mpy), checked against what the ops used
+    when the model has a conv, depthwise or fully-connected op (native kernels for all)."""
+    from conftest import natmod_dir, unix_kind_exe
 
     from tflite_micro.python.tflite_micro import runtime
 
@@ -117,7 +128,10 @@ def compare_model(path, n_random: int = 3, narrow: bool = False, seed: int = 0,
     run = run_engine_full(result.package, [b"".join(v.tobytes() for v in vec)
                                            for vec in node_vecs], narrow=narrow, path=mp_path,
                           stream=stream, misaligned=misaligned,
-                          exe=unix_kind_exe(kind) if kind else None)
+                          exe=unix_kind_exe(kind) if kind else None,
+                          natmod=natmod_dir(kind) if kernels == "native" else None)
+    if any(op["name"] in NATIVE_OPS for op in result.report.ops):
+        assert run.kernels == kernels, f"asked for {kernels} kernels, the ops used {run.kernels}"
     if kind is not None:
         assert run.wide == (kind == "x64" and not narrow), \
             f"{kind} (narrow={narrow}) ran the {'64' if run.wide else '32'}-bit multiply path"

@@ -13,7 +13,7 @@ import zlib
 import numpy as np
 import pytest
 
-from conftest import UNIX_KINDS
+from conftest import KERNELS, UNIX_KINDS
 from engine_helpers import compare_model
 from tflite_build import T, build
 
@@ -208,15 +208,19 @@ MAKERS = {
 SEEDS = range(int(os.environ.get("TINYSENSE_RANDOM_OPS", "8")))
 
 
+@pytest.mark.parametrize("kernels", KERNELS)
 @pytest.mark.parametrize("unix", UNIX_KINDS)
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("kind", sorted(MAKERS))
-def test_random_op_bit_exact(kind, seed, unix, tmp_path):
+def test_random_op_bit_exact(kind, seed, unix, kernels, tmp_path):
+    """Each op's random models on both unix ports, with viper and native kernels (native:
+    the ops tsnn has a kernel for run native, the others viper); on x64 the odd seeds run
+    viper's forced 32-bit multiply path (native kernels always take the exact product)."""
     rng = np.random.default_rng([zlib.crc32(kind.encode()), seed])
     path = tmp_path / f"{kind}_{seed}.tflite"
     path.write_bytes(MAKERS[kind](rng))
     narrow = unix == "x64" and seed % 2 == 1
     mismatches, alloc, n = compare_model(path, n_random=3, narrow=narrow, seed=seed,
-                                         kind=unix)
+                                         kind=unix, kernels=kernels)
     assert not mismatches, f"{len(mismatches)}/{n} vectors differ: {mismatches[0]}"
     assert alloc == 0

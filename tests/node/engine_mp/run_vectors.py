@@ -1,10 +1,12 @@
 """Run a .tsm on the unix port for the engine tests: prints one hex line per input vector.
 
-usage: micropython run_vectors.py PACKAGE INPUTS NVEC [narrow,stream,misaligned]
-INPUTS holds NVEC vectors back to back (each the model's concatenated int8 inputs). After the
-outputs it prints `alloc <bytes>`: the most gc.mem_alloc() grew across one inference (with
-the GC off, so a collection cannot hide an allocation), then `wide <0|1>`: whether the ops
-ran the 64-bit multiply path, and `heap <address>` of the GC heap (a buffer in it).
+usage: micropython run_vectors.py PACKAGE INPUTS NVEC [narrow,stream,misaligned,native]
+INPUTS holds NVEC vectors back to back (each the model's concatenated int8 inputs). The
+kernels are viper, or with `native` the native ones (tsnn.mpy on MICROPYPATH: an error
+without it). After the outputs it prints `alloc <bytes>`: the most gc.mem_alloc() grew
+across one inference (with the GC off, so a collection cannot hide an allocation), then
+`wide <0|1>`: whether the ops ran the 64-bit multiply path, `heap <address>` of the GC heap
+(a buffer in it) and `kernels <viper|native>`: what the model's ops use.
 """
 
 import gc
@@ -17,18 +19,19 @@ import tsnode.engine.model as M
 
 flags = sys.argv[4].split(",") if len(sys.argv) > 4 else []
 M.FORCE_NARROW = "narrow" in flags
+kernels = "native" if "native" in flags else "viper"
 if "stream" in flags:
-    m = M.open_streaming(sys.argv[1])
+    m = M.open_streaming(sys.argv[1], kernels=kernels)
 elif "misaligned" in flags:   # like a ROMFS file whose data is not 4-byte aligned
     with open(sys.argv[1], "rb") as f:
         raw = f.read()
     held = bytearray(len(raw) + 1)
     held[1:] = raw
-    m = M.Model(memoryview(held)[1:])
+    m = M.Model(memoryview(held)[1:], kernels=kernels)
     assert m.misaligned
 else:
     with open(sys.argv[1], "rb") as f:
-        m = M.Model(f.read())
+        m = M.Model(f.read(), kernels=kernels)
 with open(sys.argv[2], "rb") as f:
     data = f.read()
 n = int(sys.argv[3])
@@ -64,3 +67,4 @@ def _addr(b: ptr8) -> uint:
 
 
 print("heap", hex(_addr(data)))
+print("kernels", m.kernels)
