@@ -153,8 +153,9 @@ def setup(app, cfg, uplink=False):
     gc.collect()
     from tsnode.engine.model import Model
 
-    app.model = m = Model(pkg)
+    app.model = m = Model(pkg, None, cfg["kernels"])
     pkg = None
+    print("app: %s kernels" % m.kernels)
     app.in_view = m.tensor_view(m.inputs[0])
     app.out_view = m.tensor_view(m.outputs[0])
     if len(m.inputs) != 1 or len(m.outputs) != 1 or len(app.in_view) != len(app.pipe.input):

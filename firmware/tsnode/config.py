@@ -15,6 +15,7 @@ _PATH = const("/app.json")
 DEFAULTS = {
     "model": "/models/activity.tsm",  # .tsm package (a /rom/... path is read zero-copy)
     "meta": None,  # the model's meta.json on the node; None: model path with .json
+    "kernels": "auto",  # auto | native | viper: the engine's kernels (auto: native if tsnn.mpy)
     "model_id": 1,  # record id of this model's results in the uplink (0..255)
     "source": "auto",  # auto | replay | mpu6050 | adc (auto: replay on virtual, else config)
     "replay": "/data/heldout.tsrc",  # recording file for the replay source
@@ -47,6 +48,7 @@ _CHOICES = {
     "mode": ("events", "eval"),
     "sleep": ("auto", "light", "idle", "none"),
     "transport": (None, "udp", "mqtt", "serial"),
+    "kernels": ("auto", "native", "viper"),
 }
 _NUMBERS = ("model_id", "speed", "rate_hz", "heartbeat_s", "min_confidence", "anomaly_repeat_s",
             "ack_wait_ms", "max_payload", "watchdog_s", "light_sleep_min_ms", "max_windows",

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, micropython_env, micropython_exe, run_micropython
+from conftest import KERNELS, REPO, micropython_env, micropython_exe, natmod_dir, run_micropython
 
 from tinysense.convert import convert_model
+from tinysense.targets.virtual import unix_port_arch
 from tinysense.uplink import decode_batch, open_frame
 
 pytestmark = pytest.mark.node
@@ -42,13 +43,16 @@ def packages(tmp_path_factory) -> dict[str, Path]:
 
 
 def run_app(tmp_path: Path, app: dict, *, uplink: bool = True, crash_reads=(),
-            check: bool = True, fake_mpu: bool = False) -> tuple[list[dict], dict, str, int]:
-    """Run the app; return (decoded frames in order, app stats, stdout, exit status)."""
+            check: bool = True, fake_mpu: bool = False,
+            natmod: Path | None = None) -> tuple[list[dict], dict, str, int]:
+    """Run the app; return (decoded frames in order, app stats, stdout, exit status).
+    natmod: a directory with tsnn.mpy for the unix port's arch, put on the path."""
     root = tmp_path / "node"
     root.mkdir(exist_ok=True)
     args = {"root": str(root), "app": app, "key": KEY.hex() if uplink else None,
             "device_id": DEVICE, "crash_reads": list(crash_reads), "fake_mpu": fake_mpu}
-    env = micropython_env([str(REPO / "firmware"), str(APP_MP), str(APP_MP.parent)])
+    env = micropython_env([str(REPO / "firmware"), str(APP_MP), str(APP_MP.parent)]
+                          + ([str(natmod)] if natmod else []))
     # arguments in a file: the unix-port wrapper crashes on argv strings over ~256 bytes
     (tmp_path / "args.json").write_text(json.dumps(args))
     proc = subprocess.run([micropython_exe(), "-X", "heapsize=512K", str(APP_MP / "app_run.py"),
@@ -94,7 +98,7 @@ from tsnode import config as C
 d = C.merge(None)
 print(json.dumps(d))
 for bad in ({"modle": 1}, {"mode": "fast"}, {"heartbeat_s": -1}, {"speed": "x"},
-            {"model_id": 300}, {"threshold": 1.5}, {"wifi": "net"}):
+            {"model_id": 300}, {"threshold": 1.5}, {"wifi": "net"}, {"kernels": "fast"}):
     try:
         C.merge(bad)
         print("ACCEPTED", bad)
@@ -125,15 +129,17 @@ def test_config_defaults_and_one_line_errors(tmp_path):
     assert defaults["source"] == "auto" and defaults["mode"] == "events"
     assert defaults["heartbeat_s"] == 60 and defaults["watchdog_s"] == 30
     assert defaults["uplink"] is True and defaults["wifi"] == {"ssid": "", "password": ""}
-    errors = [ln for ln in lines[1:8]]
+    assert defaults["kernels"] == "auto"
+    errors = [ln for ln in lines[1:9]]
     assert all(ln.startswith("ERR app.json: ") for ln in errors), errors
     assert "unknown key 'modle'" in errors[0]
     assert "mode is 'fast', expected one of events, eval" in errors[1]
     assert "heartbeat_s is -1" in errors[2]
     assert "model_id and min_confidence are 0..255" in errors[4]
-    assert json.loads(lines[8]) == defaults  # no file: all defaults
-    assert lines[9].startswith("ERR ") and "not valid JSON" in lines[9]
-    part = json.loads(lines[10])
+    assert "kernels is 'fast', expected one of auto, native, viper" in errors[7]
+    assert json.loads(lines[9]) == defaults  # no file: all defaults
+    assert lines[10].startswith("ERR ") and "not valid JSON" in lines[10]
+    part = json.loads(lines[11])
     assert part["mode"] == "eval" and part["model"] == "/rom/m.tsm"
     assert part["meta"] == "/rom/m.json"
     assert part["wifi"] == {"ssid": "lab", "password": ""}  # merged, not replaced
@@ -211,9 +217,15 @@ def test_events_follow_class_changes_and_summaries_count_every_window(packages, 
     assert len(frames) == 2 + len(ev) + len(summaries) < 120
 
 
-def test_eval_mode_sends_every_window_with_its_true_label(packages, tmp_path):
+@pytest.mark.parametrize("kernels", KERNELS)
+def test_eval_mode_sends_every_window_with_its_true_label(packages, tmp_path, kernels):
+    """Every window's output bytes as tflite-micro gives them, with app.json's `kernels`
+    set to viper and to native (tsnn.mpy for the unix port's arch on the path)."""
     held = np.load(MODELS / "activity" / "heldout.npz")
-    frames, stats, _, _ = run_app(tmp_path, base_cfg(packages, "activity", mode="eval"))
+    natmod = natmod_dir(unix_port_arch(micropython_exe())) if kernels == "native" else None
+    frames, stats, out, _ = run_app(tmp_path, base_cfg(packages, "activity", mode="eval",
+                                                       kernels=kernels), natmod=natmod)
+    assert f"app: {kernels} kernels" in out
     win = [f for f in frames if EV_WINDOW in events(f)]
     assert [events(f)[EV_WINDOW] for f in win] == list(range(120))
     assert [events(f)[EV_TRUTH] for f in win] == [int(x) for x in held["labels"]]
