@@ -85,9 +85,12 @@ validate: setup
 
 # Two tables: host time on the virtual board (beside tflite-micro on the same host), and
 # instructions per inference on the RV32 QEMU board (beside the published ESP32-C3 figures).
-bench: setup nodes
-	$(BIN)/tinysense bench-all --target virtual --board ESP32_GENERIC_S3 --kernels viper --md docs/benchmarks.md
-	$(BIN)/tinysense bench-all --target qemu-rv32 --board ESP32_GENERIC_C3 --kernels viper --md docs/benchmarks-rv32.md
+# docs/benchmarks.md: one section per build of the virtual board (32-bit, then the 64-bit
+# PyPI port); each run replaces its own section. Both kernel sets per model.
+bench: setup nodes natmods
+	$(BIN)/tinysense bench-all --target virtual --board ESP32_GENERIC_S3 --kernels both --md docs/benchmarks.md
+	TINYSENSE_MICROPYTHON=$(BIN)/micropython $(BIN)/tinysense bench-all --target virtual --board ESP32_GENERIC_S3 --kernels both --md docs/benchmarks.md
+	$(BIN)/tinysense bench-all --target qemu-rv32 --board ESP32_GENERIC_C3 --kernels both --md docs/benchmarks-rv32.md
 
 bench-gateway: setup
 	$(BIN)/tinysense bench-gateway

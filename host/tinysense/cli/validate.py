@@ -9,11 +9,13 @@ from pathlib import Path
 from tinysense.cli import add_target_args
 
 
-def _kernels_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--kernels", choices=["auto", "native", "viper"], default="auto",
+def _kernels_arg(p: argparse.ArgumentParser, both: bool = False) -> None:
+    p.add_argument("--kernels", choices=["auto", "native", "viper"] + (["both"] if both else []),
+                   default="auto",
                    help="the node's conv/depthwise kernels: auto (native, tsnn.mpy, when "
                    "deployed for the node's arch, else viper), native (an error without "
-                   "it) or viper")
+                   "it) or viper" + ("; both: each model with native, then viper" if both
+                                     else ""))
 
 
 def register(sub) -> None:
@@ -47,27 +49,46 @@ def register(sub) -> None:
     _kernels_arg(p)
     p.set_defaults(func=_validate_all)
 
-    p = sub.add_parser("bench", help="node latency and heap vs the tflite-micro reference")
-    p.add_argument("model", type=Path)
+    from tinysense.bench.stats import SPREAD_LIMIT
+
+    p = sub.add_parser(
+        "bench", help="node latency and heap vs the tflite-micro reference",
+        description="Time one model on the node and in the tflite-micro reference on the "
+        "host, in many short alternating rounds: each side's fastest run counts, the rounds "
+        "give the spread of the ratio (marked too wide to trust above "
+        f"{SPREAD_LIMIT:.0%}). On the RV32 QEMU board the node's time is its instruction "
+        "count.")
+    p.add_argument("model", type=Path, help="the int8 .tflite model")
     add_target_args(p)
-    p.add_argument("--repeats", type=int, default=20,
-                   help="timed runs per round and side (default 20)")
-    p.add_argument("--rounds", type=int, default=3,
-                   help="alternating node/reference rounds; the fastest median counts "
-                   "(default 3)")
-    p.add_argument("--json", type=Path)
+    _count_args(p)
+    p.add_argument("--json", type=Path, help="write the result as JSON here ('-': stdout)")
     _kernels_arg(p)
     p.set_defaults(func=_bench)
 
-    p = sub.add_parser("bench-all", help="bench every conformance model; markdown table")
+    p = sub.add_parser(
+        "bench-all", help="bench every conformance model; markdown table",
+        description="bench for every conformance model on one node; --md writes the table "
+        "(docs/benchmarks.md keeps one section per build of the virtual board).")
     add_target_args(p)
     p.add_argument("--models", type=Path, nargs="*", help="models (default tests/conformance)")
-    p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--rounds", type=int, default=3)
+    _count_args(p)
     p.add_argument("--md", type=Path, help="write the table here (e.g. docs/benchmarks.md)")
-    p.add_argument("--json", type=Path)
-    _kernels_arg(p)
+    p.add_argument("--json", type=Path, help="write the summary as JSON here ('-': stdout)")
+    _kernels_arg(p, both=True)
     p.set_defaults(func=_bench_all)
+
+
+def _count_args(p: argparse.ArgumentParser) -> None:
+    from tinysense.bench.models import (
+        DEFAULT_REPEATS, DEFAULT_ROUNDS, QEMU_REPEATS, QEMU_ROUNDS,
+    )
+
+    p.add_argument("--repeats", type=int, default=None,
+                   help=f"timed runs per round on each side (default {DEFAULT_REPEATS}; "
+                   f"{QEMU_REPEATS} on qemu-rv32, whose instruction count is exact)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help=f"rounds, node and reference alternating (default {DEFAULT_ROUNDS}; "
+                   f"{QEMU_ROUNDS} on qemu-rv32)")
 
 
 def _progress(args: argparse.Namespace):
