@@ -37,6 +37,10 @@ FRAGMENTATION_STREAM_BUFFER = 0.05
 # allocated). tests/hil/test_fit_verdict.py checks that verdict and node agree on every board.
 IO_CHUNK = 1536
 RUN_RESERVE_BYTES = 4096 + 3 * IO_CHUNK
+# MACs, as convert, validate and bench count them (reference.count_macs uses this too): the
+# multiply-accumulates of these ops, one per weight tap per output element. Bias additions,
+# pools, ADD/MUL/MEAN and requantisation are not multiply-accumulates and are not counted.
+MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
 
 @dataclasses.dataclass
@@ -69,6 +73,14 @@ class ConvertReport:
                       key=lambda t: (t["offset"], t["index"]))
         return "\n".join(f"  arena {t['offset']:>8,}..{t['offset'] + t['nbytes']:<8,} tensor "
                          f"{t['index']:3d} {t['name'][:40]:<40} {t['shape']}" for t in rows)
+
+    def __post_init__(self):
+        # the ops' own work estimates count pool windows and elementwise outputs too; only
+        # MAC_OPS are multiply-accumulates
+        for op in self.ops:
+            if op.get("name") not in MAC_OPS:
+                op["macs"] = 0
+        self.macs = sum(int(op.get("macs", 0)) for op in self.ops)
 
     def text(self) -> str:
         lines = [f"model {self.model}: {len(self.ops)} ops, {self.macs:,} MACs"]

@@ -119,11 +119,13 @@ def _numel(shape) -> int:
 
 
 def count_macs(graph: Graph) -> int:
-    """Multiply-accumulates of one inference: FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D
-    (output elements x taps per output), MUL/ADD and the rest not counted."""
+    """Multiply-accumulates of one inference: the ops of convert.report.MAC_OPS (output
+    elements x taps per output); bias, pools, MUL/ADD and the rest not counted."""
+    from tinysense.convert.report import MAC_OPS
+
     total = 0
     for op in graph.ops:
-        if op.name not in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D"):
+        if op.name not in MAC_OPS:
             continue
         out = graph.tensors[op.outputs[0]].shape
         w = graph.tensors[op.inputs[1]].shape
