@@ -24,7 +24,7 @@ from tinysense.validate.vectors import make_vectors
 
 # Many short rounds (stats.py): each side's fastest run counts; the rounds give the spread.
 DEFAULT_REPEATS = 3
-DEFAULT_ROUNDS = 15
+DEFAULT_ROUNDS = 30
 # RV32 QEMU counts instructions (-icount shift=0): one run is exact, rounds add nothing.
 QEMU_REPEATS = 1
 QEMU_ROUNDS = 1
@@ -367,6 +367,7 @@ def _virtual_header(summary: dict) -> str:
         "allocated by one inference) against tflite-micro's `print_allocations()` arena "
         "total. The package buffer itself (weights, loaded into RAM unless read from ROMFS) "
         "is listed separately, as tflite-micro keeps weights in flash.",
+        "",
         "",
     ]
     return "\n".join(lines)
