@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-# Widest interquartile spread of the per-round ratios (relative to their median) at which a
+# Widest spread of the block ratios (max - min, relative to the overall ratio) at which a
 # ratio is still reported as trustworthy.
 SPREAD_LIMIT = 0.15
 # Consecutive blocks of rounds compared for the spread (at least this many rounds needed).
