@@ -5,5 +5,5 @@ class TinysenseError(Exception):
     """An error the user can act on (bad input, missing port, unsupported model...).
 
     The message says what happened, what was expected and what to do next. The CLI prints
-    it as `tinysense: error: <message>` and exits with status 2; a traceback is for bugs.
+    it as `tinysense: error: <message>` and exits with status 1 (2 is for usage errors); a traceback is for bugs.
     """

@@ -233,12 +233,12 @@ def test_validate_cli_one_line_errors(tmp_path, target_option):
     junk = tmp_path / "junk.tflite"
     junk.write_bytes(b"\0" * 64)
     proc = _cli("validate", str(junk), "--target", target_option, home=tmp_path / "home")
-    assert proc.returncode == 2
+    assert proc.returncode == 1
     assert proc.stderr.startswith("tinysense: error: not a TFLite flatbuffer")
     assert "Traceback" not in proc.stderr
     proc = _cli("validate", str(tmp_path / "missing.tflite"), "--target", target_option,
                 home=tmp_path / "home")
-    assert proc.returncode == 2 and "cannot read model" in proc.stderr
+    assert proc.returncode == 1 and "cannot read model" in proc.stderr
 
 
 def test_model_too_big_for_the_board_is_a_clear_error(nodes):

@@ -193,7 +193,7 @@ def test_cli_start_stop(tmp_path):
         assert "42" in mpremote(vb.tcp_url, "exec", "print(42)")
         again = subprocess.run(run + ["start", "--dir", str(directory)], capture_output=True,
                                text=True, timeout=60)
-        assert again.returncode == 2 and "already running" in again.stderr
+        assert again.returncode == 1 and "already running" in again.stderr
     finally:
         proc = subprocess.run(run + ["stop", "--dir", str(directory)], capture_output=True,
                               text=True, timeout=60)

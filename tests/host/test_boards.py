@@ -59,6 +59,6 @@ def test_malformed_config_names_file_and_field(tmp_path, text, field):
 
 
 def test_cli_unknown_board_is_one_line(capsys):
-    assert main(["boards", "NOPE"]) == 2
+    assert main(["boards", "NOPE"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("tinysense: error: unknown board") and err.count("\n") == 1

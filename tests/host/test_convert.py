@@ -234,7 +234,7 @@ def test_cli_failure_leaves_no_output_file(tmp_path):
     out = tmp_path / "bad.tsm"
     proc = subprocess.run([sys.executable, "-m", "tinysense", "convert", str(bad), "-o",
                            str(out)], capture_output=True, text=True)
-    assert proc.returncode == 2
+    assert proc.returncode == 1
     assert proc.stderr.strip().count("\n") == 0 and "op 0 (EXP)" in proc.stderr
     assert not out.exists() and list(tmp_path.iterdir()) == [bad]
 

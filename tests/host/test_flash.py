@@ -115,7 +115,7 @@ def test_no_port_and_no_board_on_usb(state, monkeypatch, capsys):
 
     monkeypatch.setattr("tinysense.targets.find_usb_boards", lambda cfg=None: [])
     monkeypatch.delenv("TINYSENSE_PORT", raising=False)
-    assert main(["flash", "--board", "ESP32_GENERIC", "--firmware", "fw.bin"]) == 2
+    assert main(["flash", "--board", "ESP32_GENERIC", "--firmware", "fw.bin"]) == 1
     assert "no ESP32 board found on USB" in capsys.readouterr().err
 
 
@@ -156,7 +156,7 @@ def test_refusals_write_nothing(tmp_path, state, case):
         cli = subprocess.run([sys.executable, "-m", "tinysense", "flash", "--board", board,
                               "--port", rom.port, "--firmware", str(fw)],
                              capture_output=True, text=True, timeout=60)
-        assert cli.returncode == 2
+        assert cli.returncode == 1
         lines = cli.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("tinysense: error:"), cli.stderr
         assert expect in lines[0]

@@ -70,15 +70,15 @@ def test_uplinks_filters_and_csv(filled_db, capsys):
 
 
 def test_user_errors_are_one_line(filled_db, capsys):
-    assert main(["uplinks", "--db", str(filled_db), "--since", "yesterday-ish"]) == 2
+    assert main(["uplinks", "--db", str(filled_db), "--since", "yesterday-ish"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("tinysense: error: bad time") and err.count("\n") == 1
-    assert main(["uplinks", "--db", str(filled_db), "--device", "0xfffffffff"]) == 2
+    assert main(["uplinks", "--db", str(filled_db), "--device", "0xfffffffff"]) == 1
     assert "bad device id" in capsys.readouterr().err
-    assert main(["gateway", "--db", str(filled_db)]) == 2
+    assert main(["gateway", "--db", str(filled_db)]) == 1
     assert "no transport given" in capsys.readouterr().err
     missing = filled_db.parent / "nope.db"
-    assert main(["uplinks", "--db", str(missing)]) == 2
+    assert main(["uplinks", "--db", str(missing)]) == 1
     assert "no gateway database" in capsys.readouterr().err and not missing.exists()
 
 

@@ -118,7 +118,7 @@ def test_cli_provision_prints_no_key(vnode, tmp_path, capsys, monkeypatch):
     key = _registry_key(db, 0x77).key
     for form in _key_forms(key):
         assert form not in out
-    assert main(["provision", "--device-id", "0x77", "--db", str(db)]) == 2
+    assert main(["provision", "--device-id", "0x77", "--db", str(db)]) == 1
     assert "already provisioned" in capsys.readouterr().err
 
 

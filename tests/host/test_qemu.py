@@ -89,7 +89,7 @@ def test_missing_qemu_is_one_clear_line(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("TINYSENSE_QEMU_DIR", raising=False)
     firmware = tmp_path / "fw.bin"
     firmware.write_bytes(esp_image("esp32"))
-    assert main(["qemu", "start", "--board", "ESP32_GENERIC", "--firmware", str(firmware)]) == 2
+    assert main(["qemu", "start", "--board", "ESP32_GENERIC", "--firmware", str(firmware)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "qemu-system-xtensa not found" in err[0]
     assert "idf_tools.py install qemu-xtensa qemu-riscv32" in err[0]

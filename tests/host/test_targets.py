@@ -49,7 +49,7 @@ def test_auto_prefers_a_usb_board(no_hardware, monkeypatch):
     assert [p.device for p in find_usb_boards()] == ["/dev/ttyUSB3"]
     target = resolve_target("auto", "ESP32_GENERIC")
     assert (target.kind, target.url) == ("board", "/dev/ttyUSB3")
-    assert "10c4:ea60" in target.reason
+    assert "0x10c4:0xea60" in target.reason
 
 
 def test_espressif_native_usb_any_pid(no_hardware, monkeypatch):
@@ -123,7 +123,7 @@ def test_cli_errors_are_one_line(tmp_path):
          "unknown board 'NO_SUCH_BOARD'"),
     ):
         proc = _cli(*args)
-        assert proc.returncode == 2, proc.stderr
+        assert proc.returncode == 1, proc.stderr
         assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("tinysense: error: ")
         assert expected in proc.stderr
 
@@ -137,7 +137,7 @@ def test_occupied_tcp_port(tmp_path):
             start_board("ESP32_GENERIC", tcp=port, directory=tmp_path / "vb")
         assert running_board("ESP32_GENERIC", tmp_path / "vb") is None
         proc = _cli("board", "start", "--tcp", str(port), "--dir", str(tmp_path / "vb"))
-        assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+        assert proc.returncode == 1 and proc.stderr.count("\n") == 1
         assert f"TCP port {port}" in proc.stderr
     assert not os.path.exists(tmp_path / "vb" / "supervisor.json")
 

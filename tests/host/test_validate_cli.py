@@ -39,9 +39,9 @@ def test_exit_code_and_json(monkeypatch, tmp_path, exact, code):
     assert d["bit_exact"] is exact and d["max_abs_diff"] == (0.0 if exact else None)
 
 
-def test_library_errors_are_one_line_exit_2(capsys):
+def test_library_errors_are_one_line_exit_1(capsys):
     rc = cli.main(["validate", "/nonexistent/model.tflite", "--target", "virtual"])
-    assert rc == 2
+    assert rc == 1
     err = capsys.readouterr().err
     assert err.startswith("tinysense: error: cannot read model") and err.count("\n") == 1
 

@@ -52,13 +52,44 @@ def env_default(name: str, default: str | None = None) -> str | None:
 def add_target_args(parser: argparse.ArgumentParser, board: bool = True) -> None:
     """The --target/--board pair every command that talks to a node takes."""
     parser.add_argument(
-        "--target", default=env_default("TINYSENSE_TARGET", "auto"),
+        "--target", default=env_default("TINYSENSE_TARGET") or env_default("ESPPORT", "auto"),
         help="auto | virtual | qemu | qemu-rv32 | a serial port or pyserial URL "
              "(env TINYSENSE_TARGET)")
+    # -p/--port as esptool and idf.py spell it: the same as --target PORT
+    parser.add_argument(
+        "-p", "--port", dest="target", default=argparse.SUPPRESS, metavar="PORT",
+        help="serial port or pyserial URL: the same as --target PORT (env ESPPORT when "
+             "TINYSENSE_TARGET is unset)")
     if board:
         parser.add_argument(
             "--board", default=env_default("TINYSENSE_BOARD", "ESP32_GENERIC"),
             help="board id from board_configs/ or a .toml path (env TINYSENSE_BOARD)")
+
+
+def check_output(path: str | os.PathLike | None, what: str, *, directory: bool = False
+                 ) -> None:
+    """Fail before the work, not after it, if `path` cannot be written.
+
+    One rule for every output option (--json, --html, -o): '-' is stdout; otherwise the
+    directory the file goes into must already exist and be writable (nothing creates a
+    mistyped directory tree). `directory=True`: `path` is itself a directory that is made
+    if missing (validate-all --html DIR), so its parent must exist.
+    """
+    from pathlib import Path
+
+    if path is None or str(path) == "-":
+        return
+    p = Path(path)
+    if directory and p.is_dir():
+        parent = p
+    elif p.is_dir():
+        raise TinysenseError(f"{what} {p}: is a directory; give a file name")
+    else:
+        parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise TinysenseError(f"{what} {p}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise TinysenseError(f"{what} {p}: directory {parent} is not writable")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,20 +108,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_FAILURE = 1      # the command ran and failed (a TinysenseError, a missing file...)
+EXIT_USAGE = 2        # bad arguments (argparse's own status)
+EXIT_INTERRUPTED = 130
+
+
+def _one_line(exc: BaseException) -> str:
+    """An OSError as `what: path` on one line (FileNotFoundError, EPIPE, EIO...)."""
+    name = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+    return f"{name}{exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    """Run one command: 0 ok, 1 failed (one `tinysense: error:` line), 2 usage, 130 Ctrl-C."""
+    try:
+        parser = build_parser()      # imports every command's module: Ctrl-C can land here
+    except KeyboardInterrupt:
+        print("tinysense: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
+        return EXIT_USAGE
     try:
         result = args.func(args)
+        sys.stdout.flush()          # a closed pipe shows here, inside the handler
     except TinysenseError as exc:
         print(f"tinysense: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         print("tinysense: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `tinysense uplinks | head -3`: the reader has gone, which is not an error; point
+        # stdout at /dev/null so the interpreter's final flush does not complain either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE
+    except OSError as exc:
+        if exc.filename is None:
+            raise          # no path to name: a bug, keep its traceback
+        print(f"tinysense: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
     return int(result or 0)
 
 

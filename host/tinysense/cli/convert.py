@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
-from tinysense.cli import env_default
+from tinysense.cli import check_output, env_default
 
 
 def cmd_convert(args) -> int:
     from tinysense.convert import convert_model, write_package
 
-    result = convert_model(args.model, board=args.board)
     out = Path(args.output) if args.output else Path(args.model).with_suffix(".tsm")
+    check_output(out, "-o")
+    check_output(args.json, "--json")
+    result = convert_model(args.model, board=args.board)
     write_package(result, out)
-    print(result.report.text())
+    # with --json - the JSON owns stdout (as validate and bench): the text report goes to stderr
+    text = sys.stderr if args.json == "-" else sys.stdout
+    print(result.report.text(), file=text)
     if args.tensors:
-        print("activation tensors (arena offsets):")
-        print(result.report.tensor_map())
-    print(f"wrote {out} ({len(result.package):,} bytes)")
-    if args.json:
-        Path(args.json).write_text(json.dumps(result.report.to_dict(), indent=1))
+        print("activation tensors (arena offsets):", file=text)
+        print(result.report.tensor_map(), file=text)
+    print(f"wrote {out} ({len(result.package):,} bytes)", file=text)
+    if args.json == "-":
+        print(json.dumps(result.report.to_dict(), indent=1))
+    elif args.json:
+        Path(args.json).write_text(json.dumps(result.report.to_dict(), indent=1) + "\n")
     return 0
 
 
@@ -31,7 +38,7 @@ def register(sub) -> None:
     p.add_argument("--board", default=env_default("TINYSENSE_BOARD"),
                    help="board id or .toml: report whether the model fits its heap "
                         "(env TINYSENSE_BOARD)")
-    p.add_argument("--json", help="also write the report as JSON to this file")
+    p.add_argument("--json", help="also write the report as JSON to this file ('-' for stdout)")
     p.add_argument("--tensors", action="store_true",
                    help="also print every activation tensor's arena offset")
     p.set_defaults(func=cmd_convert)

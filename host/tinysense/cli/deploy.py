@@ -5,6 +5,7 @@ from __future__ import annotations
 from tinysense.cli import add_target_args
 from tinysense.node.deploy import deploy
 from tinysense.node import open_node
+from tinysense.progress import Progress
 
 
 def cmd_deploy(args) -> int:
@@ -15,7 +16,8 @@ def cmd_deploy(args) -> int:
 
             deploy_romfs(node, args.model or ())
         else:
-            deploy(node, force=args.force, prune=not args.keep_stale)
+            with Progress() as progress:    # one updating line on a terminal
+                deploy(node, force=args.force, prune=not args.keep_stale, progress=progress)
     return 0
 
 

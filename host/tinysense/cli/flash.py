@@ -77,9 +77,11 @@ def register(sub) -> None:
     board_default = env_default("TINYSENSE_BOARD", "ESP32_GENERIC")
     p = sub.add_parser("flash", help="write MicroPython firmware to a board (esptool)")
     p.add_argument("--board", default=board_default, help="board id (env TINYSENSE_BOARD)")
-    p.add_argument("--port", default=env_default("TINYSENSE_PORT"),
-                   help="serial port or pyserial URL (env TINYSENSE_PORT; default: the only "
-                        "ESP32 USB port); 'virtual': a virtual ROM loader's flash file")
+    p.add_argument("-p", "--port",
+                   default=env_default("TINYSENSE_PORT") or env_default("ESPPORT"),
+                   help="serial port or pyserial URL (env TINYSENSE_PORT, else ESPPORT as "
+                        "esptool and idf.py use; default: the only ESP32 USB port); "
+                        "'virtual': a virtual ROM loader's flash file")
     p.add_argument("--firmware", required=True,
                    help="firmware.bin path, or a cached image's name or sha256 prefix")
     p.add_argument("--erase", action="store_true", help="erase the whole flash first")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sqlite3
 import sys
 
 from tinysense.cli import env_default
+from tinysense.errors import TinysenseError
 from tinysense.gateway.ingest import DEFAULT_BATCH
 
 
@@ -93,19 +95,36 @@ def _gateway(args) -> int:
     return 0 if counts is not None else 1
 
 
+def _damaged(db: str | None, exc: Exception) -> TinysenseError:
+    """One line for a database that opened but could not be read (damaged pages, a foreign
+    schema, a value no gateway wrote)."""
+    from tinysense.gateway.store import DEFAULT_DB
+
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return TinysenseError(f"cannot read gateway database {db or DEFAULT_DB}: {first} "
+                          f"({type(exc).__name__}); is it damaged, or not written by "
+                          "`tinysense gateway`?")
+
+
 def _uplinks(args) -> int:
     from tinysense.gateway.run import list_uplinks, parse_device_id, parse_since, write_uplinks
 
     device = parse_device_id(args.device) if args.device else None
     since = parse_since(args.since) if args.since else None
-    write_uplinks(list_uplinks(args.db, device, since), args.format, sys.stdout)
+    try:
+        write_uplinks(list_uplinks(args.db, device, since), args.format, sys.stdout)
+    except (sqlite3.DatabaseError, ValueError, OverflowError, KeyError, TypeError) as exc:
+        raise _damaged(args.db, exc) from None
     return 0
 
 
 def _devices(args) -> int:
     from tinysense.gateway.run import list_devices
 
-    devices = list_devices(args.db)
+    try:
+        devices = list_devices(args.db)
+    except (sqlite3.DatabaseError, ValueError, OverflowError, KeyError, TypeError) as exc:
+        raise _damaged(args.db, exc) from None
     if not devices:
         print("no devices provisioned yet (tinysense provision --device-id ID)")
         return 0

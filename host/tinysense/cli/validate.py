@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from tinysense.cli import add_target_args
+from tinysense.cli import add_target_args, check_output
+from tinysense.progress import Progress
 
 
 def _kernels_arg(p: argparse.ArgumentParser, both: bool = False) -> None:
@@ -28,14 +29,16 @@ def register(sub) -> None:
                    "(default 20)")
     p.add_argument("--inputs", type=Path, help=".npz with extra inputs (one array per input)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random vectors")
-    p.add_argument("--json", type=Path, help="write the result as JSON ('-' for stdout)")
+    p.add_argument("--json", type=Path, help="write the result as JSON ('-' for stdout; the "
+                   "file's directory must exist)")
     p.add_argument("--no-timing", action="store_true", help="skip the latency measurement")
     p.add_argument("--placement", choices=["auto", "ram", "stream"], default="auto",
                    help="where the node keeps the constants: auto (ROMFS in place, else RAM, "
                    "else streamed op by op), ram, or stream")
     _kernels_arg(p)
     p.add_argument("--html", type=Path, metavar="REPORT.html",
-                   help="write a self-contained HTML report with plots")
+                   help="write a self-contained HTML report with plots (its directory must "
+                   "exist)")
     p.set_defaults(func=_validate)
 
     p = sub.add_parser("validate-all", help="validate every conformance model on one node")
@@ -43,9 +46,10 @@ def register(sub) -> None:
     p.add_argument("--models", type=Path, nargs="*", help="models (default tests/conformance)")
     p.add_argument("--vectors", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", type=Path)
+    p.add_argument("--json", type=Path, help="write the summary as JSON ('-' for stdout)")
     p.add_argument("--html", type=Path, metavar="DIR",
-                   help="write DIR/summary.html and one HTML report per model")
+                   help="write DIR/summary.html and one HTML report per model (DIR is made "
+                   "if missing; its parent must exist)")
     _kernels_arg(p)
     p.set_defaults(func=_validate_all)
 
@@ -91,20 +95,25 @@ def _count_args(p: argparse.ArgumentParser) -> None:
                    f"{QEMU_ROUNDS} on qemu-rv32)")
 
 
-def _progress(args: argparse.Namespace):
-    """Progress lines go to stdout, or to stderr when the JSON goes to stdout (--json -)."""
-    if str(getattr(args, "json", None)) == "-":
-        return lambda line: print(line, file=sys.stderr, flush=True)
-    return lambda line: print(line, flush=True)
+def _progress(args: argparse.Namespace) -> Progress:
+    """Progress goes to stdout, or to stderr when the JSON goes to stdout (--json -); one
+    updating line on a terminal, plain lines otherwise (tinysense.progress)."""
+    if not hasattr(args, "_progress"):
+        args._progress = Progress(sys.stderr if str(getattr(args, "json", None)) == "-"
+                                  else sys.stdout)
+    return args._progress
 
 
 def _validate(args: argparse.Namespace) -> int:
     from tinysense.validate.core import validate_model, write_json
 
-    result = validate_model(args.model, target=args.target, board=args.board,
-                            vectors=args.vectors, inputs=args.inputs, seed=args.seed,
-                            timing=not args.no_timing, progress=_progress(args),
-                            placement=args.placement, kernels=args.kernels)
+    check_output(args.json, "--json")
+    check_output(args.html, "--html")
+    with _progress(args):
+        result = validate_model(args.model, target=args.target, board=args.board,
+                                vectors=args.vectors, inputs=args.inputs, seed=args.seed,
+                                timing=not args.no_timing, progress=_progress(args),
+                                placement=args.placement, kernels=args.kernels)
     if args.json:
         write_json(result.to_dict(), args.json)
     if args.html:
@@ -117,9 +126,12 @@ def _validate(args: argparse.Namespace) -> int:
 def _validate_all(args: argparse.Namespace) -> int:
     from tinysense.validate.core import validate_all, write_json
 
-    summary = validate_all(target=args.target, board=args.board, models=args.models or None,
-                           vectors=args.vectors, seed=args.seed, progress=_progress(args),
-                           kernels=args.kernels)
+    check_output(args.json, "--json")
+    check_output(args.html, "--html", directory=True)
+    with _progress(args):
+        summary = validate_all(target=args.target, board=args.board,
+                               models=args.models or None, vectors=args.vectors,
+                               seed=args.seed, progress=_progress(args), kernels=args.kernels)
     if args.json:
         write_json(summary, args.json)
     if args.html:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import os
 import re
+import sqlite3
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -232,6 +234,22 @@ def frame_dict(row: StoredFrame) -> dict:
     return out
 
 
+def open_db_readonly(path: str | os.PathLike) -> sqlite3.Connection:
+    """Open the gateway database for reading only (`uplinks`, `devices`): never a write to
+    it, no schema created in a file that is not ours, no journal mode changed."""
+    from urllib.parse import quote
+
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(Path(path).resolve()))}?mode=ro", uri=True,
+                               timeout=10.0, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise TinysenseError(f"cannot read gateway database {path}: {exc}; expected an "
+                             "SQLite file written by `tinysense gateway`") from None
+    return conn
+
+
 def list_uplinks(db: str | None = None, device: int | None = None,
                  since: float | None = None) -> Iterator[dict]:
     """The stored frames, oldest first, as dicts (see frame_dict)."""
@@ -239,7 +257,7 @@ def list_uplinks(db: str | None = None, device: int | None = None,
     if str(path) != ":memory:" and not path.exists():
         raise TinysenseError(f"no gateway database at {path}; start `tinysense gateway` first "
                              "or point --db (env TINYSENSE_GATEWAY_DB) at one")
-    conn = open_db(path)
+    conn = open_db(path) if str(path) == ":memory:" else open_db_readonly(path)
     try:
         for row in Store(conn).frames(device_id=device, since=since):
             yield frame_dict(row)
@@ -294,7 +312,7 @@ def list_devices(db: str | None = None) -> list[dict]:
     if not path.exists():
         raise TinysenseError(f"no gateway database at {path}; provision a device first "
                              "(`tinysense provision`) or point --db at one")
-    conn = open_db(path)
+    conn = open_db_readonly(path)
     try:
         rows = conn.execute(
             "SELECT d.device_id, d.key_version, d.created, d.rotated, "

@@ -265,8 +265,9 @@ def open_node(target: str | Target | None = None, board: str | BoardConfig | Non
     with contextlib.ExitStack() as stack:
         url = resolved.url
         if resolved.kind == "virtual" and url is None:
-            from tinysense.targets.virtual import ensure_board, stop_board
+            from tinysense.targets.virtual import ensure_board, stop_board, use_lock
 
+            stack.enter_context(use_lock(cfg.name))   # one client at a time: the rest wait
             board_vm, started = ensure_board(cfg.path, parent_bound=True)
             if started:
                 stack.callback(stop_board, cfg.path)

@@ -29,6 +29,7 @@ from tinysense.boards import BoardConfig
 from tinysense.errors import TinysenseError
 from tinysense.node.snippets import script
 from tinysense.paths import FIRMWARE_DIR, REPO_ROOT
+from tinysense.progress import step
 
 SOURCE_ONLY = ("boot.py", "main.py")  # top-level files MicroPython runs by name
 BOARD_JSON = "/tsnode_board.json"
@@ -312,7 +313,8 @@ def deploy(node, *, src: str | os.PathLike = FIRMWARE_DIR,
     for i, f in enumerate(changed, 1):
         node.put(f.content(), f.remote)
         done += f.size
-        say(f"  [{i}/{len(changed)}] {f.remote} ({f.size} B, {done * 100 // max(total, 1)}%)")
+        step(progress, i, len(changed), f"{f.remote} ({f.size} B, "
+             f"{done * 100 // max(total, 1)}%)", indent="  ")
     deployed = {f.remote for f in files}
     stale = sorted(p for p in remote if p not in deployed and remote[p] is not None
                    and any(p.startswith(d + "/") for d in top_dirs)) if prune else []

@@ -277,7 +277,6 @@ def render_summary(results: list[dict], links: list[str | None] | None = None,
 def write_validate(result: dict, path: str | os.PathLike) -> Path:
     """Write the report page for one validate result; returns its path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_validate(result), encoding="utf-8")
     return path
 
@@ -287,7 +286,6 @@ def write_summary(results: list[dict], path: str | os.PathLike,
                   skipped: list[dict] | None = None, errors: list[dict] | None = None) -> Path:
     """Write the summary page over several validate results; returns its path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_summary(results, links, skipped, errors), encoding="utf-8")
     return path
 
@@ -296,6 +294,7 @@ def write_validate_all(summary: dict, directory: str | os.PathLike) -> Path:
     """Write one report per model and DIR/summary.html linking them, for the dict
     `tinysense validate-all` returns ({"results", "skipped", ...}); returns the summary path."""
     directory = Path(directory)
+    directory.mkdir(exist_ok=True)      # DIR itself; its parent must exist (as for --json)
     links = []
     for result in summary.get("results", []):
         name = Path(str(result.get("model", "model"))).stem + ".html"

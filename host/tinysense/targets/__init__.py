@@ -193,7 +193,7 @@ def resolve_target(spec: str | None = None, board: str | BoardConfig | None = No
             port = ports[0]
             others = f" (also: {', '.join(p.device for p in ports[1:])})" if ports[1:] else ""
             return Target("board", port.device, f"found {port.description or 'board'} "
-                          f"{port.vid:04x}:{port.pid:04x} on {port.device}{others}")
+                          f"0x{port.vid:04x}:0x{port.pid:04x} on {port.device}{others}")
         checked.append("no board on USB")
         qemu = detect_qemu(cfg)
         if qemu.usable:

@@ -13,6 +13,7 @@ at /rom. The board config gives the GC heap (`-X heapsize=`) and may name the ex
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -20,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tinysense.boards import BoardConfig, load_board
@@ -224,6 +226,49 @@ def ensure_board(board: str = "ESP32_GENERIC", *, tcp: int | None = None,
         if current is not None:
             return current, False
         return _start_locked(cfg, bdir, tcp, parent_bound), True
+
+
+USE_LOCK = "in-use.lock"
+_HELD: dict[Path, int] = {}      # board directories this process holds the use lock of
+
+
+@contextlib.contextmanager
+def use_lock(board: str, directory: str | os.PathLike | None = None,
+             say: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold the board for one client (deploy, validate, bench...) for the block.
+
+    The virtual board has one serial console: two commands talking to it at once corrupt
+    each other's raw REPL (the second saw `OSError: [Errno 5]`). The second waits here, after
+    saying once "waiting for board X (used by pid N)"; the lock is an flock, so a client
+    that dies releases it.
+    """
+    import fcntl
+
+    bdir = board_dir(board, directory)
+    if _HELD.get(bdir):              # this process holds it already (nested open_node)
+        _HELD[bdir] += 1
+        try:
+            yield
+        finally:
+            _HELD[bdir] -= 1
+        return
+    bdir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(bdir / USE_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            (say or (lambda line: print(line, file=sys.stderr, flush=True)))(
+                f"waiting for board {board} (used by pid {holder})")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        _HELD[bdir] = 1
+        yield
+    finally:
+        _HELD.pop(bdir, None)
+        os.close(fd)       # releases the flock
 
 
 def _start_locked(cfg: BoardConfig, bdir: Path, tcp: int | None, parent_bound: bool

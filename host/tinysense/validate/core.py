@@ -15,6 +15,7 @@ from tinysense.boards import BoardConfig, load_board
 from tinysense.convert import convert_model
 from tinysense.errors import TinysenseError
 from tinysense.paths import CONFORMANCE_DIR
+from tinysense.progress import detail, step
 from tinysense.reference import Reference, count_macs
 from tinysense.validate.compare import compare_outputs
 from tinysense.validate.nodeside import NodeModel
@@ -262,7 +263,10 @@ def validate_converted(node, ref: Reference, converted, vecs: list[Vector], cfg:
         c = compare_outputs(got, want)
         status = "identical" if c.identical else (
             f"DIFFERS: {c.differing_values} values, max |diff| {c.max_abs_diff:g}")
-        say(f"  [{i}/{len(vecs)}] {vec.label}: {status}")
+        if c.identical:     # an updating line on a terminal; a difference stays on screen
+            step(progress, i, len(vecs), f"{vec.label}: {status}", indent="  ")
+        else:
+            say(f"  [{i}/{len(vecs)}] {vec.label}: {status}")
         if not c.identical:
             failures.append({"vector": i - 1, "label": vec.label,
                              "differing_values": c.differing_values,
@@ -363,7 +367,7 @@ def validate_all(*, target: str = "auto", board: str | BoardConfig | None = None
     with prepared_node(target, cfg, progress) as node:
         cfg = _node_board(node, cfg)
         for i, m in enumerate(models, 1):
-            say(f"[{i}/{len(models)}] {m.name}")
+            step(progress, i, len(models), m.name)
             try:
                 report = convert_model(m, board=cfg).report
                 if not report.fits:
@@ -374,8 +378,10 @@ def validate_all(*, target: str = "auto", board: str | BoardConfig | None = None
                                     "heap_budget": report.heap_budget})
                     continue
                 results.append(validate_model(m, board=cfg, vectors=vectors, seed=seed,
-                                              node=node, progress=progress,
+                                              node=node, progress=detail(progress),
                                               kernels=kernels))
+                if not results[-1].bit_exact:
+                    say(f"  {m.name}: NOT bit-exact")
             except TinysenseError as exc:   # record it and go on with the other models
                 first = str(exc).splitlines()[0]
                 say(f"  ERROR: {first}")
