@@ -92,3 +92,26 @@ def test_nice_ticks_and_float_outputs(tmp_path):
                            "reference": [0.25, 0.5, 0.75]}]}
     html = write_validate(result, tmp_path / "f.html").read_text()
     assert 'data-plot="output-0"' in html and ">0.4<" in html and ">-100<" not in html
+
+
+def test_heap_counts_the_package_and_mismatch_is_a_sentence(tmp_path):
+    """ad01 showed 'node uses 0.2%' while 286,720 B of package sat in RAM; the first
+    mismatch was a key=value dump; the card and the per-op chart disagreed unexplained."""
+    from tinysense.report.html import node_heap, render_validate
+
+    result = {**mismatch_result(), "node_heap_peak_bytes": 600,
+              "node_package_heap_bytes": 286_720, "heap_budget_bytes": 300_000,
+              "first_mismatch": {"op_index": 3, "op_name": "DEPTHWISE_CONV_2D", "tensor": 9,
+                                 "tensor_name": "dw1", "shape": [1, 4, 4, 8], "values": 128,
+                                 "differing_values": 5, "max_abs_diff": 3.0,
+                                 "vector": "random 4"}}
+    assert node_heap(result) == 287_320
+    text = render_validate(result)
+    assert "node uses 95.8%" in text and "287,320" in text
+    assert "node uses 0.2%" not in text
+    assert ("op #3 (DEPTHWISE_CONV_2D) is the first whose output differs: 5 of 128 values "
+            "of tensor 9 &#x27;dw1&#x27; (1x4x4x8), by up to 3 int8 steps, on vector "
+            "&#x27;random 4&#x27;.") in text
+    assert "op_index 3" not in text
+    assert "max |diff| of the outputs, all vectors" in text
+    assert "per op on vector &#x27;random 4&#x27;" in text

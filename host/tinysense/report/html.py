@@ -4,7 +4,8 @@
 keys, and draws a plot only for the data that is there (a missing key is said, not faked):
 
 - model, target, board, vectors, mismatches, max_abs_diff, bit_exact, node_ms, reference_ms,
-  node_heap_peak_bytes, reference_arena_bytes: the headline numbers;
+  node_heap_peak_bytes (+ node_package_heap_bytes, the package buffer when it is in RAM: the
+  node's heap figure is their sum everywhere), reference_arena_bytes: the headline numbers;
 - heap_budget_bytes (else the board config's heap_budget): the heap plot's limit line;
 - node_times_ms: every timed node inference, for the latency histogram;
 - outputs: [{"index", "name", "node": [...], "reference": [...]}], int8 values (any nesting,
@@ -131,7 +132,9 @@ def op_error_plot(result: dict) -> str | None:
         else:
             values.append(unknown_height)
             colors.append("#ffb74d")  # differs; magnitude not measured
-    return svg.bars("op-errors", "per op: max |node - reference| (light: differs, not "
+    vector = (result.get("first_mismatch") or {}).get("vector")
+    on = f" on vector '{vector}'" if vector is not None else ""
+    return svg.bars("op-errors", f"per op{on}: max |node - reference| (light: differs, not "
                     "measured)", labels, values, ylabel="int8 steps", colors=colors)
 
 
@@ -150,15 +153,46 @@ def latency_plot(result: dict) -> str | None:
                          xlabel="ms per inference", marks=marks)
 
 
+def node_heap(result: dict) -> int | None:
+    """The node's heap for this model: what the engine holds while running plus the package
+    buffer when the package sits in RAM (node_package_heap_bytes); one figure for the card,
+    the plot and its share of the budget."""
+    peak = result.get("node_heap_peak_bytes")
+    if peak is None:
+        return None
+    return int(peak) + int(result.get("node_package_heap_bytes") or 0)
+
+
+def first_mismatch_text(first) -> str:
+    """The first differing op as a sentence (not a key=value dump)."""
+    if isinstance(first, str):
+        return first
+    if first.get("op_index") is None:
+        return str(first.get("op_name", "no single op found"))
+    name = f" '{first['tensor_name']}'" if first.get("tensor_name") else ""
+    shape = "x".join(str(d) for d in first.get("shape") or [])
+    text = (f"op #{first['op_index']} ({first.get('op_name', '?')}) is the first whose output "
+            f"differs: {first.get('differing_values', '?')} of {first.get('values', '?')} "
+            f"values of tensor {first.get('tensor', '?')}{name}")
+    text += f" ({shape})" if shape else ""
+    if first.get("max_abs_diff") is not None:
+        text += f", by up to {_num(first['max_abs_diff'])} int8 steps"
+    if first.get("vector") is not None:
+        text += f", on vector '{first['vector']}'"
+    return text + "."
+
+
 def heap_plot(result: dict) -> str | None:
-    peak, arena = result.get("node_heap_peak_bytes"), result.get("reference_arena_bytes")
+    peak, arena = node_heap(result), result.get("reference_arena_bytes")
     budget = _budget(result)
     if peak is None and arena is None:
         return None
     rows = []
     if peak is not None:
         over = budget is not None and peak > budget
-        rows.append(("node heap peak", float(peak), svg.BAD if over else svg.ACCENT))
+        package = result.get("node_package_heap_bytes")
+        what = f"node heap (incl. {package:,} B package)" if package else "node heap peak"
+        rows.append((what, float(peak), svg.BAD if over else svg.ACCENT))
     if arena is not None:
         rows.append(("reference arena", float(arena), "#78909c"))
     limit = float(budget) if budget else max(r[1] for r in rows)
@@ -180,10 +214,10 @@ def render_validate(result: dict) -> str:
         _card("vectors", _num(result.get("vectors"))),
         _card("mismatches", _num(result.get("mismatches")),
               "bad" if result.get("mismatches") else ""),
-        _card("max |diff|", _num(result.get("max_abs_diff"))),
+        _card("max |diff| of the outputs, all vectors", _num(result.get("max_abs_diff"))),
         _card("node ms (median)", _num(result.get("node_ms"))),
         _card("reference ms", _num(result.get("reference_ms"))),
-        _card("node heap peak", _num(result.get("node_heap_peak_bytes"), " B")),
+        _card("node heap (engine + package in RAM)", _num(node_heap(result), " B")),
         _card("reference arena", _num(result.get("reference_arena_bytes"), " B")),
     ]
     parts = [f"<h1>{escape(model)}: {escape(verdict)}</h1>",
@@ -192,9 +226,7 @@ def render_validate(result: dict) -> str:
              f'<div class="cards">{"".join(cards)}</div>']
     first = result.get("first_mismatch")
     if first:
-        text = first if isinstance(first, str) else ", ".join(
-            f"{k} {v}" for k, v in first.items() if not isinstance(v, (list, dict)))
-        parts.append(f'<p class="bad">first op whose output differs: {escape(text)}</p>')
+        parts.append(f'<p class="bad">{escape(first_mismatch_text(first))}</p>')
     sections = [
         ("Node vs reference, per output", output_plots(result),
          "no output values in this report (validate --json carries them as 'outputs')"),
@@ -235,7 +267,7 @@ def render_summary(results: list[dict], links: list[str | None] | None = None,
             f"{'bit-exact' if exact else 'MISMATCH'}</td><td>{_num(r.get('vectors'))}</td>"
             f"<td>{_num(r.get('mismatches'))}</td><td>{_num(r.get('node_ms'))}</td>"
             f"<td>{_num(r.get('reference_ms'))}</td>"
-            f"<td>{_num(r.get('node_heap_peak_bytes'))}</td><td>{_num(budget)}</td></tr>")
+            f"<td>{_num(node_heap(r))}</td><td>{_num(budget)}</td></tr>")
     for item in errors or []:
         rows.append(f"<tr><td>{escape(Path(str(item.get('model', '?'))).stem)}</td>"
                     f"<td class=\"bad\">ERROR</td><td class=\"bad\" colspan=\"6\">"
@@ -259,11 +291,11 @@ def render_summary(results: list[dict], links: list[str | None] | None = None,
             colors=[svg.ACCENT if r.get("bit_exact") else svg.BAD for r in results]))
         fractions, colors = [], []
         for r in results:
-            peak, budget = r.get("node_heap_peak_bytes"), _budget(r)
+            peak, budget = node_heap(r), _budget(r)
             frac = 100.0 * peak / budget if peak is not None and budget else 0.0
             fractions.append(frac)
             colors.append(svg.BAD if frac > 100 else svg.ACCENT)
-        plots.append(svg.bars("summary-heap", "node heap peak, % of board budget", names,
+        plots.append(svg.bars("summary-heap", "node heap (incl. package), % of board budget", names,
                               fractions, ylabel="% of budget", colors=colors,
                               hline=(100.0, "budget")))
     n_skip = (f", {len(errors)} failed with an error" if errors else "") + (
