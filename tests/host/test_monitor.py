@@ -382,3 +382,21 @@ def test_cli_monitor_target_starts_the_rv32_board_and_decodes_its_frames(tmp_pat
     assert len(counters) >= 2 and counters == sorted(set(counters)), shown
     assert all("records: inference model 1 class 2 conf 200" in line for line in decoded)
     assert "REJECTED" not in shown and "no key" not in shown and mon.reconnects == 0
+
+
+def test_monitor_stops_at_eof_and_at_timeout_on_the_virtual_board(tmp_path):
+    """Issue 14 item 6, on the real virtual board: a non-terminal stdin's end stops the
+    monitor; --timeout stops it while stdin stays open."""
+    env = {**os.environ, "TINYSENSE_HOME": str(tmp_path)}
+    env.pop("TINYSENSE_TARGET", None)
+    cmd = [sys.executable, "-m", "tinysense", "monitor", "--target", "virtual"]
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "monitoring" in proc.stdout
+    with subprocess.Popen(cmd + ["--timeout", "3"], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=env) as held:
+        out = held.stdout.read()           # stdin stays open: only the timeout ends it
+        assert held.wait(timeout=120) == 0, held.stderr.read()
+    assert "monitoring" in out

@@ -67,16 +67,19 @@ def cmd_monitor(args) -> int:
 
     with monitor_target(args.target, args.board) as (url, baud, why):
         print(f"monitor: {url} ({why})", flush=True)
-        run_monitor(url, args.baud or baud, log=args.log, db=args.db)
+        run_monitor(url, args.baud or baud, log=args.log, db=args.db, timeout=args.timeout)
     return 0
 
 
 def register(sub) -> None:
     p = sub.add_parser("monitor", help="serial monitor: timestamps, uplink frame decoding, log, "
-                                       "reconnects; Ctrl-] quits")
+                                       "reconnects; Ctrl-] quits (so does the end of a piped stdin)")
     add_target_args(p)
     p.add_argument("--log", help="append the timestamped lines to this file")
     p.add_argument("--db", help="gateway database with the device keys (default: "
                                 "STATE_DIR/gateway.db if it exists)")
     p.add_argument("--baud", type=int, help="console baud rate (default: the board's)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="stop after this many seconds (default: until Ctrl-], or the end of "
+                        "stdin when it is not a terminal)")
     p.set_defaults(func=cmd_monitor)

@@ -7,7 +7,9 @@ and rides out resets and unplugging.
 - Log file: complete lines, timestamped, appended (a reconnect is logged too).
 - Keys typed go to the board unchanged (the terminal is in raw mode when stdin is a tty, so
   Ctrl-C and Ctrl-D reach the REPL); Ctrl-] quits. When stdin is not a tty it is read and
-  passed through the same way, and its end does not stop the monitor.
+  passed through the same way, and its end (EOF) stops the monitor, as the end of any
+  input does (`tinysense monitor < /dev/null` shows what is there and exits; use --timeout
+  to watch for a while). `timeout`: stop after that many seconds.
 - If the port goes away (board reset over USB, cable pulled, the virtual board restarted),
   the monitor says so and reopens the same path every half second until it is back. A USB
   port that comes back under another name (/dev/ttyACM0 -> /dev/ttyACM1, as native-USB
@@ -54,8 +56,9 @@ class Monitor:
 
     def __init__(self, url: str, baud: int = 115200, *, describer: FrameDescriber | None = None,
                  log: str | os.PathLike | None = None, out: TextIO | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, stop_on_eof: bool = False) -> None:
         self.url = url
+        self.stop_on_eof = stop_on_eof
         self.baud = baud
         self.describer = describer or FrameDescriber()
         self.out = out or sys.stdout
@@ -218,8 +221,10 @@ class Monitor:
                 data = os.read(fd, 1024)
             except OSError:
                 return
-            if not data:
-                return   # end of piped input: keep monitoring
+            if not data:     # end of piped input
+                if self.stop_on_eof:
+                    self._stop.set()
+                return
             self.send(data)
 
     # -- main loop ---------------------------------------------------------------------------
@@ -227,8 +232,13 @@ class Monitor:
     def stop(self) -> None:
         self._stop.set()
 
-    def run(self, stdin: int | None = None) -> None:
-        """Monitor until stopped. `stdin`: a file descriptor to pass through (None: none)."""
+    def run(self, stdin: int | None = None, timeout: float | None = None) -> None:
+        """Monitor until stopped (or `timeout` seconds). `stdin`: a file descriptor to pass
+        through (None: none)."""
+        if timeout is not None:
+            timer = threading.Timer(timeout, self._stop.set)
+            timer.daemon = True
+            timer.start()
         if self._ser is None:
             self.open_first()
         self._note(f"monitoring {self.url} at {self.baud} baud (Ctrl-] quits)")
@@ -272,22 +282,23 @@ def raw_terminal(fd: int):
 
 
 def run_monitor(url: str, baud: int = 115200, *, log: str | os.PathLike | None = None,
-                db: str | os.PathLike | None = None) -> Monitor:
+                db: str | os.PathLike | None = None, timeout: float | None = None) -> Monitor:
     """The CLI's monitor: decodes frames with the registry in `db` (default the gateway's)."""
     from tinysense.monitor.frames import registry_keys
 
     keys = registry_keys(db)
-    mon = Monitor(url, baud, describer=FrameDescriber(keys), log=log)
+    fd = sys.stdin.fileno() if sys.stdin is not None else None
+    tty = fd is not None and os.isatty(fd)
+    mon = Monitor(url, baud, describer=FrameDescriber(keys), log=log, stop_on_eof=not tty)
     mon.open_first()
     if keys is None:
         mon._note("no gateway registry found: frames are shown by header only "
                   "(--db PATH to use one)")
     if log:
         mon._note(f"logging to {Path(log).resolve()}")
-    fd = sys.stdin.fileno() if sys.stdin is not None else None
-    if fd is not None and os.isatty(fd):
+    if tty:
         with raw_terminal(fd):
-            mon.run(stdin=fd)
+            mon.run(stdin=fd, timeout=timeout)
     else:
-        mon.run(stdin=fd)
+        mon.run(stdin=fd, timeout=timeout)
     return mon
