@@ -8,6 +8,10 @@
  *
  *   tsnn.conv(arena, consts, params, scratch)     kconv.conv: CONV_2D, FULLY_CONNECTED
  *   tsnn.dwconv(arena, consts, params, scratch)   kdw.dwconv: DEPTHWISE_CONV_2D
+ *   tsnn.add / tsnn.mul (same arguments)          kelt.add / kelt.mul: ADD, MUL
+ *   tsnn.avgpool / tsnn.maxpool                   kpool.avgpool / maxpool: the pools
+ *   tsnn.mean                                     kpool.mean: MEAN
+ *   tsnn.softmax                                  ksoftmax.softmax: SOFTMAX
  *
  * Arguments convert as viper's ptr8 arguments do (a buffer, or an int address: the
  * streaming engine passes its constants base as an int). Nothing is allocated per call.
@@ -282,9 +286,271 @@ static mp_obj_t dwconv(size_t n_args, const mp_obj_t *args) {
 }
 static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(dwconv_obj, 4, 4, dwconv);
 
+// ---- ADD, MUL (kelt._binary) ----
+static mp_obj_t binary(const mp_obj_t *args, int is_mul) {
+    check_words(args[2], P_ADD_WIDE, "tsnn.add/mul: too few parameter words");
+    uint8_t *ar = ARG_PTR(args[0]);
+    uint8_t *cb = ARG_PTR(args[1]);
+    const int32_t *p = (const int32_t *)ARG_PTR(args[2]);
+    int32_t a_off = p[P_ADD_A], b_off = p[P_ADD_B];
+    uint8_t *dst = ar + (uint32_t)p[P_ADD_OUTPUT];
+    const int32_t *t1 = (const int32_t *)(cb + (uint32_t)p[P_ADD_T1]);
+    const int32_t *t2 = (const int32_t *)(cb + (uint32_t)p[P_ADD_T2]);
+    int32_t z1 = p[P_MUL_ZP_A], z2 = p[P_MUL_ZP_B];
+    int32_t m = p[P_ADD_MULT];
+    int32_t s = is_mul ? p[P_MUL_SHIFT] : (int32_t)(0u - (uint32_t)p[P_ADD_RSHIFT]);
+    int32_t zo = p[P_ADD_ZP_OUT], amin = p[P_ADD_AMIN], amax = p[P_ADD_AMAX];
+    int32_t bc = p[P_ADD_BCAST];
+    int32_t d0 = p[P_ADD_D0], d1 = p[P_ADD_D1], d2 = p[P_ADD_D2], d3 = p[P_ADD_D3];
+    int32_t s3a = 1, s3b = 1;
+    if (!bc) {
+        d0 = 1;
+        d1 = 1;
+        d2 = 1;
+        d3 = p[P_ADD_N];
+    } else {
+        s3a = p[P_ADD_SA3];
+        s3b = p[P_ADD_SB3];
+    }
+    for (int32_t i0 = 0; i0 < d0; i0++) {
+        for (int32_t i1 = 0; i1 < d1; i1++) {
+            for (int32_t i2 = 0; i2 < d2; i2++) {
+                int32_t pa = a_off, pb = b_off;
+                if (bc) {
+                    pa = a_off + i0 * p[P_ADD_SA0] + i1 * p[P_ADD_SA1] + i2 * p[P_ADD_SA2];
+                    pb = b_off + i0 * p[P_ADD_SB0] + i1 * p[P_ADD_SB1] + i2 * p[P_ADD_SB2];
+                }
+                const uint8_t *qa = ar + (uint32_t)pa, *qb = ar + (uint32_t)pb;
+                if (is_mul) {
+                    for (int32_t i3 = 0; i3 < d3; i3++) {
+                        int32_t a = ((int32_t)(int8_t)*qa - z1) * ((int32_t)(int8_t)*qb - z2);
+                        qa += s3a;
+                        qb += s3b;
+                        *dst++ = clamp8(requant(a, m, s, zo), amin, amax);
+                    }
+                } else {
+                    for (int32_t i3 = 0; i3 < d3; i3++) {
+                        int32_t a = (int32_t)((uint32_t)t1[*qa] + (uint32_t)t2[*qb]);
+                        qa += s3a;
+                        qb += s3b;
+                        *dst++ = clamp8(requant(a, m, s, zo), amin, amax);
+                    }
+                }
+            }
+        }
+    }
+    return mp_const_none;
+}
+
+static mp_obj_t add(size_t n_args, const mp_obj_t *args) {
+    (void)n_args;
+    return binary(args, 0);
+}
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(add_obj, 4, 4, add);
+
+static mp_obj_t mul(size_t n_args, const mp_obj_t *args) {
+    (void)n_args;
+    return binary(args, 1);
+}
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(mul_obj, 4, 4, mul);
+
+// ---- AVERAGE_POOL_2D, MAX_POOL_2D (kpool._pool) ----
+static mp_obj_t pool(const mp_obj_t *args, int is_max) {
+    check_words(args[2], P_POOL_AMAX + 1, "tsnn.avgpool/maxpool: too few parameter words");
+    uint8_t *ar = ARG_PTR(args[0]);
+    const int32_t *p = (const int32_t *)ARG_PTR(args[2]);
+    const uint8_t *in = ar + (uint32_t)p[P_POOL_INPUT];
+    uint8_t *dst = ar + (uint32_t)p[P_POOL_OUTPUT];
+    int32_t nb = p[P_POOL_N], ih = p[P_POOL_H], iw = p[P_POOL_W], c = p[P_POOL_C];
+    int32_t oh = p[P_POOL_OH], ow = p[P_POOL_OW], kh = p[P_POOL_KH], kw = p[P_POOL_KW];
+    int32_t sh = p[P_POOL_SH], sw = p[P_POOL_SW], pt = p[P_POOL_PAD_TOP];
+    int32_t pl = p[P_POOL_PAD_LEFT], amin = p[P_POOL_AMIN], amax = p[P_POOL_AMAX];
+    for (int32_t b = 0; b < nb; b++) {
+        for (int32_t oy = 0; oy < oh; oy++) {
+            int32_t y0 = oy * sh - pt;
+            int32_t ky0 = y0 < 0 ? -y0 : 0;
+            int32_t ky1 = ih - y0 < kh ? ih - y0 : kh;
+            for (int32_t ox = 0; ox < ow; ox++) {
+                int32_t x0 = ox * sw - pl;
+                int32_t kx0 = x0 < 0 ? -x0 : 0;
+                int32_t kx1 = iw - x0 < kw ? iw - x0 : kw;
+                int32_t n = (ky1 - ky0) * (kx1 - kx0);
+                if (!is_max && n == 0) {
+                    mp_raise_ValueError("tsnn.avgpool: a window with no input pixel");
+                }
+                const uint8_t *px = in + ((b * ih + y0) * iw + x0) * c;
+                for (int32_t ch = 0; ch < c; ch++) {
+                    int32_t acc = is_max ? -128 : 0;
+                    for (int32_t ky = ky0; ky < ky1; ky++) {
+                        const uint8_t *row = px + ky * iw * c + ch;
+                        for (int32_t kx = kx0; kx < kx1; kx++) {
+                            int32_t v = (int8_t)row[kx * c];
+                            if (is_max) {
+                                if (v > acc) {
+                                    acc = v;
+                                }
+                            } else {
+                                acc += v;
+                            }
+                        }
+                    }
+                    if (!is_max) {
+                        acc = acc >= 0 ? (acc + (n >> 1)) / n : -((-acc + (n >> 1)) / n);
+                    }
+                    *dst++ = clamp8(acc, amin, amax);
+                }
+            }
+        }
+    }
+    return mp_const_none;
+}
+
+static mp_obj_t avgpool(size_t n_args, const mp_obj_t *args) {
+    (void)n_args;
+    return pool(args, 0);
+}
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(avgpool_obj, 4, 4, avgpool);
+
+static mp_obj_t maxpool(size_t n_args, const mp_obj_t *args) {
+    (void)n_args;
+    return pool(args, 1);
+}
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(maxpool_obj, 4, 4, maxpool);
+
+// ---- MEAN (kpool.mean): int32 sums in the scratch, then MBQM(sum - zp_in*n) + zp_out ----
+static mp_obj_t mean(size_t n_args, const mp_obj_t *args) {
+    (void)n_args;
+    check_words(args[2], P_MEAN_WIDE, "tsnn.mean: too few parameter words");
+    uint8_t *ar = ARG_PTR(args[0]);
+    const int32_t *p = (const int32_t *)ARG_PTR(args[2]);
+    uint32_t *acc = (uint32_t *)ARG_PTR(args[3]);
+    const uint8_t *src = ar + (uint32_t)p[P_MEAN_INPUT];
+    uint8_t *dst = ar + (uint32_t)p[P_MEAN_OUTPUT];
+    int32_t d0 = p[P_MEAN_D0], d1 = p[P_MEAN_D1], d2 = p[P_MEAN_D2], d3 = p[P_MEAN_D3];
+    int32_t o0 = p[P_MEAN_OS0], o1 = p[P_MEAN_OS1], o2 = p[P_MEAN_OS2], o3 = p[P_MEAN_OS3];
+    int32_t m = p[P_MEAN_MULT], s = p[P_MEAN_SHIFT], zn = p[P_MEAN_ZP_IN_N];
+    int32_t zo = p[P_MEAN_ZP_OUT], nout = p[P_MEAN_N_OUT];
+    for (int32_t i = 0; i < nout; i++) {
+        acc[i] = 0;
+    }
+    for (int32_t i0 = 0; i0 < d0; i0++) {
+        for (int32_t i1 = 0; i1 < d1; i1++) {
+            for (int32_t i2 = 0; i2 < d2; i2++) {
+                uint32_t *ob = acc + (i0 * o0 + i1 * o1 + i2 * o2);
+                for (int32_t i3 = 0; i3 < d3; i3++) {
+                    ob[i3 * o3] += (uint32_t)(int32_t)(int8_t)*src++;
+                }
+            }
+        }
+    }
+    for (int32_t i = 0; i < nout; i++) {
+        int32_t a = (int32_t)(acc[i] - (uint32_t)zn);
+        dst[i] = clamp8(requant(a, m, s, zo), -128, 127);
+    }
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(mean_obj, 4, 4, mean);
+
+// ---- SOFTMAX (ksoftmax.softmax): gemmlowp's fixed-point reciprocal, the scratch words
+// s[0..6] written as the viper kernel writes them ----
+static int32_t srdhm(int32_t a, int32_t b) {
+    if (a == INT32_MIN && b == INT32_MIN) {
+        return INT32_MAX;
+    }
+    int64_t ab = (int64_t)a * (int64_t)b;
+    int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : 1 - ((int64_t)1 << 30);
+    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+}
+
+static int32_t sat_shl(int32_t v, int e) {
+    int32_t thr = (int32_t)(((uint32_t)1 << (31 - e)) - 1);
+    if (v > thr) {
+        return INT32_MAX;
+    }
+    if (v < -thr) {
+        return INT32_MIN;
+    }
+    return (int32_t)((uint32_t)v << e);
+}
+
+static mp_obj_t softmax(size_t n_args, const mp_obj_t *args) {
+    (void)n_args;
+    check_words(args[2], P_SM_EXPR + 1, "tsnn.softmax: too few parameter words");
+    uint8_t *ar = ARG_PTR(args[0]);
+    uint8_t *cb = ARG_PTR(args[1]);
+    const int32_t *p = (const int32_t *)ARG_PTR(args[2]);
+    int32_t *s = (int32_t *)ARG_PTR(args[3]);
+    const uint8_t *src = ar + (uint32_t)p[P_SM_INPUT];
+    uint8_t *dst = ar + (uint32_t)p[P_SM_OUTPUT];
+    int32_t rows = p[P_SM_ROWS], depth = p[P_SM_DEPTH];
+    const int32_t *ex = (const int32_t *)(cb + (uint32_t)p[P_SM_EXP]);
+    const int32_t *exr = (const int32_t *)(cb + (uint32_t)p[P_SM_EXPR]);
+    for (int32_t r = 0; r < rows; r++) {
+        int32_t mx = -128;
+        for (int32_t c = 0; c < depth; c++) {
+            int32_t v = (int8_t)src[c];
+            if (v > mx) {
+                mx = v;
+            }
+        }
+        uint32_t total = 0;
+        for (int32_t c = 0; c < depth; c++) {
+            total += (uint32_t)exr[mx - (int8_t)src[c]];
+        }
+        int hp1 = 0;
+        while (hp1 < 32 && ((total >> (31 - hp1)) & 1) == 0) {
+            hp1++;
+        }
+        int nbits = 12 - hp1;
+        int32_t x = hp1 < 32 ? (int32_t)((total << hp1) & 0x7fffffffu) : 0;
+        s[6] = x;
+        // one_over_one_plus_x_for_x_in_0_1(x), step by step as ksoftmax._recip
+        s[1] = (x >> 1) + (1 << 30);
+        s[2] = -1010580540;
+        s[3] = srdhm(s[1], s[2]);
+        s[4] = (int32_t)(1515870810u + (uint32_t)s[3]);
+        for (int n = 0; n < 3; n++) {
+            s[3] = srdhm(s[1], s[4]);
+            s[5] = (int32_t)(0x20000000u - (uint32_t)s[3]);
+            s[3] = srdhm(s[4], s[5]);
+            s[3] = sat_shl(s[3], 2);
+            s[4] = (int32_t)((uint32_t)s[4] + (uint32_t)s[3]);
+        }
+        s[4] = sat_shl(s[4], 1);
+        s[0] = s[4];
+        int e = nbits + 23;
+        int64_t mask = ((int64_t)1 << e) - 1;
+        for (int32_t c = 0; c < depth; c++) {
+            s[1] = ex[mx - (int8_t)src[c]];
+            s[2] = srdhm(s[0], s[1]);
+            int64_t t = (uint32_t)s[2];
+            int64_t rem = t & mask;
+            int64_t thr = mask >> 1;
+            t = (t >> e) - 128;
+            if (rem > thr) {
+                t++;
+            }
+            if (t > 127) {
+                t = 127;
+            }
+            dst[c] = (uint8_t)t;
+        }
+        src += depth;
+        dst += depth;
+    }
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(softmax_obj, 4, 4, softmax);
+
 mp_obj_t mpy_init(mp_obj_fun_bc_t *self, size_t n_args, size_t n_kw, mp_obj_t *args) {
     MP_DYNRUNTIME_INIT_ENTRY
     mp_store_global(MP_QSTR_conv, MP_OBJ_FROM_PTR(&conv_obj));
     mp_store_global(MP_QSTR_dwconv, MP_OBJ_FROM_PTR(&dwconv_obj));
+    mp_store_global(MP_QSTR_add, MP_OBJ_FROM_PTR(&add_obj));
+    mp_store_global(MP_QSTR_mul, MP_OBJ_FROM_PTR(&mul_obj));
+    mp_store_global(MP_QSTR_avgpool, MP_OBJ_FROM_PTR(&avgpool_obj));
+    mp_store_global(MP_QSTR_maxpool, MP_OBJ_FROM_PTR(&maxpool_obj));
+    mp_store_global(MP_QSTR_mean, MP_OBJ_FROM_PTR(&mean_obj));
+    mp_store_global(MP_QSTR_softmax, MP_OBJ_FROM_PTR(&softmax_obj));
     MP_DYNRUNTIME_INIT_EXIT
 }

@@ -32,7 +32,10 @@ NATMOD = REPO / "build" / "natmod"
 OPS = REPO / "tests" / "ops"
 ZOO = sorted(p for p in OPS.glob("*.tflite")
              if p.name.startswith(("conv_2d", "fully_connected", "depthwise_conv_2d",
-                                   "mini_net")))
+                                   "mini_net", "add", "mul", "average_pool_2d",
+                                   "max_pool_2d", "mean", "softmax")))
+# the conformance models (the unix ports only: on the RV32 board they take minutes)
+CONFORMANCE = sorted((REPO / "tests" / "conformance").glob("*.tflite"))
 SEEDS = 24
 
 
@@ -108,8 +111,9 @@ def _wide_conv(rng, depthwise: bool) -> bytes:
 
 
 def _models(tmp: Path) -> list[tuple[str, bytes]]:
-    models = [(p.stem, p.read_bytes()) for p in ZOO]
-    for kind in ("conv", "fc", "depthwise"):
+    models = [(p.stem, p.read_bytes()) for p in ZOO + CONFORMANCE]
+    for kind in ("conv", "fc", "depthwise", "add", "mul", "avgpool", "maxpool", "mean",
+                 "softmax"):
         for seed in range(SEEDS):
             rng = np.random.default_rng([zlib.crc32(kind.encode()), seed])
             models.append((f"{kind}_{seed}", MAKERS[kind](rng)))
@@ -181,8 +185,10 @@ def test_native_kernels_equal_viper_on_rv32(packages, tmp_path):
     if not info.usable:
         pytest.skip(info.reason)
     lines = packages.read_text().split("\n")[:-1]
-    picked = [ln for ln in lines if not Path(ln.split()[0]).stem.split("_")[-1].isdigit()
-              or int(Path(ln.split()[0]).stem.split("_")[-1]) < 6]
+    conf = {p.stem for p in CONFORMANCE}
+    picked = [ln for ln in lines if Path(ln.split()[0]).stem not in conf and (
+              not Path(ln.split()[0]).stem.split("_")[-1].isdigit()
+              or int(Path(ln.split()[0]).stem.split("_")[-1]) < 6)]
     cfg = load_board("ESP32_GENERIC_C3")
     board, _started = ensure_rv32(cfg, directory=tmp_path / "rv32", parent_bound=True)
     try:

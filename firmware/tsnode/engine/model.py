@@ -26,7 +26,7 @@ class Model:
     `open_streaming`) with `file` the open package file. A buffer that is not 4-byte aligned
     (a ROMFS image does not align file data) is used in place too, but each op's constants
     are copied to an aligned buffer before it runs (int32 loads fault when unaligned).
-    kernels: "auto" (the native conv/dwconv kernels when tsnn imports, else viper), "native"
+    kernels: "auto" (the native kernels, ops.NATIVE, when tsnn imports, else viper), "native"
     (ValueError without tsnn) or "viper"; `self.kernels` says what the ops use ("native" if
     any op does).
     """

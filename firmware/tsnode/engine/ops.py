@@ -49,7 +49,8 @@ def check(code, src, params):
 
 
 # the opcodes tsnn has a kernel for
-NATIVE = (_OP_FULLY_CONNECTED, _OP_CONV_2D, _OP_DEPTHWISE_CONV_2D)
+NATIVE = (_OP_FULLY_CONNECTED, _OP_CONV_2D, _OP_DEPTHWISE_CONV_2D, _OP_AVERAGE_POOL_2D,
+          _OP_MAX_POOL_2D, _OP_MEAN, _OP_ADD, _OP_MUL, _OP_SOFTMAX)
 
 
 def native(kernels="auto"):
@@ -73,9 +74,13 @@ def native(kernels="auto"):
 
 
 def kernel(code, nat=None):
-    """The kernel for an opcode: nat's (the tsnn module, see native()) for CONV_2D,
-    FULLY_CONNECTED and DEPTHWISE_CONV_2D when given, else the viper kernel, imported on
-    first use (keeps RAM low for small models)."""
+    """The kernel for an opcode: nat's (the tsnn module, see native()) for the opcodes in
+    NATIVE when given, else the viper kernel, imported on first use (keeps RAM low for
+    small models)."""
+    if nat is not None and code in NATIVE and code not in (_OP_FULLY_CONNECTED, _OP_CONV_2D):
+        return {_OP_DEPTHWISE_CONV_2D: nat.dwconv, _OP_AVERAGE_POOL_2D: nat.avgpool,
+                _OP_MAX_POOL_2D: nat.maxpool, _OP_MEAN: nat.mean, _OP_ADD: nat.add,
+                _OP_MUL: nat.mul, _OP_SOFTMAX: nat.softmax}[code]
     if code in (_OP_FULLY_CONNECTED, _OP_CONV_2D):
         return kconv.conv if nat is None else nat.conv
     if code == _OP_DEPTHWISE_CONV_2D:

@@ -3,9 +3,9 @@
 usage: micropython compare_kernels.py LIST (on a board: set LIST = path, then exec this file)
 LIST: one line per model, `PACKAGE INPUTS NVEC` (INPUTS: NVEC vectors back to back). For every
 vector the model runs op by op on the viper kernels; before each op that tsnn has a kernel for,
-the arena is saved, the viper kernel runs, then the native kernel runs on a copy of the saved
-arena (its constants once as the buffer, once as an int address as the streaming engine passes
-them) and the whole arena must equal the viper one. Prints per model
+the arena and scratch are saved, the viper kernel runs, then the native kernel runs on copies
+of them (its constants once as the buffer, once as an int address as the streaming engine
+passes them) and the whole arena (and for MEAN and SOFTMAX the scratch) must equal the viper ones. Prints per model
 `ok PACKAGE <ops checked> <bytes allocated by the native calls>` or `diff PACKAGE op <i> at
 <byte> viper <v> native <n>`, then `done`.
 """
@@ -16,9 +16,15 @@ import sys
 import tsnn
 import tsnode.engine.model as M
 
-NATIVE = {1: tsnn.conv, 2: tsnn.conv}   # FULLY_CONNECTED, CONV_2D (engine/ops.py _OP_*)
-if hasattr(tsnn, "dwconv"):
-    NATIVE[3] = tsnn.dwconv
+# opcode -> native kernel (engine/ops.py _OP_*): FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D,
+# AVERAGE_POOL_2D, MAX_POOL_2D, MEAN, ADD, MUL, SOFTMAX
+NATIVE = {1: tsnn.conv, 2: tsnn.conv, 3: tsnn.dwconv, 4: tsnn.avgpool, 5: tsnn.maxpool,
+          6: tsnn.mean, 7: tsnn.add, 8: tsnn.mul, 11: tsnn.softmax}
+
+# kernels whose scratch words are results the native twin writes alike (MEAN's sums,
+# SOFTMAX's reciprocal steps); the convolutions' scratch is a staging area they fill as
+# each path needs
+SAME_SCRATCH = (6, 11)
 
 
 def call(fn, ar, cb, p, sc):
@@ -40,7 +46,7 @@ def first_diff(a, b):
 
 def check(pkg, inputs, nvec):
     with open(pkg, "rb") as f:
-        m = M.Model(f.read())
+        m = M.Model(f.read(), kernels="viper")   # the plan is the viper kernels
     with open(inputs, "rb") as f:
         data = f.read()
     size = len(data) // nvec
@@ -48,6 +54,7 @@ def check(pkg, inputs, nvec):
     cb_addr = M.address(cb)
     before = bytearray(len(ar))
     mine = bytearray(len(ar))
+    sc_before = bytearray(len(sc))
     sc2 = bytearray(len(sc))
     checked = 0
     alloc = 0
@@ -60,13 +67,20 @@ def check(pkg, inputs, nvec):
                 fn(ar, cb, p, sc)
                 continue
             before[:] = ar
+            sc_before[:] = sc
             fn(ar, cb, p, sc)
             for base in (cb, cb_addr):
                 mine[:] = before
+                sc2[:] = sc_before
                 alloc = max(alloc, call(nat, mine, base, p, sc2))
                 if mine != ar:
                     at = first_diff(ar, mine)
                     print("diff", pkg, "op", i, "at", at, "viper", ar[at], "native", mine[at])
+                    return
+                if code in SAME_SCRATCH and sc2 != sc:
+                    at = first_diff(sc, sc2)
+                    print("diff", pkg, "op", i, "scratch at", at, "viper", sc[at],
+                          "native", sc2[at])
                     return
             checked += 1
     print("ok", pkg, checked, alloc)
