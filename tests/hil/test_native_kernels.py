@@ -1,6 +1,6 @@
-"""The native conv/dwconv kernels (tsnn.mpy, deployed to /lib) in the engine: validate with
-kernels="native" is byte-exact against tflite-micro on conformance and op-zoo conv/depthwise
-models, reports "kernels": "native" and allocates nothing per inference; kernels="viper"
+"""The native kernels (tsnn.mpy, deployed to /lib) in the engine: validate with
+kernels="native" is byte-exact against tflite-micro on conformance and op-zoo models of each
+native op (conv, depthwise, FC, ADD, MUL, the pools, MEAN, SOFTMAX), reports "kernels": "native" and allocates nothing per inference; kernels="viper"
 never uses them. Skips when tsnn.mpy is not built for the node's arch (make natmods)."""
 
 from __future__ import annotations
@@ -20,7 +20,10 @@ MODELS = [CONFORMANCE_DIR / f"{m}.tflite" for m in (
     "tflm_hello_world_int8", "tflm_micro_speech_quantized", "mlperf_kws_ref_model")] + [
     OPS_DIR / f"{m}.tflite" for m in (
         "conv_2d_odd_channels", "conv_2d_stride2_same", "conv_2d_dilation2",
-        "depthwise_conv_2d_mult2", "depthwise_conv_2d_1ch_mult8_stride2", "fully_connected")]
+        "depthwise_conv_2d_mult2", "depthwise_conv_2d_1ch_mult8_stride2", "fully_connected", "add_broadcast_channel",
+        "add_relu", "average_pool_2d_same_3x3_s2", "max_pool_2d_same_3x3_s2", "mean_hw",
+        "mean_axis1_keepdims", "softmax", "softmax_wide_range")] + sorted(
+    OPS_DIR.glob("mul*.tflite"))[:2]
 VECTORS = 6
 
 
