@@ -131,6 +131,9 @@ def load(path, stream=None, kernels="auto"):
             "zero_copy": zero_copy, "placement": placement, "kernels": model.kernels,
             "romfs_aligned": zero_copy and not model.misaligned, "inputs": ios[0],
             "outputs": ios[1], "load_ms": time.ticks_diff(time.ticks_ms(), t0)}
+    from tsnode.engine import ops
+    if ops.why and model.kernels == "viper":
+        info["kernels_why"] = ops.why   # "auto" without a usable tsnn.mpy: what was wrong
     _state["info"] = info
     return _print(info)
 

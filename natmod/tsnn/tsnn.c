@@ -544,6 +544,8 @@ static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(softmax_obj, 4, 4, softmax);
 
 mp_obj_t mpy_init(mp_obj_fun_bc_t *self, size_t n_args, size_t n_kw, mp_obj_t *args) {
     MP_DYNRUNTIME_INIT_ENTRY
+    // the ABI (firmware/tsnode/engine/ops.py _TSNN_ABI): the engine runs no module of another
+    mp_store_global(MP_QSTR_ABI, MP_OBJ_NEW_SMALL_INT(TSNN_ABI));
     mp_store_global(MP_QSTR_conv, MP_OBJ_FROM_PTR(&conv_obj));
     mp_store_global(MP_QSTR_dwconv, MP_OBJ_FROM_PTR(&dwconv_obj));
     mp_store_global(MP_QSTR_add, MP_OBJ_FROM_PTR(&add_obj));

@@ -234,20 +234,37 @@ def test_engine_picks_the_native_kernels_at_load(unix, tmp_path):
         "        continue\n"
         f"    print('OUT', k, i['kernels'], agent.infer_hex({x.hex()!r}[:2 * agent._model()"
         ".input_bytes()]))\n")
+    # a real tsnn.mpy of another ABI (as one built for an older engine): never run
+    from tinysense.paths import REPO_ROOT
+    old_abi = tmp_path / "oldabi"
+    old_abi.mkdir()
+    (old_abi / "tsnn.py").write_text("ABI = 0\n")
+    subprocess.run([str(REPO_ROOT / "build" / "micropython" / "mpy-cross"), "-o",
+                    str(old_abi / "tsnn.mpy"), str(old_abi / "tsnn.py")], check=True)
+    (old_abi / "tsnn.py").unlink()
+    script = script.replace("print('OUT', k, i['kernels'],",
+                            "print('OUT', k, i['kernels'], i.get('kernels_why', '-')[:12],")
     runs = {}
-    for name, extra in (("native", [str(mods)]), ("absent", []), ("other", [str(other)])):
+    for name, extra in (("native", [str(mods)]), ("absent", []), ("other", [str(other)]),
+                        ("oldabi", [str(old_abi)])):
         env = micropython_env([str(REPO / "firmware")] + extra)
         proc = subprocess.run([unix_kind_exe(unix), "-X", "heapsize=2M", "-c", script],
                               env=env, capture_output=True, text=True, timeout=120, check=False)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         runs[name] = [line for line in proc.stdout.splitlines() if line[:3] in ("OUT", "ERR")]
-    outs = {line.split()[3] for r in runs.values() for line in r if line.startswith("OUT")}
+    outs = {line.split()[-1] for r in runs.values() for line in r if line.startswith("OUT")}
     assert len(outs) == 1, runs   # the same bytes whichever kernels ran
-    assert [line.split()[:3] for line in runs["native"]] == [
-        ["OUT", "auto", "native"], ["OUT", "native", "native"], ["OUT", "viper", "viper"]]
-    for name in ("absent", "other"):
+    assert [line.split()[:4] for line in runs["native"]] == [
+        ["OUT", "auto", "native", "-"], ["OUT", "native", "native", "-"],
+        ["OUT", "viper", "viper", "-"]]
+    for name in ("absent", "other", "oldabi"):
         got = runs[name]
+        # auto runs viper and says why (one line, in the load reply); native refuses
         assert [line.split()[:3] for line in got] == [
             ["OUT", "auto", "viper"], ["ERR", "native", "kernels='native'"],
             ["OUT", "viper", "viper"]], got
-        assert "cannot be imported" in got[1]
+        why = "tsnn.mpy has" if name == "oldabi" else "the native"
+        assert got[0].split()[3] == why.split()[0][:12], got
+        assert ("tsnn.mpy has ABI 0, this engine needs" if name == "oldabi"
+                else "cannot be imported") in got[1], got
+        assert got[2].split()[3] == "-"

@@ -48,6 +48,14 @@ def check(code, src, params):
                          "reconvert the model" % (src, NAMES[code], len(params), want))
 
 
+# The native module's ABI: what its functions take (arguments, parameter words, arena and
+# scratch use). tsnn.c exports it as tsnn.ABI (natmod/tsnn/gen_params.py writes TSNN_ABI into
+# its header from this line); a module with another ABI is never run. Bump it with any
+# change to a kernel's parameter words (gen_params.py refuses to build when _TSNN_WORDS, the
+# a 30-bit CRC-32 of the words it writes, no longer matches them) or to tsnn's calling convention.
+_TSNN_ABI = const(1)
+_TSNN_WORDS = const(0x2c908385)
+
 # the opcodes tsnn has a kernel for
 NATIVE = (_OP_FULLY_CONNECTED, _OP_CONV_2D, _OP_DEPTHWISE_CONV_2D, _OP_AVERAGE_POOL_2D,
           _OP_MAX_POOL_2D, _OP_MEAN, _OP_ADD, _OP_MUL, _OP_SOFTMAX)
@@ -56,21 +64,31 @@ NATIVE = (_OP_FULLY_CONNECTED, _OP_CONV_2D, _OP_DEPTHWISE_CONV_2D, _OP_AVERAGE_P
 def native(kernels="auto"):
     """The native-code kernel module (tsnn.mpy, docs/engine.md "Native kernels") for a
     load's `kernels` choice, or None for the viper kernels: "auto" uses it when it imports
-    (absent, or built for another arch: ValueError on import), "native" requires it,
-    "viper" never uses it."""
+    and its ABI is this engine's, "native" requires that (ValueError saying why), "viper"
+    never uses it. After a None, `why` says why (None: viper was asked for)."""
+    global why
+    why = None
     if kernels == "viper":
         return None
     if kernels not in ("auto", "native"):
         raise ValueError("kernels: %r is not one of 'auto', 'native', 'viper'" % (kernels,))
     try:
         import tsnn
-        return tsnn
-    except (ImportError, ValueError) as e:
-        if kernels == "native":
-            raise ValueError("kernels='native' but the native module tsnn cannot be imported "
-                             "(%r): deploy it (build/natmod/<arch>/tsnn.mpy, make natmods) "
-                             "or use kernels='viper'" % (e,))
+    except (ImportError, ValueError) as e:   # absent, or built for another arch
+        err = "the native module tsnn cannot be imported (%r)" % (e,)
+    else:
+        abi = getattr(tsnn, "ABI", None)
+        if abi == _TSNN_ABI:
+            return tsnn
+        err = "tsnn.mpy has ABI %r, this engine needs %d" % (abi, _TSNN_ABI)
+    if kernels == "native":
+        raise ValueError("kernels='native' but %s: deploy it (build/natmod/<arch>/tsnn.mpy, "
+                         "make natmods) or use kernels='viper'" % err)
+    why = err
     return None
+
+
+why = None
 
 
 def kernel(code, nat=None):

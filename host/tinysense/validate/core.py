@@ -52,6 +52,7 @@ class ValidateResult:
     placement: str = ""             # the converter's plan for the board
     node_placement: str = ""        # where the node's agent put the constants (ram/stream/romfs)
     kernels: str = ""               # the conv/dwconv kernels the node used: native | viper
+    kernels_why: str = ""           # why kernels="auto" ran viper (no/another tsnn.mpy)
     fits: bool | None = None
     failures: list[dict] = dataclasses.field(default_factory=list)
     first_mismatch: dict | None = None   # the first op whose output differs, when found
@@ -253,6 +254,8 @@ def validate_converted(node, ref: Reference, converted, vecs: list[Vector], cfg:
     rep = converted.report
     _check_same_model(ref, rep)
     nm = NodeModel(node, converted.package, rep, placement=placement, kernels=kernels)
+    if nm.kernels_why and kernels == "auto":
+        say(f"kernels: viper ({nm.kernels_why})")
     failures, total_bad, max_diff = [], 0, 0.0
     first_bad: Vector | None = None
     outputs: list[dict] = []
@@ -297,6 +300,7 @@ def validate_converted(node, ref: Reference, converted, vecs: list[Vector], cfg:
         node_arch=reported_arch(node),
         macs=count_macs(ref.graph), placement=rep.placement, fits=rep.fits,
         node_placement=str(nm.info.get("placement", "")), kernels=nm.kernels,
+        kernels_why=nm.kernels_why,
         failures=failures, node_times_ms=times, outputs=outputs)
     if first_bad is not None and diagnose:
         result.first_mismatch = _diagnose(nm, ref.model, ref.graph, first_bad, say)

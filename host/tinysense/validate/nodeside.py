@@ -104,6 +104,8 @@ class NodeModel:
                 "board with more RAM (PSRAM) or ROMFS, or a smaller model") from None
         self.info = _json_line(out, "agent.load")
         self.kernels = str(self.info.get("kernels", "viper"))   # an older agent: viper only
+        # why "auto" ran viper: no tsnn.mpy, another arch's, or another ABI's ("" otherwise)
+        self.kernels_why = str(self.info.get("kernels_why") or "")
         want = [io["nbytes"] for io in report.inputs]
         got = [io["nbytes"] for io in self.info.get("inputs", [])]
         if want != got:
