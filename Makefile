@@ -15,16 +15,28 @@ PYTEST_ARGS ?=
 SYSTEM_PACKAGES := mosquitto chromium
 
 # `make nodes` (ports/micropython.mk) builds the 32-bit virtual board and the RV32 QEMU board.
-.PHONY: setup system-deps test test-fast demo deploy flash monitor validate bench \
+.PHONY: setup constraints system-deps test test-fast demo deploy flash monitor validate bench \
         bench-gateway models lint clean
 
 setup: $(STAMP) $(SYSSTAMP)
 
-$(STAMP): pyproject.toml
+# pyproject.toml gives the ranges the code needs; constraints.txt the exact versions `make
+# setup` (and so CI) installs: `make constraints` rewrites it from this venv after an upgrade.
+CONSTRAINTS := constraints.txt
+PIP_INSTALL := $(BIN)/python -m pip install --quiet -c $(CONSTRAINTS)
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(PIP_INSTALL) --upgrade pip
+	$(PIP_INSTALL) -e '.[test]'
 	@touch $@
+
+constraints: $(STAMP)
+	@{ echo "# The exact versions \`make setup\` installs (pip -c): \`make constraints\` wrote them"; \
+	  echo "# from the venv (pip freeze --all, without tinysense itself)."; \
+	  $(BIN)/python -m pip freeze --all --exclude-editable | grep -iv '^tinysense=='; } \
+	  > $(CONSTRAINTS).tmp && mv $(CONSTRAINTS).tmp $(CONSTRAINTS)
+	@echo "wrote $(CONSTRAINTS) ($$(grep -vc '^#' $(CONSTRAINTS)) packages)"
 
 # Installs missing Debian packages when we can (root + apt); otherwise says what to install.
 $(SYSSTAMP): Makefile
@@ -96,11 +108,11 @@ bench-gateway: setup
 	$(BIN)/tinysense bench-gateway
 
 models: setup
-	$(BIN)/python -m pip install --quiet -e '.[test,train]'
+	$(PIP_INSTALL) -e '.[test,train]'
 	$(BIN)/python models/train_all.py
 
 lint: setup
-	$(BIN)/python -m pip install --quiet ruff
+	$(PIP_INSTALL) ruff
 	$(BIN)/ruff check host tests firmware models
 
 clean:
