@@ -102,6 +102,7 @@ def conv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
     amin = (p[_CONV_AMIN] ^ sb) - sb
     amax = (p[_CONV_AMAX] ^ sb) - sb
     wide = p[_CONV_WIDE]
+    arp = ar
     k16 = (k4 >> 4) << 4
     # flip the input in place (inlined: a viper-to-viper call costs ~50 ns, which matters
     # for tiny FC layers); undone at the end
@@ -116,7 +117,7 @@ def conv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
         i += 1
     i = fn4 << 2
     while i < fn:
-        ar[in_off + i] = ar[in_off + i] ^ 0x80
+        arp[in_off + i] = arp[in_off + i] ^ 0x80
         i += 1
     # 1x1 without padding: the patch is the input pixel itself (rows past ic read w=0 bytes)
     direct = 1 if kh == 1 and kw == 1 and pt == 0 and pl == 0 else 0
@@ -179,7 +180,7 @@ def conv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
                                 else:
                                     end = src + ic
                                     while src < end:
-                                        v = ar[src]
+                                        v = arp[src]
                                         q[j] = v
                                         sx += v
                                         j += 1
@@ -200,26 +201,22 @@ def conv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
                 wrow = wbase
                 while o < oc:
                     acc = 0
-                    wp = wrow
-                    xp = pa
+                    cb = ptr8(wrow)
+                    ar = ptr8(pa)
                     end = pa + k16
-                    while xp < end:
-                        w = ptr8(wp)
-                        x = ptr8(xp)
-                        acc += (w[0] * x[0] + w[1] * x[1] + w[2] * x[2] + w[3] * x[3]
-                                + w[4] * x[4] + w[5] * x[5] + w[6] * x[6] + w[7] * x[7]
-                                + w[8] * x[8] + w[9] * x[9] + w[10] * x[10] + w[11] * x[11]
-                                + w[12] * x[12] + w[13] * x[13] + w[14] * x[14]
-                                + w[15] * x[15])
-                        wp += 16
-                        xp += 16
+                    while int(ar) < end:
+                        acc += (cb[0] * ar[0] + cb[1] * ar[1] + cb[2] * ar[2] + cb[3] * ar[3]
+                                + cb[4] * ar[4] + cb[5] * ar[5] + cb[6] * ar[6] + cb[7] * ar[7]
+                                + cb[8] * ar[8] + cb[9] * ar[9] + cb[10] * ar[10]
+                                + cb[11] * ar[11] + cb[12] * ar[12] + cb[13] * ar[13]
+                                + cb[14] * ar[14] + cb[15] * ar[15])
+                        cb = ptr8(int(cb) + 16)
+                        ar = ptr8(int(ar) + 16)
                     end = pa + k4
-                    while xp < end:
-                        w = ptr8(wp)
-                        x = ptr8(xp)
-                        acc += w[0] * x[0] + w[1] * x[1] + w[2] * x[2] + w[3] * x[3]
-                        wp += 4
-                        xp += 4
+                    while int(ar) < end:
+                        acc += cb[0] * ar[0] + cb[1] * ar[1] + cb[2] * ar[2] + cb[3] * ar[3]
+                        cb = ptr8(int(cb) + 4)
+                        ar = ptr8(int(ar) + 4)
                     acc += base + ((cs[o] ^ sb) - sb)
                     a = acc
                     m = ms[o]
@@ -269,7 +266,7 @@ def conv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
                         t = amin
                     if t > amax:
                         t = amax
-                    ar[dst] = t
+                    arp[dst] = t
                     dst += 1
                     o += 1
                     wrow += k4
@@ -282,5 +279,5 @@ def conv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
         i += 1
     i = fn4 << 2
     while i < fn:
-        ar[in_off + i] = ar[in_off + i] ^ 0x80
+        arp[in_off + i] = arp[in_off + i] ^ 0x80
         i += 1
