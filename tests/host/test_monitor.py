@@ -400,3 +400,47 @@ def test_monitor_stops_at_eof_and_at_timeout_on_the_virtual_board(tmp_path):
         out = held.stdout.read()           # stdin stays open: only the timeout ends it
         assert held.wait(timeout=120) == 0, held.stderr.read()
     assert "monitoring" in out
+
+
+def test_ctrl_t_ctrl_r_resets_the_virtual_board(tmp_path):
+    """Issue 14 item 6: Ctrl-T Ctrl-R in the monitor resets the node (the virtual board: a
+    new VM behind the same port, whose boot banner the monitor then shows); Ctrl-] quits."""
+    env = {**os.environ, "TINYSENSE_HOME": str(tmp_path)}
+    env.pop("TINYSENSE_TARGET", None)
+    cmd = [sys.executable, "-m", "tinysense", "monitor", "--target", "virtual",
+           "--timeout", "90"]
+    with subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, env=env) as proc:
+        seen = b""
+        while b"monitoring" not in seen:          # attached
+            line = proc.stdout.readline()
+            assert line, (seen, proc.stderr.read())
+            seen += line
+        proc.stdin.write(b"\x14\x12")
+        proc.stdin.flush()
+        after = b""
+        while b"Type \"help()\"" not in after.partition(b"hard reset")[2]:  # new VM's banner
+            line = proc.stdout.readline()
+            assert line, (seen + after, proc.stderr.read())
+            after += line
+        proc.stdin.write(b"\x1d")
+        proc.stdin.flush()
+        assert proc.wait(timeout=60) == 0
+    assert b"resetting the node (machine.reset())" in after
+    assert b"virtual board: hard reset after machine.reset()" in after
+    assert b"hard reset" not in seen
+
+
+def test_ctrl_t_sequences_pass_through_as_idf_monitor_does():
+    """Ctrl-T Ctrl-T sends one Ctrl-T, Ctrl-T and another key send both; only Ctrl-T Ctrl-R
+    is a reset (here on pyserial's loop:// port, which echoes what is written)."""
+    import io
+
+    mon = Monitor("loop://", out=io.StringIO())
+    mon.open_first()
+    mon.send(b"a\x14\x14b\x14c\x14")
+    mon.send(b"d")              # a Ctrl-T at the end of one read pairs with the next key
+    assert mon._ser.read(64) == b"a\x14b\x14c\x14d" and mon.resets == 0
+    mon.send(b"\x14\x12")
+    assert mon.resets == 1 and mon._ser.read(64).endswith(b"machine.reset()\r")
+    mon._ser.close()

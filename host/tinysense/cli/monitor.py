@@ -73,7 +73,8 @@ def cmd_monitor(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("monitor", help="serial monitor: timestamps, uplink frame decoding, log, "
-                                       "reconnects; Ctrl-] quits (so does the end of a piped stdin)")
+                                       "reconnects; Ctrl-] quits (so does the end of a piped stdin), "
+                                       "Ctrl-T Ctrl-R resets the node")
     add_target_args(p)
     p.add_argument("--log", help="append the timestamped lines to this file")
     p.add_argument("--db", help="gateway database with the device keys (default: "

@@ -6,7 +6,9 @@ and rides out resets and unplugging.
   are shown as they arrive. A "TSF1 <base64>" line is followed by its decoded summary.
 - Log file: complete lines, timestamped, appended (a reconnect is logged too).
 - Keys typed go to the board unchanged (the terminal is in raw mode when stdin is a tty, so
-  Ctrl-C and Ctrl-D reach the REPL); Ctrl-] quits. When stdin is not a tty it is read and
+  Ctrl-C and Ctrl-D reach the REPL); Ctrl-] quits; Ctrl-T Ctrl-R resets the node (as in
+  idf.py monitor; Ctrl-T Ctrl-T sends one Ctrl-T): a serial device by its RTS line (EN,
+  as esptool does), the virtual board, QEMU or a socket by `machine.reset()` at the REPL. When stdin is not a tty it is read and
   passed through the same way, and its end (EOF) stops the monitor, as the end of any
   input does (`tinysense monitor < /dev/null` shows what is there and exits; use --timeout
   to watch for a while). `timeout`: stop after that many seconds.
@@ -34,6 +36,8 @@ from tinysense.errors import TinysenseError
 from tinysense.monitor.frames import FrameDescriber
 
 EXIT_KEY = b"\x1d"          # Ctrl-]
+MENU_KEY = 0x14             # Ctrl-T: the next key is a command
+RESET_KEY = 0x12            # Ctrl-T Ctrl-R: reset the node
 _READ_TIMEOUT = 0.05
 _RETRY_S = 0.5
 
@@ -75,6 +79,8 @@ class Monitor:
         self.reconnects = 0
         self.frames = 0
         self._usb: tuple | None = None   # (vid, pid, serial number) of a USB port
+        self._menu = False               # the last key was Ctrl-T
+        self.resets = 0
 
     # -- port --------------------------------------------------------------------------------
 
@@ -202,10 +208,30 @@ class Monitor:
     # -- input -------------------------------------------------------------------------------
 
     def send(self, data: bytes) -> None:
-        """Pass keystrokes to the board; Ctrl-] stops the monitor instead."""
+        """Pass keystrokes to the board; Ctrl-] stops the monitor instead, Ctrl-T Ctrl-R
+        resets the node (Ctrl-T Ctrl-T: one Ctrl-T; Ctrl-T and another key: both keys)."""
         if EXIT_KEY in data:
             data = data[:data.index(EXIT_KEY)]
             self._stop.set()
+        out = bytearray()
+        for b in data:
+            if self._menu:
+                self._menu = False
+                if b == RESET_KEY:
+                    self._write(bytes(out))
+                    out.clear()
+                    self.reset()
+                    continue
+                if b != MENU_KEY:
+                    out.append(MENU_KEY)
+                out.append(b)
+            elif b == MENU_KEY:
+                self._menu = True
+            else:
+                out.append(b)
+        self._write(bytes(out))
+
+    def _write(self, data: bytes) -> None:
         if not data:
             return
         with self._lock:
@@ -214,6 +240,37 @@ class Monitor:
             return  # disconnected: keystrokes are dropped, as with a cable pulled
         with contextlib.suppress(serial.SerialException, OSError):
             ser.write(data)
+
+    def _hardware_reset(self) -> bool:
+        """Whether the port is a real serial device, reset by its RTS line (a pty, as the
+        virtual board's, and network URLs have none)."""
+        if "://" in self.url:
+            return False
+        real = os.path.realpath(self.url)
+        return not (real.startswith("/dev/pts/") or real.startswith("/dev/ptmx"))
+
+    def reset(self) -> None:
+        """Reset the node: EN pulled low through RTS for 100 ms on a serial device (esptool's
+        wiring: RTS -> EN, DTR -> GPIO0, held high so the chip boots the firmware), else
+        Ctrl-C twice and `machine.reset()` typed at the REPL."""
+        with self._lock:
+            ser = self._ser
+        if ser is None:
+            self._note("not connected: cannot reset the node now")
+            return
+        self.resets += 1
+        hard = self._hardware_reset()
+        self._note("resetting the node (%s)" % ("RTS/EN line" if hard else "machine.reset()"))
+        with contextlib.suppress(serial.SerialException, OSError, ValueError):
+            if hard:
+                ser.dtr = False
+                ser.rts = True
+                time.sleep(0.1)
+                ser.rts = False
+            else:
+                ser.write(b"\r\x03\x03")
+                time.sleep(0.1)
+                ser.write(b"import machine; machine.reset()\r")
 
     def _stdin_loop(self, fd: int) -> None:
         while not self._stop.is_set():
@@ -241,7 +298,8 @@ class Monitor:
             timer.start()
         if self._ser is None:
             self.open_first()
-        self._note(f"monitoring {self.url} at {self.baud} baud (Ctrl-] quits)")
+        self._note(f"monitoring {self.url} at {self.baud} baud (Ctrl-] quits, "
+                   "Ctrl-T Ctrl-R resets)")
         if stdin is not None:
             threading.Thread(target=self._stdin_loop, args=(stdin,), daemon=True,
                              name="monitor-stdin").start()
