@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import UNIX_KINDS, micropython_env, unix_kind_exe
+from conftest import NATMOD, UNIX_KINDS, micropython_env, natmod_dir, unix_kind_exe
 from engine_helpers import REPO, make_vectors
 from test_engine_random_ops import MAKERS
 from tflite_build import T, build
@@ -28,7 +28,6 @@ from tinysense.convert import convert_model
 
 pytestmark = pytest.mark.node
 
-NATMOD = REPO / "build" / "natmod"
 OPS = REPO / "tests" / "ops"
 ZOO = sorted(p for p in OPS.glob("*.tflite")
              if p.name.startswith(("conv_2d", "fully_connected", "depthwise_conv_2d",
@@ -37,18 +36,6 @@ ZOO = sorted(p for p in OPS.glob("*.tflite")
 # the conformance models (the unix ports only: on the RV32 board they take minutes)
 CONFORMANCE = sorted((REPO / "tests" / "conformance").glob("*.tflite"))
 SEEDS = 24
-
-
-def natmod_dir(arch: str) -> Path:
-    """build/natmod/<arch>/ with tsnn.mpy; skips with `make natmods`'s reason when that arch
-    could not be built here (no compiler, no MicroPython source), fails when never built."""
-    mpy = NATMOD / arch / "tsnn.mpy"
-    if mpy.exists():
-        return mpy.parent
-    for why in (NATMOD / arch / "UNAVAILABLE", NATMOD / "UNAVAILABLE"):
-        if why.exists():
-            pytest.skip(f"tsnn.mpy ({arch}) not built: {why.read_text().strip()}")
-    pytest.fail(f"{mpy} missing: run `make natmods`", pytrace=False)
 
 
 def test_parameter_words_match_the_kernels():
