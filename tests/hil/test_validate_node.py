@@ -9,7 +9,6 @@ import os
 import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from validate_nodes import deployed_node
 
 from tinysense.boards import load_board
 from tinysense.convert import ConvertResult, convert_model
+from tinysense.convert.writer import seal
 from tinysense.errors import TinysenseError
 from tinysense.paths import CONFORMANCE_DIR
 from tinysense.reference import Reference
@@ -114,7 +114,7 @@ def _tampered(package: bytes, at: int, fix_crc: bool) -> bytes:
     const_off = struct.unpack_from("<I", buf, 44)[0]
     buf[const_off + at] ^= 0x5A
     if fix_crc:
-        struct.pack_into("<I", buf, 8, zlib.crc32(buf[64:]) & 0xFFFFFFFF)
+        return seal(buf)
     return bytes(buf)
 
 

@@ -168,8 +168,9 @@ def test_conformance_arenas_not_larger_than_tflite_micro():
 def test_package_header_and_sections():
     pkg = convert_model(HELLO).package
     h = HEADER.unpack_from(pkg, 0)
-    assert h[0] == b"TSMP" and h[1] == 2 and h[2] == 64
-    assert binascii.crc32(pkg[64:]) == h[4] and h[5] == len(pkg)
+    assert h[0] == b"TSMP" and h[1] == 3 and h[2] == 64
+    # the CRC covers every byte but its own four (the header too)
+    assert binascii.crc32(pkg[12:], binascii.crc32(pkg[:8])) == h[4] and h[5] == len(pkg)
     assert h[13] == 64 and h[14] == 64 + h[6] * TENSOR.size
     assert h[16] % 4 == 0 and h[16] + h[17] == len(pkg)
 

@@ -74,3 +74,65 @@ def test_random_corruption_is_always_refused(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.split() == ["ValueError", "tsm", "200"], proc.stdout
+
+
+def _fuzz(tmp_path, data: bytes, *mode: str) -> dict[str, int]:
+    """fuzz_every.py's outcome counts for `data` (all its cases in one MicroPython process)."""
+    from tinysense.formats.tsm import CRC_SPAN
+    f = tmp_path / "m.tsm"
+    f.write_bytes(data)
+    env = micropython_env(str(REPO / "firmware"))
+    proc = subprocess.run([micropython_exe(), "-X", "heapsize=1M",
+                           str(SCRIPT.with_name("fuzz_every.py")), str(f),
+                           *map(str, CRC_SPAN), *mode], env=env, capture_output=True,
+                          text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr   # never a crash
+    kinds = {}
+    for line in proc.stdout.splitlines():
+        *k, n = line.rsplit(" ", 1)
+        kinds[k[0]] = int(n)
+    return kinds
+
+
+def _activity() -> bytes:
+    from tinysense.convert import convert_model
+    return convert_model(REPO / "models" / "activity" / "model.tflite").package
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["ram", "stream"])
+@pytest.mark.parametrize("which", ["hello_world", "activity"])
+def test_every_truncation_and_byte_flip_is_one_error(tmp_path, which, stream):
+    """Every truncation, every one-byte flip (two per byte), and every flip with the CRC
+    recomputed (a crafted package): ValueError("tsm: ...") or a package that loads and runs,
+    never a crash or another error type. Streaming flips the tables (before const_off)."""
+    data = GOOD if which == "hello_world" else _activity()
+    kinds = _fuzz(tmp_path, data, *(["stream"] if stream else []))
+    n = len(data)
+    const_off = struct.unpack_from("<I", data, 44)[0]
+    flips = 2 * (const_off if stream else n)
+    assert kinds.pop("original accepted") == 1
+    assert kinds.pop("truncated ValueError-tsm") == n
+    assert kinds.pop("padded ValueError-tsm") == 1
+    assert kinds.pop("flipped ValueError-tsm") == flips   # the CRC covers every byte
+    resealed = kinds.pop("resealed ValueError-tsm") + kinds.pop("resealed accepted", 0)
+    assert resealed == flips - 2 * 4                      # the CRC's own bytes are skipped
+    assert kinds == {}, kinds
+
+
+def test_crafted_arena_size_is_refused(tmp_path):
+    """The issue's crash: arena_size zeroed (CRC recomputed, as a crafter would)."""
+    from tinysense.convert.writer import seal
+    for data in (GOOD, _activity()):
+        b = bytearray(data)
+        b[24:28] = bytes(4)
+        lines = _load(tmp_path, bytes(b))
+        assert lines[0].startswith("ValueError tsm: CRC mismatch"), lines   # unsealed
+        for stream in (False, True):
+            lines = _load(tmp_path, seal(b), stream=stream)
+            assert lines[0].startswith("ValueError tsm: arena_size 0 does not match"), lines
+
+
+def test_old_version_asks_to_reconvert(tmp_path):
+    lines = _load(tmp_path, GOOD[:4] + b"\x02" + GOOD[5:])
+    assert lines[0].startswith("ValueError tsm: version 2 not supported"), lines
+    assert "reconvert" in lines[0]

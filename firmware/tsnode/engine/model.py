@@ -172,14 +172,9 @@ def open_streaming(path, kernels="auto"):
     """A Model that keeps `path` open and reads each op's constants when it runs: the heap
     holds the tables, the arena and one buffer the size of the largest op's constants."""
     f = open(path, "rb")
-    head = bytearray(loader.HEADER_SIZE)
-    f.readinto(head)
-    at = loader.H_CONST_OFF
-    const_off = int.from_bytes(head[at:at + 4], "little")
-    if head[:4] != loader.MAGIC or const_off < loader.HEADER_SIZE:
+    try:
+        buf = loader.read_tables(f)
+    except ValueError:
         f.close()
-        raise ValueError("tsm: bad magic or header (not a .tsm package)")
-    buf = bytearray(const_off)
-    f.seek(0)
-    f.readinto(buf)
+        raise
     return Model(buf, f, kernels)

@@ -78,11 +78,21 @@ def pack(tensor_rows, lowered, inputs, outputs, arena_size, scratch_size, offset
     assert HEADER.size + len(body) == const_off
     body += const
     total = HEADER.size + len(body)
-    crc = binascii.crc32(body) & 0xFFFFFFFF
-    head = HEADER.pack(MAGIC, VERSION, HEADER.size, 0, crc, total, n_t, len(lowered),
-                       len(inputs), len(outputs), 0, arena_size, scratch_size, tensors_off,
-                       ops_off, ops_size, const_off, len(const), io_off, b"\0" * 8)
-    return head + bytes(body)
+    fields = (total, n_t, len(lowered), len(inputs), len(outputs), 0, arena_size,
+              scratch_size, tensors_off, ops_off, ops_size, const_off, len(const), io_off,
+              b"\0" * 8)
+    head = HEADER.pack(MAGIC, VERSION, HEADER.size, 0, 0, *fields)
+    return seal(head + bytes(body))
+
+
+def seal(package: bytes | bytearray) -> bytes:
+    """`package` with its CRC field set: CRC-32 of every byte but the field's own four
+    (docs/formats/tsm.md)."""
+    b = bytearray(package)
+    at, end = tsm.CRC_SPAN
+    crc = binascii.crc32(b[end:], binascii.crc32(b[:at])) & 0xFFFFFFFF
+    b[at:end] = crc.to_bytes(4, "little")
+    return bytes(b)
 
 
 def write_atomic(data: bytes, out_path: str | Path) -> Path:

@@ -90,6 +90,8 @@ def params(opcode: str, each: tuple | list = (), **words) -> list:
 MAGIC = node_value(_LOADER, "MAGIC")
 VERSION = node_value(_LOADER, "VERSION")
 HEADER_SIZE = node_value(_LOADER, "HEADER_SIZE")
+# the CRC field [at, end): the CRC covers every other byte of the file
+CRC_SPAN = (node_value(_LOADER, "_CRC_AT"), node_value(_LOADER, "_CRC_END"))
 HEADER_FORMAT = node_value(_LOADER, "_HEADER")     # the fields up to the reserved tail
 TENSOR_FORMAT = node_value(_LOADER, "_TENSOR")
 TENSOR_SIZE = node_value(_LOADER, "_TENSOR_SIZE")
