@@ -39,6 +39,7 @@ def vnode(tmp_path_factory):
     try:
         with open_node(Target("virtual", vb.url, "provision test"), cfg) as node:
             deploy(node, src=src, build_dir=work / "build", progress=None)
+            node.board_dir = work / "board"   # for the key file mode test
             yield node
     finally:
         stop_board(str(cfg.path), work / "board")
@@ -144,3 +145,26 @@ def test_failed_install_is_repaired_by_rotate(vnode, tmp_path, monkeypatch):
     done = provision(vnode, 0x51, db=db, rotate=True)
     assert done.key_version == 2
     assert vnode.get("/uplink_key.bin") == _registry_key(db, 0x51).key
+
+
+def _mode(path) -> int:
+    import stat
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_key_files_are_owner_only(vnode, tmp_path):
+    """Every key writer: the node's uplink_key.bin (written by the VM in the virtual board's
+    flash directory, staged, rotated) and the host registry are 0600, the flash dir 0700."""
+    db = tmp_path / "keys" / "gateway.db"
+    for stale in ("/uplink_key.bin", "/uplink.json", "/uplink_ctr.a", "/uplink_ctr.b"):
+        if vnode.exists(stale):
+            vnode.remove(stale)
+    provision(vnode, 0x2C, db=db, transport="udp", gateway="127.0.0.1:47999")
+    flash = vnode.board_dir / "flash"
+    assert _mode(flash / "uplink_key.bin") == 0o600
+    assert _mode(flash) == 0o700
+    assert _mode(db) == 0o600
+    provision(vnode, 0x2C, db=db, rotate=True, discard_queue=True)
+    assert _mode(flash / "uplink_key.bin") == 0o600
+    for f in db.parent.iterdir():   # the registry and any journal SQLite keeps beside it
+        assert _mode(f) == 0o600, f

@@ -160,7 +160,12 @@ class Supervisor:
 
     def spawn(self, raw: bool) -> None:
         """Start the unix port: boot.py, then main.py (friendly mode only), then its REPL."""
-        self.flash_dir.mkdir(parents=True, exist_ok=True)
+        self.flash_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # the node's files hold its uplink key: owner-only, as the VM creates them (umask set
+        # in main) and for a flash directory an older tinysense left 0755 / 0644
+        self.flash_dir.chmod(0o700)
+        for key in self.flash_dir.glob("uplink_key*"):
+            key.chmod(0o600)
         romfs = self._romfs_image()
         # A board maps ROMFS from flash; the unix port must read it into its GC heap, so the
         # heap grows by the image size to keep the app's budget what the board config says.
@@ -475,7 +480,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tcp", type=int)
     parser.add_argument("--parent", type=int)
     args = parser.parse_args(argv)
-    args.dir.mkdir(parents=True, exist_ok=True)
+    os.umask(0o077)   # the VM inherits it: every file the node writes (its key) is 0600
+    args.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     sup = Supervisor(board=args.board, board_dir=args.dir, micropython=args.micropython,
                      heap=args.heap, tcp=args.tcp, parent=args.parent)
     sup.serve()
