@@ -175,6 +175,7 @@ class Gateway:
         # cipher object made once, used to open frames and seal acks. Changed only where
         # self.keys is re-read (_set_key), so it never holds a key the cache dropped.
         self._ciphers: dict[int, tuple[int, AESCCM]] = {}
+        self._generation = self.keys.poll()   # dropped with the key cache (registry changed)
         self._downlink: dict[tuple[int, int], list[int]] = {}  # -> [next, end)
         self._dropped: dict[int, int] = {}  # device -> highest dropped_total seen
         self._log_second = 0
@@ -193,6 +194,9 @@ class Gateway:
         accepted: list[tuple] | None = [] if self.on_frame is not None else None
         batch_rejects: Counter[str] = Counter()
         now = self.clock()
+        if self.keys.poll() != self._generation:   # rotated or removed by another process
+            self._ciphers.clear()
+            self._generation = self.keys.generation
         one = self._one
         for frame, source in items:
             try:

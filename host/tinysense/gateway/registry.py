@@ -122,6 +122,11 @@ class KeyCache:
     Positive lookups are cached; a miss or a failed tag re-reads the database at most once
     per `refresh_s` per device, so a device provisioned or rotated while the gateway runs is
     picked up, and a flood of frames for unknown devices costs one query per second each.
+    `poll()` (the gateway calls it per batch) asks SQLite at most once per `refresh_s`
+    whether another connection committed to the database (`PRAGMA data_version`: a
+    `provision --rotate` or `devices --remove` from another process); if so the whole cache
+    is dropped and `generation` goes up, so a rotated key or a removed device takes effect
+    within `refresh_s`, old-key frames included.
     """
 
     def __init__(self, registry: Registry, refresh_s: float = 1.0, clock=time.monotonic):
@@ -130,6 +135,25 @@ class KeyCache:
         self.clock = clock
         self._keys: dict[int, DeviceKey | None] = {}
         self._checked: dict[int, float] = {}
+        self.generation = 0
+        self._polled: float | None = None
+        self._data_version: int | None = None
+
+    def poll(self) -> int:
+        """The cache's generation, after dropping it if the database changed (at most one
+        query per `refresh_s`)."""
+        now = self.clock()
+        if self._polled is not None and 0 <= now - self._polled < self.refresh_s:
+            return self.generation
+        self._polled = now
+        version = self.registry.conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:
+            if self._data_version is not None:
+                self._keys.clear()
+                self._checked.clear()
+                self.generation += 1
+            self._data_version = version
+        return self.generation
 
     def get(self, device_id: int) -> DeviceKey | None:
         if device_id in self._keys:
