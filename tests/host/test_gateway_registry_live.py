@@ -68,7 +68,7 @@ def test_rotation_and_removal_reach_a_running_gateway_process(tmp_path):
             refused_old.append(ctr)
         ctr += 1
         assert _acked(sock, gw.port, k2, ctr)            # the new key works
-        Registry(conn).remove(DEV)                       # devices --remove
+        Registry(conn).remove(DEV)                       # removed by another process
         conn.commit()
         refused_gone = []
         deadline = time.monotonic() + 60

@@ -124,7 +124,7 @@ class KeyCache:
     picked up, and a flood of frames for unknown devices costs one query per second each.
     `poll()` (the gateway calls it per batch) asks SQLite at most once per `refresh_s`
     whether another connection committed to the database (`PRAGMA data_version`: a
-    `provision --rotate` or `devices --remove` from another process); if so the whole cache
+    `provision --rotate` or a removal from another process); if so the whole cache
     is dropped and `generation` goes up, so a rotated key or a removed device takes effect
     within `refresh_s`, old-key frames included.
     """
