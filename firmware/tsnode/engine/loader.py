@@ -78,7 +78,7 @@ class Package:
                 or self.io_off + 4 * ((k + 1) // 2) != self.const_off
                 or self.const_off + self.const_size != n or self.ops_size & 3):
             raise ValueError("tsm: inconsistent section offsets")
-        if (not self.n_tensors or not self.n_ops or not self.n_inputs or not self.n_outputs
+        if (not self.n_tensors or not self.n_inputs or not self.n_outputs
                 or k > self.n_tensors or self.ops_size < self.n_ops * _OPHEAD_SIZE):
             raise ValueError("tsm: bad counts (%d tensors, %d ops, %d inputs, %d outputs)"
                              % (self.n_tensors, self.n_ops, self.n_inputs, self.n_outputs))
