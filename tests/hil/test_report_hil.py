@@ -77,7 +77,7 @@ def test_report_of_a_real_mismatch(node, board_config, tmp_path):
     assert {"output-0", "op-errors", "latency", "heap"} <= set(plots)
     assert plots["op-errors"]["rect"] == len(d["op_errors"])
     text = page.read_text()
-    assert "MISMATCH" in text and "first op whose output differs" in text
+    assert "MISMATCH" in text and "(CONV_2D) is the first whose output differs" in text
     assert 'stroke="#222"' in text  # mismatching output values are drawn outlined in red
 
 
