@@ -113,8 +113,7 @@ class Package:
         if self.arena_size != (top + 3) & ~3 or self.arena_size > _MAX_BUFFER:
             raise ValueError("tsm: arena_size %d does not match its tensors (%d bytes)"
                              % (self.arena_size, top))
-        if (self.scratch_size & 3 or self.scratch_size
-                > 8 * self.const_size + self.arena_size + 16):
+        if self.scratch_size & 3 or self.scratch_size > _MAX_BUFFER:
             raise ValueError("tsm: scratch_size %d out of range" % self.scratch_size)
         ins, outs = self.io()
         for i in ins + outs:

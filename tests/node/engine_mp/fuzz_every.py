@@ -67,7 +67,8 @@ for pos in range(last):
         if at <= pos < end:
             continue   # flipping the CRC itself: resealing restores the original
         seal(b)
-        count("resealed", load(b, not ops_off <= pos < ops_end))
+        case = "resealed-scratch" if 28 <= pos < 32 else "resealed"   # H_SCRATCH_SIZE
+        count(case, load(b, not ops_off <= pos < ops_end))
 count("original", load(bytearray(good), True))
 for k in sorted(kinds):
     print(k, kinds[k])
