@@ -41,6 +41,26 @@ def _stored(db) -> set[int]:
         conn.close()
 
 
+def _until_refused(sock, port, key, ctr):
+    """Send frames sealed with `key` (counters after `ctr`) until the gateway refuses one
+    (a generous 60 s deadline: a loaded machine), then three more that must be refused too.
+    Returns (last counter, the refused counters; empty if none was refused in time)."""
+    refused = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ctr += 1
+        if not _acked(sock, port, key, ctr):
+            refused.append(ctr)
+            break
+        time.sleep(0.2)
+    if refused:
+        for _ in range(3):                       # and it keeps refusing
+            ctr += 1
+            assert not _acked(sock, port, key, ctr)
+            refused.append(ctr)
+    return ctr, refused
+
+
 def test_rotation_and_removal_reach_a_running_gateway_process(tmp_path):
     db = tmp_path / "gateway.db"
     conn = open_db(db)
@@ -53,36 +73,14 @@ def test_rotation_and_removal_reach_a_running_gateway_process(tmp_path):
     try:
         assert _acked(sock, gw.port, k1, ctr)
         Registry(conn).set_key(DEV, k2, rotate=True)   # another process: provision --rotate
-        refused_old = []
-        deadline = time.monotonic() + 60                # generous: a loaded machine
-        while time.monotonic() < deadline:
-            ctr += 1
-            if not _acked(sock, gw.port, k1, ctr):
-                refused_old.append(ctr)
-                break
-            time.sleep(0.2)
+        ctr, refused_old = _until_refused(sock, gw.port, k1, ctr)
         assert refused_old, "the gateway kept accepting the old key"
-        for _ in range(3):                               # and keeps refusing it
-            ctr += 1
-            assert not _acked(sock, gw.port, k1, ctr)
-            refused_old.append(ctr)
         ctr += 1
         assert _acked(sock, gw.port, k2, ctr)            # the new key works
         Registry(conn).remove(DEV)                       # removed by another process
         conn.commit()
-        refused_gone = []
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            ctr += 1
-            if not _acked(sock, gw.port, k2, ctr):
-                refused_gone.append(ctr)
-                break
-            time.sleep(0.2)
+        ctr, refused_gone = _until_refused(sock, gw.port, k2, ctr)
         assert refused_gone, "the gateway kept accepting a removed device"
-        for _ in range(3):
-            ctr += 1
-            assert not _acked(sock, gw.port, k2, ctr)
-            refused_gone.append(ctr)
     finally:
         sock.close()
         gw.interrupt()
