@@ -3,8 +3,6 @@
 import micropython
 from micropython import const
 
-from tsnode.engine.kconv import flip
-
 # Parameter words of DEPTHWISE_CONV_2D (docs/formats/tsm.md): the single definition of
 # their order (host/tinysense/formats/tsm.py reads them; WIDE: appended at load).
 _DW_INPUT = const(0)
@@ -38,15 +36,16 @@ _DW_WIDE = const(27)
 
 
 @micropython.viper
-def dwconv(arena, cb: ptr8, p: ptr32, sc: ptr8):
+def dwconv(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
     """Depthwise. Input flipped to x' = x+128, so x - zp = x' - c1 (c1 = 128 + zp). 3x3 filters
     (multiplier 1) run 9 unrolled taps from a precomputed K0 = bias - c1*sum(w); other
     filters list each pixel's in-image taps and add (w)(x' - c1).
 
-    `arena` stays an object so flip() gets the bytearray, not a native pointer: a pointer
-    passed to another viper function becomes an int object, and an address >= 2^30 (RV32
-    QEMU, ESP32-C6/P4) is then a long int allocated on the heap at every call."""
-    ar = ptr8(arena)
+    The flip is inlined (as in kconv): a native pointer passed to another viper function
+    becomes an int object, and an address >= 2^30 (RV32 QEMU, ESP32-C6/P4) is then a long
+    int allocated on the heap at every call. The per-channel loops walk `ar` and `cb`
+    (locals 0 and 1, the only register locals in mpy-cross viper code on RV32) as input and
+    weight pointers; the arena is used through the stack copy `arp`."""
     one = 1
     sb = one << 31
     h30 = one << 30
@@ -84,6 +83,7 @@ def dwconv(arena, cb: ptr8, p: ptr32, sc: ptr8):
     d1 = dw * ic
     r1 = dh * iw * ic
     arb = int(ar)
+    arp = ar
     # out-of-image taps point at scratch bytes equal to c1 (x' - c1 = 0): with K0 folded in,
     # every pixel of a 3x3 filter runs the same 9 unrolled taps
     zb = int(sc) + 8 * nt_all
@@ -92,7 +92,20 @@ def dwconv(arena, cb: ptr8, p: ptr32, sc: ptr8):
     while i < ic:
         zq[i] = c1
         i += 1
-    flip(arena, in_off, nb * ih * iw * ic)
+    # flip the input in place; undone at the end
+    fw = ptr32(arb + in_off)
+    fk = 0x20202020
+    fk = fk << 2       # 0x80808080, built at run time (not a small int on 32-bit)
+    fn = nb * ih * iw * ic
+    fn4 = fn >> 2
+    i = 0
+    while i < fn4:
+        fw[i] = fw[i] ^ fk
+        i += 1
+    i = fn4 << 2
+    while i < fn:
+        arp[in_off + i] = arp[in_off + i] ^ 0x80
+        i += 1
     dst = p[_DW_OUTPUT]
     b = 0
     while b < nb:
@@ -110,25 +123,26 @@ def dwconv(arena, cb: ptr8, p: ptr32, sc: ptr8):
                     h0 = 1 if x0 >= 0 and x0 < iw else 0
                     h1 = 1 if x0 + dw >= 0 and x0 + dw < iw else 0
                     h2 = 1 if x0 + dw + dw >= 0 and x0 + dw + dw < iw else 0
-                    q0 = ptr8(pix if v0 and h0 else zb)
-                    q1 = ptr8(pix + d1 if v0 and h1 else zb)
-                    q2 = ptr8(pix + d1 + d1 if v0 and h2 else zb)
-                    q3 = ptr8(pix + r1 if v1 and h0 else zb)
-                    q4 = ptr8(pix + r1 + d1 if v1 and h1 else zb)
-                    q5 = ptr8(pix + r1 + d1 + d1 if v1 and h2 else zb)
-                    q6 = ptr8(pix + r1 + r1 if v2 and h0 else zb)
-                    q7 = ptr8(pix + r1 + r1 + d1 if v2 and h1 else zb)
-                    q8 = ptr8(pix + r1 + r1 + d1 + d1 if v2 and h2 else zb)
+                    # tap offsets from the walking channel pointer ar (starts at zb)
+                    q0 = (pix if v0 and h0 else zb) - zb
+                    q1 = (pix + d1 if v0 and h1 else zb) - zb
+                    q2 = (pix + d1 + d1 if v0 and h2 else zb) - zb
+                    q3 = (pix + r1 if v1 and h0 else zb) - zb
+                    q4 = (pix + r1 + d1 if v1 and h1 else zb) - zb
+                    q5 = (pix + r1 + d1 + d1 if v1 and h2 else zb) - zb
+                    q6 = (pix + r1 + r1 if v2 and h0 else zb) - zb
+                    q7 = (pix + r1 + r1 + d1 if v2 and h1 else zb) - zb
+                    q8 = (pix + r1 + r1 + d1 + d1 if v2 and h2 else zb) - zb
                     o = 0
-                    wo = wb
+                    cb = ptr8(wb)
+                    ar = zq
                     while o < oc:
-                        w = ptr8(wo)
                         acc = ((k0[o] ^ sb) - sb) + (
-                            (w[0] - 128) * q0[o] + (w[1] - 128) * q1[o]
-                            + (w[2] - 128) * q2[o] + (w[3] - 128) * q3[o]
-                            + (w[4] - 128) * q4[o] + (w[5] - 128) * q5[o]
-                            + (w[6] - 128) * q6[o] + (w[7] - 128) * q7[o]
-                            + (w[8] - 128) * q8[o])
+                            (cb[0] - 128) * ar[q0] + (cb[1] - 128) * ar[q1]
+                            + (cb[2] - 128) * ar[q2] + (cb[3] - 128) * ar[q3]
+                            + (cb[4] - 128) * ar[q4] + (cb[5] - 128) * ar[q5]
+                            + (cb[6] - 128) * ar[q6] + (cb[7] - 128) * ar[q7]
+                            + (cb[8] - 128) * ar[q8])
                         a = acc
                         m = ms[o]
                         s = (ss[o] ^ sb) - sb
@@ -177,9 +191,10 @@ def dwconv(arena, cb: ptr8, p: ptr32, sc: ptr8):
                             t = amin
                         if t > amax:
                             t = amax
-                        ar[dst + o] = t
+                        arp[dst + o] = t
                         o += 1
-                        wo += 9
+                        cb = ptr8(int(cb) + 9)
+                        ar = ptr8(int(ar) + 1)
                     dst += oc
                     ox += 1
                     continue
@@ -202,11 +217,12 @@ def dwconv(arena, cb: ptr8, p: ptr32, sc: ptr8):
                 while c < ic:
                     k = 0
                     while k < mult:
-                        w = ptr8(wb + o * nt_all)
+                        cb = ptr8(wb + o * nt_all)
+                        ar = ptr8(arb + c)
                         acc = (bs[o] ^ sb) - sb
                         j = 0
                         while j < nt:
-                            acc += (w[tidx[j]] - 128) * (ar[toff[j] + c] - c1)
+                            acc += (cb[tidx[j]] - 128) * (ar[toff[j]] - c1)
                             j += 1
                         a = acc
                         m = ms[o]
@@ -256,7 +272,7 @@ def dwconv(arena, cb: ptr8, p: ptr32, sc: ptr8):
                             t = amin
                         if t > amax:
                             t = amax
-                        ar[dst + o] = t
+                        arp[dst + o] = t
                         o += 1
                         k += 1
                     c += 1
@@ -264,4 +280,11 @@ def dwconv(arena, cb: ptr8, p: ptr32, sc: ptr8):
                 ox += 1
             oy += 1
         b += 1
-    flip(arena, in_off, nb * ih * iw * ic)
+    i = 0
+    while i < fn4:
+        fw[i] = fw[i] ^ fk
+        i += 1
+    i = fn4 << 2
+    while i < fn:
+        arp[in_off + i] = arp[in_off + i] ^ 0x80
+        i += 1
