@@ -56,6 +56,25 @@ def test_compile_reuses_fresh_outputs(tmp_path):
     assert {f.remote for f in first} == {"/tsnode/a.mpy", "/main.py"}
 
 
+def test_compile_follows_the_source_bytes_not_their_mtime(tmp_path):
+    """A source replaced by one with an older mtime (cp -p, rsync, tar, a copied build
+    directory) is recompiled: outputs are reused only for the very bytes they came from."""
+    import os
+
+    src = tmp_path / "fw"
+    (src / "tsnode").mkdir(parents=True)
+    a = src / "tsnode" / "a.py"
+    a.write_text("X = 1\n")
+    first = compile_firmware("x64", src, tmp_path / "build")
+    a.write_text("X = 2222\n")
+    os.utime(a, ns=(1, 1))                       # older than the compiled .mpy
+    second = compile_firmware("x64", src, tmp_path / "build")
+    assert first != second                       # recompiled
+    a.write_text("X = 1\n")
+    os.utime(a, ns=(1, 1))
+    assert compile_firmware("x64", src, tmp_path / "build") == first
+
+
 def _file(remote: str, data: bytes) -> DeployFile:
     return DeployFile(remote, hashlib.sha256(data).hexdigest(), len(data), data=data)
 

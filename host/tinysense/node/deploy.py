@@ -129,8 +129,8 @@ def compile_firmware(arch: str | None, src: str | os.PathLike = FIRMWARE_DIR,
     Args:
         arch: an mpy-cross -march name (xtensawin, rv32imc, x64, ...), or None.
         src: the firmware directory.
-        build_dir: output directory; default build/<arch>/ in the repository. Files newer
-            than their source are reused.
+        build_dir: output directory; default build/<arch>/ in the repository. A .mpy
+            compiled from the same source bytes (by the same mpy-cross) is reused.
 
     Returns:
         The files to deploy, with their node paths and hashes.
@@ -153,14 +153,22 @@ def compile_firmware(arch: str | None, src: str | os.PathLike = FIRMWARE_DIR,
         source = src / rel
         if rel.suffix == ".py" and rel.as_posix() not in SOURCE_ONLY:
             target = out_dir / rel.with_suffix(".mpy")
-            if not target.is_file() or target.stat().st_mtime_ns < source.stat().st_mtime_ns:
-                jobs.append((source, rel, target))
+            # reused only when compiled from these very bytes (a sidecar holds the source's
+            # sha256): mtimes lie after cp -p, rsync, tar or a copied build directory
+            digest = _sha256(source.read_bytes())
+            sidecar = target.with_suffix(".src-sha256")
+            if not target.is_file() or not sidecar.is_file() or sidecar.read_text() != digest:
+                sidecar.unlink(missing_ok=True)
+                jobs.append((source, rel, target, sidecar, digest))
             files.append(("/" + rel.with_suffix(".mpy").as_posix(), target))
         else:
             files.append(("/" + rel.as_posix(), source))  # boot.py, main.py, data files
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        results = pool.map(lambda job: (job[1], _compile_one(exe, arch, *job)), jobs)
-        errors = [f"{rel}: {msg}" for rel, msg in results if msg]
+        results = list(pool.map(lambda job: (job, _compile_one(exe, arch, *job[:3])), jobs))
+        errors = [f"{job[1]}: {msg}" for job, msg in results if msg]
+    for job, msg in results:
+        if not msg:
+            job[3].write_text(job[4])   # after the .mpy: a kill in between recompiles
     if errors:
         raise TinysenseError(f"mpy-cross -march={arch} failed on {len(errors)} file(s): "
                              + " | ".join(errors))
