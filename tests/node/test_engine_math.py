@@ -113,3 +113,88 @@ def test_conv_kernel_requantize_exact(seed, kind, narrow):
             inside += amin < want < amax
     if seed < 2:
         assert inside > rows * units // 3, "too few unclamped outputs to test the rounding"
+
+
+_REQUANT_RUNNER = '''\
+import sys
+from array import array
+import micropython
+
+
+@micropython.viper
+def run(p: ptr32, n: int, wide: int, out: ptr32):
+    one = 1
+    sb = one << 31
+    h30 = one << 30
+    zo = 0
+    i = 0
+    while i < n:
+        a = (p[3 * i] ^ sb) - sb
+        m = p[3 * i + 1]
+        s = (p[3 * i + 2] ^ sb) - sb
+BLOCK
+        out[i] = t
+        i += 1
+
+
+with open(sys.argv[1], "rb") as f:
+    cases = array("i", f.read())
+n = len(cases) // 3
+out = array("i", [0] * n)
+run(cases, n, int(sys.argv[2]), out)
+print(" ".join(str(v) for v in out))
+'''
+
+
+def _requant_cases() -> list[tuple[int, int, int]]:
+    """(acc, multiplier, shift): every edge of the block's paths, ties and random triples.
+
+    The fast path takes -2^30 <= a < 2^30 (a after the left shift), the limb path the rest;
+    accumulators on both sides of that line and of the 15/16-bit limb splits, with the
+    multipliers at the ends of [2^30, 2^31) and at the limb splits of m. Left shifts only
+    where acc * 2^shift stays an int32 (beyond that tflite-micro's C overflows)."""
+    edges = [fp.INT32_MIN, fp.INT32_MIN + 1, -(1 << 30) - 1, -(1 << 30), -(1 << 30) + 1,
+             -(1 << 29), -65537, -65536, -32769, -32768, -32767, -1, 0, 1, 32767, 32768,
+             65535, 65536, (1 << 29), (1 << 30) - 1, 1 << 30, (1 << 30) + 1,
+             fp.INT32_MAX - 1, fp.INT32_MAX]
+    mults = [0, 1, 0xFFFF, 0x10000, 1 << 30, (1 << 30) + 1, (1 << 30) + 0xFFFF, 3 << 29,
+             (1 << 31) - 0x10000, (1 << 31) - 2, fp.INT32_MAX]
+    shifts = [-31, -30, -24, -14, -2, -1, 0, 1, 2, 5]
+    cases = [(a, m, s) for a in edges for m in mults for s in shifts
+             if fp.INT32_MIN <= a * (1 << max(s, 0)) <= fp.INT32_MAX]
+    # ties: a*m + 2^30 exactly divisible by 2^31 and RDBPOT's half-way remainders
+    cases += [(a, 1 << 30, s) for a in (-3, -1, 1, 3, -(1 << 20) - 1, (1 << 20) + 1)
+              for s in (-1, -2, -3)]
+    rng = np.random.default_rng(7)
+    for _ in range(3000):
+        bits = int(rng.integers(1, 32))
+        a = int(rng.integers(-(1 << bits), 1 << bits))
+        a = max(fp.INT32_MIN, min(fp.INT32_MAX, a))
+        s = int(rng.integers(-31, 3))
+        if not fp.INT32_MIN <= a * (1 << max(s, 0)) <= fp.INT32_MAX:
+            s = 0
+        cases.append((a, int(rng.integers(1 << 30, 1 << 31)), s))
+    return cases
+
+
+@pytest.mark.parametrize(("kind", "narrow"), MULTIPLY_PATHS)
+def test_requant_block_matches_tflite_math(kind, narrow):
+    """The viper requantization block (the text kconv.py carries; test_boundary keeps the
+    other copies identical) against MultiplyByQuantizedMultiplier on every path edge."""
+    import re
+    import textwrap
+    text = (REPO / "firmware" / "tsnode" / "engine" / "kconv.py").read_text()
+    block = re.search(r"^( *)# --- requant begin ---\n.*?^\1# --- requant end ---$",
+                      text, re.M | re.S).group(0)
+    runner = _REQUANT_RUNNER.replace("BLOCK", textwrap.indent(textwrap.dedent(block), " " * 8))
+    cases = _requant_cases()
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        (d / "requant_run.py").write_text(runner)
+        (d / "cases.bin").write_bytes(np.array(cases, "<i4").tobytes())
+        got = [int(v) for v in _mp([d / "requant_run.py", d / "cases.bin",
+                                    0 if narrow or kind == "x86" else 1], kind=kind).split()]
+    want = [fp.mbqm(a, m, s) for a, m, s in cases]
+    assert len(got) == len(cases)
+    bad = [(c, g, w) for c, g, w in zip(cases, got, want) if g != w]
+    assert not bad, f"{len(bad)} of {len(cases)} differ, first: {bad[:5]}"

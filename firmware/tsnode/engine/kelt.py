@@ -159,44 +159,52 @@ def _binary(ar: ptr8, cb: ptr8, p: ptr32, is_mul: int):
                     else:
                         a = ((t1[xa] ^ sb) - sb) + ((t2[xb] ^ sb) - sb)
                     # --- requant begin ---
-                    rs = 0
                     if s > 0:
                         a = a << s
+                        rs = 0
                     else:
                         rs = 0 - s
-                    if wide:   # exact 64-bit product: trunc((p + nudge) / 2^31) == (p + 2^30) >> 31
-                        t = (a * m + h30) >> 31
-                    else:
-                        neg = 0
-                        if a < 0:
-                            a = 0 - a
-                            neg = 1
-                        a0 = a & 0x7FFF
-                        a1 = (a >> 15) & 0x7FFF
-                        m0 = m & 0x7FFF
-                        m1 = (m >> 15) & 0x7FFF
-                        m2 = (m >> 30) & 1
-                        e1 = a1 * m0 + a0 * m1 + ((a0 * m0 + h30 - neg) >> 15)
-                        if a >= 0 and a < h30:   # |a| < 2^30: no third limb (|INT32_MIN| stays < 0)
-                            t = ((a1 * m1 + a0 * m2 + (e1 >> 15)) >> 1) + ((a1 * m2) << 14)
+                    if (a + h30) >> 31:   # a < -2^30 or a >= 2^30: rare
+                        if wide:   # 64-bit: trunc((p + nudge) / 2^31) == (p + 2^30) >> 31
+                            t = (a * m + h30) >> 31
                         else:
+                            neg = 0
+                            if a < 0:
+                                a = 0 - a
+                                neg = 1
+                            a0 = a & 0x7FFF
+                            a1 = (a >> 15) & 0x7FFF
                             a2 = (a >> 30) & 3
+                            m0 = m & 0x7FFF
+                            m1 = (m >> 15) & 0x7FFF
+                            m2 = (m >> 30) & 1
+                            e1 = a1 * m0 + a0 * m1 + ((a0 * m0 + h30 - neg) >> 15)
                             e2 = a2 * m0 + a1 * m1 + a0 * m2 + (e1 >> 15)
                             t = (e2 >> 1) + ((a2 * m1 + a1 * m2) << 14) + ((a2 * m2) << 29)
-                        if neg:
-                            t = 0 - t
-                    if rs > 0:
-                        if wide:   # RDBPOT: round half away from zero (no overflow in 64 bits)
-                            t = (t + (1 << (rs - 1)) + (t >> 31)) >> rs
-                        else:
-                            mask = (1 << rs) - 1
-                            rem = t & mask
-                            thr = mask >> 1
-                            if t < 0:
-                                thr += 1
-                            t = t >> rs
-                            if rem > thr:
-                                t += 1
+                            if neg:
+                                t = 0 - t
+                            if rs > 0:   # |t| up to 2^31: RDBPOT by remainder and threshold
+                                mask = (1 << rs) - 1
+                                rem = t & mask
+                                thr = mask >> 1
+                                if t < 0:
+                                    thr += 1
+                                t = t >> rs
+                                if rem > thr:
+                                    t += 1
+                                rs = 0
+                    else:
+                        # -2^30 <= a < 2^30 (nearly always): floor((a*m + 2^30) / 2^31) exact,
+                        # from 16/15-bit limbs of a and 15/16-bit limbs of m (0 <= m < 2^31),
+                        # no intermediate past 31 bits (docs/engine.md)
+                        ah = a >> 15
+                        al = a & 0x7FFF
+                        mh = m >> 16
+                        ml = m & 0xFFFF
+                        t = ah * mh + ((((ah * ml + ((al * ml) >> 15) + 0x8000) >> 1)
+                                         + al * mh) >> 15)
+                    if rs > 0:   # RDBPOT, half away from zero: |t| <= 2^30 or 64-bit
+                        t = (t + (1 << (rs - 1)) + (t >> 31)) >> rs
                     t += zo
                     # --- requant end ---
                     if t < amin:
