@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 
 from tinysense.errors import TinysenseError
-from tinysense.paths import BOARD_CONFIG_DIR
+from tinysense.paths import BOARD_CONFIG_DIR, installed_data_missing
 
 # esptool chip name -> the mpy architectures its cores can run. One table, no scattered ifs.
 CHIP_ARCHS = {
@@ -88,8 +88,18 @@ _FIELDS = {
 
 
 def available_boards() -> list[str]:
-    """Names of the boards with a config in board_configs/."""
-    return sorted(p.stem for p in BOARD_CONFIG_DIR.glob("*.toml"))
+    """Names of the boards with a config in board_configs/ (paths.BOARD_CONFIG_DIR).
+
+    Raises:
+        TinysenseError: tinysense is installed without its data, or the directory has none.
+    """
+    missing = installed_data_missing()
+    if missing:
+        raise TinysenseError(missing)
+    names = sorted(p.stem for p in BOARD_CONFIG_DIR.glob("*.toml"))
+    if not names:
+        raise TinysenseError(f"no board configs (*.toml) in {BOARD_CONFIG_DIR}")
+    return names
 
 
 def _bad(path: Path, field: str, why: str) -> TinysenseError:

@@ -300,7 +300,7 @@ def run_demo(target: str = "virtual", board: str | None = "ESP32_GENERIC", *,
         gateway_port: UDP port (0: any free port on the virtual board, 47800 for a board;
             unused on the RV32 board).
         wifi: (ssid, password) for a real board's /app.json.
-        workdir: state directory (default .tinysense/demo, emptied first): gateway.db,
+        workdir: state directory (default STATE_DIR/demo, emptied first): gateway.db,
             the virtual or RV32 board's flash, node.log.
     """
     from tinysense.boards import load_board

@@ -14,7 +14,7 @@ from tinysense.gateway.ingest import DEFAULT_BATCH
 
 def _db_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", default=env_default("TINYSENSE_GATEWAY_DB"),
-                        help="gateway SQLite file (default .tinysense/gateway.db; "
+                        help="gateway SQLite file (default STATE_DIR/gateway.db; "
                              "env TINYSENSE_GATEWAY_DB)")
 
 

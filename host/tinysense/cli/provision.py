@@ -22,7 +22,7 @@ def register(sub) -> None:
     p.add_argument("--gateway", metavar="HOST:PORT",
                    help="where the node sends (default: keep its setting, else 127.0.0.1:47800)")
     p.add_argument("--db", default=env_default("TINYSENSE_GATEWAY_DB"),
-                   help="gateway SQLite file (default .tinysense/gateway.db; "
+                   help="gateway SQLite file (default STATE_DIR/gateway.db; "
                         "env TINYSENSE_GATEWAY_DB)")
     p.set_defaults(func=_provision)
 

@@ -19,7 +19,7 @@ import functools
 import operator
 
 from tinysense.errors import TinysenseError
-from tinysense.paths import FIRMWARE_DIR
+from tinysense.paths import FIRMWARE_DIR, installed_data_missing
 
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
            ast.LShift: operator.lshift, ast.RShift: operator.rshift, ast.BitOr: operator.or_,
@@ -61,7 +61,8 @@ def _read(relpath: str) -> tuple[dict, dict]:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise NodeConstError(f"cannot read {path} ({exc.strerror}): the host takes the "
+        raise NodeConstError(installed_data_missing() or
+                             f"cannot read {path} ({exc.strerror}): the host takes the "
                              "constants it shares with the node from the firmware's source; "
                              "set TINYSENSE_ROOT to the repository") from None
     consts: dict = {}

