@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -63,8 +64,16 @@ class Gateway:
         self.log.close()
 
     def interrupt(self) -> int:
+        # generous: closing commits, acks and joins the transports' threads, which on a
+        # loaded machine (the suite must pass beside two busy processes) can take a while
         self.proc.send_signal(signal.SIGINT)
-        rc = self.proc.wait(20)
+        try:
+            rc = self.proc.wait(90)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.log.close()
+            raise AssertionError("gateway did not stop within 90 s of SIGINT; its stderr: "
+                                 + Path(self.log.name).read_text(errors="replace")[-2000:])
         self._reader.join(5)
         self.log.close()
         return rc
