@@ -161,3 +161,26 @@ def test_devices_lists_without_keys(filled_db, capsys):
         key = Registry(conn).lookup(dev).key
         assert key.hex() not in out
     conn.close()
+
+
+def test_devices_remove(filled_db, capsys):
+    """`devices remove ID` deletes the device and its key (its frames stay); an unknown id,
+    a bad id and a missing database are one-line errors that change nothing."""
+    assert main(["devices", "remove", "0x10", "--db", str(filled_db)]) == 0
+    assert "removed device 16 (0x00000010)" in capsys.readouterr().out
+    conn = open_db(filled_db)
+    assert Registry(conn).lookup(A) is None and Registry(conn).lookup(B) is not None
+    assert conn.execute("SELECT COUNT(*) FROM frames WHERE device_id=?", (A,)).fetchone()[0] == 3
+    conn.close()
+    assert main(["devices", "--db", str(filled_db)]) == 0
+    listed = capsys.readouterr().out
+    assert "00000020" in listed and "00000010" not in listed
+    # --db before the sub-command counts too
+    assert main(["devices", "--db", str(filled_db), "remove", "16"]) == 1
+    err = capsys.readouterr().err
+    assert "is not in the registry" in err and err.count("\n") == 1
+    assert main(["devices", "remove", "nope", "--db", str(filled_db)]) == 1
+    assert "bad device id" in capsys.readouterr().err
+    missing = filled_db.parent / "nope.db"
+    assert main(["devices", "remove", "32", "--db", str(missing)]) == 1
+    assert "no gateway database" in capsys.readouterr().err and not missing.exists()

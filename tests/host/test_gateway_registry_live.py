@@ -5,6 +5,8 @@ on (at most KeyCache.refresh_s = 1 s later), not only after a restart or a new-k
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -77,8 +79,11 @@ def test_rotation_and_removal_reach_a_running_gateway_process(tmp_path):
         assert refused_old, "the gateway kept accepting the old key"
         ctr += 1
         assert _acked(sock, gw.port, k2, ctr)            # the new key works
-        Registry(conn).remove(DEV)                       # removed by another process
-        conn.commit()
+        removed = subprocess.run(                        # `tinysense devices remove`
+            [sys.executable, "-m", "tinysense", "devices", "remove", hex(DEV), "--db", str(db)],
+            capture_output=True, text=True, timeout=60)
+        assert removed.returncode == 0, removed.stderr
+        assert f"removed device {DEV} (0x{DEV:08x})" in removed.stdout
         ctr, refused_gone = _until_refused(sock, gw.port, k2, ctr)
         assert refused_gone, "the gateway kept accepting a removed device"
     finally:

@@ -54,9 +54,21 @@ def register(sub) -> None:
     _db_arg(p)
     p.set_defaults(func=_uplinks)
 
-    p = sub.add_parser("devices", help="list the devices in the gateway registry (no keys)")
+    p = sub.add_parser("devices", help="list the devices in the gateway registry (no keys); "
+                                        "`devices remove ID` removes one",
+                       description="List the registered devices (never their keys), or remove "
+                                   "one: a running gateway refuses its frames from its next "
+                                   "registry poll (within a second); stored frames are kept.")
     _db_arg(p)
     p.set_defaults(func=_devices)
+    dsub = p.add_subparsers(dest="action", metavar="{remove}")
+    r = dsub.add_parser("remove", help="remove a device and its key from the registry")
+    r.add_argument("device_id", help="the device id (42 or 0x2a)")
+    # SUPPRESS: `devices --db X remove ID` keeps X (a sub-parser default would overwrite it)
+    r.add_argument("--db", default=argparse.SUPPRESS,
+                   help="gateway SQLite file (default STATE_DIR/gateway.db; env "
+                        "TINYSENSE_GATEWAY_DB)")
+    r.set_defaults(func=_devices_remove)
 
     p = sub.add_parser("bench-gateway", help="measure the gateway's sustained ingest rate",
                        description="Seal frames for many devices, then ingest them "
@@ -132,6 +144,33 @@ def _devices(args) -> int:
     for d in devices:
         print(f"{d['device']:10} {d['device_id']:10d} {d['key_version']:5d} {d['frames']:8d}  "
               f"{d['last_seen'] or '-':29}  {d['created']}")
+    return 0
+
+
+def _devices_remove(args) -> int:
+    from pathlib import Path
+
+    from tinysense.gateway import Registry, open_db
+    from tinysense.gateway.run import parse_device_id
+    from tinysense.gateway.store import DEFAULT_DB
+
+    device_id = parse_device_id(args.device_id)
+    path = Path(args.db) if args.db is not None else DEFAULT_DB
+    if not path.exists():
+        raise TinysenseError(f"no gateway database at {path}; point --db at one")
+    try:
+        conn = open_db(path)
+        try:
+            removed = Registry(conn).remove(device_id)
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise _damaged(path, exc) from None
+    if not removed:
+        raise TinysenseError(f"device {device_id} (0x{device_id:08x}) is not in the registry "
+                             f"{path} (`tinysense devices` lists them)")
+    print(f"removed device {device_id} (0x{device_id:08x}) and its key from {path}; a running "
+          "gateway refuses its frames from now on (its stored frames are kept)")
     return 0
 
 
