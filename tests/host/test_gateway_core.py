@@ -227,6 +227,27 @@ def test_key_rotation_while_running(rig):
     assert rows.fetchall() == [(1, 0), (2, 0)]
 
 
+def test_removed_then_reprovisioned_device_is_stored_again(rig):
+    """`devices remove` then `provision` of the same id: the node starts again at counter 0
+    under its new key; the registry must give a key version no stored frame has, else
+    those frames are taken for duplicates (acked, never stored)."""
+    for c in range(3):
+        assert rig.acked(rig.gw.handle(rig.frame(c), "a")) == [c]
+    other_conn = sqlite3.connect(rig.path)  # another process: devices remove, provision
+    assert Registry(other_conn).remove(DEV)
+    other_conn.commit()
+    new = new_key()
+    assert Registry(other_conn).set_key(DEV, new).key_version == 2
+    other_conn.close()
+    rig.gw.keys.refresh_s = 0
+    rig.keys[DEV] = new
+    for c in range(2):
+        assert rig.acked(rig.gw.handle(rig.frame(c), "a")) == [c]
+    rows = rig.conn.execute("SELECT key_version, counter FROM frames ORDER BY key_version, "
+                            "counter").fetchall()
+    assert rows == [(1, 0), (1, 1), (1, 2), (2, 0), (2, 1)]
+
+
 def test_keys_never_reach_logs_or_reprs(rig, caplog):
     caplog.set_level(logging.DEBUG, logger="tinysense")
     rig.gw.handle(rig.frame(1), "a")

@@ -90,7 +90,15 @@ class Registry:
                                     (device_id,)).fetchone()
             now = time.time()
             if row is None:
-                version = 1
+                # a device removed and provisioned again must not reuse a key version that
+                # frames (or downlink counters) were stored under: its node restarts at
+                # counter 0, and (device, key version, counter) already stored would make
+                # its new frames duplicates (acked, never stored)
+                used = self.conn.execute(
+                    "SELECT MAX(v) FROM (SELECT MAX(key_version) AS v FROM frames WHERE "
+                    "device_id=?1 UNION ALL SELECT MAX(key_version) FROM downlink WHERE "
+                    "device_id=?1)", (device_id,)).fetchone()[0]
+                version = (used or 0) + 1
                 self.conn.execute(
                     "INSERT INTO devices(device_id, key, key_version, created, rotated) "
                     "VALUES(?,?,?,?,NULL)", (device_id, bytes(key), version, now))
