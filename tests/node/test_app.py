@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import KERNELS, REPO, micropython_env, micropython_exe, natmod_dir, run_micropython
+from conftest import (KERNELS, REPO, micropython_env, micropython_exe, natmod_dir,
+                      run_micropython, unix_kind_exe)
 
 from tinysense.convert import convert_model
 from tinysense.targets.virtual import unix_port_arch
@@ -43,10 +44,11 @@ def packages(tmp_path_factory) -> dict[str, Path]:
 
 
 def run_app(tmp_path: Path, app: dict, *, uplink: bool = True, crash_reads=(),
-            check: bool = True, fake_mpu: bool = False,
-            natmod: Path | None = None) -> tuple[list[dict], dict, str, int]:
+            check: bool = True, fake_mpu: bool = False, natmod: Path | None = None,
+            heap: str = "512K", exe: str | None = None) -> tuple[list[dict], dict, str, int]:
     """Run the app; return (decoded frames in order, app stats, stdout, exit status).
-    natmod: a directory with tsnn.mpy for the unix port's arch, put on the path."""
+    natmod: a directory with tsnn.mpy for the unix port's arch, put on the path; heap: the
+    GC heap (-X heapsize); exe: the unix port (default: the one the node tests run)."""
     root = tmp_path / "node"
     root.mkdir(exist_ok=True)
     args = {"root": str(root), "app": app, "key": KEY.hex() if uplink else None,
@@ -55,7 +57,8 @@ def run_app(tmp_path: Path, app: dict, *, uplink: bool = True, crash_reads=(),
                           + ([str(natmod)] if natmod else []))
     # arguments in a file: the unix-port wrapper crashes on argv strings over ~256 bytes
     (tmp_path / "args.json").write_text(json.dumps(args))
-    proc = subprocess.run([micropython_exe(), "-X", "heapsize=512K", str(APP_MP / "app_run.py"),
+    proc = subprocess.run([exe or micropython_exe(), "-X", f"heapsize={heap}",
+                           str(APP_MP / "app_run.py"),
                            str(tmp_path / "args.json")], env=env, capture_output=True,
                           text=True, timeout=120)
     if check and proc.returncode != 0:
@@ -336,3 +339,24 @@ def test_pacer_light_sleeps_far_apart_samples_and_times_close_ones():
     assert int(shortest) > 150  # it slept most of each period, not in slices
     assert lines[1] == "timer False [50]"
     assert lines[2] == "stopped [50, 'deinit']"
+
+
+def test_the_app_boots_with_the_full_meta_on_the_esp32_generic_heap(packages, tmp_path):
+    """docs/app.md allows the model's whole meta.json as /models/<name>.json: on
+    ESP32_GENERIC's heap every one of six boots must reach the loop and finish, not die with
+    MemoryError. The 32-bit build, whose objects have an ESP32's sizes, with the board's
+    heap_budget as its GC heap (the 64-bit build needs up to twice that for the same
+    objects: with the budget in bytes it runs out before the app starts, as the virtual
+    board's docs say; that is the 64-bit build's pessimism, not the board's)."""
+    from tinysense.boards import load_board
+
+    budget = load_board("ESP32_GENERIC").heap_budget
+    assert len((packages["activity"].with_suffix(".json")).read_text()) > 3000  # the full meta
+    for boot in range(6):
+        d = tmp_path / f"boot{boot}"
+        d.mkdir()
+        frames, stats, out, rc = run_app(d, base_cfg(packages, "activity", mode="eval"),
+                                         heap=str(budget), exe=unix_kind_exe("x86"),
+                                         check=False)
+        assert rc == 0 and "MemoryError" not in out, f"boot {boot}: {out[-1500:]}"
+        assert stats.get("windows", 0) > 0 and frames, f"boot {boot}: {out[-800:]}"
