@@ -106,3 +106,53 @@ def test_deploy_cli_to_a_virtual_board_by_url(tmp_path):
         assert '"target":"virtual"' in (vb.flash_dir / "tsnode_board.json").read_text()
     finally:
         stop_board("ESP32_GENERIC", tmp_path / "vb")
+
+
+def test_deploy_puts_a_model_its_meta_and_app_json_without_romfs(tmp_path):
+    """`deploy --model --meta --app` (no --romfs) on a board's filesystem: the .tflite is
+    converted for the board, the meta slimmed to what the node reads, app.json copied; the
+    node's own config loader and engine then find and load them. Bad input is one line."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from tinysense.paths import MODELS_DIR
+
+    model = tmp_path / "activity.tflite"
+    shutil.copy(MODELS_DIR / "activity" / "model.tflite", model)
+    app = tmp_path / "app.json"
+    app.write_text(json.dumps({"mode": "eval", "heartbeat_s": 5}))
+    vb = start_board("ESP32_GENERIC", directory=tmp_path / "vb", parent_bound=True)
+    cli = [sys.executable, "-m", "tinysense", "deploy", "--target", vb.url, "--board",
+           "ESP32_GENERIC"]
+    try:
+        proc = subprocess.run(cli + ["--model", str(model), "--meta",
+                                     str(MODELS_DIR / "activity" / "meta.json"),
+                                     "--app", str(app)],
+                              capture_output=True, text=True, timeout=180)
+        assert proc.returncode == 0, proc.stderr
+        assert "app files: 3 copied to the filesystem" in proc.stdout
+        flash = vb.flash_dir
+        assert (flash / "models" / "activity.tsm").read_bytes()[:4] == b"TSMP"
+        meta = json.loads((flash / "models" / "activity.json").read_text())
+        full = json.loads((MODELS_DIR / "activity" / "meta.json").read_text())
+        assert meta["labels"] == full["labels"] and len(json.dumps(meta)) < len(json.dumps(full))
+        with open_node(Target("virtual", vb.url, "test"), "ESP32_GENERIC") as node:
+            out = node.exec(
+                "import json\nfrom tsnode import config\nc = config.load('/app.json')\n"
+                "from tsnode.engine.model import Model\n"
+                "m = Model(open(c['model'], 'rb').read())\n"
+                "print(c['mode'], c['model'], len(m.plan), json.load(open(c['meta']))['labels'])",
+                timeout=60)
+        mode, path, n_ops, labels = out.split(" ", 3)
+        assert (mode, path) == ("eval", "/models/activity.tsm") and int(n_ops) > 0
+        assert labels.strip() == repr(full["labels"]).replace('"', "'")
+        for bad, msg in ((["--model", str(tmp_path / "none.tsm")], "no such file"),
+                         (["--model", str(model), "--meta", str(app)], "not a model meta.json"),
+                         (["--meta", str(app)], "give one meta per model")):
+            proc = subprocess.run(cli + bad, capture_output=True, text=True, timeout=120)
+            assert proc.returncode == 1 and msg in proc.stderr, proc.stderr
+            assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    finally:
+        stop_board("ESP32_GENERIC", tmp_path / "vb")

@@ -1,28 +1,97 @@
-"""`tinysense deploy`: compile firmware/ for the node and copy what changed."""
+"""`tinysense deploy`: compile firmware/ for the node and copy what changed; with --model,
+--meta and --app also what the app runs (docs/app.md)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from tinysense.cli import add_target_args
-from tinysense.node.deploy import deploy
+from tinysense.errors import TinysenseError
 from tinysense.node import open_node
+from tinysense.node.deploy import deploy
 from tinysense.progress import Progress
+
+MODELS_DIR = "/models"
+
+
+def _app_files(args, board) -> tuple[dict[str, bytes], list[tuple[str, bytes]]]:
+    """({name.tsm: package}, [(node path, bytes)] of the metas and app.json), all read and
+    checked before anything is copied: a .tflite is converted for the node's board, a meta is
+    slimmed to what the node reads, app.json must be a JSON object."""
+    from tinysense.demo import node_meta
+
+    models, files = {}, []
+    paths = [Path(m) for m in args.model or ()]
+    metas = [Path(m) for m in args.meta or ()]
+    if len(metas) > len(paths):
+        raise TinysenseError(f"{len(metas)} --meta for {len(paths)} --model: give one meta per "
+                             "model, in the same order")
+    for i, path in enumerate(paths):
+        if not path.is_file():
+            raise TinysenseError(f"--model {path}: no such file")
+        name = path.stem + ".tsm"
+        if path.suffix == ".tflite":
+            from tinysense.convert import convert_model
+
+            models[name] = convert_model(path, board=board).package
+        else:
+            models[name] = path.read_bytes()
+        if i < len(metas):
+            try:
+                meta = json.loads(metas[i].read_text())
+                slim = node_meta(meta)
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise TinysenseError(f"--meta {metas[i]}: not a model meta.json ({exc})") from None
+            files.append((f"{MODELS_DIR}/{path.stem}.json",
+                          json.dumps(slim, separators=(",", ":")).encode()))
+    if args.app:
+        try:
+            app = json.loads(Path(args.app).read_text())
+        except (OSError, ValueError) as exc:
+            raise TinysenseError(f"--app {args.app}: cannot read it as JSON ({exc})") from None
+        if not isinstance(app, dict):
+            raise TinysenseError(f"--app {args.app}: app.json must be a JSON object")
+        files.append(("/app.json", json.dumps(app).encode()))
+    return models, files
 
 
 def cmd_deploy(args) -> int:
     with open_node(args.target, args.board) as node:
         print(f"target: {node.target.kind} {node.target.url} ({node.target.reason})")
+        models, files = _app_files(args, node.board)
         if args.romfs:
+            import tempfile
+
             from tinysense.flash.romfs import deploy_romfs
 
-            deploy_romfs(node, args.model or ())
+            with tempfile.TemporaryDirectory(prefix="tinysense-deploy-") as tmp:
+                staged = []
+                for name, data in models.items():
+                    staged.append(Path(tmp) / name)
+                    staged[-1].write_bytes(data)
+                deploy_romfs(node, staged)
         else:
             with Progress() as progress:    # one updating line on a terminal
                 deploy(node, force=args.force, prune=not args.keep_stale, progress=progress)
+            files = [(f"{MODELS_DIR}/{n}", d) for n, d in models.items()] + files
+        if files:
+            if any(p.startswith(MODELS_DIR + "/") for p, _ in files):
+                node.mkdir(MODELS_DIR)
+            for remote, data in files:
+                node.put(data, remote)
+                print(f"  {remote} ({len(data)} B)")
+            print(f"app files: {len(files)} copied to the filesystem"
+                  + (" (the models are in ROMFS, /rom/models/)" if args.romfs and models
+                     else ""))
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser("deploy", help="compile firmware/ with mpy-cross and copy what changed")
+    p = sub.add_parser("deploy", help="compile firmware/ with mpy-cross and copy what changed",
+                       description="Compile firmware/ for the node's arch and copy what "
+                                   "changed; --model, --meta and --app put what the app runs "
+                                   "on the node as well (docs/app.md).")
     add_target_args(p)
     p.add_argument("--force", action="store_true", help="copy every file, changed or not")
     p.add_argument("--keep-stale", action="store_true",
@@ -30,6 +99,11 @@ def register(sub) -> None:
     p.add_argument("--romfs", action="store_true",
                    help="put the compiled package and --model files in ROMFS (/rom); falls back "
                         "to the filesystem, and says so, where the board has no ROMFS partition")
-    p.add_argument("--model", action="append", metavar="TSM",
-                   help="model package to deploy with --romfs (repeatable)")
+    p.add_argument("--model", action="append", metavar="MODEL",
+                   help="a .tsm package, or a .tflite converted for the node's board, copied to "
+                        "/models/<name>.tsm (in ROMFS with --romfs); repeatable")
+    p.add_argument("--meta", action="append", metavar="META_JSON",
+                   help="the model's meta.json, the one after the same --model: its part the "
+                        "node reads goes to /models/<name>.json; repeatable")
+    p.add_argument("--app", metavar="APP_JSON", help="the app config, copied to /app.json")
     p.set_defaults(func=cmd_deploy)
