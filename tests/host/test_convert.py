@@ -201,8 +201,11 @@ def _patched_opcode(code: int) -> bytes:
 def test_unsupported_op_names_op_index_and_why():
     with pytest.raises(TinysenseError) as exc:
         convert_model(_patched_opcode(47))          # EXP
-    msg = str(exc.value)
-    assert msg.startswith("op 0 (EXP): not supported") and "\n" not in msg
+    msg = str(exc.value)      # hello_world's three FULLY_CONNECTED share opcode 0: all listed
+    assert msg.split("\n")[0] == "model: 3 problems the engine does not support:"
+    assert [ln.split(": ", 1)[0] for ln in msg.split("\n")[1:]] == \
+        ["  op 0 (EXP)", "  op 1 (EXP)", "  op 2 (EXP)"]
+    assert all("op not supported" in ln for ln in msg.split("\n")[1:])
 
 
 @pytest.mark.parametrize("data, words", [
@@ -236,7 +239,8 @@ def test_cli_failure_leaves_no_output_file(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "tinysense", "convert", str(bad), "-o",
                            str(out)], capture_output=True, text=True)
     assert proc.returncode == 1
-    assert proc.stderr.strip().count("\n") == 0 and "op 0 (EXP)" in proc.stderr
+    assert proc.stderr.strip().count("\n") == 3 and "op 0 (EXP)" in proc.stderr
+    assert "Traceback" not in proc.stderr
     assert not out.exists() and list(tmp_path.iterdir()) == [bad]
 
 
@@ -327,8 +331,8 @@ def test_fit_report_picks_placement(model, board, placement, fits):
 
 @pytest.mark.parametrize("name", ["tflm_hello_world_int8", "tflm_micro_speech_quantized"])
 def test_mutated_models_convert_or_fail_in_one_line(name):
-    """Random byte changes: the converter either converts or raises one TinysenseError line,
-    never another exception."""
+    """Random byte changes: the converter either converts or raises a TinysenseError of one
+    line (or a header line and one line per problem), never another exception."""
     src = (CONF / f"{name}.tflite").read_bytes()
     rng = np.random.default_rng(zlib_seed(name))
     for _ in range(80):
@@ -338,9 +342,82 @@ def test_mutated_models_convert_or_fail_in_one_line(name):
         try:
             convert_model(bytes(b))
         except TinysenseError as exc:
-            assert "\n" not in str(exc)
+            lines = str(exc).split("\n")
+            if len(lines) > 1:
+                assert lines[0].endswith("problems the engine does not support:")
+                assert len(lines) == 1 + len(exc.problems)
+                assert all(ln.startswith("  ") and "\n" not in ln for ln in lines[1:])
 
 
 def zlib_seed(name: str) -> int:
     import zlib
     return zlib.crc32(name.encode())
+
+
+def _patched_many(path: Path, opcodes: dict[int, int], tensor_types: dict[int, int]) -> bytes:
+    """A real model with operator codes and tensor types overwritten in place."""
+    buf = bytearray(path.read_bytes())
+    m = tflite.Model.GetRootAsModel(buf, 0)
+    for k, code in opcodes.items():
+        oc = m.OperatorCodes(k)
+        pos = oc._tab.Pos
+        assert oc._tab.Offset(4), "deprecated_builtin_code stored in the flatbuffer"
+        buf[pos + oc._tab.Offset(4)] = code
+        if oc._tab.Offset(10):                            # builtin_code (newer schema only)
+            struct.pack_into("<i", buf, pos + oc._tab.Offset(10), code)
+    sg = m.Subgraphs(0)
+    for i, ttype in tensor_types.items():
+        t = sg.Tensors(i)
+        assert t._tab.Offset(6), "tensor type stored in the flatbuffer"
+        buf[t._tab.Pos + t._tab.Offset(6)] = ttype
+    return bytes(buf)
+
+
+def _activation_between_ops(path: Path) -> tuple[int, int]:
+    """(tensor, index of the op that reads it) for the first op output another op reads."""
+    m = read_model(path)
+    outs = {o: op.index for op in m.operators for o in op.outputs}
+    for op in m.operators:
+        for i in op.inputs:
+            if i in outs and m.tensors[i].data is None and m.tensors[i].dtype == "int8":
+                return i, op.index
+    raise AssertionError("no intermediate tensor")
+
+
+def test_unsupported_model_lists_every_op_and_dtype_at_once():
+    model = CONF / "tflm_micro_speech_quantized.tflite"
+    m = read_model(model)
+    assert len({op.name for op in m.operators}) >= 2
+    t, reader = _activation_between_ops(model)
+    data = _patched_many(model, {0: 47, 1: 44}, {t: 7})        # EXP, LSTM; tensor -> INT16
+    with pytest.raises(TinysenseError) as exc:
+        convert_model(data)
+    probs = exc.value.problems
+    m2 = read_model(data)
+    whys = [(p["index"], p["op"], p["why"]) for p in probs]
+    ops_named = {p["op"] for p in probs if p["why"].startswith("op not supported")}
+    assert {"EXP", "UNIDIRECTIONAL_SEQUENCE_LSTM"} <= ops_named, whys
+    exp_ops = [op.index for op in m2.operators if op.name in ("EXP", "UNIDIRECTIONAL_SEQUENCE_LSTM")]
+    assert sorted(p["index"] for p in probs if p["why"].startswith("op not supported")) == exp_ops
+    assert any(p["why"].startswith("dtype int16 not supported") and f"tensor {t}" in p["why"]
+               for p in probs), whys
+    lines = str(exc.value).split("\n")
+    assert "problems the engine does not support" in lines[0]
+    assert len(lines) == 1 + len(probs) and all(ln.startswith("  op ") for ln in lines[1:])
+
+
+def test_cli_convert_unsupported_lists_problems_as_json(tmp_path):
+    model = tmp_path / "bad.tflite"
+    model.write_bytes(_patched_many(CONF / "tflm_micro_speech_quantized.tflite",
+                                    {0: 47, 1: 44}, {}))
+    proc = subprocess.run([sys.executable, "-m", "tinysense", "convert", str(model),
+                           "-o", str(tmp_path / "bad.tsm"), "--json", "-"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["model"] == "bad.tflite" and len(doc["problems"]) >= 2
+    assert {p["op"] for p in doc["problems"]} >= {"EXP", "UNIDIRECTIONAL_SEQUENCE_LSTM"}
+    err = proc.stderr.strip().split("\n")
+    assert err[0].startswith("tinysense: error: bad.tflite: ") and \
+        len(err) == 1 + len(doc["problems"])
+    assert not (tmp_path / "bad.tsm").exists()

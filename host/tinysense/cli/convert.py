@@ -10,12 +10,20 @@ from tinysense.cli import check_output, env_default
 
 
 def cmd_convert(args) -> int:
-    from tinysense.convert import convert_model, write_package
+    from tinysense.convert import UnsupportedModel, convert_model, write_package
 
     out = Path(args.output) if args.output else Path(args.model).with_suffix(".tsm")
     check_output(out, "-o")
     check_output(args.json, "--json")
-    result = convert_model(args.model, board=args.board)
+    try:
+        result = convert_model(args.model, board=args.board)
+    except UnsupportedModel as exc:   # --json: the problems as a list, then the error itself
+        doc = {"model": Path(args.model).name, "problems": exc.problems}
+        if args.json == "-":
+            print(json.dumps(doc, indent=1))
+        elif args.json:
+            Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
+        raise
     write_package(result, out)
     # with --json - the JSON owns stdout (as validate and bench): the text report goes to stderr
     text = sys.stderr if args.json == "-" else sys.stdout

@@ -5,9 +5,9 @@ are its steps, report the fit verdict.
 """
 
 from tinysense.convert.pipeline import (
-    PREPARE, SUPPORTED, ConvertResult, convert_model, dequantize_output, quantize_input,
+    PREPARE, SUPPORTED, ConvertResult, UnsupportedModel, convert_model, dequantize_output, quantize_input,
     write_package,
 )
 
-__all__ = ["PREPARE", "SUPPORTED", "ConvertResult", "convert_model", "dequantize_output",
-           "quantize_input", "write_package"]
+__all__ = ["PREPARE", "SUPPORTED", "ConvertResult", "UnsupportedModel", "convert_model",
+           "dequantize_output", "quantize_input", "write_package"]

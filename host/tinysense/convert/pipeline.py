@@ -32,8 +32,47 @@ PREPARE = {
 }
 SUPPORTED = sorted(set(PREPARE) | set(_ops.ALIAS_OPS) | {"DEQUANTIZE"})
 
-__all__ = ["ConvertReport", "ConvertResult", "convert_model", "dequantize_output",
-           "quantize_input", "write_package"]
+__all__ = ["ConvertReport", "ConvertResult", "UnsupportedModel", "convert_model",
+           "dequantize_output", "quantize_input", "write_package"]
+
+
+class UnsupportedModel(TinysenseError):
+    """Every part of a model the engine cannot run, found in one pass.
+
+    `problems` is a list of {"index": op index or None, "op": op name or None, "why": ...};
+    the message is one line per problem (a single problem is just its line)."""
+
+    def __init__(self, label: str, problems: list[dict]):
+        self.problems = problems
+        lines = [_problem_line(p) for p in problems]
+        if len(lines) == 1:
+            msg = lines[0]
+        else:
+            msg = f"{label}: {len(lines)} problems the engine does not support:\n" + \
+                "\n".join("  " + ln for ln in lines)
+        super().__init__(msg)
+
+
+def _problem_line(p: dict) -> str:
+    return f"op {p['index']} ({p['op']}): {p['why']}" if p["index"] is not None else p["why"]
+
+
+def _problem(op, why: str) -> dict:
+    return {"index": op.index, "op": op.name, "why": why}
+
+
+def _dtype_problems(model: Model, op, boundary: set[int]) -> list[dict]:
+    """Activation tensors of an op in a dtype the engine lacks (one problem per dtype)."""
+    seen = {}
+    for i in list(op.inputs) + list(op.outputs):
+        if i < 0 or i in boundary:
+            continue
+        t = model.tensors[i]
+        if t.data is None and t.dtype != "int8":
+            seen.setdefault(t.dtype, []).append(t.index)
+    return [_problem(op, f"dtype {d} not supported (tensor{'s' if len(ix) > 1 else ''} "
+                     f"{', '.join(map(str, ix))}; the engine runs int8 activations)")
+            for d, ix in seen.items()]
 
 
 @dataclasses.dataclass
@@ -48,9 +87,10 @@ def _io_info(t, model_dtype: str) -> dict:
             "nbytes": t.size}
 
 
-def _rewrite_io(model: Model):
+def _rewrite_io(model: Model, problems: list[dict]):
     """Node inputs/outputs; a float QUANTIZE at the input / DEQUANTIZE at the output moves to
-    the host. Returns (inputs, outputs, skipped op indices, flags per tensor)."""
+    the host. Returns (inputs, outputs, skipped op indices, flags per tensor); appends what
+    it cannot map to `problems`."""
     skip, flags, ins, outs = set(), {}, [], []
     for i in model.inputs:
         t = model.tensors[i]
@@ -67,9 +107,10 @@ def _rewrite_io(model: Model):
             ins.append(_io_info(o, "float32"))
             flags[o.index] = writer.F_INPUT | writer.F_HOST_QUANTIZE
             continue
-        raise TinysenseError(f"model input {i} '{t.name}' is {t.dtype}; expected int8 (or "
-                             "float32 followed by one QUANTIZE to int8): convert the model "
-                             "with full integer quantization (TFLITE_BUILTINS_INT8)")
+        problems.append({"index": None, "op": None, "why":
+                         f"model input {i} '{t.name}' is {t.dtype}; expected int8 (or "
+                         "float32 followed by one QUANTIZE to int8): convert the model "
+                         "with full integer quantization (TFLITE_BUILTINS_INT8)"})
     for i in model.outputs:
         t = model.tensors[i]
         if t.dtype == "int8":
@@ -85,9 +126,10 @@ def _rewrite_io(model: Model):
             flags[src.index] = flags.get(src.index, 0) | writer.F_OUTPUT | \
                 writer.F_HOST_DEQUANTIZE
             continue
-        raise TinysenseError(f"model output {i} '{t.name}' is {t.dtype}; expected int8 (or "
-                             "a DEQUANTIZE of an int8 tensor): convert the model with full "
-                             "integer quantization (TFLITE_BUILTINS_INT8)")
+        problems.append({"index": None, "op": None, "why":
+                         f"model output {i} '{t.name}' is {t.dtype}; expected int8 (or "
+                         "a DEQUANTIZE of an int8 tensor): convert the model with full "
+                         "integer quantization (TFLITE_BUILTINS_INT8)"})
     return ins, outs, skip, flags
 
 
@@ -111,7 +153,10 @@ def convert_model(source, board=None) -> ConvertResult:
 
 
 def _convert(model: Model, label: str, board) -> ConvertResult:
-    ins, outs, skip, flags = _rewrite_io(model)
+    problems: list[dict] = []
+    ins, outs, skip, flags = _rewrite_io(model, problems)
+    boundary = {i for i in model.inputs if model.tensors[i].dtype != "int8"} | \
+        {i for i in model.outputs if model.tensors[i].dtype != "int8"}
     root = {}                                   # alias: tensor -> storage tensor
 
     def find(i):
@@ -120,38 +165,15 @@ def _convert(model: Model, label: str, board) -> ConvertResult:
         return i
 
     lowered = []
-    for op in model.operators:
+    for op in model.operators:     # every op is checked: the error lists all problems at once
         if op.index in skip:
             continue
-        if op.name in _ops.ALIAS_OPS:
-            src, dst = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
-            if src.data is not None or src.dtype != "int8" or dst.dtype != "int8":
-                raise _ops.fail(op, "only int8 activation tensors can be reshaped")
-            root[dst.index] = find(src.index)
-            continue
-        prep = PREPARE.get(op.name)
-        if prep is None:
-            raise _ops.fail(op, "not supported by the tinysense engine (supported: "
-                            + ", ".join(SUPPORTED) + ")")
-        if op.name == "QUANTIZE" and model.tensors[op.inputs[0]].dtype != "int8":
-            raise _ops.fail(op, "only int8->int8 QUANTIZE inside the model (float->int8 only "
-                            "at the model input)")
         try:
-            lo = prep(model, op)
-        except TinysenseError:
-            raise
-        except Exception as exc:
-            raise _ops.fail(op, f"inconsistent parameters ({type(exc).__name__}: "
-                            f"{str(exc)[:100]}); the file may be corrupt") from exc
-        for t in lo.inputs:          # a constant operand (ADD/MUL/CONCAT...): copy it into
-            c = model.tensors[t]     # the arena right before the op that reads it
-            if c.data is not None:
-                if c.dtype != "int8":
-                    raise _ops.fail(op, f"constant operand {t} is {c.dtype}; expected int8")
-                words = tsm.params("CONST", output=_ops.TRef(t), data=_ops.CRef(0), n=c.size)
-                lowered.append(_ops.Lowered(op, _ops.OPCODES["CONST"], words, [], [t],
-                                            [c.data.astype(np.int8).tobytes()]))
-        lowered.append(lo)
+            lowered.extend(_lower_op(model, op, boundary, root, find, problems))
+        except _ops.OpError as exc:
+            problems.append(_problem(op, str(exc).split("): ", 1)[-1]))
+    if problems:
+        raise UnsupportedModel(label, problems)
     # lifetimes per storage group
     n = len(lowered)
     span: dict[int, list[int]] = {}
@@ -208,6 +230,46 @@ def _convert(model: Model, label: str, board) -> ConvertResult:
         from tinysense.boards import BoardConfig, load_board
         fit(report, board if isinstance(board, BoardConfig) else load_board(board))
     return ConvertResult(pkg, report)
+
+
+def _lower_op(model: Model, op, boundary: set[int], root: dict, find, problems: list[dict]):
+    """The lowered records for one op ([] for an alias); raises OpError or appends to
+    `problems` (unsupported op name and activation dtypes are listed together)."""
+    if op.name in _ops.ALIAS_OPS:
+        src, dst = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
+        if src.data is not None or src.dtype != "int8" or dst.dtype != "int8":
+            raise _ops.fail(op, "only int8 activation tensors can be reshaped")
+        root[dst.index] = find(src.index)
+        return []
+    prep = PREPARE.get(op.name)
+    found = [] if prep is not None else [_problem(
+        op, "op not supported by the tinysense engine (supported: " + ", ".join(SUPPORTED) + ")")]
+    if op.name == "QUANTIZE" and model.tensors[op.inputs[0]].dtype != "int8":
+        found.append(_problem(op, "only int8->int8 QUANTIZE inside the model (float->int8 only "
+                              "at the model input)"))
+    elif op.name not in ("QUANTIZE", "DEQUANTIZE"):
+        found += _dtype_problems(model, op, boundary)
+    if found:
+        problems.extend(found)
+        return []
+    try:
+        lo = prep(model, op)
+    except TinysenseError:
+        raise
+    except Exception as exc:
+        raise _ops.fail(op, f"inconsistent parameters ({type(exc).__name__}: "
+                        f"{str(exc)[:100]}); the file may be corrupt") from exc
+    out = []
+    for t in lo.inputs:          # a constant operand (ADD/MUL/CONCAT...): copy it into
+        c = model.tensors[t]     # the arena right before the op that reads it
+        if c.data is not None:
+            if c.dtype != "int8":
+                raise _ops.fail(op, f"constant operand {t} is {c.dtype}; expected int8")
+            words = tsm.params("CONST", output=_ops.TRef(t), data=_ops.CRef(0), n=c.size)
+            out.append(_ops.Lowered(op, _ops.OPCODES["CONST"], words, [], [t],
+                                    [c.data.astype(np.int8).tobytes()]))
+    out.append(lo)
+    return out
 
 
 def write_package(result: ConvertResult, out_path) -> Path:
