@@ -20,6 +20,8 @@ REQUIRED_OPS = {
     "FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D",
     "MEAN", "ADD", "MUL", "CONCATENATION", "RESHAPE", "PAD", "SOFTMAX", "LOGISTIC", "TANH",
     "RELU", "RELU6", "QUANTIZE", "DEQUANTIZE",
+    # issue 13 (tests/ops/make_flat_models.py)
+    "LEAKY_RELU",
 }
 
 

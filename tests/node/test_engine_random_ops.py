@@ -134,6 +134,17 @@ def _unary(rng, op):
     return build(op, tensors, [0], [1])
 
 
+def _leaky_relu(rng):
+    """LEAKY_RELU: alpha below, at and above one, negative; rescaling or not."""
+    n = int(rng.integers(1, 300))
+    s_in = float(10 ** rng.uniform(-3, 0))
+    s_out = float(s_in * 10 ** rng.uniform(-1, 1)) if rng.integers(0, 3) else s_in
+    alpha = float(rng.choice([0.01, 0.2, 0.5, 1.0, 1.7, -0.3, float(rng.uniform(-2, 2))]))
+    tensors = [T((1, n), scale=s_in, zero_point=int(rng.integers(-128, 128))),
+               T((1, n), scale=s_out, zero_point=int(rng.integers(-128, 128)))]
+    return build("LEAKY_RELU", tensors, [0], [1], ("LeakyReluOptions", {"Alpha": alpha}))
+
+
 def _mean(rng):
     shape = [1] + [int(v) for v in rng.integers(1, 6, 3)]
     axes = sorted(set(int(a) for a in rng.integers(1, 4, int(rng.integers(1, 3)))))
@@ -200,7 +211,7 @@ MAKERS = {
     "fc": _fc, "add": lambda r: _binary(r, "ADD"), "mul": lambda r: _binary(r, "MUL"),
     "avgpool": lambda r: _pool(r, "AVERAGE_POOL_2D"), "maxpool": lambda r: _pool(r, "MAX_POOL_2D"),
     "softmax": _softmax, "logistic": lambda r: _unary(r, "LOGISTIC"),
-    "tanh": lambda r: _unary(r, "TANH"), "mean": _mean,
+    "tanh": lambda r: _unary(r, "TANH"), "mean": _mean, "leaky_relu": _leaky_relu,
 }
 
 

@@ -88,7 +88,8 @@ def _clamp8(v: int) -> int:
 
 
 def prepare_elementwise(model: Model, op: Operator) -> Lowered:
-    """LOGISTIC, TANH, RELU, RELU6, QUANTIZE int8->int8: a 256-entry table of the exact math."""
+    """LOGISTIC, TANH, RELU, RELU6, LEAKY_RELU, QUANTIZE int8->int8: a 256-entry table of the
+    exact math."""
     x, y = _t(model, op.inputs[0]), _t(model, op.outputs[0])
     _check_int8(op, x, y)
     zin, zout = x.zero_point, y.zero_point
@@ -121,6 +122,21 @@ def prepare_elementwise(model: Model, op: Operator) -> Lowered:
     if op.name == "RELU6":
         six = _clamp8(fp.tf_round(float(np.float32(6.0) / np.float32(x.scale))) + zin)
         return _lut(op, x, y, lambda v: min(max(zin, v), six))
+    if op.name == "LEAKY_RELU":
+        # leaky_relu_common.cc: both multipliers from float32 products, then to double
+        alpha = np.float32(op.options.Alpha() if op.options else 0.0)
+        ma, sa = fp.quantize_multiplier(float(np.float32(x.scale) * alpha / np.float32(y.scale)))
+        mi, si = fp.quantize_multiplier(float(np.float32(x.scale) / np.float32(y.scale)))
+        neg = ma < 0      # a negative alpha: the multiplier's magnitude, then the sign
+        ma = fp.wrap32(-ma) if neg else ma
+
+        def leaky(v):
+            d = v - zin
+            if d >= 0:
+                return _clamp8(zout + fp.mbqm(d, mi, si))
+            r = fp.mbqm(d, ma, sa)
+            return _clamp8(zout + (-r if neg else r))
+        return _lut(op, x, y, leaky)
     if op.name == "QUANTIZE":
         m, s = fp.quantize_multiplier(float(x.scale) / float(y.scale))
         return _lut(op, x, y, lambda v: _clamp8(fp.mbqm(v - zin, m, s) + zout))

@@ -28,7 +28,7 @@ PREPARE = {
     "CONCATENATION": _misc.prepare_concat, "PAD": _misc.prepare_pad, "PADV2": _misc.prepare_pad,
     "LOGISTIC": _misc.prepare_elementwise, "TANH": _misc.prepare_elementwise,
     "RELU": _misc.prepare_elementwise, "RELU6": _misc.prepare_elementwise,
-    "QUANTIZE": _misc.prepare_elementwise,
+    "QUANTIZE": _misc.prepare_elementwise, "LEAKY_RELU": _misc.prepare_elementwise,
 }
 SUPPORTED = sorted(set(PREPARE) | set(_ops.ALIAS_OPS) | {"DEQUANTIZE"})
 

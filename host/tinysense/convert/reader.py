@@ -66,7 +66,8 @@ _OPTIONS = {"CONV_2D": "Conv2DOptions", "DEPTHWISE_CONV_2D": "DepthwiseConv2DOpt
             "FULLY_CONNECTED": "FullyConnectedOptions", "MEAN": "ReducerOptions",
             "ADD": "AddOptions", "MUL": "MulOptions", "SOFTMAX": "SoftmaxOptions",
             "CONCATENATION": "ConcatenationOptions", "RESHAPE": "ReshapeOptions",
-            "SQUEEZE": "SqueezeOptions", "PAD": "PadOptions"}
+            "SQUEEZE": "SqueezeOptions", "PAD": "PadOptions",
+            "LEAKY_RELU": "LeakyReluOptions"}
 
 
 def _options(op, code_name: str):
