@@ -21,7 +21,7 @@ REQUIRED_OPS = {
     "MEAN", "ADD", "MUL", "CONCATENATION", "RESHAPE", "PAD", "SOFTMAX", "LOGISTIC", "TANH",
     "RELU", "RELU6", "QUANTIZE", "DEQUANTIZE",
     # issue 13 (tests/ops/make_flat_models.py)
-    "LEAKY_RELU",
+    "LEAKY_RELU", "STRIDED_SLICE", "TRANSPOSE", "RESIZE_NEAREST_NEIGHBOR",
 }
 
 

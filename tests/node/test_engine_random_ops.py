@@ -145,6 +145,63 @@ def _leaky_relu(rng):
     return build("LEAKY_RELU", tensors, [0], [1], ("LeakyReluOptions", {"Alpha": alpha}))
 
 
+def _i32(*shape_and_values):
+    v = np.asarray(shape_and_values, np.int32)
+    return T((len(v),), "int32", data=v)
+
+
+def _quant(rng):
+    return dict(scale=float(10 ** rng.uniform(-3, 0)), zero_point=int(rng.integers(-128, 128)))
+
+
+def _transpose(rng):
+    nd = int(rng.integers(1, 5))
+    shape = tuple(int(v) for v in rng.integers(1, 6, nd))
+    perm = [int(v) for v in rng.permutation(nd)]
+    q = _quant(rng)
+    tensors = [T(shape, **q), _i32(*perm), T(tuple(shape[p] for p in perm), **q)]
+    return build("TRANSPOSE", tensors, [0, 1], [2])
+
+
+def _strided_slice(rng):
+    """Random begin/end/strides (negative too), begin/end/shrink masks; the expected shape
+    from numpy's slicing, which follows the same rules."""
+    while True:
+        nd = int(rng.integers(1, 5))
+        shape = tuple(int(v) for v in rng.integers(1, 8, nd))
+        begin = [int(rng.integers(-d - 2, d + 2)) for d in shape]
+        end = [int(rng.integers(-d - 2, d + 2)) for d in shape]
+        strides = [int(rng.choice([1, 1, 2, 3, -1, -2])) for _ in shape]
+        bm, em = (int(rng.integers(0, 1 << nd)) for _ in range(2))
+        sm = int(rng.integers(0, 1 << nd)) if rng.integers(0, 3) == 0 else 0
+        index = []
+        for a, d in enumerate(shape):
+            if sm >> a & 1:
+                begin[a] = int(rng.integers(-d, d))
+                strides[a] = 1
+                index.append(begin[a])
+            else:
+                index.append(slice(None if bm >> a & 1 else begin[a],
+                                   None if em >> a & 1 else end[a], strides[a]))
+        out = np.zeros(shape)[tuple(index)].shape
+        if int(np.prod(out)) > 0 and len(out) > 0:
+            break
+    q = _quant(rng)
+    tensors = [T(shape, **q), _i32(*begin), _i32(*end), _i32(*strides), T(out, **q)]
+    return build("STRIDED_SLICE", tensors, [0, 1, 2, 3], [4], (
+        "StridedSliceOptions", {"BeginMask": bm, "EndMask": em, "ShrinkAxisMask": sm}))
+
+
+def _resize_nearest(rng):
+    n, h, w, c = 1, *(int(v) for v in rng.integers(1, 7, 3))
+    oh, ow = (int(v) for v in rng.integers(1, 13, 2))
+    align, half = (bool(v) for v in rng.integers(0, 2, 2))
+    q = _quant(rng)
+    tensors = [T((n, h, w, c), **q), _i32(oh, ow), T((n, oh, ow, c), **q)]
+    return build("RESIZE_NEAREST_NEIGHBOR", tensors, [0, 1], [2], (
+        "ResizeNearestNeighborOptions", {"AlignCorners": align, "HalfPixelCenters": half}))
+
+
 def _mean(rng):
     shape = [1] + [int(v) for v in rng.integers(1, 6, 3)]
     axes = sorted(set(int(a) for a in rng.integers(1, 4, int(rng.integers(1, 3)))))
@@ -212,6 +269,7 @@ MAKERS = {
     "avgpool": lambda r: _pool(r, "AVERAGE_POOL_2D"), "maxpool": lambda r: _pool(r, "MAX_POOL_2D"),
     "softmax": _softmax, "logistic": lambda r: _unary(r, "LOGISTIC"),
     "tanh": lambda r: _unary(r, "TANH"), "mean": _mean, "leaky_relu": _leaky_relu,
+    "transpose": _transpose, "strided_slice": _strided_slice, "resize_nearest": _resize_nearest,
 }
 
 

@@ -39,6 +39,40 @@ def leaky_relu(alpha, s_in=0.05, zp_in=-10, s_out=0.03, zp_out=20, shape=(1, 4, 
     return make, ["LEAKY_RELU"]
 
 
+Q = dict(scale=0.04, zero_point=-7)   # data-movement ops keep the input's quantization
+
+
+def _i32(*values):
+    v = np.asarray(values, np.int32)
+    return T((len(v),), "int32", data=v)
+
+
+def strided_slice(shape, out, begin, end, strides, begin_mask=0, end_mask=0, shrink=0):
+    def make(rng):
+        return build("STRIDED_SLICE", [T(shape, **Q), _i32(*begin), _i32(*end),
+                                       _i32(*strides), T(out, **Q)], [0, 1, 2, 3], [4],
+                     ("StridedSliceOptions", {"BeginMask": begin_mask, "EndMask": end_mask,
+                                              "ShrinkAxisMask": shrink}))
+    return make, ["STRIDED_SLICE"]
+
+
+def transpose(shape, perm):
+    def make(rng):
+        return build("TRANSPOSE", [T(shape, **Q), _i32(*perm),
+                                   T(tuple(shape[p] for p in perm), **Q)], [0, 1], [2])
+    return make, ["TRANSPOSE"]
+
+
+def resize_nearest(shape, size, align=False, half=False):
+    def make(rng):
+        n, _h, _w, c = shape
+        return build("RESIZE_NEAREST_NEIGHBOR", [T(shape, **Q), _i32(*size),
+                                                 T((n, size[0], size[1], c), **Q)], [0, 1], [2],
+                     ("ResizeNearestNeighborOptions", {"AlignCorners": align,
+                                                       "HalfPixelCenters": half}))
+    return make, ["RESIZE_NEAREST_NEIGHBOR"]
+
+
 # name -> (make(rng) -> .tflite bytes, ops it must contain)
 MODELS = {
     "leaky_relu": leaky_relu(0.2),
@@ -46,6 +80,19 @@ MODELS = {
     "leaky_relu_alpha_above_one": leaky_relu(1.5, s_out=0.08, zp_out=-128),
     "leaky_relu_negative_alpha": leaky_relu(-0.5, s_in=0.02, zp_in=0, s_out=0.02, zp_out=0,
                                             shape=(2, 128)),
+    "strided_slice": strided_slice((1, 8, 8, 6), (1, 3, 8, 2), [0, 1, 0, 1], [1, 7, 8, 5],
+                                   [1, 2, 1, 2]),
+    "strided_slice_masks_negative": strided_slice((1, 6, 5, 4), (1, 6, 2, 4), [0, 0, -1, 3],
+                                                  [1, 0, 0, 0], [1, 1, -2, -1],
+                                                  begin_mask=0b0011, end_mask=0b1011),
+    "strided_slice_shrink_last_step": strided_slice((1, 10, 16), (1, 16), [0, -1, 0],
+                                                    [1, 0, 16], [1, 1, 1], shrink=0b010),
+    "transpose_nhwc_to_nchw": transpose((1, 4, 5, 6), (0, 3, 1, 2)),
+    "transpose_2d": transpose((7, 12), (1, 0)),
+    "transpose_3d": transpose((3, 4, 5), (2, 0, 1)),
+    "resize_nearest_2x": resize_nearest((1, 4, 5, 3), (8, 10)),
+    "resize_nearest_align_corners": resize_nearest((1, 5, 4, 2), (9, 7), align=True),
+    "resize_nearest_half_pixel_down": resize_nearest((1, 9, 7, 2), (4, 3), half=True),
 }
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from tinysense.convert import ops as _ops
 from tinysense.convert import ops_misc as _misc
+from tinysense.convert import ops_shape as _shape
 from tinysense.convert import writer
 from tinysense.convert.planner import Buffer, plan
 from tinysense.convert.reader import Model, read_model
@@ -29,6 +30,8 @@ PREPARE = {
     "LOGISTIC": _misc.prepare_elementwise, "TANH": _misc.prepare_elementwise,
     "RELU": _misc.prepare_elementwise, "RELU6": _misc.prepare_elementwise,
     "QUANTIZE": _misc.prepare_elementwise, "LEAKY_RELU": _misc.prepare_elementwise,
+    "STRIDED_SLICE": _shape.prepare_strided_slice, "TRANSPOSE": _shape.prepare_transpose,
+    "RESIZE_NEAREST_NEIGHBOR": _shape.prepare_resize_nearest,
 }
 SUPPORTED = sorted(set(PREPARE) | set(_ops.ALIAS_OPS) | {"DEQUANTIZE"})
 

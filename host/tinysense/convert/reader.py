@@ -67,7 +67,8 @@ _OPTIONS = {"CONV_2D": "Conv2DOptions", "DEPTHWISE_CONV_2D": "DepthwiseConv2DOpt
             "ADD": "AddOptions", "MUL": "MulOptions", "SOFTMAX": "SoftmaxOptions",
             "CONCATENATION": "ConcatenationOptions", "RESHAPE": "ReshapeOptions",
             "SQUEEZE": "SqueezeOptions", "PAD": "PadOptions",
-            "LEAKY_RELU": "LeakyReluOptions"}
+            "LEAKY_RELU": "LeakyReluOptions", "STRIDED_SLICE": "StridedSliceOptions",
+            "RESIZE_NEAREST_NEIGHBOR": "ResizeNearestNeighborOptions"}
 
 
 def _options(op, code_name: str):

@@ -29,7 +29,7 @@ KERNELS = {
     "MAX_POOL_2D": ("kpool.py", "POOL"), "MEAN": ("kpool.py", "MEAN"),
     "ADD": ("kelt.py", "ADD"), "MUL": ("kelt.py", "MUL"), "CONCATENATION": ("kelt.py", "CAT"),
     "PAD": ("kelt.py", "PAD"), "SOFTMAX": ("ksoftmax.py", "SM"), "LUT": ("kelt.py", "LUT"),
-    "COPY": ("kelt.py", "COPY"), "CONST": ("kelt.py", "CONST"),
+    "COPY": ("kelt.py", "COPY"), "CONST": ("kelt.py", "CONST"), "REMAP": ("kshape.py", "RM"),
 }
 
 
