@@ -73,6 +73,19 @@ def resize_nearest(shape, size, align=False, half=False):
     return make, ["RESIZE_NEAREST_NEIGHBOR"]
 
 
+def binary(op, a_shape, b_shape, act=0, const_b=False, qa=(0.03, -5), qb=(0.011, 17),
+           qy=(0.05, 3)):
+    """SUB / MAXIMUM / MINIMUM: b broadcast when its shape has ones; const_b: b a constant."""
+    def make(rng):
+        out = tuple(max(x, y) for x, y in zip(a_shape, b_shape))
+        b = T(b_shape, scale=qb[0], zero_point=qb[1],
+              data=rng.integers(-128, 128, b_shape).astype(np.int8) if const_b else None)
+        opts = {"SUB": ("SubOptions", {"FusedActivationFunction": act})}.get(op)
+        return build(op, [T(a_shape, scale=qa[0], zero_point=qa[1]), b,
+                          T(out, scale=qy[0], zero_point=qy[1])], [0, 1], [2], opts)
+    return make, [op]
+
+
 # name -> (make(rng) -> .tflite bytes, ops it must contain)
 MODELS = {
     "leaky_relu": leaky_relu(0.2),
@@ -87,6 +100,10 @@ MODELS = {
                                                   begin_mask=0b0011, end_mask=0b1011),
     "strided_slice_shrink_last_step": strided_slice((1, 10, 16), (1, 16), [0, -1, 0],
                                                     [1, 0, 16], [1, 1, 1], shrink=0b010),
+    "sub": binary("SUB", (1, 6, 6, 4), (1, 6, 6, 4)),
+    "sub_relu6_broadcast_channel": binary("SUB", (1, 5, 5, 8), (1, 1, 1, 8), act=3),
+    "sub_const_broadcast_rows": binary("SUB", (2, 3, 16), (2, 1, 16), const_b=True,
+                                       qy=(0.02, -40)),
     "transpose_nhwc_to_nchw": transpose((1, 4, 5, 6), (0, 3, 1, 2)),
     "transpose_2d": transpose((7, 12), (1, 0)),
     "transpose_3d": transpose((3, 4, 5), (2, 0, 1)),

@@ -44,19 +44,24 @@ def _broadcast(op, a: Tensor, b: Tensor, y: Tensor) -> dict:
 
 
 def prepare_add(model: Model, op: Operator) -> Lowered:
+    """ADD, and SUB on ADD's kernel: SubElementwise is AddElementwise with the second scaled
+    input subtracted, so SUB's second table holds the negated values. The multipliers are
+    ADD's, in double: sub_common.cc at 90b983c2b reads as float32 arithmetic, but the pinned
+    tflite-micro package's bytes match double and not float32 for the output multiplier
+    (tests/node/test_engine_random_ops.py::test_sub_multipliers_as_tflite_micro_runs_them)."""
     a, b, y = (_t(model, i) for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
     _check_int8(op, a, b, y)
     left = 20
     twice_max = 2 * max(float(a.scale), float(b.scale))
     luts = []
-    for t in (a, b):
+    for t, sign in ((a, 1), (b, -1 if op.name == "SUB" else 1)):
         m, s = fp.quantize_multiplier(float(t.scale) / twice_max)
         v = np.arange(-128, 128)
-        luts.append(_i32([fp.rdbpot(fp.srdhm(((int(x) - t.zero_point) << left), m), -s)
+        luts.append(_i32([sign * fp.rdbpot(fp.srdhm(((int(x) - t.zero_point) << left), m), -s)
                           for x in np.roll(v, -128)]))   # index = byte value (uint8)
     mo, so = fp.quantize_multiplier(twice_max / ((1 << left) * float(y.scale)))
     if so > 0:
-        raise fail(op, "output scale too small for the int8 ADD rescaling")
+        raise fail(op, f"output scale too small for the int8 {op.name} rescaling")
     amin, amax = _act(op, y, op.options.FusedActivationFunction() if op.options else 0)
     params = tsm.params("ADD", a=TRef(a.index), b=TRef(b.index), output=TRef(y.index),
                         t1=CRef(0), t2=CRef(1), mult=mo, rshift=-so, zp_out=y.zero_point,
