@@ -94,6 +94,8 @@ def _binary(rng, op):
     za, zb, zo = (int(v) for v in rng.integers(-128, 128, 3))
     tensors = [T(tuple(shape), scale=sa, zero_point=za), T(tuple(other), scale=sb, zero_point=zb),
                T(tuple(out), scale=so, zero_point=zo)]
+    if op in ("MAXIMUM", "MINIMUM"):
+        return build(op, tensors, [0, 1], [2])
     kind = {"ADD": "AddOptions", "SUB": "SubOptions", "MUL": "MulOptions"}[op]
     return build(op, tensors, [0, 1], [2], (
         kind, {"FusedActivationFunction": int(rng.choice([0, 1, 2, 3]))}))
@@ -265,7 +267,9 @@ MAKERS = {
     "relu6": lambda r: _requant(r, "RELU6"), "pad": _pad, "padv2": lambda r: _pad(r, True),
     "concat": _concat,
     "conv": lambda r: _conv_like(r, False), "depthwise": lambda r: _conv_like(r, True),
-    "fc": _fc, "add": lambda r: _binary(r, "ADD"), "sub": lambda r: _binary(r, "SUB"), "mul": lambda r: _binary(r, "MUL"),
+    "fc": _fc, "add": lambda r: _binary(r, "ADD"), "sub": lambda r: _binary(r, "SUB"),
+    "maximum": lambda r: _binary(r, "MAXIMUM"), "minimum": lambda r: _binary(r, "MINIMUM"),
+    "mul": lambda r: _binary(r, "MUL"),
     "avgpool": lambda r: _pool(r, "AVERAGE_POOL_2D"), "maxpool": lambda r: _pool(r, "MAX_POOL_2D"),
     "softmax": _softmax, "logistic": lambda r: _unary(r, "LOGISTIC"),
     "tanh": lambda r: _unary(r, "TANH"), "mean": _mean, "leaky_relu": _leaky_relu,

@@ -81,6 +81,15 @@ def prepare_mul(model: Model, op: Operator) -> Lowered:
     return Lowered(op, OPCODES["MUL"], params, [a.index, b.index], [y.index], [], y.size)
 
 
+def prepare_maxmin(model: Model, op: Operator) -> Lowered:
+    """MAXIMUM / MINIMUM: maximum_minimum.cc compares the raw int8 values (no rescaling)."""
+    a, b, y = (_t(model, i) for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
+    _check_int8(op, a, b, y)
+    params = tsm.params("MAXMIN", a=TRef(a.index), b=TRef(b.index), output=TRef(y.index),
+                        is_max=int(op.name == "MAXIMUM"), n=y.size, **_broadcast(op, a, b, y))
+    return Lowered(op, OPCODES["MAXMIN"], params, [a.index, b.index], [y.index], [])
+
+
 def _lut(op, x: Tensor, y: Tensor, fn) -> Lowered:
     table = bytes((int(fn(v if v < 128 else v - 256)) & 0xFF) for v in range(256))
     params = tsm.params("LUT", input=TRef(x.index), output=TRef(y.index), n=y.size,

@@ -33,6 +33,7 @@ PREPARE = {
     "QUANTIZE": _misc.prepare_elementwise, "LEAKY_RELU": _misc.prepare_elementwise,
     "STRIDED_SLICE": _shape.prepare_strided_slice, "TRANSPOSE": _shape.prepare_transpose,
     "RESIZE_NEAREST_NEIGHBOR": _shape.prepare_resize_nearest,
+    "MAXIMUM": _misc.prepare_maxmin, "MINIMUM": _misc.prepare_maxmin,
 }
 SUPPORTED = sorted(set(PREPARE) | set(_ops.ALIAS_OPS) | {"DEQUANTIZE"})
 
