@@ -147,6 +147,17 @@ def _leaky_relu(rng):
     return build("LEAKY_RELU", tensors, [0], [1], ("LeakyReluOptions", {"Alpha": alpha}))
 
 
+def _hard_swish(rng):
+    """HARD_SWISH: output scales from well below to above the input's (the multiplier
+    exponent ranges over negative and positive for the `reluish` part)."""
+    n = int(rng.integers(1, 300))
+    s_in = float(10 ** rng.uniform(-3, 0.5))
+    s_out = float(s_in * 10 ** rng.uniform(-0.3, 1.5))
+    tensors = [T((1, n), scale=s_in, zero_point=int(rng.integers(-128, 128))),
+               T((1, n), scale=s_out, zero_point=int(rng.integers(-128, 128)))]
+    return build("HARD_SWISH", tensors, [0], [1])
+
+
 def _i32(*shape_and_values):
     v = np.asarray(shape_and_values, np.int32)
     return T((len(v),), "int32", data=v)
@@ -273,6 +284,7 @@ MAKERS = {
     "avgpool": lambda r: _pool(r, "AVERAGE_POOL_2D"), "maxpool": lambda r: _pool(r, "MAX_POOL_2D"),
     "softmax": _softmax, "logistic": lambda r: _unary(r, "LOGISTIC"),
     "tanh": lambda r: _unary(r, "TANH"), "mean": _mean, "leaky_relu": _leaky_relu,
+    "hard_swish": _hard_swish,
     "transpose": _transpose, "strided_slice": _strided_slice, "resize_nearest": _resize_nearest,
 }
 

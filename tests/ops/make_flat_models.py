@@ -86,8 +86,18 @@ def binary(op, a_shape, b_shape, act=0, const_b=False, qa=(0.03, -5), qb=(0.011,
     return make, [op]
 
 
+def hard_swish(s_in, zp_in, s_out, zp_out, shape=(1, 4, 4, 16)):
+    def make(rng):
+        return build("HARD_SWISH", [T(shape, scale=s_in, zero_point=zp_in),
+                                    T(shape, scale=s_out, zero_point=zp_out)], [0], [1])
+    return make, ["HARD_SWISH"]
+
+
 # name -> (make(rng) -> .tflite bytes, ops it must contain)
 MODELS = {
+    "hard_swish": hard_swish(0.05, -20, 0.035, -110),   # input -5.4..7.4, reluish exponent 3
+    "hard_swish_wide_input": hard_swish(0.2, 10, 0.12, -125, shape=(2, 128)),  # exponent 5
+    "hard_swish_narrow_input": hard_swish(0.004, 0, 0.003, -60),  # -0.5..0.5, exponent -1
     "leaky_relu": leaky_relu(0.2),
     "leaky_relu_same_scale": leaky_relu(0.01, s_out=0.05, zp_out=-10),
     "leaky_relu_alpha_above_one": leaky_relu(1.5, s_out=0.08, zp_out=-128),

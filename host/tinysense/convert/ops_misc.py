@@ -101,9 +101,70 @@ def _clamp8(v: int) -> int:
     return max(-128, min(127, v))
 
 
+def _wrap16(v: int) -> int:
+    return ((v + (1 << 15)) & 0xFFFF) - (1 << 15)
+
+
+def _sat16(v: int) -> int:
+    return max(-(1 << 15), min((1 << 15) - 1, v))
+
+
+def _srdhm16(a: int, b: int) -> int:
+    """gemmlowp SaturatingRoundingDoublingHighMul for int16."""
+    if a == b == -(1 << 15):
+        return (1 << 15) - 1
+    ab = a * b
+    v = ab + ((1 << 14) if ab >= 0 else 1 - (1 << 14))
+    return _wrap16(abs(v) >> 15 if v >= 0 else -(abs(v) >> 15))   # C division truncates
+
+
+def _sdhm16(a: int, b: int) -> int:
+    """hard_swish.h SaturatingDoublingHighMul: no rounding nudge."""
+    if a == b == -(1 << 15):
+        return (1 << 15) - 1
+    ab = a * b
+    return _wrap16(abs(ab) >> 15 if ab >= 0 else -(abs(ab) >> 15))
+
+
+def _down16(m: int) -> int:
+    """common.h DownScaleInt32ToInt16Multiplier."""
+    if m >= fp.INT32_MAX - (1 << 15):
+        return (1 << 15) - 1
+    return (m + (1 << 15)) >> 16
+
+
+def _hard_swish(op, x: Tensor, y: Tensor):
+    """hard_swish_common.cc HardSwishPrepare (float32 scales) and reference_ops::HardSwish:
+    returns the function of one input byte."""
+    f32 = np.float32
+    hires = f32(1.0 / 128.0) * f32(x.scale)
+    m_out, e_out = fp.quantize_multiplier(float(hires / f32(y.scale)))
+    if e_out > 0:
+        raise fail(op, "HARD_SWISH output scale too small (multiplier exponent above 0)")
+    m_rel, e_rel = fp.quantize_multiplier(float(hires / f32(3.0 / 32768.0)))
+    m_out, m_rel = _down16(m_out), _down16(m_rel)
+    zin, zout = x.zero_point, y.zero_point
+
+    def fn(v):
+        hi = _wrap16(_wrap16(v - zin) * (1 << 7))
+        pre = _srdhm16(hi, m_out)
+        r = hi
+        if e_rel > 0:
+            r = _sat16(r * (1 << (e_rel - 1)))
+        r = _srdhm16(r, m_rel)
+        if e_rel > 0:
+            r = _sat16(r * 2)
+        if e_rel < 0:
+            r = fp.rdbpot(r, -e_rel)
+        r = _wrap16((r + (1 << 15)) >> 1)
+        out = fp.rdbpot(_sdhm16(r, pre), -e_out)
+        return _clamp8(_wrap16(out + zout))
+    return fn
+
+
 def prepare_elementwise(model: Model, op: Operator) -> Lowered:
-    """LOGISTIC, TANH, RELU, RELU6, LEAKY_RELU, QUANTIZE int8->int8: a 256-entry table of the
-    exact math."""
+    """LOGISTIC, TANH, RELU, RELU6, LEAKY_RELU, HARD_SWISH, QUANTIZE int8->int8: a 256-entry
+    table of the exact math."""
     x, y = _t(model, op.inputs[0]), _t(model, op.outputs[0])
     _check_int8(op, x, y)
     zin, zout = x.zero_point, y.zero_point
@@ -151,6 +212,8 @@ def prepare_elementwise(model: Model, op: Operator) -> Lowered:
             r = fp.mbqm(d, ma, sa)
             return _clamp8(zout + (-r if neg else r))
         return _lut(op, x, y, leaky)
+    if op.name == "HARD_SWISH":
+        return _lut(op, x, y, _hard_swish(op, x, y))
     if op.name == "QUANTIZE":
         m, s = fp.quantize_multiplier(float(x.scale) / float(y.scale))
         return _lut(op, x, y, lambda v: _clamp8(fp.mbqm(v - zin, m, s) + zout))

@@ -34,6 +34,7 @@ PREPARE = {
     "STRIDED_SLICE": _shape.prepare_strided_slice, "TRANSPOSE": _shape.prepare_transpose,
     "RESIZE_NEAREST_NEIGHBOR": _shape.prepare_resize_nearest,
     "MAXIMUM": _misc.prepare_maxmin, "MINIMUM": _misc.prepare_maxmin,
+    "HARD_SWISH": _misc.prepare_elementwise,
 }
 SUPPORTED = sorted(set(PREPARE) | set(_ops.ALIAS_OPS) | {"DEQUANTIZE"})
 
