@@ -215,6 +215,54 @@ def _resize_nearest(rng):
         "ResizeNearestNeighborOptions", {"AlignCorners": align, "HalfPixelCenters": half}))
 
 
+def _slice(rng):
+    nd = int(rng.integers(1, 5))
+    shape = [int(v) for v in rng.integers(1, 7, nd)]
+    begin = [int(rng.integers(0, d)) for d in shape]
+    size = [int(rng.integers(1, d - b + 1)) if rng.integers(0, 4) else -1
+            for d, b in zip(shape, begin)]
+    out = tuple(d - b if s == -1 else s for d, b, s in zip(shape, begin, size))
+    q = _quant(rng)
+    tensors = [T(tuple(shape), **q), _i32(*begin), _i32(*size), T(out, **q)]
+    return build("SLICE", tensors, [0, 1, 2], [3])
+
+
+def _split(rng):
+    """SPLIT into equal parts, or SPLIT_V into given sizes, along any axis (negative too)."""
+    nd = int(rng.integers(1, 5))
+    shape = [int(v) for v in rng.integers(1, 6, nd)]
+    axis = int(rng.integers(0, nd))
+    n = int(rng.integers(1, 4))
+    q = _quant(rng)
+    if rng.integers(0, 2):   # SPLIT
+        shape[axis] *= n
+        part = list(shape)
+        part[axis] //= n
+        outs = [T(tuple(part), **q) for _ in range(n)]
+        tensors = [_i32(axis - nd if rng.integers(0, 2) else axis), T(tuple(shape), **q)] + outs
+        return build("SPLIT", tensors, [0, 1], list(range(2, 2 + n)),
+                     ("SplitOptions", {"NumSplits": n}))
+    sizes = [int(v) for v in rng.integers(1, 4, n)]
+    shape[axis] = sum(sizes)
+    outs = [T(tuple(shape[:axis] + [s] + shape[axis + 1:]), **q) for s in sizes]
+    tensors = [T(tuple(shape), **q), _i32(*sizes), _i32(axis)] + outs
+    return build("SPLIT_V", tensors, [0, 1, 2], list(range(3, 3 + n)),
+                 ("SplitVOptions", {"NumSplits": n}))
+
+
+def _gather(rng):
+    nd = int(rng.integers(1, 4))
+    shape = [int(v) for v in rng.integers(1, 6, nd)]
+    axis = int(rng.integers(0, nd))
+    k = int(rng.integers(1, 7))
+    idx = [int(v) for v in rng.integers(0, shape[axis], k)]
+    out = tuple(shape[:axis] + [k] + shape[axis + 1:])
+    q = _quant(rng)
+    tensors = [T(tuple(shape), **q), _i32(*idx), T(out, **q)]
+    return build("GATHER", tensors, [0, 1], [2], (
+        "GatherOptions", {"Axis": axis - nd if rng.integers(0, 2) else axis}))
+
+
 def _mean(rng):
     shape = [1] + [int(v) for v in rng.integers(1, 6, 3)]
     axes = sorted(set(int(a) for a in rng.integers(1, 4, int(rng.integers(1, 3)))))
@@ -286,6 +334,7 @@ MAKERS = {
     "tanh": lambda r: _unary(r, "TANH"), "mean": _mean, "leaky_relu": _leaky_relu,
     "hard_swish": _hard_swish,
     "transpose": _transpose, "strided_slice": _strided_slice, "resize_nearest": _resize_nearest,
+    "slice": _slice, "split": _split, "gather": _gather,
 }
 
 

@@ -93,6 +93,41 @@ def hard_swish(s_in, zp_in, s_out, zp_out, shape=(1, 4, 4, 16)):
     return make, ["HARD_SWISH"]
 
 
+def slice_(shape, begin, size):
+    def make(rng):
+        out = tuple(d - b if s == -1 else s for d, b, s in zip(shape, begin, size))
+        return build("SLICE", [T(shape, **Q), _i32(*begin), _i32(*size), T(out, **Q)],
+                     [0, 1, 2], [3])
+    return make, ["SLICE"]
+
+
+def split(shape, axis, n):
+    def make(rng):
+        part = list(shape)
+        part[axis] //= n
+        return build("SPLIT", [_i32(axis), T(shape, **Q)] + [T(tuple(part), **Q)] * n,
+                     [0, 1], list(range(2, 2 + n)), ("SplitOptions", {"NumSplits": n}))
+    return make, ["SPLIT"]
+
+
+def split_v(shape, axis, sizes):
+    def make(rng):
+        outs = [T(tuple(shape[:axis]) + (s,) + tuple(shape[axis + 1:]), **Q) for s in sizes]
+        return build("SPLIT_V", [T(shape, **Q), _i32(*sizes), _i32(axis)] + outs,
+                     [0, 1, 2], list(range(3, 3 + len(sizes))),
+                     ("SplitVOptions", {"NumSplits": len(sizes)}))
+    return make, ["SPLIT_V"]
+
+
+def gather(shape, axis, indices):
+    def make(rng):
+        a = axis % len(shape)
+        out = tuple(shape[:a]) + (len(indices),) + tuple(shape[a + 1:])
+        return build("GATHER", [T(shape, **Q), _i32(*indices), T(out, **Q)], [0, 1], [2],
+                     ("GatherOptions", {"Axis": axis}))
+    return make, ["GATHER"]
+
+
 # name -> (make(rng) -> .tflite bytes, ops it must contain)
 MODELS = {
     "hard_swish": hard_swish(0.05, -20, 0.035, -110),   # input -5.4..7.4, reluish exponent 3
@@ -118,6 +153,13 @@ MODELS = {
     "maximum_broadcast_channel": binary("MAXIMUM", (1, 5, 5, 8), (1, 1, 1, 8)),
     "minimum_const_broadcast": binary("MINIMUM", (2, 3, 16), (1, 3, 1), const_b=True),
     "minimum": binary("MINIMUM", (3, 40), (3, 40)),
+    "slice": slice_((1, 8, 8, 6), [0, 2, 1, 0], [1, 4, 6, 3]),
+    "slice_to_end_2d": slice_((10, 12), [3, 5], [-1, 4]),
+    "split_channels": split((1, 4, 4, 12), 3, 3),
+    "split_rows_2d": split((6, 10), 0, 2),
+    "split_v_time": split_v((1, 12, 8), 1, [2, 7, 3]),
+    "gather_rows": gather((10, 16), 0, [9, 0, 3, 3, 7]),
+    "gather_channels_negative_axis": gather((1, 4, 4, 8), -1, [7, 1, 2, 6, 0]),
     "transpose_nhwc_to_nchw": transpose((1, 4, 5, 6), (0, 3, 1, 2)),
     "transpose_2d": transpose((7, 12), (1, 0)),
     "transpose_3d": transpose((3, 4, 5), (2, 0, 1)),

@@ -151,3 +151,83 @@ def prepare_resize_nearest(model: Model, op: Operator) -> Lowered:
         [_nearest(i, h, size[0], align, half) * st[1] for i in range(size[0])],
         [_nearest(i, w, size[1], align, half) * st[2] for i in range(size[1])],
         list(range(c))])
+
+
+def _axis_offsets(x: Tensor, ranges: list[range]) -> list[list[int]]:
+    """Byte offsets of per-axis index ranges of x (padded to 4-D in front)."""
+    shape4 = _shape4(x.shape)
+    st = _strides(shape4)
+    ranges = [range(1)] * (4 - len(x.shape)) + list(ranges)
+    return [[i * st[a] for i in r] for a, r in enumerate(ranges)]
+
+
+def prepare_slice(model: Model, op: Operator) -> Lowered:
+    """reference_ops::Slice: start = begin, stop = begin + size (size -1: to the end)."""
+    x, y = _t(model, op.inputs[0]), _t(model, op.outputs[0])
+    _check(op, x, y)
+    begin = _const_ints(op, model, op.inputs[1], "begin")
+    size = _const_ints(op, model, op.inputs[2], "size")
+    nd = len(x.shape)
+    if not len(begin) == len(size) == nd:
+        raise fail(op, f"begin/size have {len(begin)}/{len(size)} entries for a {nd}-D input")
+    ranges = []
+    for a in range(nd):
+        stop = int(x.shape[a]) if size[a] == -1 else begin[a] + size[a]
+        if not 0 <= begin[a] <= stop <= int(x.shape[a]):
+            raise fail(op, f"slice {begin[a]}..{stop} of axis {a} is outside its "
+                       f"{int(x.shape[a])} elements")
+        ranges.append(range(begin[a], stop))
+    return _remap(op, x, y, _axis_offsets(x, ranges))
+
+
+def prepare_split(model: Model, op: Operator) -> list[Lowered]:
+    """SPLIT (axis, input) into equal parts and SPLIT_V (input, size_splits, axis): one REMAP
+    per output, each the input's range along the axis (split.cc, split_v.cc)."""
+    if op.name == "SPLIT":
+        x, axis_t = _t(model, op.inputs[1]), op.inputs[0]
+    else:
+        x, axis_t = _t(model, op.inputs[0]), op.inputs[2]
+    outs = [_t(model, i) for i in op.outputs]
+    for y in outs:
+        _check(op, x, y)
+    nd = len(x.shape)
+    axis = _const_ints(op, model, axis_t, "axis")[0]
+    axis = axis + nd if axis < 0 else axis
+    if not 0 <= axis < nd:
+        raise fail(op, f"axis {axis} is outside the {nd}-D input")
+    sizes = [int(y.shape[axis]) for y in outs]
+    if sum(sizes) != int(x.shape[axis]):
+        raise fail(op, f"outputs of {sizes} along axis {axis} do not add up to the input's "
+                   f"{int(x.shape[axis])}")
+    lowered, at = [], 0
+    for y, n in zip(outs, sizes):
+        ranges = [range(int(d)) for d in x.shape]
+        ranges[axis] = range(at, at + n)
+        lowered.append(_remap(op, x, y, _axis_offsets(x, ranges)))
+        at += n
+    return lowered
+
+
+def prepare_gather(model: Model, op: Operator) -> Lowered:
+    """GATHER with constant indices (gather.cc): output[outer, coord, inner] =
+    input[outer, indices[coord], inner]; batch_dims only where the batch is 1."""
+    x, y = _t(model, op.inputs[0]), _t(model, op.outputs[0])
+    _check(op, x, y)
+    coords = _const_ints(op, model, op.inputs[1], "indices")
+    nd = len(x.shape)
+    o = op.options
+    axis, batch_dims = (o.Axis(), o.BatchDims()) if o else (0, 0)
+    axis = axis + nd if axis < 0 else axis
+    if batch_dims < 0:
+        batch_dims += len(_t(model, op.inputs[1]).shape)
+    if not 0 <= axis < nd:
+        raise fail(op, f"axis {axis} is outside the {nd}-D input")
+    if int(np.prod(x.shape[:batch_dims], dtype=np.int64)) != 1:
+        raise fail(op, "GATHER with batch_dims over a batch of more than one is not supported")
+    size = int(x.shape[axis])
+    if any(not 0 <= c < size for c in coords):
+        raise fail(op, f"indices {coords} are outside the {size} elements of axis {axis}")
+    outer = int(np.prod(x.shape[:axis], dtype=np.int64))
+    inner = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
+    return _remap(op, x, y, [[0], [i * size * inner for i in range(outer)],
+                             [c * inner for c in coords], list(range(inner))])

@@ -34,7 +34,9 @@ PREPARE = {
     "STRIDED_SLICE": _shape.prepare_strided_slice, "TRANSPOSE": _shape.prepare_transpose,
     "RESIZE_NEAREST_NEIGHBOR": _shape.prepare_resize_nearest,
     "MAXIMUM": _misc.prepare_maxmin, "MINIMUM": _misc.prepare_maxmin,
-    "HARD_SWISH": _misc.prepare_elementwise,
+    "HARD_SWISH": _misc.prepare_elementwise, "SLICE": _shape.prepare_slice,
+    "SPLIT": _shape.prepare_split, "SPLIT_V": _shape.prepare_split,
+    "GATHER": _shape.prepare_gather,
 }
 SUPPORTED = sorted(set(PREPARE) | set(_ops.ALIAS_OPS) | {"DEQUANTIZE"})
 
@@ -259,23 +261,24 @@ def _lower_op(model: Model, op, boundary: set[int], root: dict, find, problems: 
         problems.extend(found)
         return []
     try:
-        lo = prep(model, op)
+        los = prep(model, op)      # one record, or a list (SPLIT: one per output)
     except TinysenseError:
         raise
     except Exception as exc:
         raise _ops.fail(op, f"inconsistent parameters ({type(exc).__name__}: "
                         f"{str(exc)[:100]}); the file may be corrupt") from exc
-    out = []
-    for t in lo.inputs:          # a constant operand (ADD/MUL/CONCAT...): copy it into
-        c = model.tensors[t]     # the arena right before the op that reads it
-        if c.data is not None:
+    los = los if isinstance(los, list) else [los]
+    out, copied = [], set()
+    for t in [t for lo in los for t in lo.inputs]:   # a constant operand (ADD, MUL,
+        c = model.tensors[t]     # CONCAT...): copied into the arena before the op reads it
+        if c.data is not None and t not in copied:
             if c.dtype != "int8":
                 raise _ops.fail(op, f"constant operand {t} is {c.dtype}; expected int8")
             words = tsm.params("CONST", output=_ops.TRef(t), data=_ops.CRef(0), n=c.size)
             out.append(_ops.Lowered(op, _ops.OPCODES["CONST"], words, [], [t],
                                     [c.data.astype(np.int8).tobytes()]))
-    out.append(lo)
-    return out
+            copied.add(t)
+    return out + los
 
 
 def write_package(result: ConvertResult, out_path) -> Path:

@@ -68,7 +68,8 @@ _OPTIONS = {"CONV_2D": "Conv2DOptions", "DEPTHWISE_CONV_2D": "DepthwiseConv2DOpt
             "CONCATENATION": "ConcatenationOptions", "RESHAPE": "ReshapeOptions",
             "SQUEEZE": "SqueezeOptions", "PAD": "PadOptions",
             "LEAKY_RELU": "LeakyReluOptions", "STRIDED_SLICE": "StridedSliceOptions",
-            "RESIZE_NEAREST_NEIGHBOR": "ResizeNearestNeighborOptions"}
+            "RESIZE_NEAREST_NEIGHBOR": "ResizeNearestNeighborOptions",
+            "GATHER": "GatherOptions"}
 
 
 def _options(op, code_name: str):
