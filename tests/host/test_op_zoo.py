@@ -22,7 +22,7 @@ REQUIRED_OPS = {
     "RELU", "RELU6", "QUANTIZE", "DEQUANTIZE",
     # issue 13 (tests/ops/make_flat_models.py)
     "LEAKY_RELU", "STRIDED_SLICE", "TRANSPOSE", "RESIZE_NEAREST_NEIGHBOR", "SUB",
-    "MAXIMUM", "MINIMUM", "HARD_SWISH", "SLICE", "SPLIT", "SPLIT_V", "GATHER",
+    "MAXIMUM", "MINIMUM", "HARD_SWISH", "SLICE", "SPLIT", "SPLIT_V", "GATHER", "PRELU",
 }
 
 

@@ -158,6 +158,21 @@ def _hard_swish(rng):
     return build("HARD_SWISH", tensors, [0], [1])
 
 
+def _prelu(rng):
+    """PRELU: alpha per channel, per element or one value, constant or an input."""
+    shape = tuple([1] + [int(v) for v in rng.integers(1, 6, 3)])
+    ashape = [shape[1:], (shape[3],), (1, 1, shape[3]), (1,)][int(rng.integers(0, 4))]
+    s_in = float(10 ** rng.uniform(-3, 0))
+    s_al = float(10 ** rng.uniform(-3, -0.5))
+    s_out = float(s_in * 10 ** rng.uniform(-1, 1))
+    const = bool(rng.integers(0, 3))
+    alpha = T(tuple(ashape), scale=s_al, zero_point=int(rng.integers(-128, 128)),
+              data=rng.integers(-128, 128, ashape).astype(np.int8) if const else None)
+    tensors = [T(shape, scale=s_in, zero_point=int(rng.integers(-128, 128))), alpha,
+               T(shape, scale=s_out, zero_point=int(rng.integers(-128, 128)))]
+    return build("PRELU", tensors, [0, 1], [2])
+
+
 def _i32(*shape_and_values):
     v = np.asarray(shape_and_values, np.int32)
     return T((len(v),), "int32", data=v)
@@ -332,7 +347,7 @@ MAKERS = {
     "avgpool": lambda r: _pool(r, "AVERAGE_POOL_2D"), "maxpool": lambda r: _pool(r, "MAX_POOL_2D"),
     "softmax": _softmax, "logistic": lambda r: _unary(r, "LOGISTIC"),
     "tanh": lambda r: _unary(r, "TANH"), "mean": _mean, "leaky_relu": _leaky_relu,
-    "hard_swish": _hard_swish,
+    "hard_swish": _hard_swish, "prelu": _prelu,
     "transpose": _transpose, "strided_slice": _strided_slice, "resize_nearest": _resize_nearest,
     "slice": _slice, "split": _split, "gather": _gather,
 }

@@ -128,6 +128,16 @@ def gather(shape, axis, indices):
     return make, ["GATHER"]
 
 
+def prelu(shape, alpha_shape, const_alpha=True, qa=(0.004, 30)):
+    def make(rng):
+        alpha = T(alpha_shape, scale=qa[0], zero_point=qa[1],
+                  data=rng.integers(-128, 128, alpha_shape).astype(np.int8)
+                  if const_alpha else None)
+        return build("PRELU", [T(shape, scale=0.05, zero_point=-12), alpha,
+                               T(shape, scale=0.03, zero_point=-60)], [0, 1], [2])
+    return make, ["PRELU"]
+
+
 # name -> (make(rng) -> .tflite bytes, ops it must contain)
 MODELS = {
     "hard_swish": hard_swish(0.05, -20, 0.035, -110),   # input -5.4..7.4, reluish exponent 3
@@ -153,6 +163,9 @@ MODELS = {
     "maximum_broadcast_channel": binary("MAXIMUM", (1, 5, 5, 8), (1, 1, 1, 8)),
     "minimum_const_broadcast": binary("MINIMUM", (2, 3, 16), (1, 3, 1), const_b=True),
     "minimum": binary("MINIMUM", (3, 40), (3, 40)),
+    "prelu_per_channel": prelu((1, 5, 5, 8), (1, 1, 8)),
+    "prelu_per_element": prelu((1, 3, 4, 6), (3, 4, 6), qa=(0.01, -100)),
+    "prelu_alpha_input": prelu((2, 40), (40,), const_alpha=False),
     "slice": slice_((1, 8, 8, 6), [0, 2, 1, 0], [1, 4, 6, 3]),
     "slice_to_end_2d": slice_((10, 12), [3, 5], [-1, 4]),
     "split_channels": split((1, 4, 4, 12), 3, 3),

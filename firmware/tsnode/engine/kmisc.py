@@ -1,5 +1,5 @@
-"""Elementwise kernels (viper) of the ops added for issue 13: MAXMIN (MAXIMUM, MINIMUM).
-Imported only when a model has one (ops.kernel)."""
+"""Elementwise kernels (viper) of the ops added for issue 13: MAXMIN (MAXIMUM, MINIMUM) and
+SELECT (PRELU's second pass). Imported only when a model has one (ops.kernel)."""
 
 import micropython
 from micropython import const
@@ -25,6 +25,14 @@ _MM_SB0 = const(14)
 _MM_SB1 = const(15)
 _MM_SB2 = const(16)
 _MM_SB3 = const(17)
+
+# SELECT: where the input byte is at or above `zp_in` (as int8), out = table[in] (256 bytes,
+# indexed by the byte as uint8); elsewhere the output is left as it is:
+_SEL_INPUT = const(0)
+_SEL_OUTPUT = const(1)
+_SEL_N = const(2)
+_SEL_ZP_IN = const(3)
+_SEL_TABLE = const(4)
 
 
 @micropython.viper
@@ -76,3 +84,23 @@ def maxmin(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
                 i2 += 1
             i1 += 1
         i0 += 1
+
+
+@micropython.viper
+def select(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
+    """PRELU is a MUL record (x times alpha, the negative branch, for every element) then
+    this pass, which overwrites the elements whose input is not negative (x - zp_in >= 0)
+    with the positive branch's table: no requantization here."""
+    src = p[_SEL_INPUT]
+    dst = p[_SEL_OUTPUT]
+    n = p[_SEL_N]
+    one = 1
+    sb = one << 31   # (a literal 1 << 31 is not a small int on 32-bit ports)
+    zp = (p[_SEL_ZP_IN] ^ sb) - sb
+    t = ptr8(int(cb) + p[_SEL_TABLE])
+    i = 0
+    while i < n:
+        x = ar[src + i]
+        if ((x ^ 0x80) - 0x80) >= zp:
+            ar[dst + i] = t[x]
+        i += 1

@@ -90,6 +90,30 @@ def prepare_maxmin(model: Model, op: Operator) -> Lowered:
     return Lowered(op, OPCODES["MAXMIN"], params, [a.index, b.index], [y.index], [])
 
 
+def prepare_prelu(model: Model, op: Operator) -> list[Lowered]:
+    """PRELU (prelu_common.cc, BroadcastPrelu4DSlow): x - zp_in >= 0 gives
+    MBQM(x - zp_in, M1, s1) + zp_out, else MBQM((x - zp_in) * (alpha - zp_a), M2, s2) + zp_out.
+    Lowered as a MUL record with M2 (the negative branch, every element, alpha broadcast),
+    then a SELECT record writing the positive branch's table where x - zp_in >= 0."""
+    x, al, y = (_t(model, i) for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
+    _check_int8(op, x, al, y)
+    if list(x.shape) != list(y.shape):
+        raise fail(op, f"input {list(x.shape)} broadcast to the output {list(y.shape)} is "
+                   "not supported (only alpha may broadcast)")
+    m1, s1 = fp.quantize_multiplier(float(x.scale) / float(y.scale))
+    m2, s2 = fp.quantize_multiplier(float(x.scale) * float(al.scale) / float(y.scale))
+    zin, zout = x.zero_point, y.zero_point
+    mul = tsm.params("MUL", a=TRef(x.index), b=TRef(al.index), output=TRef(y.index),
+                     zp_a=zin, zp_b=al.zero_point, mult=m2, shift=s2, zp_out=zout, amin=-128,
+                     amax=127, n=y.size, **_broadcast(op, x, al, y))
+    table = bytes((_clamp8(fp.mbqm(max(v - zin, 0), m1, s1) + zout) & 0xFF)
+                  for v in (b if b < 128 else b - 256 for b in range(256)))
+    sel = tsm.params("SELECT", input=TRef(x.index), output=TRef(y.index), n=y.size,
+                     zp_in=zin, table=CRef(0))
+    return [Lowered(op, OPCODES["MUL"], mul, [x.index, al.index], [y.index], [], y.size),
+            Lowered(op, OPCODES["SELECT"], sel, [x.index], [y.index], [table])]
+
+
 def _lut(op, x: Tensor, y: Tensor, fn) -> Lowered:
     table = bytes((int(fn(v if v < 128 else v - 256)) & 0xFF) for v in range(256))
     params = tsm.params("LUT", input=TRef(x.index), output=TRef(y.index), n=y.size,

@@ -36,7 +36,7 @@ PREPARE = {
     "MAXIMUM": _misc.prepare_maxmin, "MINIMUM": _misc.prepare_maxmin,
     "HARD_SWISH": _misc.prepare_elementwise, "SLICE": _shape.prepare_slice,
     "SPLIT": _shape.prepare_split, "SPLIT_V": _shape.prepare_split,
-    "GATHER": _shape.prepare_gather,
+    "GATHER": _shape.prepare_gather, "PRELU": _misc.prepare_prelu,
 }
 SUPPORTED = sorted(set(PREPARE) | set(_ops.ALIAS_OPS) | {"DEQUANTIZE"})
 

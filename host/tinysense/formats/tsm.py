@@ -30,7 +30,7 @@ KERNELS = {
     "ADD": ("kelt.py", "ADD"), "MUL": ("kelt.py", "MUL"), "CONCATENATION": ("kelt.py", "CAT"),
     "PAD": ("kelt.py", "PAD"), "SOFTMAX": ("ksoftmax.py", "SM"), "LUT": ("kelt.py", "LUT"),
     "COPY": ("kelt.py", "COPY"), "CONST": ("kelt.py", "CONST"), "REMAP": ("kshape.py", "RM"),
-    "MAXMIN": ("kmisc.py", "MM"),
+    "MAXMIN": ("kmisc.py", "MM"), "SELECT": ("kmisc.py", "SEL"),
 }
 
 
