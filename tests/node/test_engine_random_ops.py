@@ -278,7 +278,7 @@ def _gather(rng):
         "GatherOptions", {"Axis": axis - nd if rng.integers(0, 2) else axis}))
 
 
-def _mean(rng):
+def _mean(rng, op="MEAN"):
     shape = [1] + [int(v) for v in rng.integers(1, 6, 3)]
     axes = sorted(set(int(a) for a in rng.integers(1, 4, int(rng.integers(1, 3)))))
     keep = bool(rng.integers(0, 2))
@@ -290,7 +290,11 @@ def _mean(rng):
                T((len(axes),), "int32", data=np.array(axes, np.int32)),
                T(tuple(out), scale=float(s_in * 10 ** rng.uniform(-1, 1)),
                  zero_point=int(rng.integers(-128, 128)))]
-    return build("MEAN", tensors, [0, 1], [2], ("ReducerOptions", {"KeepDims": keep}))
+    if op == "SUM":   # a sum's range grows with the count: output scales up to 30x the input's
+        tensors[2].scale = float(s_in * 10 ** rng.uniform(-0.5, 1.5))
+    if op == "REDUCE_MAX":   # tflite-micro requires the input's quantization
+        tensors[2].scale, tensors[2].zero_point = tensors[0].scale, tensors[0].zero_point
+    return build(op, tensors, [0, 1], [2], ("ReducerOptions", {"KeepDims": keep}))
 
 
 def _requant(rng, op):
@@ -346,7 +350,9 @@ MAKERS = {
     "mul": lambda r: _binary(r, "MUL"),
     "avgpool": lambda r: _pool(r, "AVERAGE_POOL_2D"), "maxpool": lambda r: _pool(r, "MAX_POOL_2D"),
     "softmax": _softmax, "logistic": lambda r: _unary(r, "LOGISTIC"),
-    "tanh": lambda r: _unary(r, "TANH"), "mean": _mean, "leaky_relu": _leaky_relu,
+    "tanh": lambda r: _unary(r, "TANH"), "mean": _mean,
+    "sum": lambda r: _mean(r, "SUM"), "reduce_max": lambda r: _mean(r, "REDUCE_MAX"),
+    "leaky_relu": _leaky_relu,
     "hard_swish": _hard_swish, "prelu": _prelu,
     "transpose": _transpose, "strided_slice": _strided_slice, "resize_nearest": _resize_nearest,
     "slice": _slice, "split": _split, "gather": _gather,

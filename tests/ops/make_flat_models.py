@@ -138,6 +138,17 @@ def prelu(shape, alpha_shape, const_alpha=True, qa=(0.004, 30)):
     return make, ["PRELU"]
 
 
+def reduce(op, shape, axes, keep, qy=Q):
+    def make(rng):
+        nd = len(shape)
+        red = {a % nd for a in axes}
+        out = tuple(1 if a in red else d for a, d in enumerate(shape)) if keep else \
+            tuple(d for a, d in enumerate(shape) if a not in red)
+        return build(op, [T(shape, **Q), _i32(*axes), T(out, **qy)], [0, 1], [2],
+                     ("ReducerOptions", {"KeepDims": keep}))
+    return make, [op]
+
+
 # name -> (make(rng) -> .tflite bytes, ops it must contain)
 MODELS = {
     "hard_swish": hard_swish(0.05, -20, 0.035, -110),   # input -5.4..7.4, reluish exponent 3
@@ -166,6 +177,11 @@ MODELS = {
     "prelu_per_channel": prelu((1, 5, 5, 8), (1, 1, 8)),
     "prelu_per_element": prelu((1, 3, 4, 6), (3, 4, 6), qa=(0.01, -100)),
     "prelu_alpha_input": prelu((2, 40), (40,), const_alpha=False),
+    "sum_hw_keepdims": reduce("SUM", (1, 4, 5, 6), [1, 2], True, qy=dict(scale=0.6,
+                                                                             zero_point=4)),
+    "sum_last_axis": reduce("SUM", (3, 4, 10), [-1], False, qy=dict(scale=0.2, zero_point=-9)),
+    "reduce_max_hw": reduce("REDUCE_MAX", (1, 4, 5, 6), [1, 2], False),
+    "reduce_max_axis1_keepdims": reduce("REDUCE_MAX", (2, 7, 5), [1], True),
     "slice": slice_((1, 8, 8, 6), [0, 2, 1, 0], [1, 4, 6, 3]),
     "slice_to_end_2d": slice_((10, 12), [3, 5], [-1, 4]),
     "split_channels": split((1, 4, 4, 12), 3, 3),

@@ -1,5 +1,5 @@
-"""Elementwise kernels (viper) of the ops added for issue 13: MAXMIN (MAXIMUM, MINIMUM) and
-SELECT (PRELU's second pass). Imported only when a model has one (ops.kernel)."""
+"""Kernels (viper) of the ops added for issue 13: MAXMIN (MAXIMUM, MINIMUM), SELECT (PRELU's
+second pass) and RMAX (REDUCE_MAX). Imported only when a model has one (ops.kernel)."""
 
 import micropython
 from micropython import const
@@ -33,6 +33,20 @@ _SEL_OUTPUT = const(1)
 _SEL_N = const(2)
 _SEL_ZP_IN = const(3)
 _SEL_TABLE = const(4)
+
+# RMAX (REDUCE_MAX): as MEAN's words, `d*` the input shape padded to 4-D, `os*` the output
+# stride of each input axis (0 for reduced axes), `n_out` the output's element count:
+_RMAX_INPUT = const(0)
+_RMAX_OUTPUT = const(1)
+_RMAX_D0 = const(2)
+_RMAX_D1 = const(3)
+_RMAX_D2 = const(4)
+_RMAX_D3 = const(5)
+_RMAX_OS0 = const(6)
+_RMAX_OS1 = const(7)
+_RMAX_OS2 = const(8)
+_RMAX_OS3 = const(9)
+_RMAX_N_OUT = const(10)
 
 
 @micropython.viper
@@ -104,3 +118,39 @@ def select(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
         if ((x ^ 0x80) - 0x80) >= zp:
             ar[dst + i] = t[x]
         i += 1
+
+
+@micropython.viper
+def reduce_max(ar: ptr8, cb: ptr8, p: ptr32, sc: ptr8):
+    """The output starts at -128 (int8's lowest, ReduceGeneric's initial value); each input
+    byte raises its output element. Works in the output buffer: no scratch."""
+    src = p[_RMAX_INPUT]
+    dst = p[_RMAX_OUTPUT]
+    o0 = p[_RMAX_OS0]
+    o1 = p[_RMAX_OS1]
+    o2 = p[_RMAX_OS2]
+    o3 = p[_RMAX_OS3]
+    d3 = p[_RMAX_D3]
+    n = p[_RMAX_N_OUT]
+    i = 0
+    while i < n:
+        ar[dst + i] = 0x80
+        i += 1
+    i0 = 0
+    while i0 < p[_RMAX_D0]:
+        i1 = 0
+        while i1 < p[_RMAX_D1]:
+            i2 = 0
+            while i2 < p[_RMAX_D2]:
+                ob = dst + i0 * o0 + i1 * o1 + i2 * o2
+                i3 = 0
+                while i3 < d3:
+                    k = ob + i3 * o3
+                    x = ar[src] ^ 0x80   # offset binary: compares as the signed values do
+                    if x > (ar[k] ^ 0x80):
+                        ar[k] = ar[src]
+                    src += 1
+                    i3 += 1
+                i2 += 1
+            i1 += 1
+        i0 += 1

@@ -23,13 +23,15 @@ _OP_CONST = const(14)
 _OP_REMAP = const(15)
 _OP_MAXMIN = const(16)
 _OP_SELECT = const(17)
+_OP_RMAX = const(18)
 
 NAMES = {_OP_FULLY_CONNECTED: "FULLY_CONNECTED", _OP_CONV_2D: "CONV_2D",
          _OP_DEPTHWISE_CONV_2D: "DEPTHWISE_CONV_2D", _OP_AVERAGE_POOL_2D: "AVERAGE_POOL_2D",
          _OP_MAX_POOL_2D: "MAX_POOL_2D", _OP_MEAN: "MEAN", _OP_ADD: "ADD", _OP_MUL: "MUL",
          _OP_CONCATENATION: "CONCATENATION", _OP_PAD: "PAD", _OP_SOFTMAX: "SOFTMAX",
          _OP_LUT: "LUT", _OP_COPY: "COPY", _OP_CONST: "CONST", _OP_REMAP: "REMAP",
-         _OP_MAXMIN: "MAXMIN", _OP_SELECT: "SELECT"}
+         _OP_MAXMIN: "MAXMIN", _OP_SELECT: "SELECT",
+         _OP_RMAX: "RMAX"}
 
 # parameter words each opcode's record must hold: the count of the named words its kernel
 # reads (`_CONV_*` in kconv.py, ...; tests/host/test_boundary.py checks they agree), here so
@@ -37,7 +39,7 @@ NAMES = {_OP_FULLY_CONNECTED: "FULLY_CONNECTED", _OP_CONV_2D: "CONV_2D",
 N_PARAMS = {_OP_FULLY_CONNECTED: 27, _OP_CONV_2D: 27, _OP_DEPTHWISE_CONV_2D: 27,
             _OP_AVERAGE_POOL_2D: 16, _OP_MAX_POOL_2D: 16, _OP_MEAN: 15, _OP_ADD: 24,
             _OP_MUL: 24, _OP_PAD: 15, _OP_SOFTMAX: 6, _OP_LUT: 4, _OP_COPY: 3, _OP_CONST: 3,
-            _OP_REMAP: 10, _OP_MAXMIN: 18, _OP_SELECT: 5}
+            _OP_REMAP: 10, _OP_MAXMIN: 18, _OP_SELECT: 5, _OP_RMAX: 11}
 
 
 def check(code, src, params):
@@ -125,7 +127,8 @@ def kernel(code, nat=None):
     if code == _OP_REMAP:   # a module of its own: models without shape ops never import it
         from tsnode.engine import kshape
         return kshape.remap
-    if code in (_OP_MAXMIN, _OP_SELECT):
+    if code in (_OP_MAXMIN, _OP_SELECT, _OP_RMAX):
         from tsnode.engine import kmisc
-        return kmisc.maxmin if code == _OP_MAXMIN else kmisc.select
+        return {_OP_MAXMIN: kmisc.maxmin, _OP_SELECT: kmisc.select,
+                _OP_RMAX: kmisc.reduce_max}[code]
     raise ValueError("tsm: opcode %d not supported by this engine" % code)

@@ -276,13 +276,19 @@ def prepare_softmax(model: Model, op: Operator) -> Lowered:
 
 
 def prepare_mean(model: Model, op: Operator) -> Lowered:
+    """MEAN and SUM (QuantizedMeanOrSum: SUM is MEAN without the multiplier's division by the
+    element count) as MEAN records; REDUCE_MAX (ReduceGeneric, equal input and output
+    quantization) as RMAX, on the same axis words."""
     x, ax, y = _t(model, op.inputs[0]), _t(model, op.inputs[1]), _t(model, op.outputs[0])
     _check_int8(op, x, y)
+    if op.name == "REDUCE_MAX" and (np.float32(x.scale) != np.float32(y.scale)
+                                    or x.zero_point != y.zero_point):
+        raise fail(op, "int8 REDUCE_MAX needs equal input and output scale and zero point")
     if ax.data is None:
         raise fail(op, "the axis tensor must be constant")
     nd = len(x.shape)
     if nd > 4:
-        raise fail(op, "MEAN over more than 4 dimensions is not supported")
+        raise fail(op, f"{op.name} over more than 4 dimensions is not supported")
     axes = sorted({int(a) % nd for a in np.asarray(ax.data).reshape(-1)})
     dims = _shape4(x.shape)
     red = [0] * 4
@@ -293,15 +299,22 @@ def prepare_mean(model: Model, op: Operator) -> Lowered:
         if red[d]:
             n *= dims[d]
     m, s = fp.quantize_multiplier(float(x.scale) / float(y.scale))
-    k = min(n.bit_length() - 1, 32, 31 + s)
-    m2 = fp.wrap32((m << k) // n)
-    s2 = s - k
+    m2, s2 = m, s
+    if op.name == "MEAN":   # the element count folded into the multiplier (SUM keeps it)
+        k = min(n.bit_length() - 1, 32, 31 + s)
+        m2 = fp.wrap32((m << k) // n)
+        s2 = s - k
     # output strides over the 4-D input index (0 for reduced dims)
     ostr, acc = [0] * 4, 1
     for d in range(3, -1, -1):
         if not red[d]:
             ostr[d] = acc
             acc *= dims[d]
+    if op.name == "REDUCE_MAX":
+        params = tsm.params("RMAX", input=TRef(x.index), output=TRef(y.index),
+                            **{f"d{d}": dims[d] for d in range(4)},
+                            **{f"os{d}": ostr[d] for d in range(4)}, n_out=y.size)
+        return Lowered(op, OPCODES["RMAX"], params, [x.index], [y.index], [], 0)
     params = tsm.params("MEAN", input=TRef(x.index), output=TRef(y.index),
                         **{f"d{d}": dims[d] for d in range(4)},
                         **{f"os{d}": ostr[d] for d in range(4)}, mult=m2, shift=s2,

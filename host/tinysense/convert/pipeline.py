@@ -37,6 +37,7 @@ PREPARE = {
     "HARD_SWISH": _misc.prepare_elementwise, "SLICE": _shape.prepare_slice,
     "SPLIT": _shape.prepare_split, "SPLIT_V": _shape.prepare_split,
     "GATHER": _shape.prepare_gather, "PRELU": _misc.prepare_prelu,
+    "SUM": _misc.prepare_mean, "REDUCE_MAX": _misc.prepare_mean,
 }
 SUPPORTED = sorted(set(PREPARE) | set(_ops.ALIAS_OPS) | {"DEQUANTIZE"})
 

@@ -64,6 +64,7 @@ class Model:
 _OPTIONS = {"CONV_2D": "Conv2DOptions", "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptions",
             "AVERAGE_POOL_2D": "Pool2DOptions", "MAX_POOL_2D": "Pool2DOptions",
             "FULLY_CONNECTED": "FullyConnectedOptions", "MEAN": "ReducerOptions",
+            "SUM": "ReducerOptions", "REDUCE_MAX": "ReducerOptions",
             "ADD": "AddOptions", "SUB": "SubOptions", "MUL": "MulOptions", "SOFTMAX": "SoftmaxOptions",
             "CONCATENATION": "ConcatenationOptions", "RESHAPE": "ReshapeOptions",
             "SQUEEZE": "SqueezeOptions", "PAD": "PadOptions",

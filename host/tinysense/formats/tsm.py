@@ -31,6 +31,7 @@ KERNELS = {
     "PAD": ("kelt.py", "PAD"), "SOFTMAX": ("ksoftmax.py", "SM"), "LUT": ("kelt.py", "LUT"),
     "COPY": ("kelt.py", "COPY"), "CONST": ("kelt.py", "CONST"), "REMAP": ("kshape.py", "RM"),
     "MAXMIN": ("kmisc.py", "MM"), "SELECT": ("kmisc.py", "SEL"),
+    "RMAX": ("kmisc.py", "RMAX"),
 }
 
 
