@@ -15,7 +15,7 @@ from tflite.BuiltinOperator import BuiltinOperator
 from tflite.BuiltinOptions import BuiltinOptions
 from tflite.TensorType import TensorType
 
-_TYPES = {"int8": TensorType.INT8, "int32": TensorType.INT32}
+_TYPES = {"int8": TensorType.INT8, "int32": TensorType.INT32, "int64": TensorType.INT64}
 
 
 @dataclasses.dataclass
@@ -38,6 +38,13 @@ def _vec(b, start, items, add):
 def build(op: str, tensors: list[T], inputs: list[int], outputs: list[int],
           options=None) -> bytes:
     """options: (BuiltinOptions name, {field: value}) e.g. ("Conv2DOptions", {"StrideW": 2})."""
+    graph_in = [i for i in inputs if tensors[i].data is None]
+    return build_graph(tensors, [(op, inputs, outputs, options)], graph_in, outputs)
+
+
+def build_graph(tensors: list[T], ops: list[tuple], graph_inputs: list[int],
+                graph_outputs: list[int]) -> bytes:
+    """A graph of several ops: each (op name, inputs, outputs, options or None), in order."""
     b = flatbuffers.Builder(1024)
     bufs = [None] + [t.data for t in tensors if t.data is not None]
     buf_offs = []
@@ -78,29 +85,31 @@ def build(op: str, tensors: list[T], inputs: list[int], outputs: list[int],
         tflite.TensorAddName(b, name)
         tflite.TensorAddQuantization(b, q)
         t_offs.append(tflite.TensorEnd(b))
-    opt_off, opt_type = 0, 0
-    if options is not None:
-        kind, fields = options
-        getattr(tflite, kind + "Start")(b)
-        for field, value in fields.items():
-            getattr(tflite, f"{kind}Add{field}")(b, value)
-        opt_off = getattr(tflite, kind + "End")(b)
-        opt_type = getattr(BuiltinOptions, kind)
-    ins = _vec(b, tflite.OperatorStartInputsVector, inputs, b.PrependInt32)
-    outs = _vec(b, tflite.OperatorStartOutputsVector, outputs, b.PrependInt32)
-    tflite.OperatorStart(b)
-    tflite.OperatorAddOpcodeIndex(b, 0)
-    tflite.OperatorAddInputs(b, ins)
-    tflite.OperatorAddOutputs(b, outs)
-    if options is not None:
-        tflite.OperatorAddBuiltinOptionsType(b, opt_type)
-        tflite.OperatorAddBuiltinOptions(b, opt_off)
-    oper = tflite.OperatorEnd(b)
+    names = list(dict.fromkeys(op for op, _i, _o, _opt in ops))   # one opcode entry per op
+    opers = []
+    for op, inputs, outputs, options in ops:
+        opt_off, opt_type = 0, 0
+        if options is not None:
+            kind, fields = options
+            getattr(tflite, kind + "Start")(b)
+            for field, value in fields.items():
+                getattr(tflite, f"{kind}Add{field}")(b, value)
+            opt_off = getattr(tflite, kind + "End")(b)
+            opt_type = getattr(BuiltinOptions, kind)
+        ins = _vec(b, tflite.OperatorStartInputsVector, inputs, b.PrependInt32)
+        outs = _vec(b, tflite.OperatorStartOutputsVector, outputs, b.PrependInt32)
+        tflite.OperatorStart(b)
+        tflite.OperatorAddOpcodeIndex(b, names.index(op))
+        tflite.OperatorAddInputs(b, ins)
+        tflite.OperatorAddOutputs(b, outs)
+        if options is not None:
+            tflite.OperatorAddBuiltinOptionsType(b, opt_type)
+            tflite.OperatorAddBuiltinOptions(b, opt_off)
+        opers.append(tflite.OperatorEnd(b))
     tv = _vec(b, tflite.SubGraphStartTensorsVector, t_offs, b.PrependUOffsetTRelative)
-    gi = _vec(b, tflite.SubGraphStartInputsVector, [i for i in inputs
-                                                    if tensors[i].data is None], b.PrependInt32)
-    go = _vec(b, tflite.SubGraphStartOutputsVector, outputs, b.PrependInt32)
-    ov = _vec(b, tflite.SubGraphStartOperatorsVector, [oper], b.PrependUOffsetTRelative)
+    gi = _vec(b, tflite.SubGraphStartInputsVector, graph_inputs, b.PrependInt32)
+    go = _vec(b, tflite.SubGraphStartOutputsVector, graph_outputs, b.PrependInt32)
+    ov = _vec(b, tflite.SubGraphStartOperatorsVector, opers, b.PrependUOffsetTRelative)
     sname = b.CreateString("main")
     tflite.SubGraphStart(b)
     tflite.SubGraphAddTensors(b, tv)
@@ -109,13 +118,15 @@ def build(op: str, tensors: list[T], inputs: list[int], outputs: list[int],
     tflite.SubGraphAddOperators(b, ov)
     tflite.SubGraphAddName(b, sname)
     sg = tflite.SubGraphEnd(b)
-    code = getattr(BuiltinOperator, op)
-    tflite.OperatorCodeStart(b)
-    tflite.OperatorCodeAddDeprecatedBuiltinCode(b, min(code, 127))
-    tflite.OperatorCodeAddBuiltinCode(b, code)
-    tflite.OperatorCodeAddVersion(b, 1)
-    oc = tflite.OperatorCodeEnd(b)
-    ocv = _vec(b, tflite.ModelStartOperatorCodesVector, [oc], b.PrependUOffsetTRelative)
+    codes = []
+    for op in names:
+        code = getattr(BuiltinOperator, op)
+        tflite.OperatorCodeStart(b)
+        tflite.OperatorCodeAddDeprecatedBuiltinCode(b, min(code, 127))
+        tflite.OperatorCodeAddBuiltinCode(b, code)
+        tflite.OperatorCodeAddVersion(b, 1)
+        codes.append(tflite.OperatorCodeEnd(b))
+    ocv = _vec(b, tflite.ModelStartOperatorCodesVector, codes, b.PrependUOffsetTRelative)
     sgv = _vec(b, tflite.ModelStartSubgraphsVector, [sg], b.PrependUOffsetTRelative)
     bv = _vec(b, tflite.ModelStartBuffersVector, buf_offs, b.PrependUOffsetTRelative)
     desc = b.CreateString("tinysense test model")

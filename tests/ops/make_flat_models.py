@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE.parents[0] / "node"))
 sys.path.insert(0, str(HERE))
 
 from make_op_models import Spec, describe  # noqa: E402
-from tflite_build import T, build  # noqa: E402
+from tflite_build import T, build, build_graph  # noqa: E402
 
 from tinysense import reference  # noqa: E402
 
@@ -149,6 +149,33 @@ def reduce(op, shape, axes, keep, qy=Q):
     return make, [op]
 
 
+def shape_pack_reshape(cast=False):
+    """What Keras exports for `reshape(x, (batch, -1))`: SHAPE, STRIDED_SLICE (the batch),
+    PACK with a constant, RESHAPE; then an int8 op. cast: the shape goes through CAST
+    (int32 -> int32 here), as exporters do around int64 shapes."""
+    def make(rng):
+        t = [T((2, 3, 4), **Q),                          # 0 input
+             T((3,), "int32"),                           # 1 SHAPE(x)
+             _i32(0), _i32(1), _i32(1),                  # 2-4 begin, end, strides
+             T((), "int32"),                             # 5 batch
+             T((), "int32", data=np.asarray(12, np.int32)),   # 6 constant -1 stand-in
+             T((2,), "int32"),                           # 7 PACK
+             T((2, 12), **Q),                            # 8 RESHAPE
+             T((2, 12), scale=0.03, zero_point=5),       # 9 LEAKY_RELU
+             T((3,), "int32")]                           # 10 CAST(shape)
+        shape_src = 10 if cast else 1
+        ops = [("SHAPE", [0], [1], ("ShapeOptions", {"OutType": 2}))]
+        if cast:
+            ops.append(("CAST", [1], [10], None))
+        ops += [("STRIDED_SLICE", [shape_src, 2, 3, 4], [5],
+                 ("StridedSliceOptions", {"ShrinkAxisMask": 1})),
+                ("PACK", [5, 6], [7], ("PackOptions", {"ValuesCount": 2, "Axis": 0})),
+                ("RESHAPE", [0, 7], [8], None),
+                ("LEAKY_RELU", [8], [9], ("LeakyReluOptions", {"Alpha": 0.1}))]
+        return build_graph(t, ops, [0], [9])
+    return make, ["SHAPE", "STRIDED_SLICE", "PACK", "RESHAPE"] + ["CAST"] * cast
+
+
 # name -> (make(rng) -> .tflite bytes, ops it must contain)
 MODELS = {
     "hard_swish": hard_swish(0.05, -20, 0.035, -110),   # input -5.4..7.4, reluish exponent 3
@@ -182,6 +209,8 @@ MODELS = {
     "sum_last_axis": reduce("SUM", (3, 4, 10), [-1], False, qy=dict(scale=0.2, zero_point=-9)),
     "reduce_max_hw": reduce("REDUCE_MAX", (1, 4, 5, 6), [1, 2], False),
     "reduce_max_axis1_keepdims": reduce("REDUCE_MAX", (2, 7, 5), [1], True),
+    "shape_pack_reshape": shape_pack_reshape(),
+    "shape_cast_pack_reshape": shape_pack_reshape(cast=True),
     "slice": slice_((1, 8, 8, 6), [0, 2, 1, 0], [1, 4, 6, 3]),
     "slice_to_end_2d": slice_((10, 12), [3, 5], [-1, 4]),
     "split_channels": split((1, 4, 4, 12), 3, 3),

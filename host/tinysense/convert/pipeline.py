@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinysense.convert import fold as _fold
 from tinysense.convert import ops as _ops
 from tinysense.convert import ops_misc as _misc
 from tinysense.convert import ops_shape as _shape
@@ -39,7 +40,7 @@ PREPARE = {
     "GATHER": _shape.prepare_gather, "PRELU": _misc.prepare_prelu,
     "SUM": _misc.prepare_mean, "REDUCE_MAX": _misc.prepare_mean,
 }
-SUPPORTED = sorted(set(PREPARE) | set(_ops.ALIAS_OPS) | {"DEQUANTIZE"})
+SUPPORTED = sorted(set(PREPARE) | set(_ops.ALIAS_OPS) | {"DEQUANTIZE"} | set(_fold.FOLDABLE))
 
 __all__ = ["ConvertReport", "ConvertResult", "UnsupportedModel", "convert_model",
            "dequantize_output", "quantize_input", "write_package"]
@@ -163,7 +164,9 @@ def convert_model(source, board=None) -> ConvertResult:
 
 def _convert(model: Model, label: str, board) -> ConvertResult:
     problems: list[dict] = []
+    folded = _fold.fold_constants(model)   # shape arithmetic: computed here, not on the node
     ins, outs, skip, flags = _rewrite_io(model, problems)
+    skip |= folded
     boundary = {i for i in model.inputs if model.tensors[i].dtype != "int8"} | \
         {i for i in model.outputs if model.tensors[i].dtype != "int8"}
     root = {}                                   # alias: tensor -> storage tensor

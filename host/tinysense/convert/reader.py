@@ -70,7 +70,7 @@ _OPTIONS = {"CONV_2D": "Conv2DOptions", "DEPTHWISE_CONV_2D": "DepthwiseConv2DOpt
             "SQUEEZE": "SqueezeOptions", "PAD": "PadOptions",
             "LEAKY_RELU": "LeakyReluOptions", "STRIDED_SLICE": "StridedSliceOptions",
             "RESIZE_NEAREST_NEIGHBOR": "ResizeNearestNeighborOptions",
-            "GATHER": "GatherOptions"}
+            "GATHER": "GatherOptions", "PACK": "PackOptions"}
 
 
 def _options(op, code_name: str):
