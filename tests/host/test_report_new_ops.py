@@ -1,0 +1,34 @@
+"""The fit report counts what the issue-13 ops need: SUM's int32 accumulators in scratch,
+REMAP's offset tables and PRELU's constant alpha and SELECT table in the op constants; none
+of them is a multiply-accumulate (report.MAC_OPS), so they add no MACs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tinysense.convert import convert_model
+
+OPS_DIR = Path(__file__).resolve().parents[1] / "ops"
+
+
+def _report(name):
+    return convert_model(OPS_DIR / f"{name}.tflite", board="ESP32_GENERIC").report
+
+
+def test_sum_scratch_is_one_int32_per_output():
+    r = _report("sum_hw_keepdims")          # (1, 4, 5, 6) over axes 1, 2: 6 outputs
+    assert r.scratch_bytes == 4 * 6
+    assert r.heap_needed >= r.arena_bytes + r.scratch_bytes
+
+
+def test_remap_tables_are_op_constants():
+    r = _report("transpose_nhwc_to_nchw")   # (1, 4, 5, 6) -> (1, 6, 4, 5): 1+6+4+5 words
+    assert r.scratch_bytes == 0
+    assert r.max_op_const_bytes == r.const_bytes == 4 * (1 + 6 + 4 + 5)
+
+
+def test_prelu_counts_its_alpha_and_table():
+    r = _report("prelu_per_channel")        # (1, 5, 5, 8), alpha (1, 1, 8) constant
+    assert r.macs == 0 and r.scratch_bytes == 0
+    assert [op["name"] for op in r.ops] == ["PRELU", "PRELU", "PRELU"]   # CONST, MUL, SELECT
+    assert r.const_bytes == 8 + 256
