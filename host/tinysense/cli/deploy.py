@@ -8,11 +8,13 @@ from pathlib import Path
 
 from tinysense.cli import add_target_args
 from tinysense.errors import TinysenseError
+from tinysense.flash.romfs import MODELS_DIR as _MODELS
 from tinysense.node import open_node
 from tinysense.node.deploy import deploy
 from tinysense.progress import Progress
 
-MODELS_DIR = "/models"
+# the node's model directory, as deploy --romfs and the app use it (flash/romfs.py)
+MODELS_DIR = "/" + _MODELS
 
 
 def _app_files(args, board) -> tuple[dict[str, bytes], list[tuple[str, bytes]]]:
