@@ -53,6 +53,17 @@ def test_files_roundtrip_and_hashes(node):
         hashlib.sha256(b"").hexdigest()
 
 
+def test_put_after_a_put_cut_short(node):
+    """A put whose exec was cut off (a timeout, Ctrl-C) leaves its file open on the node; the
+    next put to that path must win, not the stale handle when it is collected."""
+    node.mkdir("/tstest")
+    node.exec("_tsf = open('/tstest/cut.bin', 'wb')\n_tsf.write(b'x' * 4096)")
+    data = bytes(range(256)) * 25
+    node.put(data, "/tstest/cut.bin")
+    node.exec("import gc\ngc.collect()")
+    assert node.get("/tstest/cut.bin") == data
+
+
 def test_soft_reset_clears_the_interpreter(node):
     node.exec("left_behind = 1")
     node.soft_reset()

@@ -200,3 +200,18 @@ def test_target_virtual_prints_the_node_arch(tmp_path):
     port = unix_port(load_board("ESP32_GENERIC"))
     assert f"(mpy arch {unix_port_arch(port.exe)}, " in proc.stdout
     assert unix_port_arch(port.exe) in ("x86", "x64")
+
+
+def test_emulated_nodes_get_longer_silence_limits(monkeypatch):
+    from tinysense.targets import TIMEOUT_SCALE_ENV, Target, timeout_scale
+
+    monkeypatch.delenv(TIMEOUT_SCALE_ENV, raising=False)
+    assert Target("board", "/dev/ttyUSB0", "").timeout_scale == 1.0
+    assert timeout_scale("virtual") == 1.0
+    assert timeout_scale("qemu-rv32") > 1 and timeout_scale("qemu") > 1
+    monkeypatch.setenv(TIMEOUT_SCALE_ENV, "2.5")
+    assert timeout_scale("board") == 2.5 and timeout_scale("qemu-rv32") == 2.5
+    for bad in ("0.5", "fast", "1e9"):
+        monkeypatch.setenv(TIMEOUT_SCALE_ENV, bad)
+        with pytest.raises(TinysenseError, match=f"{TIMEOUT_SCALE_ENV}=.*a number from 1"):
+            timeout_scale("board")

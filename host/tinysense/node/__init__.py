@@ -54,6 +54,7 @@ class Node:
     def __init__(self, target: Target, board: BoardConfig, transport) -> None:
         self.target = target
         self.board = board
+        self.timeout_scale = target.timeout_scale  # every wait below is this many times longer
         self.transport = transport  # mpremote's SerialTransport: fs helpers, raw REPL entry
 
     @property
@@ -66,7 +67,7 @@ class Node:
         if not isinstance(transport.serial, Pushback):
             transport.serial = Pushback(transport.serial)
         self._transport = transport
-        self.repl = RawRepl(transport.serial)
+        self.repl = RawRepl(transport.serial, timeout=10 * self.timeout_scale)
 
     # --- code ---------------------------------------------------------------------------
 
@@ -75,14 +76,16 @@ class Node:
 
         Args:
             code: MicroPython source.
-            timeout: seconds the node may stay silent (the limit restarts with each output
-                byte, so long-running code that prints progress can run longer).
+            timeout: seconds a board may stay silent (the limit restarts with each output
+                byte, so long-running code that prints progress can run longer); an emulated
+                node gets target.timeout_scale times as long.
 
         Raises:
             NodeError: the code raised (the node's traceback is in the message).
             NodeTimeout: no complete answer in time.
         """
         data = code.encode() if isinstance(code, str) else bytes(code)
+        timeout *= self.timeout_scale
         try:
             self.repl.send(data)
         except RawReplTimeout as exc:
@@ -115,8 +118,9 @@ class Node:
         """
         data = bytes(src) if isinstance(src, (bytes, bytearray, memoryview)) else \
             Path(src).read_bytes()
-        with self._fs_errors(remote):
-            self.exec(f"import binascii\n_tsf = open({remote!r}, 'wb')")
+        with self._fs_errors(remote):  # a put cut short earlier left its file open: close it
+            self.exec("import binascii\ntry:\n    _tsf.close()\nexcept NameError:\n    pass\n"
+                      f"_tsf = open({remote!r}, 'wb')")
         try:
             for offset in range(0, len(data), _PUT_CHUNK):
                 chunk = base64.b64encode(data[offset:offset + _PUT_CHUNK])
@@ -187,7 +191,8 @@ class Node:
         from mpremote.transport import TransportError
 
         try:
-            self.transport.enter_raw_repl(soft_reset=True, timeout_overall=timeout)
+            self.transport.enter_raw_repl(soft_reset=True,
+                                          timeout_overall=timeout * self.timeout_scale)
         except TransportError as exc:
             raise NodeTimeout(f"node on {self.target.url} did not come back from a soft "
                               f"reset ({exc})") from None
@@ -233,7 +238,8 @@ def connect(url: str, target: Target, board: BoardConfig, *, soft_reset: bool = 
                              "monitor, mpremote) using it?") from None
     no_delay(transport)
     try:
-        transport.enter_raw_repl(soft_reset=soft_reset, timeout_overall=timeout)
+        transport.enter_raw_repl(soft_reset=soft_reset,
+                                 timeout_overall=timeout * target.timeout_scale)
     except (TransportError, OSError) as exc:
         transport.close()
         raise TinysenseError(f"no MicroPython raw REPL on {url} ({exc}); is MicroPython "

@@ -34,6 +34,8 @@ class Dut:
     def __init__(self, source, log_path: str | Path) -> None:
         self.node = source if hasattr(source, "transport") else None
         self._serial = None if self.node is not None else source
+        # an emulated node's waits are longer (tinysense.targets.TIMEOUT_SCALE)
+        self.timeout_scale = getattr(self.node, "timeout_scale", 1.0)
         self.log_path = Path(log_path)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in close())
@@ -70,6 +72,10 @@ class Dut:
                 names the full log file.
         """
         __tracebackhide__ = True  # pytest shows the test's line, not this loop
+        return self._expect_within(pattern, timeout * self.timeout_scale)
+
+    def _expect_within(self, pattern: str | re.Pattern, timeout: float) -> re.Match:
+        __tracebackhide__ = True
         regex = re.compile(pattern) if isinstance(pattern, str) else pattern
         deadline = time.monotonic() + timeout
         while True:
@@ -94,8 +100,9 @@ class Dut:
     def expect_lines(self, pattern: str, count: int, timeout: float = 10.0) -> list[re.Match]:
         """`count` successive matches of `pattern`, all within `timeout` seconds in total."""
         __tracebackhide__ = True
+        timeout *= self.timeout_scale
         deadline = time.monotonic() + timeout
-        return [self.expect(pattern, max(deadline - time.monotonic(), 0.01))
+        return [self._expect_within(pattern, max(deadline - time.monotonic(), 0.01))
                 for _ in range(count)]
 
     def drain(self, quiet: float = 0.2) -> str:
@@ -116,7 +123,8 @@ class Dut:
         """Hand the console back to the node's raw REPL, so node.exec works again after
         expect() has read the prompt (interrupts code that still runs, with Ctrl-C)."""
         self.drain(0.05)
-        self.node.transport.enter_raw_repl(soft_reset=False, timeout_overall=timeout)
+        self.node.transport.enter_raw_repl(soft_reset=False,
+                                           timeout_overall=timeout * self.timeout_scale)
 
     def close(self) -> None:
         self._log.close()

@@ -28,6 +28,12 @@ USB_IDS: tuple[tuple[int, int | None], ...] = (
 )
 
 KINDS = ("board", "qemu", "qemu-rv32", "virtual")
+
+# An emulated node runs its code many times slower than a board, and on a busy host QEMU can be
+# starved of the CPU for seconds: the host waits this many times longer for it to answer (its
+# silence limits, not its speed). $TINYSENSE_TIMEOUT_SCALE sets the factor for every kind.
+TIMEOUT_SCALE = {"qemu": 6.0, "qemu-rv32": 6.0}
+TIMEOUT_SCALE_ENV = "TINYSENSE_TIMEOUT_SCALE"
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 
 
@@ -43,6 +49,26 @@ class Target:
     kind: str
     url: str | None
     reason: str
+
+    @property
+    def timeout_scale(self) -> float:
+        """How many times a board's silence limits the host allows this node (TIMEOUT_SCALE)."""
+        return timeout_scale(self.kind)
+
+
+def timeout_scale(kind: str) -> float:
+    """$TINYSENSE_TIMEOUT_SCALE if set (a number >= 1), else TIMEOUT_SCALE's factor for `kind`."""
+    text = os.environ.get(TIMEOUT_SCALE_ENV, "").strip()
+    if not text:
+        return TIMEOUT_SCALE.get(kind, 1.0)
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 1 <= value <= 1000:
+        raise TinysenseError(f"{TIMEOUT_SCALE_ENV}={text!r}: give a number from 1 to 1000 (how "
+                             "many times longer than usual to wait for a node)")
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
