@@ -15,7 +15,8 @@ from tflite.BuiltinOperator import BuiltinOperator
 from tflite.BuiltinOptions import BuiltinOptions
 from tflite.TensorType import TensorType
 
-_TYPES = {"int8": TensorType.INT8, "int32": TensorType.INT32, "int64": TensorType.INT64}
+_TYPES = {"int8": TensorType.INT8, "int16": TensorType.INT16, "int32": TensorType.INT32,
+          "int64": TensorType.INT64}
 
 
 @dataclasses.dataclass
@@ -26,6 +27,7 @@ class T:
     zero_point: int | list = 0
     qdim: int = 0
     data: np.ndarray | None = None
+    variable: bool = False     # a variable tensor (SVDF's activation state)
 
 
 def _vec(b, start, items, add):
@@ -38,7 +40,8 @@ def _vec(b, start, items, add):
 def build(op: str, tensors: list[T], inputs: list[int], outputs: list[int],
           options=None) -> bytes:
     """options: (BuiltinOptions name, {field: value}) e.g. ("Conv2DOptions", {"StrideW": 2})."""
-    graph_in = [i for i in inputs if tensors[i].data is None]
+    graph_in = [i for i in inputs
+                if i >= 0 and tensors[i].data is None and not tensors[i].variable]
     return build_graph(tensors, [(op, inputs, outputs, options)], graph_in, outputs)
 
 
@@ -84,6 +87,8 @@ def build_graph(tensors: list[T], ops: list[tuple], graph_inputs: list[int],
         tflite.TensorAddBuffer(b, buf_index)
         tflite.TensorAddName(b, name)
         tflite.TensorAddQuantization(b, q)
+        if t.variable:
+            tflite.TensorAddIsVariable(b, True)
         t_offs.append(tflite.TensorEnd(b))
     names = list(dict.fromkeys(op for op, _i, _o, _opt in ops))   # one opcode entry per op
     opers = []

@@ -30,10 +30,14 @@ H_N_OPS = const(18)
 H_ARENA_SIZE = const(24)
 H_SCRATCH_SIZE = const(28)
 H_CONST_OFF = const(44)
+# the dtype codes the node reads (state tensors' reset value; the rest: convert/writer.py)
+DT_INT8 = const(1)
+DT_INT16 = const(4)
 # tensor record flags the node reads (the host-only ones: docs/formats/tsm.md)
 F_CONST = const(1)
 F_INPUT = const(2)
 F_OUTPUT = const(4)
+F_STATE = const(32)   # kept across inferences (SVDF state): planned alone, reset at load
 
 
 class Package:
@@ -103,8 +107,12 @@ class Package:
         top = 0
         for i in range(self.n_tensors):
             dtype, shape, flags, off, nbytes, _zp = self.tensor(i)
-            if not 1 <= dtype <= 5 or len(shape) > 4 or flags & ~31:
+            if not 1 <= dtype <= 5 or len(shape) > 4 or flags & ~63:
                 raise ValueError("tsm: tensor %d record is malformed" % i)
+            if flags & F_STATE and (flags & (F_CONST | F_INPUT | F_OUTPUT)
+                                    or dtype not in (DT_INT8, DT_INT16)):
+                raise ValueError("tsm: state tensor %d must be an int8 or int16 arena "
+                                 "tensor, not an input, output or constant" % i)
             if flags & F_CONST:
                 if off + nbytes > self.const_size:
                     raise ValueError("tsm: tensor %d lies outside the constants" % i)

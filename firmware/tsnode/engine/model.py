@@ -74,6 +74,20 @@ class Model:
             self.streams = [(s, mv[:n], base - s, src + s, n) if n else None
                             for s, n in regions]
         self.inputs, self.outputs = pkg.io()
+        # state tensors (loader.F_STATE): (offset, bytes, fill byte), set at load and reset()
+        self.states = []
+        for i in range(pkg.n_tensors):
+            dtype, _s, flags, off, nbytes, zp = pkg.tensor(i)
+            if flags & loader.F_STATE:
+                self.states.append((off, nbytes, zp & 0xFF if dtype == loader.DT_INT8 else 0))
+        self.reset()
+
+    def reset(self):
+        """Every state tensor back to its initial value, as tflite-micro's ResetVariableTensors
+        (at AllocateTensors and reset()): an int8 one to its zero point, an int16 one to 0.
+        Allocates nothing."""
+        for off, n, fill in self.states:
+            _fill(self.arena, off, n, fill)
 
     def run(self):
         """One inference over the arena (inputs already in place). Allocates nothing."""
@@ -151,6 +165,15 @@ class Model:
         for i in self.outputs:
             out += self.tensor_view(i)
         return out
+
+
+@micropython.viper
+def _fill(dst: ptr8, off: int, n: int, v: int):
+    i = off
+    end = off + n
+    while i < end:
+        dst[i] = v
+        i += 1
 
 
 @micropython.viper

@@ -24,6 +24,7 @@ _OP_REMAP = const(15)
 _OP_MAXMIN = const(16)
 _OP_SELECT = const(17)
 _OP_RMAX = const(18)
+_OP_SVDF = const(19)
 
 NAMES = {_OP_FULLY_CONNECTED: "FULLY_CONNECTED", _OP_CONV_2D: "CONV_2D",
          _OP_DEPTHWISE_CONV_2D: "DEPTHWISE_CONV_2D", _OP_AVERAGE_POOL_2D: "AVERAGE_POOL_2D",
@@ -31,7 +32,7 @@ NAMES = {_OP_FULLY_CONNECTED: "FULLY_CONNECTED", _OP_CONV_2D: "CONV_2D",
          _OP_CONCATENATION: "CONCATENATION", _OP_PAD: "PAD", _OP_SOFTMAX: "SOFTMAX",
          _OP_LUT: "LUT", _OP_COPY: "COPY", _OP_CONST: "CONST", _OP_REMAP: "REMAP",
          _OP_MAXMIN: "MAXMIN", _OP_SELECT: "SELECT",
-         _OP_RMAX: "RMAX"}
+         _OP_RMAX: "RMAX", _OP_SVDF: "SVDF"}
 
 # parameter words each opcode's record must hold: the count of the named words its kernel
 # reads (`_CONV_*` in kconv.py, ...; tests/host/test_boundary.py checks they agree), here so
@@ -39,7 +40,8 @@ NAMES = {_OP_FULLY_CONNECTED: "FULLY_CONNECTED", _OP_CONV_2D: "CONV_2D",
 N_PARAMS = {_OP_FULLY_CONNECTED: 27, _OP_CONV_2D: 27, _OP_DEPTHWISE_CONV_2D: 27,
             _OP_AVERAGE_POOL_2D: 16, _OP_MAX_POOL_2D: 16, _OP_MEAN: 15, _OP_ADD: 24,
             _OP_MUL: 24, _OP_PAD: 15, _OP_SOFTMAX: 6, _OP_LUT: 4, _OP_COPY: 3, _OP_CONST: 3,
-            _OP_REMAP: 10, _OP_MAXMIN: 18, _OP_SELECT: 5, _OP_RMAX: 11}
+            _OP_REMAP: 10, _OP_MAXMIN: 18, _OP_SELECT: 5, _OP_RMAX: 11,
+            _OP_SVDF: 19}
 
 
 def check(code, src, params):
@@ -131,4 +133,7 @@ def kernel(code, nat=None):
         from tsnode.engine import kmisc
         return {_OP_MAXMIN: kmisc.maxmin, _OP_SELECT: kmisc.select,
                 _OP_RMAX: kmisc.reduce_max}[code]
+    if code == _OP_SVDF:   # its own module, imported by models with an SVDF only
+        from tsnode.engine import ksvdf
+        return ksvdf.svdf
     raise ValueError("tsm: opcode %d not supported by this engine" % code)

@@ -15,6 +15,7 @@ from tinysense.convert import fold as _fold
 from tinysense.convert import ops as _ops
 from tinysense.convert import ops_misc as _misc
 from tinysense.convert import ops_shape as _shape
+from tinysense.convert import ops_svdf as _svdf
 from tinysense.convert import writer
 from tinysense.convert.planner import Buffer, plan
 from tinysense.convert.reader import Model, read_model
@@ -38,7 +39,7 @@ PREPARE = {
     "HARD_SWISH": _misc.prepare_elementwise, "SLICE": _shape.prepare_slice,
     "SPLIT": _shape.prepare_split, "SPLIT_V": _shape.prepare_split,
     "GATHER": _shape.prepare_gather, "PRELU": _misc.prepare_prelu,
-    "SUM": _misc.prepare_mean, "REDUCE_MAX": _misc.prepare_mean,
+    "SUM": _misc.prepare_mean, "REDUCE_MAX": _misc.prepare_mean, "SVDF": _svdf.prepare_svdf,
 }
 SUPPORTED = sorted(set(PREPARE) | set(_ops.ALIAS_OPS) | {"DEQUANTIZE"} | set(_fold.FOLDABLE))
 
@@ -78,7 +79,7 @@ def _dtype_problems(model: Model, op, boundary: set[int]) -> list[dict]:
         if i < 0 or i in boundary:
             continue
         t = model.tensors[i]
-        if t.data is None and t.dtype != "int8":
+        if t.data is None and t.dtype != "int8" and not t.variable:   # state: its op checks
             seen.setdefault(t.dtype, []).append(t.index)
     return [_problem(op, f"dtype {d} not supported (tensor{'s' if len(ix) > 1 else ''} "
                      f"{', '.join(map(str, ix))}; the engine runs int8 activations)")
@@ -199,22 +200,27 @@ def _convert(model: Model, label: str, board) -> ConvertResult:
         use(io["tensor"], -1)
     for io in outs:
         use(io["tensor"], n)
+    # a state tensor (SVDF's) lives across inferences: no other tensor may share its bytes
+    states = {t for lo in lowered for t in lo.inputs if model.tensors[t].variable}
+    for t in states:
+        use(t, -1)
+        use(t, n)
     for k, lo in enumerate(lowered):
         for t in lo.inputs + lo.outputs:
             use(t, k)
-    bufs = {g: Buffer(g, model.tensors[g].size, s[0], s[1]) for g, s in span.items()}
+    bufs = {g: Buffer(g, model.tensors[g].nbytes, s[0], s[1]) for g, s in span.items()}
     arena = plan(list(bufs.values()))
     offsets = {}
     rows = []
     for t in model.tensors:
         g = find(t.index)
-        f = flags.get(t.index, 0)
+        f = flags.get(t.index, 0) | (writer.F_STATE if t.index in states else 0)
         if g in bufs:
             if len(t.shape) > 4:
                 raise TinysenseError(f"tensor {t.index} '{t.name}' has {len(t.shape)} "
                                      "dimensions; the engine supports at most 4")
             offsets[t.index] = bufs[g].offset
-            rows.append((t.dtype, t.shape, f, bufs[g].offset, t.size, t.zero_point, t.scale))
+            rows.append((t.dtype, t.shape, f, bufs[g].offset, t.nbytes, t.zero_point, t.scale))
         else:   # shape kept only when it fits the record (the data is not stored anyway)
             rows.append((t.dtype, t.shape if len(t.shape) <= 4 else (),
                          f | (writer.F_CONST if t.data is not None else 0),
@@ -229,12 +235,14 @@ def _convert(model: Model, label: str, board) -> ConvertResult:
         ops=[{"index": lo.op.index, "name": lo.op.name, "macs": lo.macs,
               "out_shape": list(model.tensors[lo.outputs[0]].shape)} for lo in lowered],
         macs=sum(lo.macs for lo in lowered), const_bytes=const_bytes, arena_bytes=arena,
+        state_bytes=sum(model.tensors[i].nbytes for i in states),
         scratch_bytes=scratch, package_bytes=len(pkg),
         tables_bytes=struct.unpack_from("<I", pkg, tsm.HEADER_OFFSETS["const_off"])[0],
         max_op_const_bytes=max((sum(len(b) + (-len(b) % 4) for b in lo.blobs)
                                 for lo in lowered), default=0),
         tensors=[{"index": t.index, "name": t.name, "shape": list(t.shape), "dtype": t.dtype,
-                  "offset": offsets.get(t.index), "nbytes": t.size if t.index in offsets else 0,
+                  "offset": offsets.get(t.index),
+                  "nbytes": t.nbytes if t.index in offsets else 0, "state": t.index in states,
                   "const": t.data is not None, "scale": float(t.scale),
                   "zero_point": t.zero_point} for t in model.tensors],
         inputs=ins, outputs=outs)
@@ -249,13 +257,17 @@ def _lower_op(model: Model, op, boundary: set[int], root: dict, find, problems: 
     `problems` (unsupported op name and activation dtypes are listed together)."""
     if op.name in _ops.ALIAS_OPS:
         src, dst = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
-        if src.data is not None or src.dtype != "int8" or dst.dtype != "int8":
+        if src.data is not None or src.variable or src.dtype != "int8" or dst.dtype != "int8":
             raise _ops.fail(op, "only int8 activation tensors can be reshaped")
         root[dst.index] = find(src.index)
         return []
     prep = PREPARE.get(op.name)
     found = [] if prep is not None else [_problem(
         op, "op not supported by the tinysense engine (supported: " + ", ".join(SUPPORTED) + ")")]
+    if op.name != "SVDF" and any(model.tensors[i].variable for i in op.inputs + op.outputs
+                                 if i >= 0):
+        found.append(_problem(op, "variable (state) tensors are supported only as SVDF's "
+                              "activation state"))
     if op.name == "QUANTIZE" and model.tensors[op.inputs[0]].dtype != "int8":
         found.append(_problem(op, "only int8->int8 QUANTIZE inside the model (float->int8 only "
                               "at the model input)"))

@@ -29,6 +29,7 @@ class Tensor:
     zero_points: np.ndarray    # int64 array
     quantized_dimension: int
     data: np.ndarray | None    # constant contents, shaped, or None for activations
+    variable: bool = False     # a variable tensor: state kept across invocations (SVDF)
 
     @property
     def scale(self) -> float:
@@ -41,6 +42,12 @@ class Tensor:
     @property
     def size(self) -> int:
         return int(np.prod(self.shape)) if self.shape else 1
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of its elements (an int16 state tensor: 2 per element)."""
+        np_type = DTYPES.get(getattr(TensorType, self.dtype.upper(), -1))
+        return self.size * (np.dtype(np_type).itemsize if np_type is not None else 1)
 
 
 @dataclasses.dataclass
@@ -71,7 +78,7 @@ _OPTIONS = {"CONV_2D": "Conv2DOptions", "DEPTHWISE_CONV_2D": "DepthwiseConv2DOpt
             "SQUEEZE": "SqueezeOptions", "PAD": "PadOptions",
             "LEAKY_RELU": "LeakyReluOptions", "STRIDED_SLICE": "StridedSliceOptions",
             "RESIZE_NEAREST_NEIGHBOR": "ResizeNearestNeighborOptions",
-            "GATHER": "GatherOptions", "PACK": "PackOptions"}
+            "GATHER": "GatherOptions", "PACK": "PackOptions", "SVDF": "SVDFOptions"}
 
 
 def _options(op, code_name: str):
@@ -141,8 +148,11 @@ def _parse(buf: bytes) -> Model:
             np_type = DTYPES.get(ttype)
             data = np.frombuffer(buf[b.Offset():b.Offset() + b.Size()], np_type).reshape(shape)
         name = t.Name().decode("utf-8", "replace") if t.Name() else f"t{i}"
+        variable = bool(t.IsVariable())
+        if variable:   # tflite-micro ignores a variable's buffer: it resets the tensor itself
+            data = None
         tensors.append(Tensor(i, name, shape, TYPE_NAMES.get(ttype, str(ttype)), scales, zps,
-                              qdim, data))
+                              qdim, data, variable))
     ops = []
     for i in range(g.OperatorsLength()):
         op = g.Operators(i)

@@ -38,9 +38,10 @@ FRAGMENTATION_STREAM_BUFFER = 0.05
 IO_CHUNK = 1536
 RUN_RESERVE_BYTES = 4096 + 3 * IO_CHUNK
 # MACs, as convert, validate and bench count them (reference.count_macs uses this too): the
-# multiply-accumulates of these ops, one per weight tap per output element. Bias additions,
+# multiply-accumulates of these ops, one per weight tap per output element (SVDF: per batch row
+# and filter, its inputs and its memory: weights_feature and weights_time). Bias additions,
 # pools, ADD/MUL/MEAN and requantisation are not multiply-accumulates and are not counted.
-MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "SVDF")
 
 
 @dataclasses.dataclass
@@ -63,6 +64,7 @@ class ConvertReport:
     heap_needed: int = 0
     fits: bool | None = None
     fit_reason: str = ""
+    state_bytes: int = 0             # of arena_bytes: state kept across inferences (SVDF)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -87,7 +89,8 @@ class ConvertReport:
         for op in self.ops:
             lines.append(f"  {op['index']:3d} {op['name']:<18} -> {op['out_shape']!s:<18} "
                          f"{op['macs']:>11,} MACs")
-        lines.append(f"constants {self.const_bytes:,} B   arena {self.arena_bytes:,} B   "
+        state = f" (state {self.state_bytes:,} B)" if self.state_bytes else ""
+        lines.append(f"constants {self.const_bytes:,} B   arena {self.arena_bytes:,} B{state}   "
                      f"scratch {self.scratch_bytes:,} B   package {self.package_bytes:,} B")
         for kind, items in (("input", self.inputs), ("output", self.outputs)):
             for io in items:

@@ -17,9 +17,11 @@ VERSION = tsm.VERSION
 HEADER = struct.Struct(tsm.HEADER_FORMAT + "8s")   # + the 8 reserved bytes: 64
 TENSOR = struct.Struct(tsm.TENSOR_FORMAT)          # 36 bytes
 OPHEAD = struct.Struct(tsm.OPHEAD_FORMAT)          # 16 bytes
-# host-only: the node never reads dtype codes or the HOST_* flags (docs/formats/tsm.md)
-DTYPE_CODES = {"int8": 1, "int32": 2, "float32": 3, "int16": 4, "uint8": 5}
-F_CONST, F_INPUT, F_OUTPUT = tsm.F_CONST, tsm.F_INPUT, tsm.F_OUTPUT
+# dtype codes: int8 and int16 are the node's (a state tensor's reset value), the others and
+# the HOST_* flags are host-only (docs/formats/tsm.md)
+DTYPE_CODES = {"int8": tsm.DT_INT8, "int32": 2, "float32": 3, "int16": tsm.DT_INT16,
+               "uint8": 5}
+F_CONST, F_INPUT, F_OUTPUT, F_STATE = tsm.F_CONST, tsm.F_INPUT, tsm.F_OUTPUT, tsm.F_STATE
 F_HOST_QUANTIZE, F_HOST_DEQUANTIZE = 8, 16
 assert (HEADER.size, TENSOR.size, OPHEAD.size) == (tsm.HEADER_SIZE, tsm.TENSOR_SIZE,
                                                    tsm.OPHEAD_SIZE)

@@ -31,7 +31,7 @@ KERNELS = {
     "PAD": ("kelt.py", "PAD"), "SOFTMAX": ("ksoftmax.py", "SM"), "LUT": ("kelt.py", "LUT"),
     "COPY": ("kelt.py", "COPY"), "CONST": ("kelt.py", "CONST"), "REMAP": ("kshape.py", "RM"),
     "MAXMIN": ("kmisc.py", "MM"), "SELECT": ("kmisc.py", "SEL"),
-    "RMAX": ("kmisc.py", "RMAX"),
+    "RMAX": ("kmisc.py", "RMAX"), "SVDF": ("ksvdf.py", "SVDF"),
 }
 
 
@@ -105,3 +105,7 @@ HEADER_OFFSETS = {k[2:].lower(): v for k, v in node_consts(_LOADER).items()
 F_CONST = node_value(_LOADER, "F_CONST")
 F_INPUT = node_value(_LOADER, "F_INPUT")
 F_OUTPUT = node_value(_LOADER, "F_OUTPUT")
+F_STATE = node_value(_LOADER, "F_STATE")
+# the dtype codes the node reads (a state tensor's reset value); the others are host-only
+DT_INT8 = node_value(_LOADER, "DT_INT8")
+DT_INT16 = node_value(_LOADER, "DT_INT16")

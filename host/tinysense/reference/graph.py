@@ -131,6 +131,10 @@ def count_macs(graph: Graph) -> int:
         w = graph.tensors[op.inputs[1]].shape
         if op.name == "FULLY_CONNECTED":
             total += _numel(out) * int(w[-1])
+        elif op.name == "SVDF":   # batch x filters x (inputs + memory)
+            wt = graph.tensors[op.inputs[2]].shape
+            total += int(graph.tensors[op.inputs[0]].shape[0]) * int(w[0]) * (
+                int(w[1]) + int(wt[1]))
         elif op.name == "CONV_2D":
             total += _numel(out) * int(w[1]) * int(w[2]) * int(w[3])
         else:
