@@ -340,6 +340,43 @@ def _concat(rng):
         "ConcatenationOptions", {"Axis": axis}))
 
 
+def svdf_model(rng, bias=True):
+    """SVDF: int16 or int8 state and weights_time, rank 1-3, batch 1-2, memory 1-9; scales
+    from the expected magnitudes so states and outputs spread over their ranges; one seed in
+    four saturates the int16 state with full-range time weights, so the int32 time sums wrap
+    (as tflite-micro's int32 arithmetic does). bias=False: no bias tensor (input -1)."""
+    s16 = bool(rng.integers(0, 3))
+    wild = s16 and rng.integers(0, 4) == 0
+    batch, n_in = int(rng.integers(1, 3)), int(rng.integers(1, 41))
+    units, rank, mem = int(rng.integers(1, 9)), int(rng.integers(1, 4)), int(rng.integers(1, 10))
+    nf = units * rank
+    s_in, s_wf = float(10 ** rng.uniform(-3, 0)), float(10 ** rng.uniform(-3, -1))
+    srange = 32767 if s16 else 127
+    e1 = 10 ** rng.uniform(-1, 0.5) * srange / 4 / (5400 * np.sqrt(n_in))
+    if wild:
+        e1 *= 50
+    s_st = float(s_in * s_wf / e1)
+    wt_max = 32767 if wild else int(2 ** rng.uniform(7, 15)) if s16 else 127
+    wt = rng.integers(-wt_max, wt_max + 1, (nf, mem)).astype(np.int16 if s16 else np.int8)
+    s_wt = float(10 ** rng.uniform(-4, -1))
+    acc = wt_max / 1.7 * srange / 4 * np.sqrt(rank * mem)
+    s_out = float(s_st * s_wt / (10 ** rng.uniform(-1, 0.5) * 40 / acc))
+    zp_st = int(rng.integers(-128, 128)) if not s16 else int(rng.integers(-50, 50)) \
+        if rng.integers(0, 4) == 0 else 0
+    dt = "int16" if s16 else "int8"
+    f = np.float32
+    tensors = [T((batch, n_in), scale=s_in, zero_point=int(rng.integers(-128, 128))),
+               T((nf, n_in), scale=s_wf,
+                 data=rng.integers(-127, 128, (nf, n_in)).astype(np.int8)),
+               T((nf, mem), dt, scale=s_wt, data=wt),
+               T((units,), "int32", scale=float(f(f(s_st) * f(s_wt))),
+                 data=rng.integers(-int(acc), int(acc) + 1, units).astype(np.int32)),
+               T((batch, nf * mem), dt, scale=s_st, zero_point=zp_st, variable=True),
+               T((batch, units), scale=s_out, zero_point=int(rng.integers(-128, 128)))]
+    return build("SVDF", tensors, [0, 1, 2, 3 if bias else -1, 4], [5], (
+        "SVDFOptions", {"Rank": rank, "FusedActivationFunction": int(rng.choice([0, 1]))}))
+
+
 MAKERS = {
     "quantize": lambda r: _requant(r, "QUANTIZE"), "relu": lambda r: _requant(r, "RELU"),
     "relu6": lambda r: _requant(r, "RELU6"), "pad": _pad, "padv2": lambda r: _pad(r, True),
@@ -355,7 +392,7 @@ MAKERS = {
     "leaky_relu": _leaky_relu,
     "hard_swish": _hard_swish, "prelu": _prelu,
     "transpose": _transpose, "strided_slice": _strided_slice, "resize_nearest": _resize_nearest,
-    "slice": _slice, "split": _split, "gather": _gather,
+    "slice": _slice, "split": _split, "gather": _gather, "svdf": svdf_model,
 }
 
 
@@ -366,7 +403,7 @@ SEEDS = range(int(os.environ.get("TINYSENSE_RANDOM_OPS", "8")))
 # kinds added with issue 13 whose records have no native kernel (ops.NATIVE): under
 # kernels="native" they would run the same viper code again, so they run viper only
 VIPER_ONLY = {"leaky_relu", "hard_swish", "transpose", "strided_slice", "resize_nearest",
-              "slice", "split", "gather", "maximum", "minimum", "reduce_max"}
+              "slice", "split", "gather", "maximum", "minimum", "reduce_max", "svdf"}
 CASES = [pytest.param(kind, seed, unix, kernels, id=f"{kind}-{seed}-{unix}-{kernels}")
          for kind in sorted(MAKERS) for seed in SEEDS for unix in UNIX_KINDS
          for kernels in KERNELS

@@ -15,12 +15,14 @@ INPUT, WEIGHTS_FEATURE, WEIGHTS_TIME, BIAS, STATE = range(5)
 
 
 def effective_scales(s_in, s_wf, s_state, s_wt, s_out) -> tuple[float, float]:
-    """PrepareSvdf's two requantization scales: float32 products and quotients (the C
-    expressions are float), widened to double only for QuantizeMultiplier."""
+    """PrepareSvdf's two requantization scales in double from the float32 scales: what the
+    pinned tflite-micro package computes (svdf_common.cc at 90b983c2b3 reads as float32
+    products and quotients widened afterwards; tests/node/test_engine_svdf.py has scales
+    where the two give other bytes, and the package's are the double ones)."""
     f = np.float32
-    e1 = f(f(f(s_in) * f(s_wf)) / f(s_state))
-    e2 = f(f(f(s_state) * f(s_wt)) / f(s_out))
-    return float(e1), float(e2)
+    e1 = float(f(s_in)) * float(f(s_wf)) / float(f(s_state))
+    e2 = float(f(s_state)) * float(f(s_wt)) / float(f(s_out))
+    return e1, e2
 
 
 def prepare_svdf(model: Model, op: Operator) -> Lowered:

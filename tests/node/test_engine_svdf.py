@@ -1,0 +1,197 @@
+"""SVDF beyond the random tests: PrepareSvdf's two scales as the pinned tflite-micro computes
+them (in double, not the float32 the C source reads as: models chosen so the two give other
+bytes), a missing bias (which
+the pinned tflite-micro crashes on) as a zero bias, and the state: reset at load and by
+Model.reset(), carried across inferences, on both unix ports."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import UNIX_KINDS, unix_kind_exe
+from engine_helpers import REPO, compare_model, run_engine_full
+from test_engine_random_ops import svdf_model
+from tflite_build import T, build
+
+from tinysense.convert import convert_model
+from tinysense.convert import fixedpoint as fp
+from tinysense.convert.ops_svdf import effective_scales
+
+pytestmark = pytest.mark.node
+f32 = np.float32
+
+
+def _reference(buf: bytes, vectors: list[np.ndarray]) -> list[bytes]:
+    from tflite_micro.python.tflite_micro import runtime
+
+    it = runtime.Interpreter.from_bytes(buf)
+    out = []
+    for x in vectors:
+        it.set_input(x, 0)
+        it.invoke()
+        out.append(it.get_output(0).tobytes())
+    return out
+
+
+def _svdf(n_in, units, mem, s_in, s_wf, s_st, s_wt, s_out, wf, wt, bias, dt="int16",
+          zp_in=0):
+    tensors = [T((1, n_in), scale=s_in, zero_point=zp_in),
+               T((units, n_in), scale=s_wf, data=np.asarray(wf, np.int8).reshape(units, n_in)),
+               T((units, mem), dt, scale=s_wt, data=np.asarray(wt, dt).reshape(units, mem)),
+               T((units,), "int32", scale=float(f32(f32(s_st) * f32(s_wt))),
+                 data=np.asarray(bias, np.int32)),
+               T((1, units * mem), dt, scale=s_st, variable=True),
+               T((1, units), scale=s_out)]
+    return build("SVDF", tensors, [0, 1, 2, 3, 4], [5], ("SVDFOptions", {"Rank": 1}))
+
+
+def _as_float32(a, b, c) -> float:
+    """a * b / c in float32 arithmetic, as svdf_common.cc's expressions read."""
+    return float(f32(f32(f32(a) * f32(b)) / f32(c)))
+
+
+def _multipliers(e_double: float, e_float: float):
+    return fp.quantize_multiplier(e_double), fp.quantize_multiplier(e_float)
+
+
+def _scale1_case():
+    """Scales and a feature dot product D where effective_scale_1 in double and in float32
+    round D to other state values; the output reads the state back exactly (second scale
+    1, bias minus the double prediction: 0 under double, +-1 under float32)."""
+    rng = np.random.default_rng(1)
+    while True:
+        s_in, s_wf = float(f32(10 ** rng.uniform(-2, 0))), float(f32(10 ** rng.uniform(-2, -1)))
+        s_st = float(f32(s_in * s_wf / 1e-3))
+        e_d, e2 = effective_scales(s_in, s_wf, s_st, 1.0, s_st)
+        assert e2 == 1.0
+        (md, sd), (mf, sf) = _multipliers(e_d, _as_float32(s_in, s_wf, s_st))
+        for k in range(32000, 32700):
+            centre = int((k + 0.5) / e_d)
+            for d in range(centre - 3, centre + 4):
+                a, b = fp.mbqm(d, md, sd), fp.mbqm(d, mf, sf)
+                if a != b and max(abs(a), abs(b)) <= 32767:
+                    return s_in, s_wf, s_st, d, a, b
+
+
+def test_effective_scale_1_is_double():
+    s_in, s_wf, s_st, d, state_d, state_f = _scale1_case()
+    q = d // 16129                      # d = 16129 q + 127 x1 + x2: weights 127 and a 1
+    x1, x2 = divmod(d - 16129 * q, 127)
+    n_in = q + 2
+    wf = [127] * (q + 1) + [1]
+    x = np.array([[127] * q + [x1, x2]], np.int8)
+    buf = _svdf(n_in, 1, 1, s_in, s_wf, s_st, 1.0, s_st, wf, [1], [-state_d])
+    ref = _reference(buf, [x, x])
+    assert ref == [b"\0", b"\0"], "tflite-micro's state is not the double scale's"
+    assert state_f != state_d   # float32 would give other bytes
+    for kind in UNIX_KINDS:
+        run = run_engine_full(convert_model(buf).package, [x.tobytes()] * 2,
+                              exe=unix_kind_exe(kind))
+        assert run.outputs == ref, kind
+
+
+def test_effective_scale_2_is_double():
+    """Zero input and weights: the state stays 0 and each unit's output is its bias through
+    effective_scale_2; biases at the rounding boundaries where double and float32 differ."""
+    rng = np.random.default_rng(2)
+    while True:
+        s_st, s_wt = float(f32(10 ** rng.uniform(-4, -2))), float(f32(10 ** rng.uniform(-4, -2)))
+        s_out = float(f32(s_st * s_wt / 10 ** rng.uniform(-8, -6)))
+        _e1, e_d = effective_scales(1.0, 1.0, s_st, s_wt, s_out)
+        (md, sd), (mf, sf) = _multipliers(e_d, _as_float32(s_st, s_wt, s_out))
+        biases = []
+        for k in range(20, 127):
+            centre = int((k + 0.5) / e_d)
+            biases += [v for v in range(centre - 200, centre + 200)
+                       if v < 2 ** 31 and fp.mbqm(v, mf, sf) != fp.mbqm(v, md, sd)][:1]
+        if len(biases) >= 8:
+            break
+    units = len(biases)
+    buf = _svdf(1, units, 1, 0.01, 0.01, s_st, s_wt, s_out, [0] * units, [1] * units, biases)
+    x = np.zeros((1, 1), np.int8)
+    ref = _reference(buf, [x])[0]
+    want_f = bytes(max(-128, min(127, fp.mbqm(b, mf, sf))) & 0xFF for b in biases)
+    want_d = bytes(max(-128, min(127, fp.mbqm(b, md, sd))) & 0xFF for b in biases)
+    assert ref == want_d and want_f != want_d
+    for kind in UNIX_KINDS:
+        run = run_engine_full(convert_model(buf).package, [x.tobytes()],
+                              exe=unix_kind_exe(kind))
+        assert run.outputs == [ref], kind
+
+
+@pytest.mark.parametrize("unix", UNIX_KINDS)
+def test_no_bias_is_a_zero_bias(unix, tmp_path):
+    """Without a bias the pinned tflite-micro's Prepare reads the absent tensor's scale and
+    crashes; its Eval starts the sums at 0. The engine runs the model with the bias
+    absent as tflite-micro runs the same model with an all-zero bias, over 8 inferences."""
+    rng = np.random.default_rng(7)
+    with_zero = svdf_model(np.random.default_rng(7))
+    no_bias = svdf_model(rng, bias=False)
+    res = convert_model(no_bias)
+    from tinysense.convert.reader import read_model
+
+    zeroed = read_model(with_zero)
+    b = zeroed.tensors[zeroed.operators[0].inputs[3]]
+    assert b.data is not None and b.data.any()   # same draw: replace the bias by zeros
+    shape = tuple(res.report.inputs[0]["shape"])
+    xs = [np.random.default_rng(k).integers(-128, 128, shape).astype(np.int8) for k in range(8)]
+    buf = bytearray(with_zero)
+    raw = b.data.astype("<i4").tobytes()
+    at = bytes(buf).index(raw)
+    buf[at:at + len(raw)] = bytes(len(raw))
+    ref = _reference(bytes(buf), xs)
+    run = run_engine_full(res.package, [x.tobytes() for x in xs], exe=unix_kind_exe(unix))
+    assert run.outputs == ref
+
+
+@pytest.mark.parametrize("unix", UNIX_KINDS)
+def test_state_is_reset_at_load_and_by_reset(unix, tmp_path):
+    """An int8 state with a zero point: the engine fills it with the zero point at load and
+    in Model.reset(), as tflite-micro's ResetVariableTensors; after a reset the same inputs
+    give the first run's bytes again (the bytes differ run to run: the state is carried)."""
+    import subprocess
+
+    from conftest import micropython_env
+
+    seed = next(s for s in range(50) if (lambda r: not bool(r.integers(0, 3)))(
+        np.random.default_rng([99, s])))
+    buf = svdf_model(np.random.default_rng([99, seed]))   # an int8 state (s16 drawn False)
+    res = convert_model(buf)
+    st = next(t for t in res.report.tensors if t["state"])
+    assert st["dtype"] == "int8" and res.report.state_bytes == st["nbytes"] > 0
+    shape = tuple(res.report.inputs[0]["shape"])
+    xs = [np.random.default_rng(k).integers(-128, 128, shape).astype(np.int8) for k in range(4)]
+    ref = _reference(buf, xs)
+    assert len(set(ref)) > 1
+    pkg = tmp_path / "m.tsm"
+    pkg.write_bytes(res.package)
+    script = tmp_path / "reset.py"
+    script.write_text(
+        "import sys\nfrom binascii import hexlify, unhexlify\n"
+        "import tsnode.engine.model as M\n"
+        f"m = M.Model(open({str(pkg)!r}, 'rb').read())\n"
+        f"xs = {[x.tobytes().hex() for x in xs]!r}\n"
+        "for r in range(2):\n"
+        "    for x in xs:\n"
+        "        m.set_inputs(unhexlify(x))\n"
+        "        m.run()\n"
+        "        print(hexlify(m.output_bytes()).decode())\n"
+        "    m.reset()\n")
+    proc = subprocess.run([unix_kind_exe(unix), str(script)], capture_output=True, text=True,
+                          env=micropython_env([str(REPO / "firmware")]), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    got = [bytes.fromhex(line) for line in proc.stdout.split()]
+    assert got == ref + ref
+
+
+def test_random_svdf_many_inferences(tmp_path):
+    """One random model over 3 fixed and 12 random inputs in a row (the state holds up to 9
+    of them), on the 64-bit unix port."""
+    import zlib
+
+    rng = np.random.default_rng([zlib.crc32(b"svdf-long"), 0])
+    path = tmp_path / "svdf_long.tflite"
+    path.write_bytes(svdf_model(rng))
+    mismatches, alloc, n = compare_model(path, n_random=12, kind="x64")
+    assert not mismatches and alloc == 0 and n == 15
