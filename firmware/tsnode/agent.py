@@ -228,6 +228,14 @@ def run(stop=None):
     return _print({"ok": True, "output_bytes": sum(len(m.tensor_view(i)) for i in m.outputs)})
 
 
+def reset():
+    """State tensors (SVDF's) back to their values at load, as tflite-micro's reset().
+    Prints {"ok": true, "state_bytes": n}."""
+    m = _model()
+    m.reset()
+    return _print({"ok": True, "state_bytes": sum(s[1] for s in m.states)})
+
+
 def get_output(at, n):
     """base64 of n bytes of the outputs' concatenation from byte `at` (one chunk)."""
     m = _model()

@@ -23,7 +23,7 @@ REQUIRED_OPS = {
     # issue 13 (tests/ops/make_flat_models.py)
     "LEAKY_RELU", "STRIDED_SLICE", "TRANSPOSE", "RESIZE_NEAREST_NEIGHBOR", "SUB",
     "MAXIMUM", "MINIMUM", "HARD_SWISH", "SLICE", "SPLIT", "SPLIT_V", "GATHER", "PRELU",
-    "SUM", "REDUCE_MAX", "SHAPE", "PACK", "CAST",
+    "SUM", "REDUCE_MAX", "SHAPE", "PACK", "CAST", "SVDF",
 }
 
 

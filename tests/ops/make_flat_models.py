@@ -149,6 +149,30 @@ def reduce(op, shape, axes, keep, qy=Q):
     return make, [op]
 
 
+def svdf(n_in, units, rank, mem, state="int16", act=0, batch=1):
+    """SVDF with an int16 (or int8, zero point 9) state and weights_time; scales picked so
+    the state and the output spread over their ranges for uniform int8 inputs."""
+    def make(rng):
+        nf = units * rank
+        s16 = state == "int16"
+        s_in, s_wf, s_wt = 0.06, 0.01, 0.002 if s16 else 0.02
+        s_st = s_in * s_wf * 5400 * n_in ** 0.5 / (8000 if s16 else 30)
+        f = np.float32
+        wt = rng.integers(-3000, 3001, (nf, mem)).astype(np.int16) if s16 else \
+            rng.integers(-127, 128, (nf, mem)).astype(np.int8)
+        acc = (1700 if s16 else 73) * (8000 if s16 else 30) * (rank * mem) ** 0.5
+        t = [T((batch, n_in), scale=s_in, zero_point=-3),
+             T((nf, n_in), scale=s_wf, data=rng.integers(-127, 128, (nf, n_in)).astype(np.int8)),
+             T((nf, mem), state, scale=s_wt, data=wt),
+             T((units,), "int32", scale=float(f(f(s_st) * f(s_wt))),
+               data=rng.integers(-int(acc), int(acc) + 1, units).astype(np.int32)),
+             T((batch, nf * mem), state, scale=s_st, zero_point=0 if s16 else 9, variable=True),
+             T((batch, units), scale=float(s_st * s_wt * acc / 40), zero_point=5)]
+        return build("SVDF", t, [0, 1, 2, 3, 4], [5],
+                     ("SVDFOptions", {"Rank": rank, "FusedActivationFunction": act}))
+    return make, ["SVDF"]
+
+
 def shape_pack_reshape(cast=False):
     """What Keras exports for `reshape(x, (batch, -1))`: SHAPE, STRIDED_SLICE (the batch),
     PACK with a constant, RESHAPE; then an int8 op. cast: the shape goes through CAST
@@ -224,6 +248,10 @@ MODELS = {
     "resize_nearest_2x": resize_nearest((1, 4, 5, 3), (8, 10)),
     "resize_nearest_align_corners": resize_nearest((1, 5, 4, 2), (9, 7), align=True),
     "resize_nearest_half_pixel_down": resize_nearest((1, 9, 7, 2), (4, 3), half=True),
+    "svdf_rank1": svdf(24, 8, 1, 10),
+    "svdf_rank2_relu": svdf(16, 6, 2, 5, act=1),
+    "svdf_int8_state": svdf(20, 4, 1, 6, state="int8"),
+    "svdf_batch2": svdf(12, 5, 1, 4, batch=2),
 }
 
 

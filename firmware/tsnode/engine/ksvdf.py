@@ -9,7 +9,7 @@ to the state's range and stored, plus zp_state, as the filter's newest state; th
 `bias + sum over its rank filters of sum(wt * (state - zp_state))` in int32 (wrapping, as the
 C code's int32 arithmetic does) is requantized by (M2, S2) plus zp_out and clamped to int8.
 As in tflite-micro, the fused activation is not applied to int8 output. Both products go
-through the requantization block kconv.py describes (`# --- requant begin ---`).
+through the requantization block kconv.py describes (the marked copies below).
 """
 
 import micropython
