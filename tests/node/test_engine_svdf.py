@@ -12,7 +12,7 @@ import pytest
 from conftest import UNIX_KINDS, unix_kind_exe
 from engine_helpers import REPO, compare_model, run_engine_full
 from test_engine_random_ops import svdf_model
-from tflite_build import T, build
+from tflite_build import T, build, build_graph
 
 from tinysense.convert import convert_model
 from tinysense.convert import fixedpoint as fp
@@ -195,3 +195,92 @@ def test_random_svdf_many_inferences(tmp_path):
     path.write_bytes(svdf_model(rng))
     mismatches, alloc, n = compare_model(path, n_random=12, kind="x64")
     assert not mismatches and alloc == 0 and n == 15
+
+
+KEYWORD = REPO / "tests" / "conformance" / "partial"
+
+
+def int8_part(path) -> bytes:
+    """tflite-micro's keyword_scrambled model (tests/conformance/SOURCES.md) between its int16
+    ends: from the int8 output of its first QUANTIZE to the int8 output of its last
+    FULLY_CONNECTED (7 SVDF and 5 FULLY_CONNECTED ops, weights and scales as published),
+    written again with tflite_build. Every SVDF's output is a model output too: the last
+    layers saturate on most inputs (the weights are scrambled), the SVDF outputs do not."""
+    from tinysense.convert.reader import read_model
+
+    m = read_model(path)
+    body = [op for op in m.operators if op.name in ("SVDF", "FULLY_CONNECTED")]
+    used = sorted({i for op in body for i in op.inputs + op.outputs if i >= 0})
+    new = {old: k for k, old in enumerate(used)}
+    tensors = [T(m.tensors[i].shape, m.tensors[i].dtype, scale=list(m.tensors[i].scales),
+                 zero_point=[int(z) for z in m.tensors[i].zero_points],
+                 qdim=m.tensors[i].quantized_dimension, data=m.tensors[i].data,
+                 variable=m.tensors[i].variable) for i in used]
+    ops = []
+    for op in body:
+        o = op.options
+        opts = ("SVDFOptions", {"Rank": o.Rank(), "FusedActivationFunction":
+                                o.FusedActivationFunction()}) if op.name == "SVDF" else (
+            "FullyConnectedOptions", {"FusedActivationFunction": o.FusedActivationFunction()})
+        ops.append((op.name, [new[i] for i in op.inputs], [new[i] for i in op.outputs], opts))
+    outs = [new[op.outputs[0]] for op in body if op.name == "SVDF"] + [new[body[-1].outputs[0]]]
+    return build_graph(tensors, ops, [new[body[0].inputs[0]]], outs)
+
+
+def test_keyword_scrambled_needs_int16_io():
+    """The whole model starts and ends in int16 (QUANTIZE from int16, SOFTMAX to int16,
+    QUANTIZE to int32): refused with those problems only, none of its SVDF ops."""
+    from tinysense.convert import UnsupportedModel
+
+    with pytest.raises(UnsupportedModel) as exc:
+        convert_model(KEYWORD / "keyword_scrambled.tflite")
+    ops = {p["op"] for p in exc.value.problems if p["op"]}
+    assert ops == {"QUANTIZE", "SOFTMAX"}
+
+
+@pytest.mark.parametrize("unix", UNIX_KINDS)
+@pytest.mark.parametrize("model", ["keyword_scrambled", "keyword_scrambled_8bit"])
+def test_keyword_scrambled_int8_part_is_byte_exact(model, unix, tmp_path):
+    """int16 state and weights_time (keyword_scrambled), int8 with zero points (_8bit): over
+    8 inferences in a row every output and every one of the 7 state tensors equal
+    tflite-micro's byte for byte. The states are compared because the scrambled weights
+    saturate every layer's output whatever the input; the states hold the input's traces."""
+    import subprocess
+
+    from conftest import micropython_env
+    from tflite_micro.python.tflite_micro import runtime
+
+    buf = int8_part(KEYWORD / f"{model}.tflite")
+    res = convert_model(buf)
+    assert [op["name"] for op in res.report.ops].count("SVDF") == 7
+    assert res.report.state_bytes == (4 * 512 + 3 * 1024) * (2 if "8bit" not in model else 1)
+    states = [t["index"] for t in res.report.tensors if t["state"]]
+    rng = np.random.default_rng(3)
+    xs = [rng.integers(-128, 128, (1, 96)).astype(np.int8) for _ in range(8)]
+    it = runtime.Interpreter.from_bytes(
+        buf, intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
+    ref, seen = [], set()
+    for x in xs:
+        it.set_input(x, 0)
+        it.invoke()
+        st = [np.asarray(it.GetTensor(i, 0)["tensor_data"]).tobytes() for i in states]
+        seen |= {bytes(b) for b in st}
+        ref.append(b"".join(np.asarray(it.get_output(k)).tobytes() for k in range(8))
+                   + b"".join(st))
+    assert len(seen) >= 7 * len(xs) - 2   # the states change with every input
+    pkg = tmp_path / "m.tsm"
+    pkg.write_bytes(res.package)
+    script = tmp_path / "states.py"
+    script.write_text(
+        "from binascii import hexlify, unhexlify\n"
+        "import tsnode.engine.model as M\n"
+        f"m = M.Model(open({str(pkg)!r}, 'rb').read())\n"
+        f"for x in {[x.tobytes().hex() for x in xs]!r}:\n"
+        "    m.set_inputs(unhexlify(x))\n"
+        "    m.run()\n"
+        f"    print(hexlify(m.output_bytes() + b''.join(bytes(m.tensor_view(i)) "
+        f"for i in {states!r})).decode())\n")
+    proc = subprocess.run([unix_kind_exe(unix), str(script)], capture_output=True, text=True,
+                          env=micropython_env([str(REPO / "firmware")]), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert [bytes.fromhex(line) for line in proc.stdout.split()] == ref
