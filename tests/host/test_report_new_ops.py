@@ -32,3 +32,20 @@ def test_prelu_counts_its_alpha_and_table():
     assert r.macs == 0 and r.scratch_bytes == 0
     assert [op["name"] for op in r.ops] == ["PRELU", "PRELU", "PRELU"]   # CONST, MUL, SELECT
     assert r.const_bytes == 8 + 256
+
+
+def test_svdf_state_is_in_the_arena_alone_and_counted():
+    """svdf_rank1: input (1, 24), 8 filters x memory 10, int16 state: 160 state bytes in the
+    arena beside input and output, overlapping neither, and in the fit verdict's arena."""
+    from tinysense.convert.planner import Buffer, check
+
+    r = _report("svdf_rank1")
+    st = [t for t in r.tensors if t["state"]]
+    assert len(st) == 1 and st[0]["dtype"] == "int16" and st[0]["nbytes"] == 2 * 8 * 10
+    assert r.state_bytes == 160 and r.scratch_bytes == 0
+    assert r.arena_bytes >= 160 + 24 + 8
+    live = [t for t in r.tensors if t["offset"] is not None]
+    check([Buffer(t["index"], t["nbytes"], 0, 0, t["offset"]) for t in live])
+    assert r.macs == 8 * (24 + 10)
+    assert r.const_bytes == 8 * 24 + 2 * 8 * 10 + 4 * 8    # weights_feature, _time, bias
+    assert "state 160 B" in r.text()

@@ -142,3 +142,35 @@ def test_old_version_asks_to_reconvert(tmp_path):
     lines = _load(tmp_path, GOOD[:4] + b"\x02" + GOOD[5:])
     assert lines[0].startswith("ValueError tsm: version 2 not supported"), lines
     assert "reconvert" in lines[0]
+
+
+def _with_tensor_flags(data: bytes, i: int, flags: int) -> bytes:
+    """`data` with tensor i's flags byte set, the CRC recomputed (tables: docs/formats/tsm.md)."""
+    from tinysense.convert.writer import seal
+
+    b = bytearray(data)
+    b[64 + 36 * i + 2] = flags
+    return seal(b)
+
+
+@pytest.mark.parametrize("flags, dtype, ok", [
+    (32, None, True), (32 | 4, None, False), (32 | 1, None, False), (32, 2, False),
+    (64, None, False)], ids=["state", "state-output", "state-const", "state-int32", "bit6"])
+def test_state_flag_is_checked(tmp_path, flags, dtype, ok):
+    """A STATE tensor must be an int8/int16 arena tensor, not an input, output or constant;
+    unknown flag bits are refused. One ValueError("tsm: ...") line each, never a crash."""
+    from tinysense.convert import convert_model
+
+    pkg = convert_model(REPO / "tests" / "ops" / "svdf_rank1.tflite").package
+    n = struct.unpack_from("<H", pkg, 16)[0]
+    rows = [struct.unpack_from("<BBBB", pkg, 64 + 36 * i) for i in range(n)]
+    i = next(k for k, r in enumerate(rows) if r[2] & 32)
+    data = _with_tensor_flags(pkg, i, flags)
+    if dtype is not None:
+        b = bytearray(data)
+        b[64 + 36 * i] = dtype
+        data = _with_tensor_flags(bytes(b), i, flags)
+    lines = _load(tmp_path, data)
+    assert (lines[0] == "ok") == ok, lines
+    if not ok:
+        assert lines[0].startswith("ValueError tsm:") and len(lines[0]) < 120, lines
