@@ -187,6 +187,23 @@ def test_golden_package_is_reproduced_byte_for_byte():
         assert it.get_output(0).tobytes().hex() == vec["output"]
 
 
+def test_golden_svdf_package_is_reproduced_byte_for_byte():
+    """tests/vectors/tsm/svdf.tsm (an int16 STATE tensor and an SVDF record) is what the
+    converter writes, and svdf.json's outputs are tflite-micro's for its inputs in a row."""
+    model = TESTS / "ops" / "svdf_rank1.tflite"
+    assert convert_model(model).package == (GOLDEN / "svdf.tsm").read_bytes()
+    meta = json.loads((GOLDEN / "svdf.json").read_text())
+    from tflite_micro.python.tflite_micro import runtime
+    it = runtime.Interpreter.from_file(str(model))
+    outs = set()
+    for vec in meta["vectors"]:
+        it.set_input(np.frombuffer(bytes.fromhex(vec["input"]), np.int8).reshape(1, 24), 0)
+        it.invoke()
+        assert it.get_output(0).tobytes().hex() == vec["output"]
+        outs.add(vec["output"])
+    assert meta["in_a_row"] and len(outs) == len(meta["vectors"])
+
+
 # -- errors --------------------------------------------------------------------------------
 
 def _patched_opcode(code: int) -> bytes:

@@ -340,12 +340,14 @@ def _concat(rng):
         "ConcatenationOptions", {"Axis": axis}))
 
 
-def svdf_model(rng, bias=True):
+def svdf_model(rng, bias=True, s16=None):
     """SVDF: int16 or int8 state and weights_time, rank 1-3, batch 1-2, memory 1-9; scales
     from the expected magnitudes so states and outputs spread over their ranges; one seed in
     four saturates the int16 state with full-range time weights, so the int32 time sums wrap
-    (as tflite-micro's int32 arithmetic does). bias=False: no bias tensor (input -1)."""
-    s16 = bool(rng.integers(0, 3))
+    (as tflite-micro's int32 arithmetic does). bias=False: no bias tensor (input -1);
+    s16: an int16 (True) or int8 (False) state, drawn when None."""
+    draw = bool(rng.integers(0, 3))
+    s16 = draw if s16 is None else s16
     wild = s16 and rng.integers(0, 4) == 0
     batch, n_in = int(rng.integers(1, 3)), int(rng.integers(1, 41))
     units, rank, mem = int(rng.integers(1, 9)), int(rng.integers(1, 4)), int(rng.integers(1, 10))

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import UNIX_KINDS, unix_kind_exe
 from engine_helpers import REPO, compare_model, run_engine_full
 from test_engine_random_ops import svdf_model
 from tflite_build import T, build, build_graph
-
 from tinysense.convert import convert_model
 from tinysense.convert import fixedpoint as fp
 from tinysense.convert.ops_svdf import effective_scales
@@ -154,9 +152,7 @@ def test_state_is_reset_at_load_and_by_reset(unix, tmp_path):
 
     from conftest import micropython_env
 
-    seed = next(s for s in range(50) if (lambda r: not bool(r.integers(0, 3)))(
-        np.random.default_rng([99, s])))
-    buf = svdf_model(np.random.default_rng([99, seed]))   # an int8 state (s16 drawn False)
+    buf = svdf_model(np.random.default_rng(99), s16=False)
     res = convert_model(buf)
     st = next(t for t in res.report.tensors if t["state"])
     assert st["dtype"] == "int8" and res.report.state_bytes == st["nbytes"] > 0

@@ -37,6 +37,15 @@ def test_golden_package_outputs(tmp_path, stream):
     assert lines[1:] == [v["output"] for v in meta["vectors"]]
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["ram", "stream"])
+def test_golden_svdf_package_outputs_in_a_row(tmp_path, stream):
+    """svdf.tsm: the state carried from one inference to the next, as svdf.json's outputs."""
+    meta = json.loads((GOLDEN / "svdf.json").read_text())
+    lines = _load(tmp_path, (GOLDEN / "svdf.tsm").read_bytes(),
+                  *[v["input"] for v in meta["vectors"]], stream=stream)
+    assert lines == ["ok"] + [v["output"] for v in meta["vectors"]]
+
+
 def _flip(data: bytes, pos: int) -> bytes:
     b = bytearray(data)
     b[pos] ^= 0x01

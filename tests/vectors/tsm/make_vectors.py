@@ -13,6 +13,8 @@ from tinysense.convert import convert_model, write_package
 
 HERE = Path(__file__).resolve().parent
 MODEL = HERE.parents[1] / "conformance" / "tflm_hello_world_int8.tflite"
+# a STATE tensor (int16) and the SVDF record: tests/ops/svdf_rank1.tflite (make_flat_models.py)
+SVDF_MODEL = HERE.parents[1] / "ops" / "svdf_rank1.tflite"
 
 
 def main() -> None:
@@ -26,6 +28,18 @@ def main() -> None:
         vectors.append({"input": x.tobytes().hex(), "output": interp.get_output(0).tobytes().hex()})
     (HERE / "hello_world.json").write_text(json.dumps(
         {"model": "tests/conformance/tflm_hello_world_int8.tflite", "vectors": vectors},
+        indent=1) + "\n")
+    write_package(convert_model(SVDF_MODEL), HERE / "svdf.tsm")
+    interp = runtime.Interpreter.from_file(str(SVDF_MODEL))
+    rng = np.random.default_rng(5)
+    vectors = []
+    for _ in range(6):   # in a row: each output depends on the inputs before it (the state)
+        x = rng.integers(-128, 128, (1, 24)).astype(np.int8)
+        interp.set_input(x, 0)
+        interp.invoke()
+        vectors.append({"input": x.tobytes().hex(), "output": interp.get_output(0).tobytes().hex()})
+    (HERE / "svdf.json").write_text(json.dumps(
+        {"model": "tests/ops/svdf_rank1.tflite", "in_a_row": True, "vectors": vectors},
         indent=1) + "\n")
 
 
