@@ -143,3 +143,18 @@ def test_agent_io_in_chunks(kws):
     assert lines[7] == "refused bytes 8..13: the model has 12"
     assert lines[8] == "refused bytes 400..520: the model has 490"
     assert json.loads(lines[9])["inference_alloc_bytes"] == 0
+
+
+def test_agent_reset_restores_the_state(tmp_path):
+    """An SVDF model (tests/vectors/tsm/svdf.tsm): inferences carry its state, agent.reset()
+    sets it back as a fresh load has it, so the same inputs give the same outputs again."""
+    gold = REPO / "tests" / "vectors" / "tsm"
+    meta = json.loads((gold / "svdf.json").read_text())
+    infers = "".join(f"agent.infer_hex({v['input']!r})\n" for v in meta["vectors"])
+    script = (f"from tsnode import agent\nx = agent.load({str(gold / 'svdf.tsm')!r})\n"
+              f"{infers}agent.reset()\n{infers}")
+    lines = run_micropython(script, heap="256K").strip().split("\n")
+    want = [v["output"] for v in meta["vectors"]]
+    n = len(want)
+    assert lines[1:1 + n] == want and lines[2 + n:] == want, lines
+    assert json.loads(lines[1 + n]) == {"ok": True, "state_bytes": 160}
