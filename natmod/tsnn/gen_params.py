@@ -16,7 +16,7 @@ import zlib
 
 from tinysense.formats import node_consts
 
-MODULES = ("kconv", "kdw", "kelt", "kpool", "ksoftmax")
+MODULES = ("kconv", "kdw", "kelt", "kpool", "ksoftmax", "ksvdf")
 
 
 def words() -> list[str]:

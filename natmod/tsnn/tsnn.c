@@ -12,6 +12,7 @@
  *   tsnn.avgpool / tsnn.maxpool                   kpool.avgpool / maxpool: the pools
  *   tsnn.mean                                     kpool.mean: MEAN
  *   tsnn.softmax                                  ksoftmax.softmax: SOFTMAX
+ *   tsnn.svdf                                     ksvdf.svdf: SVDF (int16 or int8 state)
  *
  * Arguments convert as viper's ptr8 arguments do (a buffer, or an int address: the
  * streaming engine passes its constants base as an int). Nothing is allocated per call.
@@ -542,6 +543,80 @@ static mp_obj_t softmax(size_t n_args, const mp_obj_t *args) {
 }
 static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(softmax_obj, 4, 4, softmax);
 
+// ---- SVDF (ksvdf.svdf): the state shifted left by one element, each filter's feature dot
+// product requantized into its newest state, then per unit bias + its rank filters' time dot
+// products (int32, wrapping: unsigned arithmetic) requantized to int8. No scratch. ----
+static mp_obj_t svdf(size_t n_args, const mp_obj_t *args) {
+    (void)n_args;
+    check_words(args[2], P_SVDF_WIDE, "tsnn.svdf: too few parameter words");
+    uint8_t *ar = ARG_PTR(args[0]);
+    const uint8_t *cb = ARG_PTR(args[1]);
+    const int32_t *p = (const int32_t *)ARG_PTR(args[2]);
+    const int8_t *x = (const int8_t *)(ar + (uint32_t)p[P_SVDF_INPUT]);
+    uint8_t *stb = ar + (uint32_t)p[P_SVDF_STATE];
+    uint8_t *dst = ar + (uint32_t)p[P_SVDF_OUTPUT];
+    int32_t nb = p[P_SVDF_BATCH], ni = p[P_SVDF_N_INPUT], nf = p[P_SVDF_N_FILTER];
+    int32_t nm = p[P_SVDF_N_MEMORY], rank = p[P_SVDF_RANK], s16 = p[P_SVDF_STATE16];
+    const int8_t *wf = (const int8_t *)(cb + (uint32_t)p[P_SVDF_WF]);
+    const int16_t *wt16 = (const int16_t *)(cb + (uint32_t)p[P_SVDF_WT]);
+    const int8_t *wt8 = (const int8_t *)(cb + (uint32_t)p[P_SVDF_WT]);
+    const int32_t *bias = (const int32_t *)(cb + (uint32_t)p[P_SVDF_BIAS]);
+    int32_t zi = p[P_SVDF_ZP_IN], zs = p[P_SVDF_ZP_STATE], zo = p[P_SVDF_ZP_OUT];
+    int32_t m1 = p[P_SVDF_M1], s1 = p[P_SVDF_S1], m2 = p[P_SVDF_M2], s2 = p[P_SVDF_S2];
+    int16_t *st16 = (int16_t *)stb;
+    int8_t *st8 = (int8_t *)stb;
+    int32_t total = nb * nf * nm;
+    int32_t smin = s16 ? -32768 : -128, smax = s16 ? 32767 : 127;
+    if (s16) {
+        for (int32_t i = 0; i < total - 1; i++) {
+            st16[i] = st16[i + 1];
+        }
+    } else {
+        for (int32_t i = 0; i < total - 1; i++) {
+            st8[i] = st8[i + 1];
+        }
+    }
+    for (int32_t b = 0; b < nb; b++) {
+        const int8_t *xb = x + b * ni;
+        int32_t pos = b * nf * nm + nm - 1;
+        for (int32_t r = 0; r < nf; r++, pos += nm) {
+            const int8_t *w = wf + r * ni;
+            int32_t acc = 0;
+            for (int32_t c = 0; c < ni; c++) {
+                acc += (int32_t)w[c] * ((int32_t)xb[c] - zi);
+            }
+            int32_t t = requant(acc, m1, s1, 0);
+            t = t < smin ? smin : t > smax ? smax : t;
+            if (s16) {
+                st16[pos] = (int16_t)(t + zs);
+            } else {
+                st8[pos] = (int8_t)(t + zs);
+            }
+        }
+    }
+    int32_t nu = nf / rank, run = rank * nm;
+    for (int32_t b = 0; b < nb; b++) {
+        for (int32_t u = 0; u < nu; u++) {
+            uint32_t acc = (uint32_t)bias[u];
+            int32_t j0 = u * run, base = b * nf * nm + j0;
+            if (s16) {
+                for (int32_t j = 0; j < run; j++) {
+                    acc += (uint32_t)(int32_t)wt16[j0 + j] *
+                           (uint32_t)((int32_t)st16[base + j] - zs);
+                }
+            } else {
+                for (int32_t j = 0; j < run; j++) {
+                    acc += (uint32_t)(int32_t)wt8[j0 + j] *
+                           (uint32_t)((int32_t)st8[base + j] - zs);
+                }
+            }
+            *dst++ = clamp8(requant((int32_t)acc, m2, s2, zo), -128, 127);
+        }
+    }
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(svdf_obj, 4, 4, svdf);
+
 mp_obj_t mpy_init(mp_obj_fun_bc_t *self, size_t n_args, size_t n_kw, mp_obj_t *args) {
     MP_DYNRUNTIME_INIT_ENTRY
     // the ABI (firmware/tsnode/engine/ops.py _TSNN_ABI): the engine runs no module of another
@@ -554,5 +629,6 @@ mp_obj_t mpy_init(mp_obj_fun_bc_t *self, size_t n_args, size_t n_kw, mp_obj_t *a
     mp_store_global(MP_QSTR_maxpool, MP_OBJ_FROM_PTR(&maxpool_obj));
     mp_store_global(MP_QSTR_mean, MP_OBJ_FROM_PTR(&mean_obj));
     mp_store_global(MP_QSTR_softmax, MP_OBJ_FROM_PTR(&softmax_obj));
+    mp_store_global(MP_QSTR_svdf, MP_OBJ_FROM_PTR(&svdf_obj));
     MP_DYNRUNTIME_INIT_EXIT
 }

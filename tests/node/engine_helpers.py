@@ -15,7 +15,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 RUNNER = HERE / "engine_mp" / "run_vectors.py"
 # ops that have a native kernel in every tsnn.mpy: a model with one reports "native"
-NATIVE_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
+NATIVE_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "SVDF"}
 
 
 def micropython_exe() -> str:

@@ -405,7 +405,7 @@ SEEDS = range(int(os.environ.get("TINYSENSE_RANDOM_OPS", "8")))
 # kinds added with issue 13 whose records have no native kernel (ops.NATIVE): under
 # kernels="native" they would run the same viper code again, so they run viper only
 VIPER_ONLY = {"leaky_relu", "hard_swish", "transpose", "strided_slice", "resize_nearest",
-              "slice", "split", "gather", "maximum", "minimum", "reduce_max", "svdf"}
+              "slice", "split", "gather", "maximum", "minimum", "reduce_max"}
 CASES = [pytest.param(kind, seed, unix, kernels, id=f"{kind}-{seed}-{unix}-{kernels}")
          for kind in sorted(MAKERS) for seed in SEEDS for unix in UNIX_KINDS
          for kernels in KERNELS

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import UNIX_KINDS, unix_kind_exe
+from conftest import KERNELS, UNIX_KINDS, natmod_dir, unix_kind_exe
 from engine_helpers import REPO, compare_model, run_engine_full
 from test_engine_random_ops import svdf_model
 from tflite_build import T, build, build_graph
@@ -234,12 +234,13 @@ def test_keyword_scrambled_needs_int16_io():
     assert ops == {"QUANTIZE", "SOFTMAX"}
 
 
+@pytest.mark.parametrize("kernels", KERNELS)
 @pytest.mark.parametrize("unix", UNIX_KINDS)
 @pytest.mark.parametrize("model", ["keyword_scrambled", "keyword_scrambled_8bit"])
-def test_keyword_scrambled_int8_part_is_byte_exact(model, unix, tmp_path):
+def test_keyword_scrambled_int8_part_is_byte_exact(model, unix, kernels, tmp_path):
     """int16 state and weights_time (keyword_scrambled), int8 with zero points (_8bit): over
     8 inferences in a row every output and every one of the 7 state tensors equal
-    tflite-micro's byte for byte. The states are compared because the scrambled weights
+    tflite-micro's byte for byte, with the viper and the native kernels. The states are compared because the scrambled weights
     saturate every layer's output whatever the input; the states hold the input's traces."""
     import subprocess
 
@@ -270,13 +271,15 @@ def test_keyword_scrambled_int8_part_is_byte_exact(model, unix, tmp_path):
     script.write_text(
         "from binascii import hexlify, unhexlify\n"
         "import tsnode.engine.model as M\n"
-        f"m = M.Model(open({str(pkg)!r}, 'rb').read())\n"
+        f"m = M.Model(open({str(pkg)!r}, 'rb').read(), kernels={kernels!r})\n"
+        f"assert m.kernels == {kernels!r}\n"
         f"for x in {[x.tobytes().hex() for x in xs]!r}:\n"
         "    m.set_inputs(unhexlify(x))\n"
         "    m.run()\n"
         f"    print(hexlify(m.output_bytes() + b''.join(bytes(m.tensor_view(i)) "
         f"for i in {states!r})).decode())\n")
+    path = [str(REPO / "firmware")] + [str(natmod_dir(unix))] * (kernels == "native")
     proc = subprocess.run([unix_kind_exe(unix), str(script)], capture_output=True, text=True,
-                          env=micropython_env([str(REPO / "firmware")]), timeout=120)
+                          env=micropython_env(path), timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert [bytes.fromhex(line) for line in proc.stdout.split()] == ref

@@ -32,7 +32,7 @@ OPS = REPO / "tests" / "ops"
 ZOO = sorted(p for p in OPS.glob("*.tflite")
              if p.name.startswith(("conv_2d", "fully_connected", "depthwise_conv_2d",
                                    "mini_net", "add", "mul", "average_pool_2d",
-                                   "max_pool_2d", "mean", "softmax")))
+                                   "max_pool_2d", "mean", "softmax", "svdf")))
 # the conformance models (the unix ports only: on the RV32 board they take minutes)
 CONFORMANCE = sorted((REPO / "tests" / "conformance").glob("*.tflite"))
 SEEDS = 24
@@ -100,7 +100,7 @@ def _wide_conv(rng, depthwise: bool) -> bytes:
 def _models(tmp: Path) -> list[tuple[str, bytes]]:
     models = [(p.stem, p.read_bytes()) for p in ZOO + CONFORMANCE]
     for kind in ("conv", "fc", "depthwise", "add", "mul", "avgpool", "maxpool", "mean",
-                 "softmax"):
+                 "softmax", "svdf"):
         for seed in range(SEEDS):
             rng = np.random.default_rng([zlib.crc32(kind.encode()), seed])
             models.append((f"{kind}_{seed}", MAKERS[kind](rng)))

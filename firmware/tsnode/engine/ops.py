@@ -62,12 +62,12 @@ def check(code, src, params):
 # its header from this line); a module with another ABI is never run. Bump it with any
 # change to a kernel's parameter words (gen_params.py refuses to build when _TSNN_WORDS, the
 # a 30-bit CRC-32 of the words it writes, no longer matches them) or to tsnn's calling convention.
-_TSNN_ABI = const(1)
-_TSNN_WORDS = const(0x2c908385)
+_TSNN_ABI = const(2)
+_TSNN_WORDS = const(0x1556a3ba)
 
 # the opcodes tsnn has a kernel for
 NATIVE = (_OP_FULLY_CONNECTED, _OP_CONV_2D, _OP_DEPTHWISE_CONV_2D, _OP_AVERAGE_POOL_2D,
-          _OP_MAX_POOL_2D, _OP_MEAN, _OP_ADD, _OP_MUL, _OP_SOFTMAX)
+          _OP_MAX_POOL_2D, _OP_MEAN, _OP_ADD, _OP_MUL, _OP_SOFTMAX, _OP_SVDF)
 
 
 def native(kernels="auto"):
@@ -107,7 +107,7 @@ def kernel(code, nat=None):
     if nat is not None and code in NATIVE and code not in (_OP_FULLY_CONNECTED, _OP_CONV_2D):
         return {_OP_DEPTHWISE_CONV_2D: nat.dwconv, _OP_AVERAGE_POOL_2D: nat.avgpool,
                 _OP_MAX_POOL_2D: nat.maxpool, _OP_MEAN: nat.mean, _OP_ADD: nat.add,
-                _OP_MUL: nat.mul, _OP_SOFTMAX: nat.softmax}[code]
+                _OP_MUL: nat.mul, _OP_SOFTMAX: nat.softmax, _OP_SVDF: nat.svdf}[code]
     if code in (_OP_FULLY_CONNECTED, _OP_CONV_2D):
         return kconv.conv if nat is None else nat.conv
     if code == _OP_DEPTHWISE_CONV_2D:

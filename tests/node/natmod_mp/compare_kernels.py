@@ -17,9 +17,9 @@ import tsnn
 import tsnode.engine.model as M
 
 # opcode -> native kernel (engine/ops.py _OP_*): FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D,
-# AVERAGE_POOL_2D, MAX_POOL_2D, MEAN, ADD, MUL, SOFTMAX
+# AVERAGE_POOL_2D, MAX_POOL_2D, MEAN, ADD, MUL, SOFTMAX, SVDF (its state is in the arena)
 NATIVE = {1: tsnn.conv, 2: tsnn.conv, 3: tsnn.dwconv, 4: tsnn.avgpool, 5: tsnn.maxpool,
-          6: tsnn.mean, 7: tsnn.add, 8: tsnn.mul, 11: tsnn.softmax}
+          6: tsnn.mean, 7: tsnn.add, 8: tsnn.mul, 11: tsnn.softmax, 19: tsnn.svdf}
 
 # kernels whose scratch words are results the native twin writes alike (MEAN's sums,
 # SOFTMAX's reciprocal steps); the convolutions' scratch is a staging area they fill as
