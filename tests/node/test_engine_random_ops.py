@@ -344,7 +344,8 @@ def svdf_model(rng, bias=True, s16=None):
     """SVDF: int16 or int8 state and weights_time, rank 1-3, batch 1-2, memory 1-9; scales
     from the expected magnitudes so states and outputs spread over their ranges; one seed in
     four saturates the int16 state with full-range time weights, so the int32 time sums wrap
-    (as tflite-micro's int32 arithmetic does). bias=False: no bias tensor (input -1);
+    (as tflite-micro's int32 arithmetic does). bias=False: no bias tensor (input -1),
+    "zero": a bias of zeros (the same draws otherwise);
     s16: an int16 (True) or int8 (False) state, drawn when None."""
     draw = bool(rng.integers(0, 3))
     s16 = draw if s16 is None else s16
@@ -372,7 +373,8 @@ def svdf_model(rng, bias=True, s16=None):
                  data=rng.integers(-127, 128, (nf, n_in)).astype(np.int8)),
                T((nf, mem), dt, scale=s_wt, data=wt),
                T((units,), "int32", scale=float(f(f(s_st) * f(s_wt))),
-                 data=rng.integers(-int(acc), int(acc) + 1, units).astype(np.int32)),
+                 data=rng.integers(-int(acc), int(acc) + 1, units).astype(np.int32)
+                 * (bias != "zero")),
                T((batch, nf * mem), dt, scale=s_st, zero_point=zp_st, variable=True),
                T((batch, units), scale=s_out, zero_point=int(rng.integers(-128, 128)))]
     return build("SVDF", tensors, [0, 1, 2, 3 if bias else -1, 4], [5], (
