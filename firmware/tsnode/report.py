@@ -33,6 +33,9 @@ _EV_WINDOW = const(16)
 _EV_RECORDING = const(17)
 _EV_TRUTH = const(18)
 _EV_INPUT_CRC = const(19)
+EV_OTA_ID = const(24)  # update id the OTA events after it are about (docs/formats/ota.md)
+EV_OTA_AT = const(25)  # bundle bytes the node holds: the next offset it wants
+EV_OTA_STEP = const(26)  # a step code (tsnode.ota STEP_*)
 
 
 def _i32(u):

@@ -56,3 +56,30 @@ def test_node_open_fuzz_no_crash_no_forgery():
     assert words[:2] == ["accepted", "0"], out
     assert int(words[3]) > 19000  # the rest were identical to the good frame
     assert set(out[1].split()) >= {"truncated", "oversized", "bad_tag", "bad_version"}
+
+
+def test_update_frames_reach_the_receiver_only_when_authentic(tmp_path):
+    """Offers and chunks (docs/formats/ota.md) go to Uplink.on_update only with this key,
+    this device id and direction 1; a forged or misdirected one is a bad_ack, unread."""
+    from tinysense.formats import ota
+
+    key = os.urandom(16)
+    provision_flash(tmp_path, key)
+    data = ota.build_bundle(b"\0" * 64, [(b"\1", b"\2")])
+    offer = ota.encode_offer(9, data, 64)
+    chunk = next(ota.chunks(9, data, 64))
+    cases = [
+        ("uplink_direction", seal(key, DEVICE, 1, ota.PTYPE_OFFER, offer, direction=0)),
+        ("other_device", seal(key, DEVICE + 1, 2, ota.PTYPE_OFFER, offer, direction=1)),
+        ("other_key", seal(os.urandom(16), DEVICE, 3, ota.PTYPE_OFFER, offer, direction=1)),
+        ("offer", seal(key, DEVICE, 4, ota.PTYPE_OFFER, offer, direction=1)),
+        ("chunk", seal(key, DEVICE, 5, ota.PTYPE_CHUNK, chunk, direction=1)),
+    ]
+    path = tmp_path / "frames.json"
+    path.write_text(json.dumps([[n, f.hex()] for n, f in cases]))
+    (tmp_path / "otaroot").mkdir()
+    lines = run_mp("update_check.py", str(tmp_path), str(path),
+                   str(tmp_path / "otaroot")).splitlines()
+    assert lines[:-1] == ["uplink_direction 0 1", "other_device 0 2", "other_key 0 3",
+                          "offer 1 3", "chunk 2 3"]
+    assert lines[-1] == f"events 9:{ota.STEP_CODES['offered']}"

@@ -17,6 +17,8 @@ _MIN_FRAME = const(19)
 _MAX_FRAME = const(1043)
 PTYPE_RECORDS = const(1)
 PTYPE_ACK = const(2)
+PTYPE_OFFER = const(3)  # update offer (downlink, docs/formats/ota.md)
+PTYPE_CHUNK = const(4)  # update chunk (downlink)
 _DIR_UP = const(0)
 DIR_DOWN = const(1)
 _HDR = const(">BBIIB")
@@ -43,7 +45,7 @@ def parse_header(frame):
         raise FrameError("bad_version")
     if flags & 0xFE:
         raise FrameError("bad_flags")
-    if ptype != PTYPE_RECORDS and ptype != PTYPE_ACK:
+    if ptype < PTYPE_RECORDS or ptype > PTYPE_CHUNK:
         raise FrameError("bad_type")
     return flags, device_id, counter, ptype
 

@@ -17,7 +17,8 @@ import time
 from micropython import const
 
 from tsnode.uplink.counter import CounterStore
-from tsnode.uplink.frame import DIR_DOWN, PTYPE_ACK, PTYPE_RECORDS, Codec, FrameError
+from tsnode.uplink.frame import (DIR_DOWN, PTYPE_ACK, PTYPE_CHUNK, PTYPE_OFFER, PTYPE_RECORDS,
+                                 Codec, FrameError)
 from tsnode.uplink.fsutil import join
 from tsnode.uplink.queue import FrameQueue
 from tsnode.uplink.records import Batch, PayloadError, decode_ack
@@ -93,7 +94,10 @@ class Uplink:
         self._tries = {}  # counter -> transmissions so far
         self._last_ack = None  # ticks_ms of the last authentic ack
         self.on_sealed = None  # optional callback(counter, frame view), for tests/monitors
-        self.stats = {"sealed": 0, "sent": 0, "acked": 0, "bad_acks": 0}
+        # callback(ptype, payload view) for authentic update offers and chunks (tsnode.ota
+        # Receiver.handle); None: they are counted as bad_acks
+        self.on_update = None
+        self.stats = {"sealed": 0, "sent": 0, "acked": 0, "bad_acks": 0, "updates": 0}
 
     @property
     def transport(self):
@@ -188,10 +192,17 @@ class Uplink:
                 self.queue.ack(ctr)  # serial without acks: written = delivered
 
     def handle_ack(self, frame):
-        """Authenticate an ack frame and drop what it acknowledges; how many were dropped."""
+        """Authenticate a downlink frame: an ack drops what it acknowledges (returns how
+        many); an update offer or chunk goes to on_update (returns 0)."""
         try:
             d, dev, _ctr, ptype, payload = self.codec.open(frame)
-            if d != DIR_DOWN or dev != self.device_id or ptype != PTYPE_ACK:
+            if d != DIR_DOWN or dev != self.device_id:
+                raise FrameError("not_for_us")
+            if (ptype == PTYPE_OFFER or ptype == PTYPE_CHUNK) and self.on_update is not None:
+                self.stats["updates"] += 1
+                self.on_update(ptype, payload)  # the view is valid until the next open
+                return 0
+            if ptype != PTYPE_ACK:
                 raise FrameError("not_for_us")
             counters = decode_ack(payload)
         except (FrameError, PayloadError):

@@ -21,7 +21,9 @@ MAX_FRAME = HEADER_LEN + MAX_PAYLOAD + TAG_LEN
 NONCE_SUFFIX = b"TSv1"
 PTYPE_RECORDS = 1
 PTYPE_ACK = 2
-PTYPES = (PTYPE_RECORDS, PTYPE_ACK)
+PTYPE_OFFER = 3  # update offer, downlink (docs/formats/ota.md); tinysense.formats.ota checks
+PTYPE_CHUNK = 4  # update chunk, downlink                        these against the node's
+PTYPES = (PTYPE_RECORDS, PTYPE_ACK, PTYPE_OFFER, PTYPE_CHUNK)
 DIR_UP = 0
 DIR_DOWN = 1
 

@@ -109,7 +109,7 @@ def main():
         ("bad_version", bytes([2]) + good[1:], "bad_version"),
         ("reserved_flag_bit", flip(good, 1, 0x80), "bad_flags"),
         ("bad_type_0", good[:10] + b"\x00" + good[11:], "bad_type"),
-        ("bad_type_3", good[:10] + b"\x03" + good[11:], "bad_type"),
+        ("bad_type_5", good[:10] + b"\x05" + good[11:], "bad_type"),
         ("direction_flipped", flip(good, 1, 1), "bad_tag"),
         ("device_id_changed", flip(good, 5), "bad_tag"),
         ("counter_changed", flip(good, 9), "bad_tag"),
