@@ -85,6 +85,26 @@ def _source_spec(kind):
     return {"kind": kind}
 
 
+def ota_boot():
+    """(files, result, on trial) after tsnode.ota.boot(): the active update's (model, meta,
+    app.json) or None for /app.json's model; (update id, step) of the last update or None;
+    whether the active model is an update on trial. The ota module is imported only when an
+    update ever reached the node (/ota/state.json)."""
+    import os
+
+    try:
+        os.stat("/ota/state.json")
+    except OSError:
+        return None, None, False
+    from tsnode import ota
+
+    files = ota.boot("/", crashes=crashes_in_a_row())
+    st = ota.read_state("/")
+    ota = None
+    _unload("tsnode", "ota")
+    return files, st["result"], bool(st["trial"])
+
+
 def crashes_in_a_row():
     """tsnode.supervise's count of crashes before this start (read here: no import)."""
     try:

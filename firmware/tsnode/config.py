@@ -31,6 +31,7 @@ DEFAULTS = {
     "gateway": None,  # "HOST:PORT": overrides /uplink.json's gateway
     "transport": None,  # udp | mqtt | serial: overrides /uplink.json's transport
     "ack_wait_ms": 50,  # how long a send waits for the gateway's ack before going on
+    "ota_pull_ms": 100,  # during an update: ask for the next chunks this often (0: never)
     "max_payload": 256,  # uplink buffers (bytes of payload; the app's frames are < 200)
     "wifi": {"ssid": "", "password": ""},  # WiFi station credentials (board only)
     "watchdog_s": 30,  # hardware watchdog on a board (0: off); never on the virtual board
@@ -51,7 +52,7 @@ _CHOICES = {
     "kernels": ("auto", "native", "viper"),
 }
 _NUMBERS = ("model_id", "speed", "rate_hz", "heartbeat_s", "min_confidence", "anomaly_repeat_s",
-            "ack_wait_ms", "max_payload", "watchdog_s", "light_sleep_min_ms", "max_windows",
+            "ack_wait_ms", "ota_pull_ms", "max_payload", "watchdog_s", "light_sleep_min_ms", "max_windows",
             "end_flush_s", "max_restarts", "restart_window_s")
 
 

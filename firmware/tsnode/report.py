@@ -73,10 +73,25 @@ class Reporter:
         else:
             b.inference(self.model_id, t, d.cls, d.confidence)
 
-    def boot(self, t, crashes_in_a_row):
+    def boot(self, t, crashes_in_a_row, ota_result=None):
+        """ota_result: (update id, step) of the last update (tsnode.ota state), or None."""
         b = self._begin(t)
         if b is not None:
             b.event(_EV_BOOT, t, crashes_in_a_row)
+            if ota_result:
+                b.event(EV_OTA_ID, t, _i32(ota_result[0]))
+                b.event(EV_OTA_STEP, t, ota_result[1])
+        self._send()
+
+    def ota(self, t, uid, step, have):
+        """An update's step (0: none, a pull) and the bytes the node holds (-1: none)."""
+        b = self._begin(t)
+        if b is not None:
+            b.event(EV_OTA_ID, t, _i32(uid))
+            if step:
+                b.event(EV_OTA_STEP, t, step)
+            if have >= 0:
+                b.event(EV_OTA_AT, t, have)
         self._send()
 
     def event(self, t):

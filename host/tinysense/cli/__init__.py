@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "gateway": "tinysense.cli.gateway",
     "uplinks": "tinysense.cli.gateway",
     "devices": "tinysense.cli.gateway",
+    "ota": "tinysense.cli.ota",
     "bench-gateway": "tinysense.cli.gateway",
     "bench-seal": "tinysense.cli.uplink",
     "provision": "tinysense.cli.provision",

@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 from tinysense.gateway.registry import KeyCache, Registry
 from tinysense.gateway.replay import DEFAULT_WINDOW, NEW, REPLAY, ReplayGuard
 from tinysense.gateway.store import Store
+from tinysense.gateway.updates import UpdateQueue, UpdateSender
 from tinysense.formats.frame import (
     DIR_DOWN, DIR_UP, FRAME_VERSION, HEADER_LEN, HEADER_STRUCT, MAX_FRAME, MIN_FRAME,
     PTYPE_ACK, PTYPE_RECORDS, PTYPES, TAG_LEN, FrameError, header_nonce, parse_header,
@@ -157,8 +158,10 @@ class Gateway:
                  window: int = DEFAULT_WINDOW, max_age: int | None = None,
                  ack_block: int = ACK_BLOCK, clock: Callable[[], float] = time.time,
                  on_frame: Callable[[Accepted], None] | None = None,
-                 decode: bool = True):
+                 decode: bool = True, updates: bool = True):
         self.store = store
+        # over-the-air updates queued by `tinysense ota push` go out after a device's frames
+        self.updates = UpdateSender(UpdateQueue(store.conn)) if updates else None
         self.registry = registry or Registry(store.conn)
         self.keys = KeyCache(self.registry)
         self.replay = ReplayGuard(store, window=window, max_age=max_age)
@@ -408,6 +411,8 @@ class Gateway:
             frame = seal_with(cached[1], dev, down, PTYPE_ACK, encode_ack(counters), DIR_DOWN)
             acks.append(Ack(source, dev, tuple(counters), frame))
         self.stats["acks"] += len(acks)
+        if self.updates is not None and plan:
+            acks += self._update_downlinks(rows, plan)
         if accepted:
             for a in accepted:
                 try:
@@ -415,6 +420,38 @@ class Gateway:
                 except Exception:  # a printing callback must not stop ingest
                     log.exception("on_frame callback failed")
         return acks
+
+    def _update_downlinks(self, rows: list, plan: list) -> list[Ack]:
+        """Offers and chunks for devices with an update in progress, after their acks."""
+        sender = self.updates
+        try:
+            sender.refresh()
+            out = []
+            for dev, kv, source in {(d, k, s) for d, k, s, _ in plan}:
+                if not sender.wants(dev):
+                    continue
+                payloads = sender.downlinks(dev, [r[6] for r in rows if r[0] == dev])
+                cached = self._ciphers.get(dev)
+                if not payloads or cached is None or cached[0] != kv:
+                    continue
+                slot = self._downlink.get((dev, kv))
+                if slot is None or slot[1] - slot[0] < len(payloads):
+                    store = self.store
+                    store.begin()
+                    span = store.reserve_downlink(dev, kv, max(self.ack_block, len(payloads)))
+                    store.commit()
+                    slot = self._downlink[(dev, kv)] = list(span) if span else [0, 0]
+                    if slot[1] - slot[0] < len(payloads):
+                        continue
+                for ptype, payload in payloads:
+                    frame = seal_with(cached[1], dev, slot[0], ptype, payload, DIR_DOWN)
+                    slot[0] += 1
+                    out.append(Ack(source, dev, (), frame))
+            self.stats["update_frames"] += len(out)
+            return out
+        except Exception:  # an update must never stop ingest or its acks
+            log.exception("over-the-air update downlinks failed")
+            return []
 
     # -- rejections -----------------------------------------------------------------------
     def _should_log(self, reason: str) -> bool:

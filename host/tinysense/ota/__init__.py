@@ -23,15 +23,16 @@ DEFAULT_VECTORS = 8
 
 
 def _node_meta(meta: bytes | None) -> bytes:
+    """The part of a meta.json the node app reads (as deploy --meta puts on a node)."""
+    from tinysense.demo import node_meta
+
     if not meta:
         return b""
     try:
-        doc = json.loads(meta)
-    except ValueError as exc:
-        raise TinysenseError(f"the meta is not JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise TinysenseError("the meta is a JSON object")
-    return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+        slim = node_meta(json.loads(meta))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise TinysenseError(f"the meta is not a model meta.json ({exc})") from None
+    return json.dumps(slim, separators=(",", ":")).encode()
 
 
 def _node_config(config: bytes | None) -> bytes:
