@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 SYSTEM_PACKAGES := mosquitto chromium
 
 # `make nodes` (ports/micropython.mk) builds the 32-bit virtual board and the RV32 QEMU board.
-.PHONY: setup constraints system-deps test test-fast demo deploy flash monitor validate bench \
+.PHONY: setup constraints system-deps test test-fast soak-ota demo deploy flash monitor validate bench \
         bench-gateway models lint clean
 
 setup: $(STAMP) $(SYSSTAMP)
@@ -87,6 +87,12 @@ test: setup nodes
 	cat $(RV32_LOG); \
 	echo "main suite: exit $$main; RV32 QEMU tier: exit $$rv"; \
 	[ $$main = 0 ] && [ $$rv = 0 ]
+
+# Over-the-air updates under power cuts: the node SIGKILLed 150 times at random instants of
+# transfers, verifications and switches (make test runs 24); OTA_CUTS=N for another count.
+OTA_CUTS ?= 150
+soak-ota: setup nodes
+	TINYSENSE_OTA_CUTS=$(OTA_CUTS) $(BIN)/python -m pytest tests/node/test_ota.py -k power_cuts $(PYTEST_ARGS)
 
 test-fast: setup nodes
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
