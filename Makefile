@@ -88,9 +88,9 @@ test: setup nodes
 	echo "main suite: exit $$main; RV32 QEMU tier: exit $$rv"; \
 	[ $$main = 0 ] && [ $$rv = 0 ]
 
-# Over-the-air updates under power cuts: the node SIGKILLed 150 times at random instants of
-# transfers, verifications and switches (make test runs 24); OTA_CUTS=N for another count.
-OTA_CUTS ?= 150
+# Over-the-air updates under power cuts: the node SIGKILLed 500 times at random instants of
+# transfers, verifications and switches (make test runs 100); OTA_CUTS=N for another count.
+OTA_CUTS ?= 500
 soak-ota: setup nodes
 	TINYSENSE_OTA_CUTS=$(OTA_CUTS) $(BIN)/python -m pytest tests/node/test_ota.py -k power_cuts $(PYTEST_ARGS)
 

@@ -133,7 +133,9 @@ def test_cli_one_line_errors_and_status(rig, tmp_path, capsys):
         (["ota", "push", str(tsu), "--db", db], "give --device ID"),
         (["ota", "push", str(tsu), "--device", "0x99", "--db", db], "not in the registry"),
         (["ota", "push", str(tmp_path / "none.tflite"), "--device", "81", "--db", db],
-         "no model at"),
+         "provisioned before boards were recorded: give --board"),
+        (["ota", "push", str(tmp_path / "none.tflite"), "--device", "81", "--db", db,
+          "--board", "ESP32_GENERIC"], "no model at"),
         (["ota", "status", "--db", str(tmp_path / "absent.db")], "no gateway database"),
         (["ota", "cancel", "--device", "81", "--db", db], "has no update in progress"),
     ]
@@ -141,8 +143,11 @@ def test_cli_one_line_errors_and_status(rig, tmp_path, capsys):
         assert main(argv) == 1, argv
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    Registry(rig.conn).set_board(DEV, "ESP32_GENERIC")   # as provision records it
+    Registry(rig.conn).set_board(OTHER, "ESP32_GENERIC_C3")
     assert main(["ota", "push", str(tsu), "--device", "81", "--device", "0x52", "--db", db]) == 0
     out = capsys.readouterr().out
-    assert "device 81: update 1 queued" in out and "device 82: update 1 queued" in out
+    assert "device 81: update 1 queued" in out and "for ESP32_GENERIC)" in out
+    assert "device 82: update 1 queued" in out and "for ESP32_GENERIC_C3)" in out
     assert main(["ota", "status", "--device", "81", "--db", db]) == 0
     assert "in progress update 1 pending" in capsys.readouterr().out

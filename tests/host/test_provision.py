@@ -75,6 +75,11 @@ def test_provision_rotate_and_never_print(vnode, tmp_path, capsys, caplog):
                      "print(CounterStore('/').newest(key_check(k)) is not None)")
     assert kcv.strip() == "True"
     assert not vnode.exists("/uplink_key.new")
+    conn = open_db(db)
+    try:   # the registry records the node's board: `ota push` converts for it
+        assert Registry(conn).board(0x2A) == vnode.board.name
+    finally:
+        conn.close()
 
     with pytest.raises(TinysenseError, match="already provisioned"):
         provision(vnode, 0x2A, db=db)

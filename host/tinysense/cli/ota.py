@@ -31,22 +31,23 @@ def register(sub) -> None:
                    db=env_default("TINYSENSE_GATEWAY_DB"))
     osub = p.add_subparsers(dest="action", metavar="{bundle,push,status,cancel}")
 
-    def model_args(q) -> None:
+    def model_args(q, board_help: str, board_default) -> None:
         q.add_argument("model", help="a .tflite model (converted for the board, self-test "
                                      "vectors from the reference interpreter) or a .tsu bundle")
-        q.add_argument("--board", default=env_default("TINYSENSE_BOARD", "ESP32_GENERIC"),
-                       help="the node's board (env TINYSENSE_BOARD; default ESP32_GENERIC)")
+        q.add_argument("--board", default=board_default, help=board_help)
         q.add_argument("--meta", help="the model's meta.json (labels, preprocessing)")
         q.add_argument("--config", help="an app.json for the node with this model")
         q.add_argument("--vectors", type=int, default=8, help="self-test vectors (2..64)")
 
     q = osub.add_parser("bundle", help="build an update bundle (.tsu) from a .tflite")
-    model_args(q)
+    model_args(q, "the nodes' board (env TINYSENSE_BOARD; default ESP32_GENERIC)",
+               env_default("TINYSENSE_BOARD", "ESP32_GENERIC"))
     q.add_argument("-o", "--output", required=True, help="the .tsu file to write")
     q.set_defaults(func=_bundle)
 
     q = osub.add_parser("push", help="queue an update for devices; the gateway sends it")
-    model_args(q)
+    model_args(q, "convert for this board (default: each device's board as provisioned)",
+               None)
     q.add_argument("--device", action="append", default=[], metavar="ID",
                    help="a device id (42 or 0x2a); repeat for several")
     q.add_argument("--all", action="store_true", help="every device in the registry")
@@ -78,7 +79,7 @@ def _read(path: str | None, what: str) -> bytes | None:
         raise TinysenseError(f"cannot read the {what} {path}: {exc.strerror}") from None
 
 
-def _make(args) -> bytes:
+def _make(args, board: str | None = None) -> bytes:
     from tinysense.formats.ota import OtaFormatError, parse_bundle
     from tinysense.ota import make_bundle
 
@@ -92,7 +93,7 @@ def _make(args) -> bytes:
         return data
     if not path.is_file():
         raise TinysenseError(f"no model at {path}")
-    return make_bundle(path, args.board, meta=_read(args.meta, "meta"),
+    return make_bundle(path, board or args.board, meta=_read(args.meta, "meta"),
                        config=_read(args.config, "app config"), vectors=args.vectors)
 
 
@@ -126,21 +127,30 @@ def _push(args) -> int:
     if bool(args.device) == bool(args.all):
         raise TinysenseError("give --device ID (repeatable) or --all")
     devices = [device_arg(d) for d in args.device]
-    data = _make(args)
     conn, queue = _open(args.db)
     try:
-        known = {d.device_id for d in Registry(conn).devices()}
+        registry = Registry(conn)
+        known = {d.device_id for d in registry.devices()}
         if args.all:
             devices = sorted(known)
         missing = [d for d in devices if d not in known]
         if missing:
             raise TinysenseError(f"device {missing[0]} is not in the registry (`tinysense "
                                  "devices` lists them)")
+        boards = {}
+        for dev in devices:
+            boards[dev] = args.board or registry.board(dev)
+            if boards[dev] is None:
+                raise TinysenseError(f"device {dev} was provisioned before boards were "
+                                     "recorded: give --board")
+        bundles = {b: _make(args, b) for b in sorted(set(boards.values()))}
         label = Path(args.model).name
         for dev in devices:
+            data = bundles[boards[dev]]
             u = queue.push(dev, data, chunk=args.chunk, label=label)
             print(f"device {dev}: update {u.update_id} queued ({u.length:,} bytes, model "
-                  f"{u.model_sha256[:12]}); it goes out when the node next sends")
+                  f"{u.model_sha256[:12]} for {boards[dev]}); it goes out when the node next "
+                  "sends")
     except ValueError as exc:
         raise TinysenseError(str(exc)) from None
     finally:

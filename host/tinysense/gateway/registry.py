@@ -73,6 +73,18 @@ class Registry:
             "SELECT device_id, key_version, created, rotated FROM devices ORDER BY device_id")
         return [DeviceInfo(*r) for r in rows]
 
+    def set_board(self, device_id: int, board: str) -> None:
+        """Record the board a device runs on (provision does; `ota push` converts for it)."""
+        self.conn.execute("INSERT INTO device_boards(device_id, board, updated) VALUES(?,?,?) "
+                          "ON CONFLICT(device_id) DO UPDATE SET board=excluded.board, "
+                          "updated=excluded.updated", (device_id, board, time.time()))
+
+    def board(self, device_id: int) -> str | None:
+        """The board recorded for a device, or None (provisioned before boards were kept)."""
+        row = self.conn.execute("SELECT board FROM device_boards WHERE device_id=?",
+                                (device_id,)).fetchone()
+        return None if row is None else row[0]
+
     def set_key(self, device_id: int, key: bytes, *, rotate: bool = False) -> DeviceKey:
         """Register a device's key, or replace it (`rotate=True`) bumping its key version.
 

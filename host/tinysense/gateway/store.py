@@ -14,6 +14,10 @@ Tables:
   batches(received_at, first_rowid, frames)                    one row per insert: time index
   rejections(reason, count)                                     cumulative, all runs
   downlink(device_id, key_version, reserved_until)              ack counters reserved ahead
+  device_boards(device_id, board, updated)                      the board each device was
+                                                                provisioned on (ota push)
+  updates(...)                                                  over-the-air updates
+                                                                (gateway/updates.py)
 
 `key_version` is part of the frame key because a node may restart its counter when its key
 is rotated: (device, counter) is unique only under one key.
@@ -61,6 +65,11 @@ CREATE INDEX IF NOT EXISTS batches_received ON batches(received_at);
 CREATE TABLE IF NOT EXISTS rejections(
     reason TEXT PRIMARY KEY,
     count INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS device_boards(
+    device_id INTEGER PRIMARY KEY,
+    board TEXT NOT NULL,
+    updated REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS downlink(
     device_id INTEGER NOT NULL,

@@ -116,6 +116,7 @@ def provision(node, device_id: int, *, db: str | os.PathLike | None = None,
             raise TinysenseError("the key staged on the node does not read back intact; check "
                                  "the connection and provision again")
         registered = registry.set_key(device_id, key, rotate=rotate)
+        registry.set_board(device_id, node.board.name)   # what `ota push` converts for
         try:
             out = node.exec(script("uplink_install_key", staged=STAGED_PATH,
                                    config=json.dumps(config), discard=bool(discard_queue)),
