@@ -1,5 +1,5 @@
 """An over-the-air update end to end on a private virtual board: the app runs from main.py,
-sends over UDP to a real gateway; `tinysense ota push` queues a new model (the anomaly
+sends over UDP, or MQTT through a real mosquitto, to a real gateway; `tinysense ota push` queues a new model (the anomaly
 model, with its own app config); the node takes it in chunks, verifies it, resets, runs its
 self-test, switches, and its next frames come from the new model; `ota status --json` shows
 it active with its hash, confirmed after its first heartbeat."""
@@ -41,27 +41,41 @@ def _status(db) -> list[dict]:
     return json.loads(proc.stdout)
 
 
-def test_an_update_pushed_to_a_running_node_over_udp(tmp_path):
+@pytest.fixture(params=["udp", pytest.param("mqtt", marks=pytest.mark.mosquitto)])
+def transport(request):
+    """(transport, GatewayConfig for it, the node's gateway address or None: the UDP one)."""
+    from tinysense.gateway.run import GatewayConfig
+
+    if request.param == "udp":
+        return "udp", GatewayConfig(udp="127.0.0.1:0"), None
+    host, port = request.getfixturevalue("mosquitto")
+    return ("mqtt", GatewayConfig(mqtt=f"mqtt://{host}:{port}?client_id=gw-ota"),
+            f"{host}:{port}")
+
+
+def test_an_update_pushed_to_a_running_node(tmp_path, transport):
     from tinysense.boards import load_board
     from tinysense.convert import convert_model
     from tinysense.demo import node_meta
-    from tinysense.gateway.run import GatewayConfig, RunningGateway
+    from tinysense.gateway.run import RunningGateway
     from tinysense.node import open_node
     from tinysense.node.deploy import deploy
     from tinysense.provision import provision
     from tinysense.targets import Target
     from tinysense.targets.virtual import start_board, stop_board
 
+    kind, gw_config, addr = transport
     cfg = load_board("ESP32_GENERIC")
     db = tmp_path / "gateway.db"
-    gw = RunningGateway(GatewayConfig(db=str(db), udp="127.0.0.1:0"), None)
+    gw_config.db = str(db)
+    gw = RunningGateway(gw_config, None)
     vb = None
     try:
-        addr = gw.addresses["udp"]
+        addr = addr or gw.addresses["udp"]
         vb = start_board(cfg.path, directory=tmp_path / "board", parent_bound=True)
         with open_node(Target("virtual", vb.url, "test"), cfg) as node:
             deploy(node, progress=None)
-            provision(node, DEVICE, db=db, transport="udp", gateway=addr, discard_queue=True)
+            provision(node, DEVICE, db=db, transport=kind, gateway=addr, discard_queue=True)
             meta = json.loads((MODELS / "activity" / "meta.json").read_text())
             node.mkdir("/models")
             node.mkdir("/data")
