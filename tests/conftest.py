@@ -158,49 +158,95 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+class Mosquitto:
+    """A real mosquitto on loopback that a test can stop and start again on the same port
+    (`stop()`, `start()`), its log in `workdir`. `persistent`: sessions and queued messages
+    survive a restart (mosquitto's persistence file, saved when it is stopped)."""
+
+    def __init__(self, exe: str, workdir: Path, port: int | None = None,
+                 persistent: bool = False):
+        self.exe, self.workdir, self.persistent = exe, workdir, persistent
+        self.host, self.port = "127.0.0.1", port
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+
+    def start(self) -> None:
+        """Start it (on a free port the first time); fails the test if it does not listen."""
+        import socket
+        import time
+
+        last_log = ""
+        for _attempt in range(3):
+            port = self.port or _free_port()
+            conf = self.workdir / "mosquitto.conf"
+            keep = (f"persistence true\npersistence_location {self.workdir}/\n"
+                    if self.persistent else "persistence false\n")
+            conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+                            f"max_queued_messages 100000\n{keep}log_dest stderr\n")
+            conf.chmod(0o644)
+            logpath = self.workdir / f"mosquitto-{port}.log"
+            self._log = open(logpath, "ab")
+            proc = subprocess.Popen([self.exe, "-c", str(conf)], stdout=self._log,
+                                    stderr=subprocess.STDOUT)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and proc.poll() is None:
+                try:
+                    socket.create_connection((self.host, port), timeout=0.2).close()
+                    self.proc, self.port = proc, port
+                    return
+                except OSError:
+                    time.sleep(0.05)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            self._log.close()
+            last_log = logpath.read_text(errors="replace")
+            time.sleep(0.5)  # a restart on the same port: the old socket may linger
+        pytest.fail(f"mosquitto did not start; its log:\n{last_log}")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+        self._log.close()
+
+
+def _mosquitto(workdir: Path) -> Mosquitto:
+    exe = mosquitto_exe()
+    if not exe:
+        pytest.fail("mosquitto not found: run `make setup` (installs the Debian package "
+                    "mosquitto) or set TINYSENSE_MOSQUITTO")
+    workdir.chmod(0o755)  # the broker may drop root privileges before reading it
+    return Mosquitto(exe, workdir)
+
+
 @pytest.fixture(scope="session")
 def mosquitto(tmp_path_factory):
     """A real mosquitto broker on a free loopback port for this test session: (host, port).
 
     Fails (never skips) when mosquitto is missing: `make setup` installs it.
     """
-    import socket
-    import time
+    broker = _mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    broker.start()
+    try:
+        yield (broker.host, broker.port)
+    finally:
+        broker.stop()
 
-    exe = mosquitto_exe()
-    if not exe:
-        pytest.fail("mosquitto not found: run `make setup` (installs the Debian package "
-                    "mosquitto) or set TINYSENSE_MOSQUITTO")
-    workdir = tmp_path_factory.mktemp("mosquitto")
-    workdir.chmod(0o755)  # the broker may drop root privileges before reading it
-    last_log = ""
-    for _attempt in range(3):
-        port = _free_port()
-        conf = workdir / "mosquitto.conf"
-        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n"
-                        "max_queued_messages 100000\npersistence false\nlog_dest stderr\n")
-        conf.chmod(0o644)
-        log = open(workdir / f"mosquitto-{port}.log", "wb")
-        proc = subprocess.Popen([exe, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        if proc.poll() is None:
-            try:
-                yield ("127.0.0.1", port)
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-                log.close()
-            return
-        log.close()
-        last_log = (workdir / f"mosquitto-{port}.log").read_text(errors="replace")
-    pytest.fail(f"mosquitto did not start; its log:\n{last_log}")
+
+@pytest.fixture
+def own_mosquitto(tmp_path_factory):
+    """A persistent mosquitto for this test alone, which it may stop and restart."""
+    broker = _mosquitto(tmp_path_factory.mktemp("mosquitto-own"))
+    broker.persistent = True
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()

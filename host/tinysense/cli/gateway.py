@@ -36,6 +36,10 @@ def register(sub) -> None:
                         "(default); normal = it survives a gateway crash")
     p.add_argument("--batch", type=int, default=DEFAULT_BATCH,
                    help=f"max frames per commit (default {DEFAULT_BATCH})")
+    p.add_argument("--publish", metavar="URL", default=env_default("TINYSENSE_PUBLISH"),
+                   help="republish each stored frame's records as labelled JSON on "
+                        "tinysense/<device>/<name>, with Home Assistant discovery, e.g. "
+                        "mqtt://127.0.0.1:1883 (env TINYSENSE_PUBLISH; docs/gateway.md)")
     p.add_argument("--decode-on-read", action="store_true",
                    help="store the authenticated payload only; decode it when read")
     p.add_argument("--max-age", type=int, default=None,
@@ -61,7 +65,7 @@ def register(sub) -> None:
                                    "registry poll (within a second); stored frames are kept.")
     _db_arg(p)
     p.set_defaults(func=_devices)
-    dsub = p.add_subparsers(dest="action", metavar="{remove}")
+    dsub = p.add_subparsers(dest="action", metavar="{remove,model}")
     r = dsub.add_parser("remove", help="remove a device and its key from the registry")
     r.add_argument("device_id", help="the device id (42 or 0x2a)")
     # SUPPRESS: `devices --db X remove ID` keeps X (a sub-parser default would overwrite it)
@@ -69,6 +73,17 @@ def register(sub) -> None:
                    help="gateway SQLite file (default STATE_DIR/gateway.db; env "
                         "TINYSENSE_GATEWAY_DB)")
     r.set_defaults(func=_devices_remove)
+    m = dsub.add_parser("model", help="record which model a device runs (its class labels "
+                                      "then name its results)")
+    m.add_argument("device_id", help="the device id (42 or 0x2a)")
+    m.add_argument("meta", metavar="META_JSON", help="the model's meta.json")
+    m.add_argument("--model-id", type=int, default=1,
+                   help="the app's model_id for this model (default 1)")
+    m.add_argument("--name", help="the model's name (default: meta.json's, or its folder)")
+    m.add_argument("--db", default=argparse.SUPPRESS,
+                   help="gateway SQLite file (default STATE_DIR/gateway.db; env "
+                        "TINYSENSE_GATEWAY_DB)")
+    m.set_defaults(func=_devices_model)
 
     p = sub.add_parser("bench-gateway", help="measure the gateway's sustained ingest rate",
                        description="Seal frames for many devices, then ingest them "
@@ -98,11 +113,21 @@ def _gateway(args) -> int:
     def terminate(signum, frame):  # SIGTERM stops as cleanly as Ctrl-C
         raise KeyboardInterrupt
 
+    if args.publish:   # a bad URL is a usage error: one line, exit 2, nothing started
+        from tinysense.cli import EXIT_USAGE
+        from tinysense.gateway.publish import parse_publish_url
+
+        try:
+            parse_publish_url(args.publish)
+        except TinysenseError as exc:
+            print(f"tinysense: error: --publish: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     signal.signal(signal.SIGTERM, terminate)
     config = GatewayConfig(db=args.db, udp=args.udp, mqtt=args.mqtt, serial=args.serial,
                            baud=args.baud, serial_acks=args.serial_acks,
                            synchronous=args.sync.upper(), max_batch=args.batch,
-                           max_age=args.max_age, decode=not args.decode_on_read)
+                           max_age=args.max_age, decode=not args.decode_on_read,
+                           publish=args.publish)
     counts = run_gateway(config, lines=not args.quiet)
     return 0 if counts is not None else 1
 
@@ -140,10 +165,27 @@ def _devices(args) -> int:
     if not devices:
         print("no devices provisioned yet (tinysense provision --device-id ID)")
         return 0
-    print(f"{'device':10} {'id':>10} {'key v':>5} {'frames':>8}  {'last seen':29}  created")
+    print(f"{'device':10} {'id':>10} {'key v':>5} {'frames':>8}  {'last seen':29}  "
+          f"{'created':29}  model")
     for d in devices:
+        models = ", ".join(
+            f"{m['model_id']}: {m['name']} ({', '.join(m['labels']) or 'no labels'}; "
+            f"meta {m['meta_sha256'][:12]})" for m in d["models"]) or "-"
         print(f"{d['device']:10} {d['device_id']:10d} {d['key_version']:5d} {d['frames']:8d}  "
-              f"{d['last_seen'] or '-':29}  {d['created']}")
+              f"{d['last_seen'] or '-':29}  {d['created']:29}  {models}")
+    return 0
+
+
+def _devices_model(args) -> int:
+    from tinysense.gateway.run import parse_device_id, set_device_model
+
+    device_id = parse_device_id(args.device_id)
+    try:
+        m = set_device_model(args.db, device_id, args.meta, args.model_id, args.name)
+    except sqlite3.DatabaseError as exc:
+        raise _damaged(args.db, exc) from None
+    print(f"device {device_id} (0x{device_id:08x}) model {m.model_id}: {m.name}, labels "
+          f"{', '.join(m.labels) or '(none)'} (meta sha256 {m.meta_sha256[:12]})")
     return 0
 
 

@@ -27,6 +27,7 @@ database) and logged (rate-limited) without key material or payload bytes. No in
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import math
@@ -116,6 +117,11 @@ def to_json(decoded: dict) -> str:
         return _JSON.encode(_finite(decoded))
 
 
+def iso(ts: float) -> str:
+    """Unix seconds as ISO 8601 UTC with milliseconds (the JSON readers' `received_at`)."""
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
 def decode_payload(ptype: int, plaintext: bytes) -> tuple[dict | None, str | None, str | None]:
     """(decoded dict, its JSON text, error) for an authenticated payload (strict decoder)."""
     if ptype != PTYPE_RECORDS:
@@ -148,6 +154,18 @@ def decode_to_json(plaintext: bytes) -> tuple[str | None, int | None, str | None
     return text, None if decoded is None else decoded["dropped_total"], error
 
 
+def stored_decoded(ptype: int, payload: bytes, decoded: str | None,
+                   decode_error: str | None) -> tuple[dict | None, str | None]:
+    """(decoded dict, error) of a stored frame: its `decoded` JSON, or the payload decoded
+    now when it was stored raw (`--decode-on-read`)."""
+    if decoded:
+        return json.loads(decoded), decode_error
+    if decode_error is not None:
+        return None, decode_error
+    got, _, error = decode_payload(ptype, payload)
+    return got, error
+
+
 class Gateway:
     """Ingests uplink frames into a Store; `handle`/`handle_batch` return the acks to send.
 
@@ -158,6 +176,7 @@ class Gateway:
                  window: int = DEFAULT_WINDOW, max_age: int | None = None,
                  ack_block: int = ACK_BLOCK, clock: Callable[[], float] = time.time,
                  on_frame: Callable[[Accepted], None] | None = None,
+                 on_commit: Callable[[], None] | None = None,
                  decode: bool = True, updates: bool = True):
         self.store = store
         # over-the-air updates queued by `tinysense ota push` go out after a device's frames
@@ -168,6 +187,9 @@ class Gateway:
         self.ack_block = ack_block
         self.clock = clock
         self.on_frame = on_frame
+        # called after each commit that stored frames, before their acks are built: it must
+        # only signal (the MQTT publisher reads the new frames from the store by itself)
+        self.on_commit = on_commit
         self.decode = decode
         self.last_commit_ok = True
         self._unsaved_rejects: Counter[str] = Counter()  # written with the next commit
@@ -392,6 +414,12 @@ class Gateway:
         self.stats["batches"] += 1
         self.stats["accepted"] += len(rows)
         self.stats["duplicate"] += duplicates
+        if rows and self.on_commit is not None:
+            try:
+                self.on_commit()
+            except Exception:  # noqa: BLE001 - a consumer must not stop ingest
+                if self._should_log("on_commit"):
+                    log.exception("on_commit hook failed")
         acks = []
         ciphers = self._ciphers
         downlink = self._downlink

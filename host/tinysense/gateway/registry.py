@@ -13,6 +13,8 @@ the new key; it may also simply continue it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
 import sqlite3
 import time
@@ -53,6 +55,83 @@ def check_device_id(device_id: int) -> int:
 def new_key() -> bytes:
     """A fresh random AES-128 key from the OS CSPRNG."""
     return secrets.token_bytes(KEY_BYTES)
+
+
+@dataclass(frozen=True)
+class DeviceModel:
+    """The model a device runs under one model id (the app's `model_id`, default 1): its
+    name, class labels and the SHA-256 of its meta.json, recorded at deploy time."""
+
+    device_id: int
+    model_id: int
+    name: str
+    labels: tuple[str, ...]
+    meta_sha256: str
+    set_at: float
+
+
+def meta_sha256(meta_bytes: bytes) -> str:
+    return hashlib.sha256(meta_bytes).hexdigest()
+
+
+def read_models(conn: sqlite3.Connection) -> list[DeviceModel]:
+    """Every recorded (device, model id) -> model; [] in a database older than the table."""
+    try:
+        rows = conn.execute("SELECT device_id, model_id, name, labels, meta_sha256, set_at "
+                            "FROM models ORDER BY device_id, model_id").fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []
+        raise
+    return [DeviceModel(r[0], r[1], r[2], tuple(json.loads(r[3])), r[4], r[5]) for r in rows]
+
+
+def model_labels(conn: sqlite3.Connection) -> dict[tuple[int, int], tuple[str, ...]]:
+    """{(device, model id): class labels} for labelling records (tinysense.uplink.labels)."""
+    return {(m.device_id, m.model_id): m.labels for m in read_models(conn)}
+
+
+def labels_for(index: dict[tuple[int, int], tuple[str, ...]], device_id: int,
+               model_id: int | None = None) -> tuple[str, ...] | None:
+    """The labels of `device_id`'s model `model_id`; without a model id (a per-class reading,
+    a class-valued event) the device's only model, else its model 1 (the app's default)."""
+    if model_id is not None:
+        return index.get((device_id, model_id))
+    mine = [v for (d, _), v in index.items() if d == device_id]
+    return mine[0] if len(mine) == 1 else index.get((device_id, 1))
+
+
+class ModelLabels:
+    """`model_labels(conn)` kept fresh: re-read at most once per `refresh_s`, and only when
+    some connection committed since (`PRAGMA data_version`; deploys record models from other
+    processes while a gateway or monitor runs)."""
+
+    def __init__(self, conn: sqlite3.Connection, refresh_s: float = 1.0, clock=time.monotonic):
+        self.conn = conn
+        self.refresh_s = refresh_s
+        self.clock = clock
+        self.index: dict[tuple[int, int], tuple[str, ...]] = {}
+        self.names: dict[int, str] = {}   # device -> its (lowest model id's) model name
+        self._at: float | None = None
+        self._version = None
+
+    def get(self) -> dict[tuple[int, int], tuple[str, ...]]:
+        now = self.clock()
+        if self._at is not None and 0 <= now - self._at < self.refresh_s:
+            return self.index
+        self._at = now
+        version = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._version:
+            self._version = version
+            models = read_models(self.conn)
+            self.index = {(m.device_id, m.model_id): m.labels for m in models}
+            self.names = {}
+            for m in models:
+                self.names.setdefault(m.device_id, m.name)
+        return self.index
+
+    def labels(self, device_id: int, model_id: int | None = None) -> tuple[str, ...] | None:
+        return labels_for(self.get(), device_id, model_id)
 
 
 class Registry:
@@ -133,7 +212,38 @@ class Registry:
 
     def remove(self, device_id: int) -> bool:
         cur = self.conn.execute("DELETE FROM devices WHERE device_id=?", (device_id,))
+        self.conn.execute("DELETE FROM models WHERE device_id=?", (device_id,))
         return cur.rowcount > 0
+
+    def set_model(self, device_id: int, model_id: int, name: str, labels, meta_bytes: bytes
+                  ) -> DeviceModel:
+        """Record which model (name, class labels, meta hash) `device_id` runs as `model_id`.
+
+        The gateway's readers then show its results by class name (tinysense.uplink.labels).
+        The device must be provisioned: a model for an unknown id would be shown for any
+        device later given that id.
+        """
+        check_device_id(device_id)
+        if not isinstance(model_id, int) or not 0 <= model_id <= 255:
+            raise TinysenseError(f"model id {model_id!r} is out of range; expected 0..255 "
+                                 "(the app's model_id, default 1)")
+        labels = tuple(str(x) for x in labels or ())
+        if self.lookup(device_id) is None:
+            raise TinysenseError(f"device {device_id} (0x{device_id:08x}) is not in the registry;"
+                                 " provision it first (tinysense provision --device-id ID)")
+        model = DeviceModel(device_id, model_id, str(name), labels, meta_sha256(meta_bytes),
+                            time.time())
+        self.conn.execute(
+            "INSERT INTO models(device_id, model_id, name, labels, meta_sha256, set_at) "
+            "VALUES(?,?,?,?,?,?) ON CONFLICT(device_id, model_id) DO UPDATE SET "
+            "name=excluded.name, labels=excluded.labels, meta_sha256=excluded.meta_sha256, "
+            "set_at=excluded.set_at",
+            (device_id, model_id, model.name, json.dumps(list(labels)), model.meta_sha256,
+             model.set_at))
+        return model
+
+    def models(self) -> list[DeviceModel]:
+        return read_models(self.conn)
 
 
 class KeyCache:

@@ -16,13 +16,16 @@ from pathlib import Path
 from typing import TextIO
 
 from tinysense.errors import TinysenseError
-from tinysense.gateway.core import Accepted, Gateway, decode_payload, to_json
-from tinysense.gateway.registry import MAX_DEVICE_ID
+from tinysense.gateway.core import Accepted, Gateway, iso, stored_decoded, to_json
+from tinysense.gateway.registry import (
+    MAX_DEVICE_ID, ModelLabels, labels_for, model_labels, read_models,
+)
 from tinysense.gateway.ingest import DEFAULT_BATCH, IngestLoop
 from tinysense.gateway.mqtt import MqttTransport
 from tinysense.gateway.serial_lines import SerialTransport
 from tinysense.gateway.udp import UdpTransport, parse_hostport
 from tinysense.gateway.store import DEFAULT_DB, Store, StoredFrame, open_db
+from tinysense.uplink.labels import label_record, record_text
 
 
 def parse_device_id(text: str) -> int:
@@ -61,30 +64,8 @@ def parse_since(text: str, now: float | None = None) -> float:
     return when.timestamp()
 
 
-def iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _record_text(rec: dict) -> str:
-    kind = rec.get("type")
-    if kind == "reading":
-        vals = rec.get("values", [])
-        shown = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in vals[:4])
-        more = ",..." if len(vals) > 4 else ""
-        return f"reading s{rec.get('sensor')} [{shown}{more}]"
-    if kind == "inference":
-        return f"inference m{rec.get('model')} class {rec.get('class')} " \
-               f"({rec.get('confidence', 0) * 100 // 256}%)"
-    if kind == "anomaly":
-        flag = "ANOMALY" if rec.get("anomalous") else "normal"
-        return f"anomaly m{rec.get('model')} {flag} {rec.get('score', 0):.3g}"
-    if kind == "event":
-        return f"event {rec.get('code')}={rec.get('value')}"
-    return str(kind)
-
-
-def summarize(a: Accepted) -> str:
-    """One line for a frame: device, counter, type, summary."""
+def summarize(a: Accepted, labels: ModelLabels | None = None) -> str:
+    """One line for a frame: device, counter, type, summary (records named and labelled)."""
     head = f"{a.device_id:08x} #{a.counter:<8d}"
     if a.duplicate:
         return f"{head} duplicate        already stored, acknowledged again ({a.source})"
@@ -93,11 +74,17 @@ def summarize(a: Accepted) -> str:
     if a.decoded is None:
         return f"{head} records          stored ({a.source})"
     recs = a.decoded.get("records", [])
-    parts = "; ".join(_record_text(r) for r in recs[:3])
+    parts = "; ".join(record_text(r, _labels(labels, a.device_id, r)) for r in recs[:3])
     more = f"; +{len(recs) - 3} more" if len(recs) > 3 else ""
     dropped = a.decoded.get("dropped_total")
     tail = f" [node dropped {dropped} total]" if dropped else ""
     return f"{head} records  {len(recs):3d} rec: {parts}{more}{tail}"
+
+
+def _labels(labels: ModelLabels | None, device_id: int, rec: dict):
+    if labels is None:
+        return None
+    return labels.labels(device_id, rec.get("model") if "model" in rec else None)
 
 
 @dataclass
@@ -116,6 +103,7 @@ class GatewayConfig:
     window: int = 1024
     max_age: int | None = None
     decode: bool = True
+    publish: str | None = None      # mqtt://HOST:PORT: republish records (publish.py)
     extra: dict = field(default_factory=dict)
 
 
@@ -126,10 +114,18 @@ class RunningGateway:
         if not (config.udp or config.mqtt or config.serial):
             raise TinysenseError("no transport given; expected at least one of --udp HOST:PORT,"
                                  " --mqtt URL, --serial PORT")
+        self.publisher = None
+        if config.publish:   # the URL is checked before anything starts
+            from tinysense.gateway.publish import Publisher
+
+            self.publisher = Publisher(DEFAULT_DB if config.db is None else config.db,
+                                       config.publish)
         self.conn = open_db(config.db, synchronous=config.synchronous)
         self.store = Store(self.conn)
+        self.labels = ModelLabels(self.conn)
         self.gateway = Gateway(self.store, window=config.window, max_age=config.max_age,
-                               on_frame=on_frame, decode=config.decode)
+                               on_frame=on_frame, decode=config.decode,
+                               on_commit=self.publisher.notify if self.publisher else None)
         self.loop = IngestLoop(self.gateway, max_batch=config.max_batch)
         self.transports: list = []
         self.serial: SerialTransport | None = None
@@ -149,6 +145,9 @@ class RunningGateway:
                 self.transports.append(ser)
                 self.serial = ser
                 self.addresses["serial"] = config.serial
+            if self.publisher is not None:
+                self.publisher.start()
+                self.addresses["publish"] = self.publisher.url
             self.loop.start()
             for t in self.transports:
                 t.start()
@@ -169,6 +168,11 @@ class RunningGateway:
                 t.close()
             except Exception:  # noqa: BLE001
                 pass
+        if self.publisher is not None:   # after the last commit: it publishes what is left
+            try:
+                self.publisher.close()
+            except Exception:  # noqa: BLE001
+                pass
         counts = self.gateway.rejection_counts()
         if drained:  # else the ingest thread still uses it; the process exit closes it
             self.conn.close()
@@ -179,12 +183,17 @@ def run_gateway(config: GatewayConfig, out: TextIO = sys.stdout,
                 stop: threading.Event | None = None, lines: bool = True) -> dict[str, int]:
     """Run until `stop` is set or Ctrl-C; print a line per frame (unless `lines` is False)
     and the rejection counts at the end; return the counts."""
-    def on_frame(a: Accepted) -> None:
-        print(summarize(a), file=out, flush=True)
+    holder: list[RunningGateway] = []
+
+    def on_frame(a: Accepted) -> None:   # the ingest thread: the gateway's own connection
+        print(summarize(a, holder[0].labels if holder else None), file=out, flush=True)
 
     gw = RunningGateway(config, on_frame if lines else None)
+    holder.append(gw)
     for kind, addr in gw.addresses.items():
-        print(f"gateway: listening on {kind} {addr}", file=out, flush=True)
+        verb = "publishing to" if kind == "publish" else "listening on"
+        print(f"gateway: {verb} {kind if kind != 'publish' else 'mqtt'} {addr}", file=out,
+              flush=True)
     stop = stop or threading.Event()
     try:
         while not stop.wait(0.5):
@@ -217,12 +226,16 @@ def _ignore_signals_while_closing() -> None:
             signal.signal(sig, signal.SIG_IGN)
 
 
-def frame_dict(row: StoredFrame) -> dict:
-    """A stored frame as JSON-able data (decoding the payload now if it was stored raw)."""
-    decoded = json.loads(row.decoded) if row.decoded else None
-    error = row.decode_error
-    if decoded is None and error is None:
-        decoded, _, error = decode_payload(row.ptype, row.payload)
+def frame_dict(row: StoredFrame, labels: dict | None = None) -> dict:
+    """A stored frame as JSON-able data (decoding the payload now if it was stored raw), its
+    records named and labelled (tinysense.uplink.labels) with `labels` (model_labels)."""
+    decoded, error = stored_decoded(row.ptype, row.payload, row.decoded, row.decode_error)
+    if decoded is not None and isinstance(decoded.get("records"), list):
+        index = labels or {}
+        decoded["records"] = [
+            label_record(r, labels_for(index, row.device_id, r.get("model")
+                                       if r.get("type") in ("inference", "anomaly") else None))
+            for r in decoded["records"]]
     out = {"device": f"{row.device_id:08x}", "device_id": row.device_id,
            "key_version": row.key_version, "counter": row.counter,
            "received_at": iso(row.received_at), "ptype": row.ptype, "source": row.source}
@@ -259,14 +272,15 @@ def list_uplinks(db: str | None = None, device: int | None = None,
                              "or point --db (env TINYSENSE_GATEWAY_DB) at one")
     conn = open_db(path) if str(path) == ":memory:" else open_db_readonly(path)
     try:
+        labels = model_labels(conn)
         for row in Store(conn).frames(device_id=device, since=since):
-            yield frame_dict(row)
+            yield frame_dict(row, labels)
     finally:
         conn.close()
 
 
 CSV_FIELDS = ["device", "counter", "key_version", "received_at", "source", "boot",
-              "dropped_total", "record", "type", "id", "t_ms", "values"]
+              "dropped_total", "record", "type", "id", "name", "t_ms", "values", "label", "unit"]
 
 
 def write_uplinks(frames: Iterator[dict], fmt: str, out: TextIO = sys.stdout) -> int:
@@ -298,8 +312,11 @@ def write_uplinks(frames: Iterator[dict], fmt: str, out: TextIO = sys.stdout) ->
                     values = f"{rec.get('score')} {int(bool(rec.get('anomalous')))}"
                 else:
                     values = str(rec.get("value", ""))
-                row.update(record=i, type=rec.get("type"), id=ident, t_ms=rec.get("t_ms"),
-                           values=values)
+                by_class = rec.get("by_class")
+                row.update(record=i, type=rec.get("type"), id=ident, name=rec.get("name"),
+                           t_ms=rec.get("t_ms"), values=values, unit=rec.get("unit"),
+                           label=rec.get("label") if by_class is None else
+                           " ".join(f"{k}={v}" for k, v in by_class.items()))
             elif "decode_error" in f:
                 row.update(type="undecodable", values=f["payload_hex"])
             writer.writerow(row)
@@ -319,8 +336,40 @@ def list_devices(db: str | None = None) -> list[dict]:
             "(SELECT COUNT(*) FROM frames f WHERE f.device_id = d.device_id), "
             "(SELECT MAX(received_at) FROM frames f WHERE f.device_id = d.device_id) "
             "FROM devices d ORDER BY d.device_id").fetchall()
+        models: dict[int, list[dict]] = {}
+        for m in read_models(conn):
+            models.setdefault(m.device_id, []).append(
+                {"model_id": m.model_id, "name": m.name, "labels": list(m.labels),
+                 "meta_sha256": m.meta_sha256, "set_at": iso(m.set_at)})
     finally:
         conn.close()
     return [{"device": f"{r[0]:08x}", "device_id": r[0], "key_version": r[1],
              "created": iso(r[2]), "rotated": iso(r[3]) if r[3] else None, "frames": r[4],
-             "last_seen": iso(r[5]) if r[5] else None} for r in rows]
+             "last_seen": iso(r[5]) if r[5] else None, "models": models.get(r[0], [])}
+            for r in rows]
+
+
+def set_device_model(db: str | None, device_id: int, meta_path: str | os.PathLike,
+                     model_id: int = 1, name: str | None = None):
+    """Record in the registry that `device_id` runs the model of `meta_path` (meta.json) as
+    `model_id`: its class labels then name the device's results everywhere."""
+    path = Path(db) if db is not None else DEFAULT_DB
+    if not path.exists():
+        raise TinysenseError(f"no gateway database at {path}; provision the device first "
+                             "(`tinysense provision`) or point --db at one")
+    try:
+        raw = Path(meta_path).read_bytes()
+        meta = json.loads(raw)
+        labels = meta.get("labels") or []
+        if not isinstance(labels, list):
+            raise ValueError("labels is not a list")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise TinysenseError(f"{meta_path}: not a model meta.json ({exc})") from None
+    from tinysense.gateway.registry import Registry
+
+    conn = open_db(path)
+    try:
+        return Registry(conn).set_model(device_id, model_id, name or meta.get("name") or
+                                        Path(meta_path).parent.name, labels, raw)
+    finally:
+        conn.close()

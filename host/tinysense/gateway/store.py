@@ -18,6 +18,12 @@ Tables:
                                                                 provisioned on (ota push)
   updates(...)                                                  over-the-air updates
                                                                 (gateway/updates.py)
+  models(device_id, model_id, name, labels, meta_sha256, set_at) what each device runs
+  cursors(name, rowid)                     how far a consumer (the MQTT publisher) has read
+
+Migration: every table is created `IF NOT EXISTS` when the gateway opens the file, so a
+database written before `models` and `cursors` existed gains them on its next read-write
+open; the read-only readers (`uplinks`, `devices`) treat a missing `models` as empty.
 
 `key_version` is part of the frame key because a node may restart its counter when its key
 is rotated: (device, counter) is unique only under one key.
@@ -76,6 +82,19 @@ CREATE TABLE IF NOT EXISTS downlink(
     key_version INTEGER NOT NULL,
     reserved_until INTEGER NOT NULL,
     PRIMARY KEY(device_id, key_version)
+);
+CREATE TABLE IF NOT EXISTS models(
+    device_id INTEGER NOT NULL,
+    model_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    meta_sha256 TEXT NOT NULL,
+    set_at REAL NOT NULL,
+    PRIMARY KEY(device_id, model_id)
+);
+CREATE TABLE IF NOT EXISTS cursors(
+    name TEXT PRIMARY KEY,
+    rowid INTEGER NOT NULL
 );
 """
 
@@ -216,6 +235,29 @@ class Store:
             sql += f" LIMIT {int(limit)}"
         for row in self.conn.execute(sql, args):
             yield StoredFrame(*row)
+
+    def frames_after(self, rowid: int, limit: int = 256) -> list[tuple[int, StoredFrame]]:
+        """Up to `limit` (rowid, frame) stored after `rowid`, in arrival order: how a consumer
+        that keeps its own watermark (the MQTT publisher's cursor) reads what is new."""
+        rows = self.conn.execute(
+            "SELECT rowid, device_id, key_version, counter, received_at, ptype, source, "
+            "payload, decoded, decode_error FROM frames WHERE rowid>? ORDER BY rowid LIMIT ?",
+            (rowid, int(limit))).fetchall()
+        return [(r[0], StoredFrame(*r[1:])) for r in rows]
+
+    def last_rowid(self) -> int:
+        """The newest frame's rowid (0 when there is none)."""
+        return self.conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM frames").fetchone()[0]
+
+    def cursor(self, name: str) -> int | None:
+        """A consumer's persisted watermark (a frames rowid), None if it never saved one."""
+        row = self.conn.execute("SELECT rowid FROM cursors WHERE name=?", (name,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_cursor(self, name: str, rowid: int) -> None:
+        """Persist a consumer's watermark (its own short transaction)."""
+        self.conn.execute("INSERT INTO cursors(name, rowid) VALUES(?, ?) ON CONFLICT(name) "
+                          "DO UPDATE SET rowid=excluded.rowid", (name, rowid))
 
     def count_frames(self, device_id: int | None = None) -> int:
         if device_id is None:

@@ -1,7 +1,9 @@
 """Decode uplink frames printed on a node's serial transport ("TSF1 <base64 frame>") for humans.
 
 With the device's key (from the gateway registry) a frame is authenticated and its payload
-summarised; without one only the header is shown. Key material is never put in the text.
+summarised, records by name and classes by the device's model labels (registry `models`,
+tinysense.uplink.labels); without a key only the header is shown. Key material is never put
+in the text.
 """
 
 from __future__ import annotations
@@ -14,26 +16,12 @@ from collections.abc import Callable
 from tinysense.formats.app import SERIAL_FRAME_PREFIX
 from tinysense.formats.frame import PTYPE_ACK, PTYPE_RECORDS, FrameError, open_frame, parse_header
 from tinysense.formats.payload import PayloadError, decode_ack, decode_batch
+from tinysense.uplink.labels import record_text
+
+LabelsFor = Callable[[int, "int | None"], "tuple[str, ...] | None"]
 
 PREFIX = SERIAL_FRAME_PREFIX   # "TSF1 ", the node's serial transport's (formats.app)
 _MAX_SHOWN = 6     # records summarised per frame line
-
-
-def _record(rec: dict) -> str:
-    kind = rec.get("type")
-    if kind == "inference":
-        return f"inference model {rec['model']} class {rec['class']} conf {rec['confidence']}"
-    if kind == "reading":
-        values = rec["values"]
-        shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values[:4])
-        more = ", ..." if len(values) > 4 else ""
-        return f"reading sensor {rec['sensor']} [{shown}{more}]"
-    if kind == "anomaly":
-        flag = "ANOMALY" if rec["anomalous"] else "normal"
-        return f"anomaly model {rec['model']} score {rec['score']:.3g} {flag}"
-    if kind == "event":
-        return f"event {rec['code']} value {rec['value']}"
-    return str(kind)
 
 
 class FrameDescriber:
@@ -41,10 +29,13 @@ class FrameDescriber:
 
     Args:
         key_for: device id -> 16-byte key, or None when the registry has no key for it.
+        labels_for: (device id, model id or None) -> the model's class labels, or None.
     """
 
-    def __init__(self, key_for: Callable[[int], bytes | None] | None = None) -> None:
+    def __init__(self, key_for: Callable[[int], bytes | None] | None = None,
+                 labels_for: LabelsFor | None = None) -> None:
         self.key_for = key_for or (lambda _device: None)
+        self.labels_for = labels_for or (lambda _device, _model: None)
 
     def describe(self, line: str) -> str | None:
         text = line.strip()
@@ -72,7 +63,10 @@ class FrameDescriber:
         try:
             if header.ptype == PTYPE_RECORDS:
                 batch = decode_batch(plaintext)
-                parts = [_record(r) for r in batch.records[:_MAX_SHOWN]]
+                dev = header.device_id
+                parts = [record_text(r, self.labels_for(
+                    dev, r.get("model") if r.get("type") in ("inference", "anomaly") else None))
+                    for r in batch.records[:_MAX_SHOWN]]
                 if len(batch.records) > _MAX_SHOWN:
                     parts.append(f"... {len(batch.records) - _MAX_SHOWN} more")
                 dropped = f", {batch.dropped_total} dropped" if batch.dropped_total else ""
@@ -104,3 +98,15 @@ def registry_keys(db: str | os.PathLike | None) -> Callable[[int], bytes | None]
         return entry.key if entry is not None else None
 
     return key_for
+
+
+def registry_labels(db: str | os.PathLike | None) -> LabelsFor | None:
+    """The class labels the registry records per device and model id (`tinysense devices
+    model`), re-read at most once a second; None if there is no database file."""
+    from tinysense.gateway import store
+    from tinysense.gateway.registry import ModelLabels
+
+    path = store.DEFAULT_DB if db is None else db
+    if not os.path.exists(path):
+        return None
+    return ModelLabels(store.open_db(path), refresh_s=1.0).labels

@@ -342,12 +342,13 @@ def raw_terminal(fd: int):
 def run_monitor(url: str, baud: int = 115200, *, log: str | os.PathLike | None = None,
                 db: str | os.PathLike | None = None, timeout: float | None = None) -> Monitor:
     """The CLI's monitor: decodes frames with the registry in `db` (default the gateway's)."""
-    from tinysense.monitor.frames import registry_keys
+    from tinysense.monitor.frames import registry_keys, registry_labels
 
     keys = registry_keys(db)
     fd = sys.stdin.fileno() if sys.stdin is not None else None
     tty = fd is not None and os.isatty(fd)
-    mon = Monitor(url, baud, describer=FrameDescriber(keys), log=log, stop_on_eof=not tty)
+    mon = Monitor(url, baud, describer=FrameDescriber(keys, registry_labels(db)), log=log,
+                  stop_on_eof=not tty)
     mon.open_first()
     if keys is None:
         mon._note("no gateway registry found: frames are shown by header only "
