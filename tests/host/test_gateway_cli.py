@@ -48,11 +48,12 @@ def test_uplinks_json_lines(filled_db, capsys):
     a0 = next(x for x in lines if x["device_id"] == A and x["counter"] == 0)
     assert a0["device"] == "00000010" and a0["boot"] == 4 and a0["dropped_total"] == 1
     assert a0["records"][0] == {"type": "reading", "sensor": 1, "t_ms": 0, "dtype": "i16",
-                                "values": [0, 0]}
+                                "values": [0, 0], "name": "sensor_1"}
     bad = next(x for x in lines if x["device_id"] == B and x["counter"] == 0)
     assert bad["payload_hex"] == "ff00" and bad["decode_error"]
     late = next(x for x in lines if x["device_id"] == B and x["counter"] == 1)
-    assert late["records"] == [{"type": "event", "code": 9, "t_ms": 7, "value": -3}]
+    assert late["records"] == [{"type": "event", "code": 9, "t_ms": 7, "value": -3,
+                                "name": "event_9", "state": -3}]
 
 
 def test_uplinks_filters_and_csv(filled_db, capsys):
@@ -120,7 +121,7 @@ def test_gateway_prints_a_line_per_frame_and_counts(tmp_path):
     stop.set()  # what already arrived is still processed before the gateway stops
     t.join(10)
     text = out.getvalue()
-    assert "00000010 #7        records    1 rec: inference m1 class 3 (89%)" in text
+    assert "00000010 #7        records    1 rec: inference class 3 90%" in text
     assert "duplicate" in text
     assert "gateway: rejections: replay=1, truncated=1" in text
 
@@ -184,3 +185,70 @@ def test_devices_remove(filled_db, capsys):
     missing = filled_db.parent / "nope.db"
     assert main(["devices", "remove", "32", "--db", str(missing)]) == 1
     assert "no gateway database" in capsys.readouterr().err and not missing.exists()
+
+
+LABELS = ["idle", "walking", "running"]
+
+
+def test_devices_model_then_uplinks_show_labels(filled_db, tmp_path, capsys):
+    """`devices model ID META` records the labels; `uplinks` (JSON and CSV) and `devices`
+    then show class names and record names, not indices and codes."""
+    meta = tmp_path / "meta.json"
+    meta.write_text(json.dumps({"name": "gait", "labels": LABELS}))
+    assert main(["devices", "model", "0x10", str(meta), "--model-id", "2",
+                 "--db", str(filled_db)]) == 0
+    out = capsys.readouterr().out
+    assert "model 2: gait, labels idle, walking, running" in out
+    assert main(["uplinks", "--db", str(filled_db), "--device", "16"]) == 0
+    frames = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    inf = frames[0]["records"][1]
+    assert (inf["name"], inf["class"], inf["label"], inf["state"], inf["probability"]) == \
+        ("inference", 1, "walking", "walking", 0.5)
+    assert main(["uplinks", "--db", str(filled_db), "--format", "csv", "--device", "16"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert (rows[1]["name"], rows[1]["label"]) == ("inference", "walking")
+    assert rows[0]["name"] == "sensor_1"
+    assert main(["devices", "--db", str(filled_db)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("00000010"))
+    assert "2: gait (idle, walking, running; meta " in line
+    # errors: one line each, nothing recorded
+    assert main(["devices", "model", "0x99", str(meta), "--db", str(filled_db)]) == 1
+    assert "not in the registry" in capsys.readouterr().err
+    assert main(["devices", "model", "16", str(tmp_path / "none.json"),
+                 "--db", str(filled_db)]) == 1
+    assert "not a model meta.json" in capsys.readouterr().err
+    assert main(["devices", "model", "16", str(meta), "--model-id", "300",
+                 "--db", str(filled_db)]) == 1
+    assert "out of range" in capsys.readouterr().err
+
+
+def test_old_database_without_models_still_reads_and_migrates(tmp_path, capsys):
+    """A database written before the models and cursors tables: `uplinks` and `devices`
+    read it as it is (read-only, nothing added); the gateway's next open adds the tables."""
+    import sqlite3
+
+    from tinysense.gateway import store
+
+    db = tmp_path / "old.db"
+    old_schema = store.SCHEMA.split("CREATE TABLE IF NOT EXISTS models(")[0]
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.executescript(old_schema)
+    key = new_key()
+    conn.execute("INSERT INTO devices VALUES(?,?,1,0,NULL)", (A, key))
+    pt = encode_records([{"type": "inference", "model": 1, "t_ms": 1, "class": 1,
+                          "confidence": 128}])
+    Gateway(Store(conn)).handle(seal(key, A, 1, PTYPE_RECORDS, pt))
+    conn.close()
+    assert main(["uplinks", "--db", str(db)]) == 0
+    rec = json.loads(capsys.readouterr().out)["records"][0]
+    assert (rec["name"], rec["label"]) == ("inference", "class 1")   # no labels known
+    assert main(["devices", "--db", str(db)]) == 0
+    assert "00000010" in capsys.readouterr().out
+    tables = {r[0] for r in sqlite3.connect(db).execute(
+        "SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "models" not in tables   # the readers changed nothing
+    conn = open_db(db)              # what the gateway and `devices model` open
+    Registry(conn).set_model(A, 1, "m", LABELS, b"{}")
+    conn.close()
+    assert main(["uplinks", "--db", str(db)]) == 0
+    assert json.loads(capsys.readouterr().out)["records"][0]["label"] == "walking"

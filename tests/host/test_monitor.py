@@ -52,8 +52,7 @@ def test_describe_with_key_without_key_and_forged(keys):
     d = FrameDescriber(keys)
     text = d.describe(frame_line(42, 7))
     assert "device 42 (0x0000002a) up #7" in text
-    assert "boot 3: 2 records: inference model 1 class 2 conf 200 | reading sensor 0 [1, -2, 3]" \
-        in text
+    assert "boot 3: 2 records: inference class 2 78% | sensor_0 [1, -2, 3]" in text
     no_key = d.describe(frame_line(43, 1))
     assert "device 43" in no_key and "#1" in no_key and "no key" in no_key
     forged = d.describe(frame_line(42, 8, key=bytes(16)))
@@ -63,6 +62,25 @@ def test_describe_with_key_without_key_and_forged(keys):
     assert d.describe(">>> print('TSF1 abc')") is None
     for out in (text, no_key, forged):
         assert KEY.hex() not in out and KEY.hex().upper() not in out
+
+
+def test_describe_names_records_and_classes_from_the_registry(tmp_path):
+    """With the device's model in the registry the monitor shows class names, not indices."""
+    from tinysense.monitor.frames import registry_labels
+
+    db = tmp_path / "gateway.db"
+    reg = Registry(open_db(db))
+    reg.set_key(42, KEY)
+    reg.set_model(42, 1, "activity", ["badminton", "running", "standing", "walking"], b"{}")
+    d = FrameDescriber(registry_keys(db), registry_labels(db))
+    recs = RECORDS + [{"type": "reading", "sensor": 200, "t_ms": 1, "values": [0, 3, 1, 0]},
+                      {"type": "event", "code": 5, "t_ms": 1, "value": 39104},
+                      {"type": "event", "code": 2, "t_ms": 1, "value": 0}]
+    line = "TSF1 " + base64.b64encode(seal(KEY, 42, 9, 1, encode_records(recs))).decode()
+    text = d.describe(line)
+    assert ("inference standing 78% | sensor_0 [1, -2, 3] | counts [badminton=0, running=3, "
+            "standing=1, walking=0] windows | mem_free 39104 B | change badminton") in text
+    assert registry_labels(tmp_path / "missing.db") is None
 
 
 def test_no_registry_file(tmp_path):
@@ -323,7 +341,7 @@ def test_monitor_follows_the_virtual_board_through_resets_and_restarts(tmp_path)
     decoded = [line for line in shown.splitlines() if "[uplink] device 42" in line]
     counters = [int(line.split(" up #")[1].split()[0]) for line in decoded]
     assert len(counters) >= 2 and counters == sorted(set(counters))   # never repeats
-    assert all("records: inference model 1 class 2 conf 200" in line for line in decoded)
+    assert all("records: inference class 2 78%" in line for line in decoded)
     assert "REJECTED" not in shown and "no key" not in shown
     key = (flash / "uplink_key.bin").read_bytes()
     assert len(key) == 16 and key.hex() not in shown
@@ -380,7 +398,7 @@ def test_cli_monitor_target_starts_the_rv32_board_and_decodes_its_frames(tmp_pat
     decoded = [line for line in shown.splitlines() if "[uplink] device 42" in line]
     counters = [int(line.split(" up #")[1].split()[0]) for line in decoded]
     assert len(counters) >= 2 and counters == sorted(set(counters)), shown
-    assert all("records: inference model 1 class 2 conf 200" in line for line in decoded)
+    assert all("records: inference class 2 78%" in line for line in decoded)
     assert "REJECTED" not in shown and "no key" not in shown and mon.reconnects == 0
 
 

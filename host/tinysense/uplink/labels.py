@@ -61,8 +61,8 @@ def label_record(rec: dict, labels: Labels = None) -> dict:
             out["by_class"] = dict(zip(names, values))
             # the dashboard value: the class with the most (first on ties), as the app decides
             out["state"] = names[values.index(max(values))] if values else None
-        else:
-            out["state"] = values[0] if len(values) == 1 else None
+        elif len(values) == 1:
+            out["state"] = values[0]
     return out
 
 
