@@ -306,7 +306,7 @@ def run_demo(target: str = "virtual", board: str | None = "ESP32_GENERIC", *,
     from tinysense.boards import load_board
     from tinysense.convert import convert_model
     from tinysense.node.deploy import deploy
-    from tinysense.gateway.run import GatewayConfig, RunningGateway
+    from tinysense.gateway.run import GatewayConfig, RunningGateway, set_device_model
     from tinysense.gateway.store import Store, open_db
     from tinysense.node import open_node
     from tinysense.provision import provision
@@ -394,6 +394,8 @@ def run_demo(target: str = "virtual", board: str | None = "ESP32_GENERIC", *,
                      f"/models/{model}.json")
             node.put(tsrc, f"/data/{model}.tsrc")
             node.put(json.dumps(_app_config(model, speed, wifi, serial)).encode(), "/app.json")
+            # the registry learns the model (app model_id 1): readers show its class names
+            set_device_model(db, prov.device_id, mdir / "meta.json", model_id=1, name=model)
             say(f"app: /models/{model}.tsm ({len(package)} B), {tsrc.name} "
                 f"({tsrc.stat().st_size} B), /app.json: eval mode, "
                 + (f"speed {speed:g}x" if speed else "unpaced (as fast as the node runs)")

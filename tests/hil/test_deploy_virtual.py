@@ -148,6 +148,26 @@ def test_deploy_puts_a_model_its_meta_and_app_json_without_romfs(tmp_path):
         mode, path, n_ops, labels = out.split(" ", 3)
         assert (mode, path) == ("eval", "/models/activity.tsm") and int(n_ops) > 0
         assert labels.strip() == repr(full["labels"]).replace('"', "'")
+        assert "registry: not updated (the node is not provisioned" in proc.stdout
+        # provisioned, with its gateway database: the registry learns the model's labels
+        from tinysense.gateway.registry import read_models
+        from tinysense.gateway.store import open_db
+        from tinysense.provision import provision
+
+        db = tmp_path / "gateway.db"
+        with open_node(Target("virtual", vb.url, "test"), "ESP32_GENERIC") as node:
+            provision(node, 0x42, db=db, transport="udp", gateway="127.0.0.1:47800")
+        (tmp_path / "app2.json").write_text(json.dumps({"model_id": 3}))
+        proc = subprocess.run(cli + ["--model", str(model), "--meta",
+                                     str(MODELS_DIR / "activity" / "meta.json"), "--app",
+                                     str(tmp_path / "app2.json"), "--db", str(db)],
+                              capture_output=True, text=True, timeout=180)
+        assert proc.returncode == 0, proc.stderr
+        assert "registry: device 0x00000042 runs activity as model 3 (labels: " \
+            f"{', '.join(full['labels'])})" in proc.stdout
+        models = read_models(open_db(db))
+        assert [(m.device_id, m.model_id, m.labels) for m in models] == \
+            [(0x42, 3, tuple(full["labels"]))]
         for bad, msg in ((["--model", str(tmp_path / "none.tsm")], "no such file"),
                          (["--model", str(model), "--meta", str(app)], "not a model meta.json"),
                          (["--meta", str(app)], "give one meta per model")):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tinysense.cli import add_target_args
+from tinysense.cli import add_target_args, env_default
 from tinysense.errors import TinysenseError
 from tinysense.flash.romfs import MODELS_DIR as _MODELS
 from tinysense.node import open_node
@@ -58,6 +58,40 @@ def _app_files(args, board) -> tuple[dict[str, bytes], list[tuple[str, bytes]]]:
     return models, files
 
 
+def _record_model(node, args, app: dict | None) -> None:
+    """Tell the gateway registry which model the node's app runs (its class labels then name
+    the device's results in uplinks, the monitor and --publish), when the node is provisioned
+    and its device is in the registry; otherwise say why not, in one line."""
+    from tinysense.gateway.run import set_device_model
+    from tinysense.gateway.store import DEFAULT_DB
+
+    pairs = list(zip(args.model or (), args.meta or ()))
+    if not pairs:
+        return
+    db = Path(args.db) if args.db else DEFAULT_DB
+    try:
+        uplink = json.loads(node.get("/uplink.json")) if node.exists("/uplink.json") else None
+        if app is None and node.exists("/app.json"):
+            app = json.loads(node.get("/app.json"))
+    except ValueError:
+        uplink = None
+    if not uplink or "device_id" not in uplink or not db.exists():
+        print(f"registry: not updated (the node is not provisioned, or no gateway database at "
+              f"{db}); later: tinysense devices model ID META_JSON")
+        return
+    app = app or {}
+    running = Path(str(app.get("model", ""))).stem
+    chosen = next(((m, meta) for m, meta in pairs if Path(m).stem == running), pairs[0])
+    try:
+        rec = set_device_model(str(db), int(uplink["device_id"]), chosen[1],
+                               int(app.get("model_id", 1)), Path(chosen[0]).stem)
+    except TinysenseError as exc:
+        print(f"registry: not updated: {exc}")
+        return
+    print(f"registry: device 0x{rec.device_id:08x} runs {rec.name} as model {rec.model_id} "
+          f"(labels: {', '.join(rec.labels) or 'none'})")
+
+
 def cmd_deploy(args) -> int:
     with open_node(args.target, args.board) as node:
         print(f"target: {node.target.kind} {node.target.url} ({node.target.reason})")
@@ -86,6 +120,9 @@ def cmd_deploy(args) -> int:
             print(f"app files: {len(files)} copied to the filesystem"
                   + (" (the models are in ROMFS, /rom/models/)" if args.romfs and models
                      else ""))
+        if args.meta:
+            app = json.loads(Path(args.app).read_text()) if args.app else None
+            _record_model(node, args, app)
     return 0
 
 
@@ -108,4 +145,7 @@ def register(sub) -> None:
                    help="the model's meta.json, the one after the same --model: its part the "
                         "node reads goes to /models/<name>.json; repeatable")
     p.add_argument("--app", metavar="APP_JSON", help="the app config, copied to /app.json")
+    p.add_argument("--db", default=env_default("TINYSENSE_GATEWAY_DB"),
+                   help="gateway database whose registry learns the model a --meta describes "
+                        "(default STATE_DIR/gateway.db; env TINYSENSE_GATEWAY_DB)")
     p.set_defaults(func=cmd_deploy)
