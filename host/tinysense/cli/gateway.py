@@ -98,6 +98,9 @@ def register(sub) -> None:
     p.add_argument("--db", help="SQLite file to use (default: a temporary file)")
     p.add_argument("--no-node", action="store_true",
                    help="skip measuring the node's seal cost on the virtual board")
+    p.add_argument("--publish", metavar="URL",
+                   help="instead: ingest with and without the MQTT publisher on this broker, "
+                        "and its drain rate (e.g. mqtt://127.0.0.1:1883; default 20,000 frames)")
     p.set_defaults(func=_bench)
 
 
@@ -217,6 +220,15 @@ def _devices_remove(args) -> int:
 
 
 def _bench(args) -> int:
+    if args.publish:
+        from tinysense.bench.publish import print_publish_bench, run_publish_bench
+
+        frames = args.frames if args.frames != 200_000 else 20_000
+        r = run_publish_bench(args.publish, frames=frames, devices=args.devices,
+                              batch=args.batch, synchronous=args.sync.upper(),
+                              progress=sys.stderr)
+        print_publish_bench(r, sys.stdout)
+        return 0
     from tinysense.bench.gateway import print_bench, run_bench
 
     result = run_bench(frames=args.frames, devices=args.devices, batch=args.batch,
