@@ -88,3 +88,15 @@ def test_labels_by_hand():
     heap = label_record({"type": "event", "code": RECORD_IDS["EV_MEM_FREE"], "t_ms": 0,
                          "value": 1000})
     assert (heap["name"], heap["unit"], heap["state"]) == ("mem_free", "B", 1000)
+
+
+def test_update_steps_by_name():
+    """An OTA step event shows the step's name from docs/formats/ota.md."""
+    from tinysense.formats.ota import STEP_CODES
+
+    step = label_record({"type": "event", "code": RECORD_IDS["EV_OTA_STEP"], "t_ms": 0,
+                         "value": STEP_CODES["rolled_back"]})
+    assert (step["name"], step["label"], step["state"]) == ("ota_step", "rolled_back",
+                                                          "rolled_back")
+    assert "| `rolled_back` | -5 |" in (REPO / "docs" / "formats" / "ota.md").read_text()
+    assert STEP_CODES["rolled_back"] == -5

@@ -25,9 +25,10 @@ SERIAL_FRAME_PREFIX: str = node_value(_SERIAL, "PREFIX")     # "TSF1 "
 SERIAL_ACK_PREFIX: str = node_value(_SERIAL, "ACK_PREFIX")   # "TSA1 "
 
 # What a value is: a number (`number`), a class index named by the model's labels (`class`),
-# one number per class (`per_class`), or a number without magnitude (`id`: a sequence
-# number, an index, a checksum; not something to plot or average).
-VALUE_KINDS = ("number", "class", "per_class", "id")
+# one number per class (`per_class`), a number without magnitude (`id`: a sequence number,
+# an index, a checksum; not something to plot or average), or a code named by a table
+# (`step`: an OTA step, tinysense.formats.ota.STEPS).
+VALUE_KINDS = ("number", "class", "per_class", "id", "step")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,9 @@ _TABLE = (
     ("EV_RECORDING", None, "id", "eval mode: the replay recording's index"),
     ("EV_TRUTH", None, "class", "eval mode: the replay's true label of this window"),
     ("EV_INPUT_CRC", None, "id", "eval mode: crc32 of the window's int8 input (as int32)"),
+    ("EV_OTA_ID", None, "id", "update: the id the next update events are about"),
+    ("EV_OTA_AT", "B", "number", "update: bundle bytes the node holds (the next offset)"),
+    ("EV_OTA_STEP", None, "step", "update: a step, named as in docs/formats/ota.md"),
 )
 
 # The model's decisions: one kind each, whatever the model id.

@@ -26,13 +26,15 @@ _ID_OK = re.compile(r"^[a-zA-Z0-9_-]+$")
 
 # record kinds shown as diagnostics (node health), not as the node's readings
 _DIAGNOSTIC = {"boot", "crash", "heartbeat", "mem_free", "queued", "end", "window",
-               "recording", "input_crc", "output", "truth", "change"}
+               "recording", "input_crc", "output", "truth", "change", "ota_id", "ota_at",
+               "ota_step"}
 # display names; a kind not listed is named after itself ("sensor_4" -> "Sensor 4")
 _TITLES = {"counts": "Classes since last summary", "output": "Output codes", "boot": "Boot",
            "change": "Previous class", "heartbeat": "Windows per summary", "crash": "Crashes",
            "mem_free": "Free heap", "queued": "Queued frames", "end": "End",
            "window": "Window", "recording": "Recording", "truth": "True class",
-           "input_crc": "Input CRC"}
+           "input_crc": "Input CRC", "ota_id": "Update id", "ota_at": "Update bytes held",
+           "ota_step": "Update step"}
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ the decoded record's fields stay, and these are added:
   name         the record kind (`inference`, `mem_free`, `counts`, ...; formats.app.KINDS)
   unit         the value's unit, when it has one
   state        the one value a dashboard shows: a label for a class, the number otherwise
-  label        inference, and events whose value is a class: the model's class name
+  label        inference, and events whose value is a class: the model's class name; an
+               update step event: the step's name (docs/formats/ota.md)
   probability  inference: confidence / 256
   by_class     per-class readings: {label: value}
 
@@ -52,6 +53,10 @@ def label_record(rec: dict, labels: Labels = None) -> dict:
         value = rec.get("value")
         if kind.value == "class":
             out["label"] = out["state"] = class_name(value, labels)
+        elif kind.value == "step":
+            from tinysense.formats.ota import STEPS
+
+            out["label"] = out["state"] = STEPS.get(value, f"step {value}")
         else:
             out["state"] = value
     elif t == "reading":

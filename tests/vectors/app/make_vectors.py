@@ -57,6 +57,9 @@ CASES = [
         {"type": "anomaly", "model": 1, "t_ms": 42000, "score": 1234.0, "anomalous": True}]},
     {"name": "boot_and_end", "labels": {}, "boot": 7, "records": [
         ev("boot", 0, 2), ev("end", 120000, 480)]},
+    {"name": "update_steps", "labels": {"1": ACTIVITY}, "boot": 3, "records": [
+        ev("ota_id", 500, 7), ev("ota_step", 500, 1), ev("ota_at", 500, 4096),
+        ev("ota_step", 501, -2), ev("ota_step", 502, 99)]},
     {"name": "no_labels_known", "labels": {}, "boot": 1, "records": [
         {"type": "inference", "model": 1, "t_ms": 5, "class": 3, "confidence": 64},
         {"type": "reading", "sensor": ID["counts"], "t_ms": 5, "dtype": "i16",
