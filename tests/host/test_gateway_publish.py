@@ -218,6 +218,47 @@ def test_broker_restart_mid_run_loses_no_publication(provisioned, own_mosquitto,
     assert all(labels[c] == LABELS[c % 4] for c in range(40))
 
 
+@pytest.mark.mosquitto
+def test_cursor_starts_at_the_end_then_resumes_across_runs(provisioned, mosquitto):
+    """A first --publish does not replay history; frames stored while no publisher ran
+    (a gateway without --publish, or stopped) are published by the next one."""
+    from tinysense.gateway import Gateway, Store
+    from tinysense.gateway.publish import Publisher
+
+    db, key = provisioned
+    host, port = mosquitto
+    sub = Subscriber(host, port, [f"tinysense/{DEV:08x}/inference"], "t-sub-cursor")
+    conn = open_db(db)
+    gw = Gateway(Store(conn))
+    url = f"mqtt://{host}:{port}?client_id=t-pub-3&discovery=off"
+
+    def counters() -> list[int]:
+        return sorted(m["counter"] for _, m, _ in sub.messages())
+
+    try:
+        for c in range(5):                      # history before any --publish
+            gw.handle(summary_frame(key, c))
+        pub = Publisher(db, url)
+        pub.start()
+        gw.on_commit = pub.notify
+        assert wait_for(lambda: pub.connected, timeout=10)
+        for c in range(5, 8):
+            gw.handle(summary_frame(key, c))
+        assert wait_for(lambda: counters() == [5, 6, 7]), counters()
+        pub.close()
+        gw.on_commit = None
+        for c in range(8, 12):                  # stored while no publisher runs
+            gw.handle(summary_frame(key, c))
+        pub = Publisher(db, url)
+        pub.start()
+        assert wait_for(lambda: counters() == list(range(5, 12))), counters()
+        pub.close()
+    finally:
+        conn.close()
+        sub.close()
+    assert not any(cfg for t, cfg, _ in sub.messages() if t.startswith("homeassistant/"))
+
+
 def test_bad_publish_url_is_one_line_and_exit_2(tmp_path):
     for url in ("http://127.0.0.1:1883", "mqtt://127.0.0.1:99999"):
         r = subprocess.run([sys.executable, "-m", "tinysense", "gateway", "--udp",

@@ -60,7 +60,7 @@ def run_publish_bench(url: str, frames: int = 20_000, devices: int = 100,
         pub.start()
         try:
             deadline = time.monotonic() + 10
-            while not pub._connected.is_set():
+            while not pub.connected:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"bench: the broker at {url} did not accept the publisher")
                 time.sleep(0.05)

@@ -167,6 +167,10 @@ class Publisher:
         self._thread = threading.Thread(target=self._run, name="mqtt-publish", daemon=True)
         self._thread.start()
 
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
     def notify(self) -> None:
         """The gateway's on_commit hook: new frames are in the store (only sets an event)."""
         self._wake.set()
