@@ -50,3 +50,39 @@ def register(sub) -> None:
     p.add_argument("--tensors", action="store_true",
                    help="also print every activation tensor's arena offset")
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("quantize", help="quantize a float Keras model / SavedModel to a "
+                                        "full-integer .tflite (needs the train extra)",
+                       description="Full-integer quantization with TensorFlow's converter, "
+                                   "calibrated on your windows; then float vs quantized "
+                                   "agreement on held-out windows and the board fit.")
+    p.add_argument("model", help="a Keras model (.keras, .h5) or a SavedModel directory")
+    p.add_argument("-o", "--output", required=True, help="the .tflite to write")
+    p.add_argument("--calibration", required=True, metavar="DATA.npz",
+                   help="calibration windows (array x, else inputs, else the only array)")
+    p.add_argument("--heldout", metavar="DATA.npz",
+                   help="held-out windows for the agreement report (default: the calibration "
+                        "windows)")
+    p.add_argument("--scheme", choices=["int8", "16x8"], default="int8",
+                   help="int8 (default), or 16x8: int16 activations with int8 weights")
+    p.add_argument("--board", default=env_default("TINYSENSE_BOARD", "ESP32_GENERIC"),
+                   help="board for the fit verdict (env TINYSENSE_BOARD)")
+    p.add_argument("--json", help="also write the report as JSON to this file ('-' for stdout)")
+    p.set_defaults(func=cmd_quantize)
+
+
+def cmd_quantize(args) -> int:
+    from tinysense.quantize import quantize_model
+
+    check_output(args.output, "-o")
+    check_output(args.json, "--json")
+    text = sys.stderr if args.json == "-" else sys.stdout
+    result = quantize_model(args.model, args.calibration, args.output, scheme=args.scheme,
+                            heldout=args.heldout, board=args.board,
+                            progress=lambda line: print(line, file=sys.stderr, flush=True))
+    print(result.summary(), file=text)
+    if args.json == "-":
+        print(json.dumps(result.to_dict(), indent=1))
+    elif args.json:
+        Path(args.json).write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+    return 0
