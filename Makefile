@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 SYSTEM_PACKAGES := mosquitto chromium
 
 # `make nodes` (ports/micropython.mk) builds the 32-bit virtual board and the RV32 QEMU board.
-.PHONY: setup constraints system-deps test test-fast soak-ota demo deploy flash monitor validate bench \
+.PHONY: setup constraints constraints-train train-setup system-deps test test-fast soak-ota demo deploy flash monitor validate bench \
         bench-gateway models lint clean
 
 setup: $(STAMP) $(SYSSTAMP)
@@ -30,6 +30,27 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PIP_INSTALL) --upgrade pip
 	$(PIP_INSTALL) -e '.[test]'
 	@touch $@
+
+# The `train` extra (TensorFlow, ~1.6 GB, ~1 min to install) in a venv of its own: the main
+# venv stays small, and TensorFlow's pins cannot move what the rest runs on. `tinysense
+# quantize` runs there (`.venv-train/bin/tinysense quantize ...`), and make test's quantize
+# test drives it. constraints-train.txt holds its exact versions (`make constraints-train`).
+TRAIN_VENV := .venv-train
+TRAIN_BIN := $(TRAIN_VENV)/bin
+TRAIN_STAMP := $(TRAIN_VENV)/.installed
+TRAIN_CONSTRAINTS := constraints-train.txt
+$(TRAIN_STAMP): pyproject.toml $(TRAIN_CONSTRAINTS)
+	@test -x $(TRAIN_BIN)/python || $(PY) -m venv $(TRAIN_VENV)
+	$(TRAIN_BIN)/python -m pip install --quiet -c $(TRAIN_CONSTRAINTS) --upgrade pip
+	$(TRAIN_BIN)/python -m pip install --quiet -c $(TRAIN_CONSTRAINTS) -e '.[train]'
+	@touch $@
+train-setup: $(TRAIN_STAMP)
+
+constraints-train: $(TRAIN_STAMP)
+	@{ echo "# The exact versions \`make train-setup\` installs into .venv-train (pip -c): \`make"; \
+	  echo "# constraints-train\` wrote them from that venv (pip freeze --all, without tinysense)."; \
+	  $(TRAIN_BIN)/python -m pip freeze --all --exclude-editable | grep -iv '^tinysense=='; } \
+	  > $(TRAIN_CONSTRAINTS).tmp && mv $(TRAIN_CONSTRAINTS).tmp $(TRAIN_CONSTRAINTS)
 
 constraints: $(STAMP)
 	@{ echo "# The exact versions \`make setup\` installs (pip -c): \`make constraints\` wrote them"; \
@@ -70,7 +91,7 @@ RV32_LOG := build/test-rv32.log
 RV32_CMD = $(BIN)/python -m pytest $(RV32_HIL) --tinysense-target qemu-rv32 \
            --tinysense-board ESP32_GENERIC_C3 --basetemp=build/pytest-rv32 $(PYTEST_ARGS)
 
-test: setup nodes
+test: setup nodes train-setup
 	@if [ ! -f $(RV32_ELF) ]; then \
 	  echo "RV32 QEMU tier skipped: $(RV32_ELF) is not built (make nodes: see docs/virtual-board.md)"; \
 	  exec $(BIN)/python -m pytest $(PYTEST_ARGS); fi; \

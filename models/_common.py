@@ -83,17 +83,9 @@ def convert_int8(model, representative: np.ndarray) -> bytes:
     """
     import tensorflow as tf
 
-    def gen():
-        for x in representative:
-            yield [x[None].astype(np.float32)]
+    from tinysense.quantize import full_integer   # what `tinysense quantize` runs
 
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = gen
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    return conv.convert()
+    return full_integer(tf.lite.TFLiteConverter.from_keras_model(model), representative)
 
 
 def grid_calibration(data: np.ndarray, scale: float, zero_point: int) -> np.ndarray:

@@ -10,16 +10,17 @@ in tflite-micro's interpreter, what the node is byte-exact with) are compared on
 windows: top-1 agreement, max and mean absolute error of the dequantized outputs. Needs the
 `train` extra (TensorFlow); without it, one line says how to install it.
 
-Inputs: a Keras model (.keras / .h5), a SavedModel directory, or a float .tflite (whose
-graph TensorFlow can re-quantize only through its MLIR quantizer: supported when the
-installed TensorFlow offers it). Calibration and held-out data: .npz files whose array `x`
+Inputs: a Keras model (.keras / .h5) or a SavedModel directory (a float .tflite is refused
+with a line saying so: TensorFlow's converter quantizes a model's source graph). Calibration and held-out data: .npz files whose array `x`
 (else `inputs`, else the only array) holds windows shaped as the model's input without the
 batch dimension (or with a batch of 1 each).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,9 @@ class QuantizeResult:
 
 
 def _tf():
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # TensorFlow's C++ banner lines
     try:
         import tensorflow as tf
     except ImportError:
@@ -112,9 +116,6 @@ def _load_float(tf, path: Path):
         shape = tuple(model.input_shape[1:])
         return (lambda x: model.predict(x, verbose=0),
                 tf.lite.TFLiteConverter.from_keras_model(model), shape)
-    if path.suffix == ".tflite":
-        raise TinysenseError(f"{path}: quantizing a float .tflite needs its source model; give "
-                             "the Keras model or SavedModel it was converted from")
     raise TinysenseError(f"{path}: give a Keras model (.keras, .h5) or a SavedModel directory")
 
 
@@ -136,14 +137,47 @@ def quantize_model(model: str | Path, calibration: str | Path, out: str | Path, 
     path = Path(model)
     if not path.exists():
         raise TinysenseError(f"no model at {path}")
+    if path.suffix == ".tflite":
+        raise TinysenseError(f"{path}: quantizing a float .tflite needs its source model; give "
+                             "the Keras model or SavedModel it was converted from")
+    if not path.is_dir() and path.suffix not in (".keras", ".h5"):
+        raise TinysenseError(f"{path}: give a Keras model (.keras, .h5) or a SavedModel "
+                             "directory")
     say = progress or (lambda _text: None)
     calib = load_windows(calibration, "calibration data")
     held = load_windows(heldout, "held-out data") if heldout else calib
     tf = _tf()
     say(f"loading {path}")
-    run_float, conv, shape = _load_float(tf, path)
+    with contextlib.redirect_stdout(sys.stderr):
+        run_float, conv, shape = _load_float(tf, path)
     calib = _shape_windows(calib, shape, "calibration data")
     held = _shape_windows(held, shape, "held-out data")
+
+    say(f"quantizing ({scheme}) on {len(calib)} calibration windows")
+    data = full_integer(conv, calib, scheme)
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(out)
+    except OSError as exc:
+        raise TinysenseError(f"cannot write {out}: {exc.strerror}") from None
+    say(f"comparing float and quantized on {len(held)} held-out windows (tflite-micro)")
+    with contextlib.redirect_stdout(sys.stderr):
+        want = np.asarray(run_float(held), dtype=np.float64).reshape(len(held), -1)
+    got = _run_quantized(data, held).reshape(len(held), -1)
+    err = np.abs(want - got)
+    top1 = float(np.mean(want.argmax(1) == got.argmax(1))) if want.shape[1] > 1 else None
+    return QuantizeResult(out, scheme, len(calib), len(held), top1, float(err.max()),
+                          float(err.mean()), _fit(out, board))
+
+
+def full_integer(conv, calib: np.ndarray, scheme: str = "int8") -> bytes:
+    """Run a TFLiteConverter (from_keras_model / from_saved_model) as full-integer
+    quantization calibrated on float windows: int8 in, out and inside, or 16x8 (int16
+    activations, in and out). The example models' training scripts use it too."""
+    import tensorflow as tf
 
     def representative():
         for x in calib:
@@ -160,27 +194,12 @@ def quantize_model(model: str | Path, calibration: str | Path, out: str | Path, 
             tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
         conv.inference_input_type = tf.int16
         conv.inference_output_type = tf.int16
-    say(f"quantizing ({scheme}) on {len(calib)} calibration windows")
     try:
-        data = conv.convert()
+        with contextlib.redirect_stdout(sys.stderr):   # Keras prints its export to stdout
+            return conv.convert()
     except Exception as exc:  # noqa: BLE001 - the converter's errors are long and varied
         first = str(exc).strip().splitlines()[:1] or [type(exc).__name__]
         raise TinysenseError(f"TensorFlow's converter failed: {first[0][:300]}") from None
-    out = Path(out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(out)
-    except OSError as exc:
-        raise TinysenseError(f"cannot write {out}: {exc.strerror}") from None
-    say(f"comparing float and quantized on {len(held)} held-out windows (tflite-micro)")
-    want = np.asarray(run_float(held), dtype=np.float64).reshape(len(held), -1)
-    got = _run_quantized(data, held).reshape(len(held), -1)
-    err = np.abs(want - got)
-    top1 = float(np.mean(want.argmax(1) == got.argmax(1))) if want.shape[1] > 1 else None
-    return QuantizeResult(out, scheme, len(calib), len(held), top1, float(err.max()),
-                          float(err.mean()), _fit(out, board))
 
 
 def _run_quantized(data: bytes, windows: np.ndarray) -> np.ndarray:
