@@ -38,8 +38,8 @@ from tinysense.paths import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 
-_NOT_COPIED = (".git", ".venv", "build", ".tinysense", "__pycache__", "*.egg-info",
-               ".pytest_cache", ".hypothesis", "out", "dist")
+_NOT_COPIED = (".git", ".venv", ".venv-train", "build", ".tinysense", "__pycache__",
+               "*.egg-info", ".pytest_cache", ".hypothesis", "out", "dist")
 SITE = f"lib/python{sys.version_info.major}.{sys.version_info.minor}/site-packages"
 
 
