@@ -4,24 +4,8 @@ argv[1] that has queued frames 0..4; print "<name> <dropped> <queue>" for each."
 import json
 import sys
 
+from nonet import NoNet
 from tsnode.uplink.sender import Uplink
-
-
-class NoNet:
-    acks = True
-    name = "none"
-
-    def connect(self):
-        return True
-
-    def send(self, frame):
-        return False
-
-    def poll(self, timeout_ms):
-        return None
-
-    def close(self):
-        pass
 
 
 root = sys.argv[1]

@@ -6,24 +6,8 @@ import json
 import sys
 
 from tsnode.ota import Receiver
+from nonet import NoNet
 from tsnode.uplink.sender import Uplink
-
-
-class NoNet:
-    acks = True
-    name = "none"
-
-    def connect(self):
-        return True
-
-    def send(self, frame):
-        return False
-
-    def poll(self, timeout_ms):
-        return None
-
-    def close(self):
-        pass
 
 
 root = sys.argv[1]
