@@ -16,7 +16,7 @@ SYSTEM_PACKAGES := mosquitto chromium
 
 # `make nodes` (ports/micropython.mk) builds the 32-bit virtual board and the RV32 QEMU board.
 .PHONY: setup constraints constraints-train train-setup system-deps test test-fast soak-ota demo deploy flash monitor validate bench \
-        bench-gateway models lint clean
+        bench-gateway bench-ota models lint clean
 
 setup: $(STAMP) $(SYSSTAMP)
 
@@ -145,6 +145,10 @@ bench: setup nodes natmods
 	$(BIN)/tinysense bench-all --target virtual --board ESP32_GENERIC_S3 --kernels both --md docs/benchmarks.md
 	TINYSENSE_MICROPYTHON=$(BIN)/micropython $(BIN)/tinysense bench-all --target virtual --board ESP32_GENERIC_S3 --kernels both --md docs/benchmarks.md
 	$(BIN)/tinysense bench-all --target qemu-rv32 --board ESP32_GENERIC_C3 --kernels both --md docs/benchmarks-rv32.md
+
+# an over-the-air update on a running virtual board: steps' times and the node's free heap
+bench-ota: setup nodes
+	$(BIN)/python -m tinysense.bench.ota --board $(BOARD)
 
 bench-gateway: setup
 	$(BIN)/tinysense bench-gateway

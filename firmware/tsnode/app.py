@@ -230,6 +230,7 @@ class App:
             self.pacer.stop()
         t = self.now()
         if self.cfg["heartbeat_s"] and self.decider.windows:
+            gc.collect()  # MEM_FREE is live heap, as on every heartbeat
             self.reporter.summary(t, gc.mem_free())  # the counts since the last heartbeat
         self.reporter.end(t, self.seq)
         left = 0
