@@ -56,37 +56,20 @@ class App:
         self.stats = {"windows": 0, "frames": 0, "crashes": 0, "infer_alloc": 0,
                       "min_free": gc.mem_free(), "live_init": gc.mem_alloc(), "live_peak": 0,
                       "infer_us": 0}
-        self.ota = None  # a tsnode.ota Receiver, made when the first update frame comes
+        self.ota = None  # tsnode.ota.AppUpdates, made when the first update frame comes
         self.ota_result = None  # (update id, step) to report at boot (main() sets it)
         self.on_trial = False  # the active model is an update on trial (main() sets it)
         self.switch = False  # an update is verified: stop and soft-reset to switch to it
-        self._last_pull = 0
         if self.up is not None:
             self.up.on_update = self._on_update
 
     def _on_update(self, ptype, payload):
-        """An authentic update offer or chunk (called while a send waits for acks)."""
+        """An authentic update offer or chunk (while a send waits for acks): tsnode.ota."""
         if self.ota is None:
-            from tsnode.ota import Receiver
+            from tsnode.ota import AppUpdates
 
-            self.ota = Receiver("/", self.cfg["kernels"])
-        self.ota.handle(ptype, payload)
-
-    def _ota_step(self, t):
-        """Report what the receiver did; ask for more chunks while a transfer runs."""
-        r = self.ota
-        ev, r.events = r.events, []
-        have = r.have if r.offer is not None else -1
-        from tsnode.ota import STEP_VERIFIED  # loaded with the receiver
-
-        for uid, step in ev:
-            self.reporter.ota(t, uid, step, have)
-            if step == STEP_VERIFIED:  # switch at the next boot
-                self.switch = True
-        pull = self.cfg["ota_pull_ms"]
-        if not ev and r.offer is not None and pull and t - self._last_pull >= pull:
-            self._last_pull = t
-            self.reporter.ota(t, r.offer[0], 0, have)
+            self.ota = AppUpdates(self)
+        self.ota.rx.handle(ptype, payload)
 
     def now(self):
         t = time.ticks_ms()
@@ -124,19 +107,14 @@ class App:
                 if self.cfg["print"]:
                     self._print_summary()
                 if self.on_trial:  # a heartbeat on an update's model: keep it
-                    from tsnode.ota import STEP_CONFIRMED, healthy
+                    from tsnode.ota import confirm
 
-                    uid = healthy()
-                    healthy = None
+                    confirm(self, t)
+                    confirm = None
                     if self.ota is None:  # no transfer running: its code leaves the heap
                         _unload("ota")
-                    self.on_trial = False
-                    self.reporter.ota(t, uid, STEP_CONFIRMED, -1)
-                    print("app: update %d confirmed" % uid)
-        if self.ota is not None:
-            self._ota_step(self.now())
-            if self.switch:
-                return False  # main() resets into the verified update
+        if self.ota is not None and self.ota.step(self.now()):
+            return False  # verified: main() resets into the update
         if self.wdt is not None:
             self.wdt.feed()
         return True

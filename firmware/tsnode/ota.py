@@ -417,3 +417,53 @@ def healthy(root="/"):
     st["result"] = [st["active_id"], STEP_CONFIRMED]
     write_state(st, root)
     return st["active_id"]
+
+
+# --- in the app (tsnode.app imports these only when an update reaches it) -----------------
+
+def _report(app, t, uid, step, have):
+    """One frame: OTA_ID, then the step (0: none, a pull for chunks), the bytes held (-1:
+    none) (docs/formats/ota.md)."""
+    from tsnode.report import EV_OTA_AT, EV_OTA_ID, EV_OTA_STEP, _i32
+
+    rep = app.reporter
+    b = rep._begin(t)
+    if b is not None:
+        b.event(EV_OTA_ID, t, _i32(uid))
+        if step:
+            b.event(EV_OTA_STEP, t, step)
+        if have >= 0:
+            b.event(EV_OTA_AT, t, have)
+    rep._send()
+
+
+class AppUpdates:
+    """The app's receiver: reports each step, asks for chunks every ota_pull_ms."""
+
+    def __init__(self, app):
+        self.app = app
+        self.rx = Receiver("/", app.cfg["kernels"])
+        self._last_pull = 0
+
+    def step(self, t):
+        """Report what the receiver did; True once an update is verified (switch now)."""
+        r = self.rx
+        ev, r.events = r.events, []
+        have = r.have if r.offer is not None else -1
+        for uid, step in ev:
+            _report(self.app, t, uid, step, have)
+            if step == STEP_VERIFIED:
+                self.app.switch = True
+        pull = self.app.cfg["ota_pull_ms"]
+        if not ev and r.offer is not None and pull and t - self._last_pull >= pull:
+            self._last_pull = t
+            _report(self.app, t, r.offer[0], 0, have)
+        return self.app.switch
+
+
+def confirm(app, t):
+    """The app's first heartbeat on an update's model: end its trial and say so."""
+    uid = healthy()
+    app.on_trial = False
+    _report(app, t, uid, STEP_CONFIRMED, -1)
+    print("app: update %d confirmed" % uid)

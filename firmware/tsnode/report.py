@@ -83,17 +83,6 @@ class Reporter:
                 b.event(EV_OTA_STEP, t, ota_result[1])
         self._send()
 
-    def ota(self, t, uid, step, have):
-        """An update's step (0: none, a pull) and the bytes the node holds (-1: none)."""
-        b = self._begin(t)
-        if b is not None:
-            b.event(EV_OTA_ID, t, _i32(uid))
-            if step:
-                b.event(EV_OTA_STEP, t, step)
-            if have >= 0:
-                b.event(EV_OTA_AT, t, have)
-        self._send()
-
     def event(self, t):
         b = self._begin(t)
         if b is not None:
