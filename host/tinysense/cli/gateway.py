@@ -9,6 +9,7 @@ import sys
 
 from tinysense.cli import env_default
 from tinysense.errors import TinysenseError
+from tinysense.gateway.fleet_http import TOKEN_ENV
 from tinysense.gateway.ingest import DEFAULT_BATCH
 
 
@@ -46,6 +47,12 @@ def register(sub) -> None:
                    help="reject frames more than this many counters behind the newest")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no line per frame and no rejection log (start/stop summary only)")
+    p.add_argument("--http", metavar="HOST:PORT",
+                   help="serve the fleet page (read-only), e.g. 127.0.0.1:8080; an address "
+                        "other than loopback needs --http-token")
+    p.add_argument("--http-token", default=env_default(TOKEN_ENV),
+                   help=f"token the fleet page requires (env {TOKEN_ENV}, which keeps it "
+                        "out of the process list)")
     p.set_defaults(func=_gateway)
 
     p = sub.add_parser("uplinks", help="print the frames the gateway stored",
@@ -107,6 +114,8 @@ def register(sub) -> None:
 def _gateway(args) -> int:
     import logging
 
+    from tinysense.cli import EXIT_USAGE
+    from tinysense.gateway.fleet_http import HttpUsageError
     from tinysense.gateway.run import GatewayConfig, run_gateway
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
@@ -130,8 +139,13 @@ def _gateway(args) -> int:
                            baud=args.baud, serial_acks=args.serial_acks,
                            synchronous=args.sync.upper(), max_batch=args.batch,
                            max_age=args.max_age, decode=not args.decode_on_read,
-                           publish=args.publish)
-    counts = run_gateway(config, lines=not args.quiet)
+                           publish=args.publish,
+                           http=args.http, http_token=args.http_token)
+    try:
+        counts = run_gateway(config, lines=not args.quiet)
+    except HttpUsageError as exc:   # a bad --http value or a missing token: usage, exit 2
+        print(f"tinysense: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     return 0 if counts is not None else 1
 
 

@@ -104,6 +104,8 @@ class GatewayConfig:
     max_age: int | None = None
     decode: bool = True
     publish: str | None = None      # mqtt://HOST:PORT: republish records (publish.py)
+    http: str | None = None          # the fleet page: HOST:PORT (gateway/fleet_http.py)
+    http_token: str | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -111,9 +113,13 @@ class RunningGateway:
     """A started gateway: its Gateway, ingest loop and transports; `close()` stops it."""
 
     def __init__(self, config: GatewayConfig, on_frame: Callable[[Accepted], None] | None):
-        if not (config.udp or config.mqtt or config.serial):
+        if not (config.udp or config.mqtt or config.serial or config.http):
             raise TinysenseError("no transport given; expected at least one of --udp HOST:PORT,"
-                                 " --mqtt URL, --serial PORT")
+                                 " --mqtt URL, --serial PORT (or --http HOST:PORT)")
+        if config.http:  # a bad value stops us before anything opens
+            from tinysense.gateway.fleet_http import check_http
+
+            http_at = check_http(config.http, config.http_token)
         self.publisher = None
         if config.publish:   # the URL is checked before anything starts
             from tinysense.gateway.publish import Publisher
@@ -130,6 +136,7 @@ class RunningGateway:
         self.transports: list = []
         self.serial: SerialTransport | None = None
         self.addresses: dict[str, str] = {}
+        self.http = None
         try:
             if config.udp:
                 udp = UdpTransport(self.loop, *parse_hostport(config.udp))
@@ -148,15 +155,24 @@ class RunningGateway:
             if self.publisher is not None:
                 self.publisher.start()
                 self.addresses["publish"] = self.publisher.url
+            if config.http:
+                self.http = _fleet_server(config, *http_at)
+                self.addresses["http"] = f"http://{self.http.address}/"
             self.loop.start()
             for t in self.transports:
                 t.start()
+            if self.http:
+                self.http.start()
         except BaseException:
             self.close()
             raise
 
     def close(self) -> dict[str, int]:
         """Stop receiving, commit and acknowledge what was received, close everything."""
+        if self.http is not None:
+            self.http.close()
+            with self.http.view.lock:   # a request still being answered finishes first
+                self.http.view.conn.close()
         for t in self.transports:
             try:
                 t.stop_receiving()
@@ -177,6 +193,21 @@ class RunningGateway:
         if drained:  # else the ingest thread still uses it; the process exit closes it
             self.conn.close()
         return counts
+
+
+def _fleet_server(config: GatewayConfig, host: str, port: int):
+    """The fleet page's server over its own read-only connection to the database."""
+    from tinysense.gateway.fleet import FleetView
+    from tinysense.gateway.fleet_http import FleetServer
+
+    if str(config.db) == ":memory:":
+        raise TinysenseError("--http needs a database file (not :memory:)")
+    conn = open_db_readonly(config.db if config.db is not None else DEFAULT_DB)
+    try:
+        return FleetServer(FleetView(conn), host, port, config.http_token)
+    except BaseException:
+        conn.close()
+        raise
 
 
 def run_gateway(config: GatewayConfig, out: TextIO = sys.stdout,

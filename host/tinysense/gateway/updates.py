@@ -105,6 +105,27 @@ def ota_events(plaintext: bytes) -> list[tuple[int, str, int]]:
     return out
 
 
+def _active(ups: list[Update]) -> Update | None:
+    """The update a device runs, as it last said (its newest active or done one)."""
+    return next((u for u in reversed(ups) if u.state in ("active", "done")), None)
+
+
+def active_models(conn: sqlite3.Connection) -> dict[int, dict]:
+    """device -> the model of its active update {update_id, model_sha256, label,
+    confirmed}; read only (no table is created: a database without OTA gives {})."""
+    try:
+        rows = conn.execute(f"SELECT {_COLS} FROM updates WHERE state IN ('active','done') "
+                            "ORDER BY device_id, update_id").fetchall()
+    except sqlite3.OperationalError:
+        return {}
+    out: dict[int, dict] = {}
+    for row in rows:   # ascending update_id: the last one per device wins
+        u = Update(*row)
+        out[u.device_id] = {"update_id": u.update_id, "model_sha256": u.model_sha256,
+                            "label": u.label, "confirmed": u.state == "done"}
+    return out
+
+
 class UpdateQueue:
     """The updates table of one gateway database connection."""
 
@@ -177,7 +198,7 @@ class UpdateQueue:
             by_dev.setdefault(u.device_id, []).append(u)
         out = []
         for dev, ups in sorted(by_dev.items()):
-            active = next((u for u in reversed(ups) if u.state in ("active", "done")), None)
+            active = _active(ups)
             pending = next((u for u in reversed(ups) if u.state in _SENDING), None)
             last = max(ups, key=lambda u: (u.updated, u.update_id))
             out.append({
