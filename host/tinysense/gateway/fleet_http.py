@@ -158,13 +158,17 @@ def _handler(server: FleetServer) -> type[BaseHTTPRequestHandler]:
             self._send(status, json.dumps(data, separators=(",", ":")).encode(),
                        "application/json")
 
+        def _allowed(self, query: dict) -> bool:
+            if server.authorized(self.headers.get("Authorization"), query):
+                return True
+            self._json(HTTPStatus.UNAUTHORIZED,
+                       {"error": "token required: Authorization: Bearer TOKEN or ?token=TOKEN"})
+            return False
+
         def do_GET(self):  # noqa: N802 - http.server's name
             url = urlsplit(self.path)
-            query = parse_qs(url.query)
-            if not server.authorized(self.headers.get("Authorization"), query):
-                return self._json(HTTPStatus.UNAUTHORIZED,
-                                  {"error": "token required: Authorization: Bearer TOKEN "
-                                            "or ?token=TOKEN"})
+            if not self._allowed(parse_qs(url.query)):
+                return None
             try:
                 if url.path in ("/", "/index.html"):
                     return self._send(HTTPStatus.OK, server.page, "text/html; charset=utf-8")
@@ -191,7 +195,8 @@ def _handler(server: FleetServer) -> type[BaseHTTPRequestHandler]:
         do_HEAD = do_GET
 
         def _read_only(self):
-            self._json(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "read-only: GET only"})
+            if self._allowed(parse_qs(urlsplit(self.path).query)):
+                self._json(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "read-only: GET only"})
 
         do_POST = do_PUT = do_DELETE = do_PATCH = _read_only
 
