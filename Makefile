@@ -11,7 +11,8 @@ PORT ?=
 FIRMWARE ?=
 PYTEST_ARGS ?=
 # Debian packages the tests need (the gateway tests run a real broker; the HTML report test
-# renders in headless chromium, ~270 MB installed, ~25 s to install).
+# renders in headless chromium, ~270 MB installed, ~25 s to install; the fleet page test
+# drives chromium over its DevTools pipe, so no chromedriver).
 SYSTEM_PACKAGES := mosquitto chromium
 
 # `make nodes` (ports/micropython.mk) builds the 32-bit virtual board and the RV32 QEMU board.
