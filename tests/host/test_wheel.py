@@ -107,6 +107,18 @@ def test_the_installed_package_runs_alone(installed):
     assert sorted(out["conformance"]) == shipped and len(shipped) >= 7   # validate --all
 
 
+def test_the_installed_gateway_serves_its_fleet_page(installed):
+    venv, _, cwd = installed
+    probe = ("import urllib.request\n"
+             "from tinysense.gateway.run import GatewayConfig, RunningGateway\n"
+             "gw = RunningGateway(GatewayConfig(db='g.db', http='127.0.0.1:0'), None)\n"
+             "page = urllib.request.urlopen(gw.addresses['http'], timeout=10).read()\n"
+             "gw.close()\n"
+             "print(len(page), b'/api/fleet' in page)")
+    out = run(installed, str(venv / "bin" / "python"), "-c", probe).stdout.split()
+    assert int(out[0]) > 2000 and out[1] == "True"   # fleet_page.html is in the wheel
+
+
 def test_boards_lists_the_shipped_configs(installed):
     venv, _, _ = installed
     out = run(installed, str(venv / "bin" / "tinysense"), "boards").stdout
