@@ -117,23 +117,28 @@ def test_fleet_page_shows_devices_and_follows_new_frames(tmp_path, browser):
             fleet.send(A, c, frame_records(c, 60000 - c, crash=c == 5), dropped=c // 4)
         for c in range(1, 4):
             fleet.send(B, c, frame_records(c, 31000 + c))
-        fleet.sock.sendto(b"junk", fleet.udp)   # a rejection: truncated
+        fleet.sock.sendto(b"junk", fleet.udp)   # rejected, of no device: truncated
+        forged = seal(new_key(), A, 99, PTYPE_RECORDS, encode_records(frame_records(99, 1)))
+        fleet.sock.sendto(forged, fleet.udp)    # rejected, of device A: bad_tag
+        fleet.send(B, 3, frame_records(3, 31003))   # a duplicate: acked again, replay of B
 
         browser.goto(fleet.url)   # loopback: no token needed
         browser.wait_for("document.querySelectorAll('#devices tbody tr').length == 2 && "
-                         "document.querySelector('[data-reason=truncated]') && "
+                         "document.querySelectorAll('#rejections li[data-reason]').length == 3 "
+                         "&& "
                          "document.querySelectorAll('#plots .device').length == 2",
                          what="both devices, the rejection and the plots")
         a = cells(browser, "0000002a")
         assert a["heap_free"] == "59990" and a["queued"] == "1" and a["crashes"] == "1"
         assert a["dropped_total"] == "2" and a["frames"] == "10" and a["key_version"] == "1"
         assert a["last_counter"] == "10" and a["last_seen"].endswith("s ago")
+        assert a["rejections"] == "bad_tag: 1"
         assert a["model_sha256"].startswith(fleet.model[:12]) and "v2" in a["model_sha256"]
         b = cells(browser, "00000007")
         assert (b["heap_free"], b["crashes"], b["frames"]) == ("31003", "0", "3")
-        assert b["model_sha256"] == "deployed"
-        assert browser.eval("document.querySelector('[data-reason=truncated]').textContent") \
-            == "truncated: 1"
+        assert b["model_sha256"] == "deployed" and b["rejections"] == "replay: 1"
+        assert browser.eval("[...document.querySelectorAll('#rejections li')].map(li => "
+                            "li.textContent).join(', ')") == "bad_tag: 1, replay: 1, truncated: 1"
         # the plots: one line per reading value (2 values of sensor 1) through every reading
         assert marks(browser, "readings-0000002a", "polyline") == 2
         assert browser.eval("document.querySelector('svg[data-plot=\"readings-0000002a\"] "
@@ -160,7 +165,9 @@ def test_fleet_page_shows_devices_and_follows_new_frames(tmp_path, browser):
         dev = {d["device"]: d for d in data["devices"]}
         assert dev["0000002a"]["model_sha256"] == fleet.model
         assert dev["0000002a"]["heap_free"] == 12345 and dev["00000007"]["queued"] == 0
-        assert data["rejections"]["global"] == {"truncated": 1}
+        assert data["rejections"]["global"] == {"bad_tag": 1, "replay": 1, "truncated": 1}
+        assert dev["0000002a"]["rejections"] == {"bad_tag": 1}
+        assert dev["00000007"]["rejections"] == {"replay": 1}
         series = json.load(urllib.request.urlopen(fleet.url + "api/devices/42", timeout=10))
         assert [r["values"] for r in series["readings"]][-1] == [11 * 7 % 23, 11]
         assert series["events"][-1]["name"] == "crash"

@@ -417,3 +417,18 @@ def test_bytes_like_frames_are_accepted_like_bytes(rig):
     assert rig.acked(rig.gw.handle(bytearray(rig.frame(2)), "a")) == [2]
     assert rig.acked(rig.gw.handle(memoryview(rig.frame(3)), "a")) == [3]
     assert rig.stored() == [1, 2, 3] and not rig.gw.rejections
+
+
+def test_rejections_per_registered_device(tmp_path):
+    rig = Rig(tmp_path / "g.db")
+    rig.gw.handle(rig.frame(1))
+    rig.gw.handle(rig.frame(1))                                   # replay of DEV
+    rig.gw.handle(seal(new_key(), DEV, 2, PTYPE_RECORDS, records(2)))   # bad_tag of DEV
+    rig.gw.handle(seal(new_key(), 999, 1, PTYPE_RECORDS, records(1)))   # unknown_device
+    rig.gw.handle(b"\x01")                                       # truncated: no device
+    rig.gw.handle(rig.frame(3, dev=OTHER))   # a commit: the counts are written with it
+    rows = rig.conn.execute("SELECT device_id, reason, count FROM device_rejections "
+                            "ORDER BY device_id, reason").fetchall()
+    assert rows == [(DEV, "bad_tag", 1), (DEV, "replay", 1)]   # forged ids never get a row
+    assert Store(rig.conn).rejection_counts() == {"bad_tag": 1, "replay": 1, "truncated": 1,
+                                                  "unknown_device": 1}

@@ -193,6 +193,9 @@ class Gateway:
         self.decode = decode
         self.last_commit_ok = True
         self._unsaved_rejects: Counter[str] = Counter()  # written with the next commit
+        # (device, reason) of rejected frames whose header names a registered device
+        self._unsaved_dev_rejects: Counter[tuple[int, str]] = Counter()
+        self._reject_dev: int | None = None   # set by _reject: that device, or None
         self._rejects_saved_at = time.monotonic()
         self.rejections: Counter[str] = Counter()   # this run
         self.stats: Counter[str] = Counter()        # accepted, duplicate, acks, batches
@@ -228,12 +231,15 @@ class Gateway:
                 reason = one(frame, source, now, rows, groups, accepted)
             except Exception:  # never crash on input; count and keep going
                 reason = "internal_error"
+                self._reject_dev = None
                 self.rejections[reason] += 1
                 if self._should_log(reason):
                     log.exception("internal error on a frame from %s (%d bytes)", source,
                                   _safe_len(frame))
             if reason:
                 batch_rejects[reason] += 1
+                if self._reject_dev is not None:
+                    self._unsaved_dev_rejects[(self._reject_dev, reason)] += 1
         return self._commit(rows, groups, batch_rejects.get(REPLAY, 0), accepted,
                             batch_rejects)
 
@@ -394,8 +400,11 @@ class Gateway:
                     self._downlink[(dev, kv)] = list(span) if span else [0, 0]
                 if self._unsaved_rejects:
                     store.add_rejections(self._unsaved_rejects)
+                if self._unsaved_dev_rejects:
+                    store.add_device_rejections(self._unsaved_dev_rejects)
                 store.commit()
                 self._unsaved_rejects.clear()
+                self._unsaved_dev_rejects.clear()
                 self._rejects_saved_at = time.monotonic()
         except Exception as exc:
             log.error("store commit failed, %d frames not acknowledged: %s", len(rows), exc)
@@ -494,6 +503,8 @@ class Gateway:
     def _reject(self, reason: str, source: str, frame: bytes | None, detail: str) -> str:
         """Count and (rate-limited) log a rejection; `frame` given when its header parsed."""
         self.rejections[reason] += 1
+        dev = None if frame is None else int.from_bytes(frame[2:6], "big")
+        self._reject_dev = dev if dev in self._ciphers else None   # registered devices only
         if self._should_log(reason):
             where = "unparsed frame"
             if frame is not None:

@@ -148,12 +148,24 @@ class FleetView:
         except sqlite3.OperationalError:
             return {}
 
+    def _device_rejections(self) -> dict[int, dict[str, int]]:
+        out: dict[int, dict[str, int]] = {}
+        try:
+            rows = self.conn.execute("SELECT device_id, reason, count FROM device_rejections "
+                                     "ORDER BY device_id, reason").fetchall()
+        except sqlite3.OperationalError:   # a database from before the table existed
+            return out
+        for dev, reason, count in rows:
+            out.setdefault(dev, {})[reason] = count
+        return out
+
     def fleet(self) -> dict:
         """The table of the page: every device, registered or with stored frames."""
         self.refresh()
         with self.lock:
             registry = self._registry()
             models = active_models(self.conn)
+            rejected = self._device_rejections()
             out = []
             for dev in sorted(set(registry) | set(self.devices)):
                 state = self.devices.get(dev) or DeviceState(dev)
@@ -169,7 +181,8 @@ class FleetView:
                     "model_label": model["label"] if model else None,
                     "heap_free": state.heap_free, "queued": state.queued,
                     "crashes": state.crashes, "dropped_total": state.dropped_total,
-                    "undecodable": state.undecodable})
+                    "undecodable": state.undecodable,
+                    "rejections": rejected.get(dev, {})})
             return {"now": time.time(), "catching_up": self.catching_up, "devices": out,
                     "rejections": {"global": self._rejections()}}
 

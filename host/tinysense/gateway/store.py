@@ -13,6 +13,9 @@ Tables:
          decode_error)  PRIMARY KEY(device_id, key_version, counter)
   batches(received_at, first_rowid, frames)                    one row per insert: time index
   rejections(reason, count)                                     cumulative, all runs
+  device_rejections(device_id, reason, count)                   the same, of the frames
+                                                                whose header names a
+                                                                registered device
   downlink(device_id, key_version, reserved_until)              ack counters reserved ahead
   device_boards(device_id, board, updated)                      the board each device was
                                                                 provisioned on (ota push)
@@ -71,6 +74,12 @@ CREATE INDEX IF NOT EXISTS batches_received ON batches(received_at);
 CREATE TABLE IF NOT EXISTS rejections(
     reason TEXT PRIMARY KEY,
     count INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS device_rejections(
+    device_id INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY(device_id, reason)
 );
 CREATE TABLE IF NOT EXISTS device_boards(
     device_id INTEGER PRIMARY KEY,
@@ -272,6 +281,14 @@ class Store:
             "INSERT INTO rejections(reason, count) VALUES(?, ?) "
             "ON CONFLICT(reason) DO UPDATE SET count = count + excluded.count",
             [(k, v) for k, v in counts.items() if v])
+
+    def add_device_rejections(self, counts: dict[tuple[int, str], int]) -> None:
+        """Add to the cumulative per-(device, reason) counts (inside the transaction); only
+        registered devices are counted, so forged device ids cannot grow the table."""
+        self.conn.executemany(
+            "INSERT INTO device_rejections(device_id, reason, count) VALUES(?, ?, ?) "
+            "ON CONFLICT(device_id, reason) DO UPDATE SET count = count + excluded.count",
+            [(dev, reason, n) for (dev, reason), n in counts.items() if n])
 
     def rejection_counts(self) -> dict[str, int]:
         return dict(self.conn.execute("SELECT reason, count FROM rejections ORDER BY reason"))
