@@ -48,6 +48,7 @@ class Fleet:
         self.keys = {A: new_key(), B: new_key()}
         for dev, key in self.keys.items():
             Registry(conn).set_key(dev, key)
+        Registry(conn).set_model(A, 1, "activity", ["idle", "walk", "run"], b"{}")
         queue = UpdateQueue(conn)
         u = queue.push(A, ota.build_bundle(bytes(range(256)) * 8, [(b"\1\2", b"\3")]),
                        label="v2")
@@ -148,7 +149,9 @@ def test_fleet_page_shows_devices_and_follows_new_frames(tmp_path, browser):
         assert marks(browser, "events-00000007", "circle") == 3 * 2
         browser.screenshot(tmp_path / "fleet-before.png")
 
-        fleet.send(A, 11, frame_records(11, 12345, crash=True), dropped=7)
+        fleet.send(A, 11, frame_records(11, 12345, crash=True)
+                   + [{"type": "inference", "model": 1, "t_ms": 11000, "class": 2,
+                       "confidence": 200}], dropped=7)
         browser.wait_for("document.querySelector('tr[data-device=\"0000002a\"] "
                          "td[data-field=heap_free]').textContent == '12345'",
                          what="the new frame's heap free", timeout=10)
@@ -158,6 +161,10 @@ def test_fleet_page_shows_devices_and_follows_new_frames(tmp_path, browser):
                          "polyline').getAttribute('points').split(' ').length == 11",
                          what="the new reading in the plot", timeout=10)
         assert marks(browser, "events-0000002a", "circle[data-event=crash]") == 2
+        assert browser.eval("document.querySelector('svg[data-plot=\"events-0000002a\"] "
+                            "circle[data-event=inference] title').textContent") == "inference run"
+        assert browser.eval("document.querySelector('svg[data-plot=\"readings-0000002a\"] "
+                            "polyline title').textContent") == "sensor_1[0]"
         browser.screenshot(tmp_path / "fleet-after.png")
 
         # the JSON the page reads (docs/gateway.md)
@@ -170,7 +177,8 @@ def test_fleet_page_shows_devices_and_follows_new_frames(tmp_path, browser):
         assert dev["00000007"]["rejections"] == {"replay": 1}
         series = json.load(urllib.request.urlopen(fleet.url + "api/devices/42", timeout=10))
         assert [r["values"] for r in series["readings"]][-1] == [11 * 7 % 23, 11]
-        assert series["events"][-1]["name"] == "crash"
+        assert [e["name"] for e in series["events"][-2:]] == ["crash", "inference"]
+        assert series["events"][-1]["state"] == "run"   # the class label from the registry
     finally:
         fleet.close()
 

@@ -13,7 +13,6 @@ is documented in docs/gateway.md ("The fleet page").
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import time
@@ -21,13 +20,14 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from tinysense.formats.app import RECORD_IDS
-from tinysense.gateway.core import decode_payload
+from tinysense.gateway.core import stored_decoded
+from tinysense.gateway.registry import ModelLabels, labels_for
 from tinysense.gateway.updates import active_models
+from tinysense.uplink.labels import label_record
 
 EV_MEM_FREE = RECORD_IDS["EV_MEM_FREE"]
 EV_QUEUED = RECORD_IDS["EV_QUEUED"]
 EV_CRASH = RECORD_IDS["EV_CRASH"]
-EVENT_NAMES = {v: k[3:].lower() for k, v in RECORD_IDS.items() if k.startswith("EV_")}
 
 HISTORY_READINGS = 120   # readings kept per device for its plot
 HISTORY_EVENTS = 60      # events kept per device
@@ -57,7 +57,8 @@ class DeviceState:
     events: deque = field(default_factory=lambda: deque(maxlen=HISTORY_EVENTS))
 
     def add(self, key_version: int, counter: int, received_at: float,
-            decoded: dict | None) -> None:
+            decoded: dict | None, labels: dict) -> None:
+        """One stored frame; `labels` is the registry's {(device, model id): class labels}."""
         self.frames += 1
         self.last_seen = received_at if self.last_seen is None else max(self.last_seen,
                                                                         received_at)
@@ -74,9 +75,10 @@ class DeviceState:
             # a record's time: the frame's arrival less how much older than the newest it is
             t = round(received_at - (newest - rec.get("t_ms", newest)) / 1000.0, 3)
             kind = rec.get("type")
+            named = label_record(rec, labels_for(labels, self.device_id, rec.get("model")))
             if kind == "reading":
                 self.readings.append({"t": t, "sensor": rec.get("sensor"),
-                                      "values": rec.get("values", [])})
+                                      "name": named["name"], "values": rec.get("values", [])})
             elif kind == "event":
                 code, value = rec.get("code"), rec.get("value")
                 if code == EV_MEM_FREE:
@@ -85,12 +87,12 @@ class DeviceState:
                     self.queued = value
                 elif code == EV_CRASH:
                     self.crashes += 1
-                self.events.append({"t": t, "code": code,
-                                    "name": EVENT_NAMES.get(code, f"event {code}"),
-                                    "value": value})
+                self.events.append({"t": t, "code": code, "name": named["name"],
+                                    "value": value, "state": named.get("state", value)})
             elif kind in ("inference", "anomaly"):
-                self.events.append({"t": t, "code": None, "name": kind,
-                                    "value": rec.get("class", rec.get("score"))})
+                self.events.append({"t": t, "code": None, "name": named["name"],
+                                    "value": rec.get("class", rec.get("score")),
+                                    "state": named.get("state")})
 
 
 class FleetView:
@@ -100,6 +102,7 @@ class FleetView:
         self.conn = conn
         self.lock = threading.Lock()
         self.devices: dict[int, DeviceState] = {}
+        self.labels = ModelLabels(conn)
         self.last_rowid = 0
         self.catching_up = True
         self._refreshed = 0.0
@@ -119,16 +122,13 @@ class FleetView:
                     self.catching_up = False
                     return
                 raise
+            labels = self.labels.get() if rows else {}
             for rowid, dev, kv, counter, received_at, ptype, payload, text, error in rows:
-                decoded = None
-                if text:
-                    decoded = json.loads(text)
-                elif error is None:   # stored with --decode-on-read
-                    decoded, _, _ = decode_payload(ptype, payload)
+                decoded, _ = stored_decoded(ptype, payload, text, error)
                 state = self.devices.get(dev)
                 if state is None:
                     state = self.devices[dev] = DeviceState(dev)
-                state.add(kv, counter, received_at, decoded)
+                state.add(kv, counter, received_at, decoded, labels)
                 self.last_rowid = rowid
             self.catching_up = len(rows) == MAX_ROWS_PER_REFRESH
 
