@@ -166,6 +166,9 @@ def test_fleet_page_shows_devices_and_follows_new_frames(tmp_path, browser):
         assert browser.eval("document.querySelector('svg[data-plot=\"readings-0000002a\"] "
                             "polyline title').textContent") == "sensor_1[0]"
         browser.screenshot(tmp_path / "fleet-after.png")
+        # no login on loopback, but a page under another name (DNS rebinding) is refused
+        assert _status(fleet.url + "api/fleet", {"Host": "attacker.example:80"}) == 403
+        assert _status(fleet.url + "api/fleet", {"Host": "localhost"}) == 200
 
         # the JSON the page reads (docs/gateway.md)
         data = json.load(urllib.request.urlopen(fleet.url + "api/fleet", timeout=10))

@@ -81,6 +81,23 @@ def check_http(text: str, token: str | None) -> tuple[str, int]:
     return host, port
 
 
+def _loopback_host(header: str | None) -> bool:
+    """Whether a request's Host header names a loopback address or localhost."""
+    if not header:
+        return False
+    host = header.strip()
+    if host.startswith("["):
+        host = host[1:host.find("]")] if "]" in host else host
+    else:
+        host = host.rsplit(":", 1)[0]
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -159,6 +176,13 @@ def _handler(server: FleetServer) -> type[BaseHTTPRequestHandler]:
                        "application/json")
 
         def _allowed(self, query: dict) -> bool:
+            if server.token is None and not _loopback_host(self.headers.get("Host")):
+                # no login on loopback, but only for pages that were opened as a loopback
+                # address: another site's page whose name was re-pointed at 127.0.0.1
+                # (DNS rebinding) sends its own name as Host
+                self._json(HTTPStatus.FORBIDDEN, {"error": "open the page as 127.0.0.1, [::1] "
+                                                           "or localhost"})
+                return False
             if server.authorized(self.headers.get("Authorization"), query):
                 return True
             self._json(HTTPStatus.UNAUTHORIZED,
