@@ -255,3 +255,10 @@ def test_the_page_reads_through_a_read_only_connection(tmp_path):
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
         view.conn.execute("DELETE FROM rejections")
     view.conn.close()
+
+
+def test_bench_fleet_runs(capsys):
+    assert main(["bench-gateway", "--fleet", "--frames", "3000", "--devices", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "fleet page over 3,000 frames of 5 devices" in out
+    assert re.search(r"/api/fleet +\d+\.\d+ ms", out) and "first read" in out

@@ -108,6 +108,9 @@ def register(sub) -> None:
     p.add_argument("--publish", metavar="URL",
                    help="instead: ingest with and without the MQTT publisher on this broker, "
                         "and its drain rate (e.g. mqtt://127.0.0.1:1883; default 20,000 frames)")
+    p.add_argument("--fleet", action="store_true",
+                   help="instead: what the fleet page (gateway --http) costs: its first read "
+                        "of the frames, /api/fleet, /api/devices/ID (default 100,000 frames)")
     p.set_defaults(func=_bench)
 
 
@@ -234,6 +237,13 @@ def _devices_remove(args) -> int:
 
 
 def _bench(args) -> int:
+    if args.fleet:
+        from tinysense.bench.fleet import print_fleet_bench, run_fleet_bench
+
+        frames = args.frames if args.frames != 200_000 else 100_000
+        print_fleet_bench(run_fleet_bench(frames=frames, devices=args.devices,
+                                          progress=sys.stderr), sys.stdout)
+        return 0
     if args.publish:
         from tinysense.bench.publish import print_publish_bench, run_publish_bench
 
