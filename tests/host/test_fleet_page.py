@@ -262,3 +262,34 @@ def test_bench_fleet_runs(capsys):
     out = capsys.readouterr().out
     assert "fleet page over 3,000 frames of 5 devices" in out
     assert re.search(r"/api/fleet +\d+\.\d+ ms", out) and "first read" in out
+
+
+def test_the_view_counts_removed_raw_and_undecodable_frames(tmp_path):
+    from tinysense.gateway import Gateway, Store
+    from tinysense.gateway.fleet import FleetView
+    from tinysense.gateway.run import open_db_readonly
+
+    db = tmp_path / "g.db"
+    conn = open_db(db)
+    keys = {A: new_key(), B: new_key()}
+    for dev, key in keys.items():
+        Registry(conn).set_key(dev, key)
+    gw, raw = Gateway(Store(conn)), Gateway(Store(conn), decode=False)
+    gw.handle(seal(keys[A], A, 1, PTYPE_RECORDS, encode_records(frame_records(1, 500))))
+    raw.handle(seal(keys[A], A, 2, PTYPE_RECORDS, encode_records(frame_records(2, 400, True))))
+    gw.handle(seal(keys[A], A, 3, PTYPE_RECORDS, b"\xff\x00"))      # stored raw, undecodable
+    gw.handle(seal(keys[B], B, 1, PTYPE_RECORDS, encode_records(frame_records(1, 9))))
+    Registry(conn).remove(B)
+    view = FleetView(open_db_readonly(db))
+    devs = {d["device_id"]: d for d in view.fleet()["devices"]}
+    a, b = devs[A], devs[B]
+    assert (a["frames"], a["heap_free"], a["crashes"], a["undecodable"]) == (3, 400, 1, 1)
+    assert a["registered"] and a["last_counter"] == 3
+    assert not b["registered"] and b["key_version"] == 1 and b["heap_free"] == 9
+    assert view.device(0x1234) is None and len(view.device(A)["readings"]) == 2
+    # only what arrived since: a new frame moves the figures on
+    gw.handle(seal(keys[A], A, 4, PTYPE_RECORDS, encode_records(frame_records(4, 77))))
+    view.refresh(force=True)
+    assert view.fleet()["devices"][1]["heap_free"] == 77
+    view.conn.close()
+    conn.close()
