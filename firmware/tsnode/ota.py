@@ -36,6 +36,10 @@ MAX_VECTORS = const(64)
 # crashes in a row on trial (tsnode.supervise's count) that roll an update back: below
 # supervise's 3, after which it stops in the REPL. Power cuts are not crashes.
 TRIAL_CRASHES = const(2)
+# boots on trial without the app's first heartbeat (healthy()) that roll it back too: an app
+# that hangs is reset by a board's watchdog without crashing. Power cuts count here, so this
+# is well above what a few cuts in the first minute would reach.
+TRIAL_BOOTS = const(6)
 STATE_VERSION = const(1)
 
 # steps reported in OTA_STEP events (docs/formats/ota.md; the host reads the names)
@@ -366,7 +370,7 @@ def boot(root="/", kernels="auto", crashes=0):
     if st["trial"]:
         st["trial"] += 1  # boots on trial (a power cut counts here, but does not roll back)
         changed = True
-        if crashes - st.get("crashes0", 0) >= TRIAL_CRASHES:
+        if crashes - st.get("crashes0", 0) >= TRIAL_CRASHES or st["trial"] > TRIAL_BOOTS:
             bad = st["active_id"]
             prev = st["prev"]
             st["active"] = prev["slot"] if prev else None

@@ -163,13 +163,21 @@ def test_crash_loop_on_trial_rolls_back_and_cancel_drops(node, bundles, tmp_path
         assert node.boot(crashes)[2] is not None
     paths, result, active, trial, _ = node.boot(ota.TRIAL_CRASHES)
     assert result == [2, S["rolled_back"]] and active is None and paths is None
+    # an app that hangs (a board's watchdog resets it; no crash is counted) rolls back too,
+    # once the trial has seen TRIAL_BOOTS boots without the app's first heartbeat
+    node.feed(tmp_path, transfer(5, bundles["hello"], chunk=64))
+    assert node.boot()[1] == [5, S["active"]]          # trial boot 1
+    for _ in range(ota.TRIAL_BOOTS - 1):
+        assert node.boot()[2] is not None              # boots 2..TRIAL_BOOTS
+    paths, result, active, trial, _ = node.boot()
+    assert result == [5, S["rolled_back"]] and active is None
     # a cancel drops a transfer in progress, and a verified update waiting for the switch
-    part = transfer(3, bundles["hello"], chunk=64)
-    events, _, _ = node.feed(tmp_path, part[:3] + [(ota.PTYPE_OFFER, ota.encode_cancel(3))])
-    assert events == [(3, S["offered"]), (3, S["cancelled"])]
-    events, _, _ = node.feed(tmp_path, transfer(4, bundles["hello"], chunk=64) +
-                             [(ota.PTYPE_OFFER, ota.encode_cancel(4))])
-    assert events[-2:] == [(4, S["verified"]), (4, S["cancelled"])]
+    part = transfer(6, bundles["hello"], chunk=64)
+    events, _, _ = node.feed(tmp_path, part[:3] + [(ota.PTYPE_OFFER, ota.encode_cancel(6))])
+    assert events == [(6, S["offered"]), (6, S["cancelled"])]
+    events, _, _ = node.feed(tmp_path, transfer(7, bundles["hello"], chunk=64) +
+                             [(ota.PTYPE_OFFER, ota.encode_cancel(7))])
+    assert events[-2:] == [(7, S["verified"]), (7, S["cancelled"])]
     assert node.boot()[0] is None and node.state()["pending"] is None
 
 

@@ -31,6 +31,7 @@ BUNDLE_HEADER: int = _C["BUNDLE_HEADER"]
 BUNDLE_MAGIC: bytes = _C["BUNDLE_MAGIC"]
 MAX_VECTORS: int = _C["MAX_VECTORS"]
 TRIAL_CRASHES: int = _C["TRIAL_CRASHES"]
+TRIAL_BOOTS: int = _C["TRIAL_BOOTS"]
 _OFFER = struct.Struct(_C["_OFFER_FMT"])
 _CHUNK = struct.Struct(_C["_CHUNK_FMT"])
 _BUNDLE = struct.Struct(_C["_BUNDLE_FMT"])
