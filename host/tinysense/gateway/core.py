@@ -463,6 +463,8 @@ class Gateway:
         sender = self.updates
         try:
             sender.refresh()
+            if not sender.active():   # the common case: no update anywhere, nothing to do
+                return []
             out = []
             for dev, kv, source in {(d, k, s) for d, k, s, _ in plan}:
                 if not sender.wants(dev):

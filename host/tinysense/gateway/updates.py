@@ -276,6 +276,10 @@ class UpdateSender:
             self._read_at = now
             self._sending = self.queue.sending()
 
+    def active(self) -> bool:
+        """Whether any device has an update in progress."""
+        return bool(self._sending)
+
     def wants(self, device_id: int) -> bool:
         return device_id in self._sending
 
