@@ -186,14 +186,14 @@ def test_recording_constants_match_spec():
 REQUANT = re.compile(r"^( *)# --- requant begin ---\n(.*?)^\1# --- requant end ---$",
                      re.M | re.S)
 # Where a copy genuinely needs other names, list (module, old, new) substitutions here; there
-# are none: all seven copies read a, m, s, h30, wide, zo and leave the result in t.
+# are none: all eight copies read a, m, s, h30, wide, zo and leave the result in t.
 REQUANT_SUBSTITUTIONS: list[tuple[str, str, str]] = []
 
 
 def test_requantization_copies_are_identical():
     """docs/engine.md: the block is repeated per kernel for speed; the copies cannot drift."""
     copies = []
-    for module in ("kconv.py", "kdw.py", "kelt.py", "kpool.py", "ksvdf.py"):
+    for module in ("kconv.py", "kdw.py", "kelt.py", "kpool.py", "ksvdf.py", "kquant.py"):
         text = (ENGINE / module).read_text()
         for indent, body in REQUANT.findall(text):
             body = textwrap.dedent(body)
@@ -201,7 +201,7 @@ def test_requantization_copies_are_identical():
                 body = body.replace(old, new) if mod == module else body
             copies.append((module, body))
         assert text.count("# --- requant begin ---") == text.count("# --- requant end ---")
-    assert len(copies) == 7
+    assert len(copies) == 8
     first = copies[0][1]
     assert "t = (a * m + h30) >> 31" in first and first.rstrip().endswith("t += zo")
     for module, body in copies[1:]:

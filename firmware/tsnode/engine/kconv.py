@@ -12,7 +12,7 @@ MultiplyByQuantizedMultiplier with double rounding: for -2^30 <= a < 2^30 an exa
 from 16/15-bit limbs that fits 31 bits on any port; beyond it the 64-bit product where viper
 ints are 64-bit (`wide`, the last parameter word), else an exact 15-bit-limb emulation (ESP32).
 That block, between `# --- requant begin ---` and
-`# --- requant end ---`, is repeated verbatim in kdw (twice), kelt and kpool (a viper call
+`# --- requant end ---`, is repeated verbatim in kdw (twice), kelt, kpool, ksvdf (twice) and kquant (a viper call
 would cost more than it, docs/engine.md); tests/host/test_boundary.py fails if they differ.
 """
 

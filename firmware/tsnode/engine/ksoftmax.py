@@ -1,4 +1,5 @@
-"""SOFTMAX (int8 -> int8, scale 1/256, zp -128) exactly as tflite-micro's reference kernel.
+"""SOFTMAX (int8 -> int8, scale 1/256, zp -128; or int8 -> int16, scale 1/65536, zp -32768)
+exactly as tflite-micro's reference kernel.
 
 exp(beta*s*(x - max)) depends only on d = max - x (0..255), so the converter stores the
 gemmlowp exp_on_negative_values results (and their Rescale<12>) as two 256-word tables.
@@ -101,7 +102,21 @@ def _recip(sc):
 
 
 @micropython.viper
-def softmax(ar: ptr8, cb: ptr8, p: ptr32, sc):
+def softmax(ar, cb, p, sc):
+    """int8 output (opcode SOFTMAX)."""
+    _softmax(ar, cb, p, sc, 0)
+
+
+@micropython.viper
+def softmax16(ar, cb, p, sc):
+    """int16 output (opcode SOFTMAX16: the same words and tables): the last rounding shift is
+    8 bits shorter and the result is offset by -32768 (tflite-micro's Softmax<int8, int16>)."""
+    _softmax(ar, cb, p, sc, 1)
+
+
+# The kernels pass the objects through (never a native pointer: see above); o16 is 0 or 1.
+@micropython.viper
+def _softmax(ar: ptr8, cb: ptr8, p: ptr32, sc, o16: int):
     src = p[_SM_INPUT]
     dst = p[_SM_OUTPUT]
     rows = p[_SM_ROWS]
@@ -132,6 +147,11 @@ def softmax(ar: ptr8, cb: ptr8, p: ptr32, sc):
         s[6] = (total << hp1) & (sb - 1)
         _recip(sc)
         e = nbits + 23
+        lo = -128
+        if o16:
+            e = nbits + 15
+            lo = -32768
+        hi = -1 - lo
         mask = (1 << e) - 1
         c = 0
         while c < depth:
@@ -140,13 +160,17 @@ def softmax(ar: ptr8, cb: ptr8, p: ptr32, sc):
             t = s[2]
             rem = t & mask
             thr = mask >> 1
-            t = (t >> e) - 128
+            t = (t >> e) + lo
             if rem > thr:
                 t += 1
-            if t > 127:
-                t = 127
-            ar[dst + c] = t
+            if t > hi:
+                t = hi
+            if o16:    # little-endian int16 (the arena offset is 4-aligned)
+                ar[dst + 2 * c] = t
+                ar[dst + 2 * c + 1] = t >> 8
+            else:
+                ar[dst + c] = t
             c += 1
         src += depth
-        dst += depth
+        dst += depth << o16
         r += 1

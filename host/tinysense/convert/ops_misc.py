@@ -245,10 +245,19 @@ def prepare_elementwise(model: Model, op: Operator) -> Lowered:
 
 
 def prepare_softmax(model: Model, op: Operator) -> Lowered:
+    """int8 input, int8 or int16 output (SoftmaxPrepare's checks; the same tables, the int16
+    output as opcode SOFTMAX16)."""
     x, y = _t(model, op.inputs[0]), _t(model, op.outputs[0])
-    _check_int8(op, x, y)
-    if y.zero_point != -128 or np.float32(y.scale) != np.float32(1 / 256):
-        raise fail(op, "int8 SOFTMAX needs output scale 1/256 and zero point -128")
+    _check_int8(op, x)
+    out16 = y.dtype == "int16"
+    if out16:
+        f = np.float32     # TF_LITE_ENSURE_NEAR on floats
+        if y.zero_point != -32768 or abs(f(y.scale) - f(1 / 65536)) > f(0.001) * f(1 / 65536):
+            raise fail(op, "SOFTMAX to int16 needs output scale 1/65536 and zero point -32768")
+    else:
+        _check_int8(op, y)
+        if y.zero_point != -128 or np.float32(y.scale) != np.float32(1 / 256):
+            raise fail(op, "int8 SOFTMAX needs output scale 1/256 and zero point -128")
     beta = op.options.Beta() if op.options else 1.0
     real = min(float(beta) * float(x.scale) * (1 << 26), float((1 << 31) - 1))
     m, left = fp.quantize_multiplier(real)
@@ -269,9 +278,10 @@ def prepare_softmax(model: Model, op: Operator) -> Lowered:
     if depth > 512:      # keeps the node's fixed-point sum below 2^28 (docs/formats/tsm.md)
         raise fail(op, f"SOFTMAX over {depth} classes; the engine supports at most 512")
     rows = x.size // depth
-    params = tsm.params("SOFTMAX", input=TRef(x.index), output=TRef(y.index), rows=rows,
+    code = "SOFTMAX16" if out16 else "SOFTMAX"
+    params = tsm.params(code, input=TRef(x.index), output=TRef(y.index), rows=rows,
                         depth=depth, exp=CRef(0), expr=CRef(1))
-    return Lowered(op, OPCODES["SOFTMAX"], params, [x.index], [y.index],
+    return Lowered(op, OPCODES[code], params, [x.index], [y.index],
                    [_i32(exp_t), _i32(expr_t)], x.size, 28)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from tinysense.convert import fold as _fold
 from tinysense.convert import ops as _ops
 from tinysense.convert import ops_misc as _misc
+from tinysense.convert import ops_quant as _quant
 from tinysense.convert import ops_shape as _shape
 from tinysense.convert import ops_svdf as _svdf
 from tinysense.convert import writer
@@ -32,7 +33,7 @@ PREPARE = {
     "CONCATENATION": _misc.prepare_concat, "PAD": _misc.prepare_pad, "PADV2": _misc.prepare_pad,
     "LOGISTIC": _misc.prepare_elementwise, "TANH": _misc.prepare_elementwise,
     "RELU": _misc.prepare_elementwise, "RELU6": _misc.prepare_elementwise,
-    "QUANTIZE": _misc.prepare_elementwise, "LEAKY_RELU": _misc.prepare_elementwise,
+    "QUANTIZE": _quant.prepare_quantize, "LEAKY_RELU": _misc.prepare_elementwise,
     "STRIDED_SLICE": _shape.prepare_strided_slice, "TRANSPOSE": _shape.prepare_transpose,
     "RESIZE_NEAREST_NEIGHBOR": _shape.prepare_resize_nearest,
     "MAXIMUM": _misc.prepare_maxmin, "MINIMUM": _misc.prepare_maxmin,
@@ -92,10 +93,17 @@ class ConvertResult:
     report: ConvertReport
 
 
+# model input / output dtypes the node reads and writes as they are (little-endian)
+IO_IN_DTYPES = ("int8", "int16")
+IO_OUT_DTYPES = ("int8", "int16", "int32")
+# ops that check their own activation dtypes (int16 / int32 ends) in their Prepare
+_OWN_DTYPES = ("QUANTIZE", "DEQUANTIZE", "SOFTMAX")
+
+
 def _io_info(t, model_dtype: str) -> dict:
-    return {"tensor": t.index, "name": t.name, "shape": list(t.shape), "node_dtype": "int8",
+    return {"tensor": t.index, "name": t.name, "shape": list(t.shape), "node_dtype": t.dtype,
             "model_dtype": model_dtype, "scale": float(t.scale), "zero_point": t.zero_point,
-            "nbytes": t.size}
+            "nbytes": t.nbytes}
 
 
 def _rewrite_io(model: Model, problems: list[dict]):
@@ -105,8 +113,8 @@ def _rewrite_io(model: Model, problems: list[dict]):
     skip, flags, ins, outs = set(), {}, [], []
     for i in model.inputs:
         t = model.tensors[i]
-        if t.dtype == "int8":
-            ins.append(_io_info(t, "int8"))
+        if t.dtype in IO_IN_DTYPES:
+            ins.append(_io_info(t, t.dtype))
             flags[i] = writer.F_INPUT
             continue
         users = [op for op in model.operators if i in op.inputs]
@@ -119,13 +127,13 @@ def _rewrite_io(model: Model, problems: list[dict]):
             flags[o.index] = writer.F_INPUT | writer.F_HOST_QUANTIZE
             continue
         problems.append({"index": None, "op": None, "why":
-                         f"model input {i} '{t.name}' is {t.dtype}; expected int8 (or "
+                         f"model input {i} '{t.name}' is {t.dtype}; expected int8 or int16 (or "
                          "float32 followed by one QUANTIZE to int8): convert the model "
                          "with full integer quantization (TFLITE_BUILTINS_INT8)"})
     for i in model.outputs:
         t = model.tensors[i]
-        if t.dtype == "int8":
-            outs.append(_io_info(t, "int8"))
+        if t.dtype in IO_OUT_DTYPES:
+            outs.append(_io_info(t, t.dtype))
             flags[i] = flags.get(i, 0) | writer.F_OUTPUT
             continue
         prod = [op for op in model.operators if i in op.outputs]
@@ -138,7 +146,7 @@ def _rewrite_io(model: Model, problems: list[dict]):
                 writer.F_HOST_DEQUANTIZE
             continue
         problems.append({"index": None, "op": None, "why":
-                         f"model output {i} '{t.name}' is {t.dtype}; expected int8 (or "
+                         f"model output {i} '{t.name}' is {t.dtype}; expected int8, int16 or int32 (or "
                          "a DEQUANTIZE of an int8 tensor): convert the model with full "
                          "integer quantization (TFLITE_BUILTINS_INT8)"})
     return ins, outs, skip, flags
@@ -168,8 +176,9 @@ def _convert(model: Model, label: str, board) -> ConvertResult:
     folded = _fold.fold_constants(model)   # shape arithmetic: computed here, not on the node
     ins, outs, skip, flags = _rewrite_io(model, problems)
     skip |= folded
-    boundary = {i for i in model.inputs if model.tensors[i].dtype != "int8"} | \
-        {i for i in model.outputs if model.tensors[i].dtype != "int8"}
+    # model ends _rewrite_io refused or moved to the host: their ops are not checked again
+    boundary = {i for i in model.inputs if model.tensors[i].dtype not in IO_IN_DTYPES} | \
+        {i for i in model.outputs if model.tensors[i].dtype not in IO_OUT_DTYPES}
     root = {}                                   # alias: tensor -> storage tensor
 
     def find(i):
@@ -268,10 +277,7 @@ def _lower_op(model: Model, op, boundary: set[int], root: dict, find, problems: 
                                  if i >= 0):
         found.append(_problem(op, "variable (state) tensors are supported only as SVDF's "
                               "activation state"))
-    if op.name == "QUANTIZE" and model.tensors[op.inputs[0]].dtype != "int8":
-        found.append(_problem(op, "only int8->int8 QUANTIZE inside the model (float->int8 only "
-                              "at the model input)"))
-    elif op.name not in ("QUANTIZE", "DEQUANTIZE"):
+    if op.name not in _OWN_DTYPES:
         found += _dtype_problems(model, op, boundary)
     if found:
         problems.extend(found)
