@@ -64,8 +64,8 @@ def _to_model_input(q: np.ndarray, io: dict) -> np.ndarray:
     node's QUANTIZE then gives q back, checked)."""
     from tinysense.convert.pipeline import quantize_input
 
-    if io["model_dtype"] == "int8":
-        return q
+    if io["model_dtype"] != "float32":   # int8 / int16 ends: the codes themselves
+        return q.astype(io.get("node_dtype", "int8"))
     x = (np.float32(io["scale"]) * (q.astype(np.float32) - np.float32(io["zero_point"])))
     x = x.astype(np.float32)
     if not np.array_equal(quantize_input(x, io), q):
@@ -74,11 +74,12 @@ def _to_model_input(q: np.ndarray, io: dict) -> np.ndarray:
 
 
 def _node_output(y: np.ndarray, io: dict) -> bytes:
-    """The node's int8 output bytes for the reference's model-level output y."""
+    """The node's output bytes for the reference's model-level output y (int16 and int32
+    little-endian)."""
     from tinysense.convert.pipeline import dequantize_output
 
-    if io["model_dtype"] == "int8":
-        return np.asarray(y, np.int8).tobytes()
+    if io["model_dtype"] != "float32":
+        return np.asarray(y, np.dtype(io.get("node_dtype", "int8")).newbyteorder("<")).tobytes()
     s = np.float32(io["scale"])
     q = np.clip(np.round(np.asarray(y, np.float64) / float(s)) + io["zero_point"], -128, 127)
     q = q.astype(np.int8)

@@ -19,6 +19,12 @@ REMOTE_DIR = "/models"
 # converter's fit verdict counts it (RUN_RESERVE_BYTES in convert/report.py).
 
 
+def _node_dtype(io: dict) -> np.dtype:
+    """The little-endian numpy dtype of an io tensor's bytes on the node (reports from before
+    int16 ends have no node_dtype: int8)."""
+    return np.dtype(io.get("node_dtype", "int8")).newbyteorder("<")
+
+
 def _json_line(text: str, what: str) -> dict:
     lines = [ln for ln in text.splitlines() if ln.strip()]
     try:
@@ -115,12 +121,12 @@ class NodeModel:
 
     # -- host <-> node representations ---------------------------------------------------
     def node_inputs(self, arrays) -> bytes:
-        """The node's int8 input bytes for model-level inputs (float ones are quantized as
-        tflite-micro's QUANTIZE would)."""
+        """The node's input bytes for model-level inputs: int8 / int16 (little-endian) as
+        they are, float ones quantized as tflite-micro's QUANTIZE would."""
         parts = []
         for arr, io in zip(arrays, self.report.inputs):
-            parts.append(quantize_input(arr, io).tobytes() if io["model_dtype"] != "int8"
-                         else np.asarray(arr, np.int8).tobytes())
+            parts.append(quantize_input(arr, io).tobytes() if io["model_dtype"] == "float32"
+                         else np.asarray(arr, _node_dtype(io)).tobytes())
         return b"".join(parts)
 
     def model_outputs(self, raw: bytes) -> list[np.ndarray]:
@@ -131,9 +137,10 @@ class NodeModel:
             raise TinysenseError(f"the node returned {len(raw)} output bytes, the model has "
                                  f"{need}")
         for io in self.report.outputs:
-            q = np.frombuffer(raw[pos:pos + io["nbytes"]], np.int8).reshape(io["shape"])
+            q = np.frombuffer(raw[pos:pos + io["nbytes"]], _node_dtype(io)).reshape(io["shape"])
             pos += io["nbytes"]
-            outs.append(dequantize_output(q, io) if io["model_dtype"] != "int8" else q.copy())
+            outs.append(dequantize_output(q, io) if io["model_dtype"] == "float32"
+                        else q.copy())
         return outs
 
     # -- agent calls ---------------------------------------------------------------------

@@ -30,6 +30,15 @@ class InputSpec:
     def is_float(self) -> bool:
         return np.issubdtype(self.dtype, np.floating)
 
+    @property
+    def code_range(self) -> tuple[int, int]:
+        """The smallest and largest code: int8's for int8 and float (quantized to int8)
+        inputs, int16's for an int16 input."""
+        if self.is_float:
+            return -128, 127
+        info = np.iinfo(self.dtype)
+        return int(info.min), int(info.max)
+
 
 @dataclass(frozen=True)
 class Vector:
@@ -57,18 +66,30 @@ def _random_float(spec: InputSpec, rng: np.random.Generator) -> np.ndarray:
     return ((q - spec.zero_point) * spec.scale).astype(spec.dtype)
 
 
+def _random_codes(spec: InputSpec, rng: np.random.Generator) -> np.ndarray:
+    """int8: uniform over all codes. int16: uniform codes shifted right by 0..15 bits, so
+    small magnitudes (what an int16 front end feeds, which a narrower next scale does not
+    saturate) are as common as large ones."""
+    lo, hi = spec.code_range
+    q = rng.integers(lo, hi + 1, size=spec.shape)
+    if hi > 127:
+        q = q >> rng.integers(0, 16, size=spec.shape)
+    return q.astype(spec.dtype)
+
+
 def make_vectors(specs: list[InputSpec], count: int, seed: int = 0) -> list[Vector]:
-    """`count` vectors: first the edge cases (all -128, all 127, all zero point; each input
-    of the model gets the same kind), then uniform random over the full int8 range.
+    """`count` vectors: first the edge cases (all smallest code, all largest, all zero point;
+    each input of the model gets the same kind), then random codes (`_random_codes`).
 
     For float inputs the edge cases are the floats of those codes and the random ones also
     hit rounding ties and saturation. Seeded: the same (specs, count, seed) gives the same
     vectors.
     """
     rng = np.random.default_rng(seed)
+    narrow = all(s.code_range == (-128, 127) for s in specs)
     edges = [
-        ("all -128", lambda s: np.full(s.shape, -128)),
-        ("all 127", lambda s: np.full(s.shape, 127)),
+        ("all -128" if narrow else "all min", lambda s: np.full(s.shape, s.code_range[0])),
+        ("all 127" if narrow else "all max", lambda s: np.full(s.shape, s.code_range[1])),
         ("all zero point", lambda s: np.full(s.shape, s.zero_point)),
     ]
     out = []
@@ -76,7 +97,7 @@ def make_vectors(specs: list[InputSpec], count: int, seed: int = 0) -> list[Vect
         out.append(Vector(label, tuple(_from_int8(s, make(s)) for s in specs)))
     for i in range(max(count - len(edges), 0)):
         arrays = tuple(_random_float(s, rng) if s.is_float
-                       else rng.integers(-128, 128, size=s.shape).astype(s.dtype)
+                       else _random_codes(s, rng)
                        for s in specs)
         out.append(Vector(f"random {i + 1}", arrays))
     return out
@@ -104,11 +125,13 @@ def load_inputs(path: Path, specs: list[InputSpec]) -> list[Vector]:
         if arr.size % size:
             raise TinysenseError(f"{path}:{name} has {arr.size} values, not a multiple of the "
                                  f"input's {size} (shape {spec.shape})")
+        lo, hi = spec.code_range
         if not spec.is_float and np.issubdtype(arr.dtype, np.integer) and arr.size and (
-                arr.min() < -128 or arr.max() > 127):
-            raise TinysenseError(f"{path}:{name} has values outside int8 [-128, 127]")
+                arr.min() < lo or arr.max() > hi):
+            raise TinysenseError(f"{path}:{name} has values outside {spec.dtype} [{lo}, {hi}]")
         if not spec.is_float and not np.issubdtype(arr.dtype, np.integer):
-            raise TinysenseError(f"{path}:{name} is {arr.dtype}, the model input is int8; "
+            raise TinysenseError(f"{path}:{name} is {arr.dtype}, the model input is "
+                                 f"{spec.dtype}; "
                                  "quantize the inputs first")
         arrays.append(arr.astype(spec.dtype).reshape((-1,) + spec.shape))
     counts = {a.shape[0] for a in arrays}
