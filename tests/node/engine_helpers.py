@@ -76,19 +76,30 @@ def run_engine(package: bytes, vectors: list[bytes], narrow: bool = False,
 
 
 def make_vectors(details: list[dict], n_random: int, seed: int = 0) -> list[list[np.ndarray]]:
-    """All -128, all 127, all zero-point, then n_random uniform int8 vectors (per input)."""
+    """All smallest code, all largest, all zero-point, then n_random random vectors (per
+    input): int8 inputs uniform, int16 ones uniform codes shifted right by 0..15 bits (small
+    magnitudes as common as large)."""
     rng = np.random.default_rng(seed)
     sets = []
     for fill in ("min", "max", "zp"):
         vec = []
         for d in details:
+            dt = np.dtype(d.get("node_dtype", "int8"))
             shape = tuple(int(s) for s in d["shape"])
-            v = {"min": -128, "max": 127, "zp": int(d["zero_point"])}[fill]
-            vec.append(np.full(shape, v, np.int8))
+            info = np.iinfo(dt)
+            v = {"min": info.min, "max": info.max, "zp": int(d["zero_point"])}[fill]
+            vec.append(np.full(shape, v, dt))
         sets.append(vec)
     for _ in range(n_random):
-        sets.append([rng.integers(-128, 128, tuple(int(s) for s in d["shape"])).astype(np.int8)
-                     for d in details])
+        vec = []
+        for d in details:
+            dt = np.dtype(d.get("node_dtype", "int8"))
+            shape = tuple(int(s) for s in d["shape"])
+            q = rng.integers(np.iinfo(dt).min, np.iinfo(dt).max + 1, shape)
+            if dt == np.int16:
+                q = q >> rng.integers(0, 16, shape)
+            vec.append(q.astype(dt))
+        sets.append(vec)
     return sets
 
 

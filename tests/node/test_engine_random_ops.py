@@ -308,6 +308,35 @@ def _requant(rng, op):
     return build(op, tensors, [0], [1])
 
 
+_INT_RANGE = {"int8": (-128, 127), "int16": (-32768, 32767), "int32": (-1000, 1000)}
+
+
+def _quantize16(rng):
+    """QUANTIZE with an int16 end (int8/int16 -> int8/int16/int32, REQUANT records): scale
+    ratios from 1e-3 to 1e3 (positive shifts), any zero point of each dtype."""
+    pairs = [("int16", "int8"), ("int8", "int16"), ("int16", "int16"), ("int16", "int32"),
+             ("int8", "int32")]
+    dt_in, dt_out = pairs[int(rng.integers(len(pairs)))]
+    n = int(rng.integers(1, 50))
+    s_in = float(10 ** rng.uniform(-4, 0))
+    s_out = float(s_in * 10 ** rng.uniform(-3, 3))
+    zp = [int(rng.integers(lo, hi + 1)) if rng.random() < 0.7 else 0
+          for lo, hi in (_INT_RANGE[dt_in], _INT_RANGE[dt_out])]
+    tensors = [T((1, n), dt_in, scale=s_in, zero_point=zp[0]),
+               T((1, n), dt_out, scale=s_out, zero_point=zp[1])]
+    return build("QUANTIZE", tensors, [0], [1])
+
+
+def _softmax16(rng):
+    """SOFTMAX int8 -> int16 (scale 1/65536, zero point -32768: SOFTMAX16 records)."""
+    rows, depth = int(rng.integers(1, 4)), int(rng.integers(1, 40))
+    s = float(10 ** rng.uniform(-2.5, 0.5))
+    tensors = [T((rows, depth), scale=s, zero_point=int(rng.integers(-128, 128))),
+               T((rows, depth), "int16", scale=1 / 65536, zero_point=-32768)]
+    return build("SOFTMAX", tensors, [0], [1], (
+        "SoftmaxOptions", {"Beta": float(rng.choice([1.0, 0.5, 2.0]))}))
+
+
 def _pad(rng, v2=False):
     shape = [1] + [int(v) for v in rng.integers(1, 5, 3)]
     pads = np.array([[0, 0]] + [list(rng.integers(0, 3, 2)) for _ in range(3)], np.int32)
@@ -397,6 +426,7 @@ MAKERS = {
     "hard_swish": _hard_swish, "prelu": _prelu,
     "transpose": _transpose, "strided_slice": _strided_slice, "resize_nearest": _resize_nearest,
     "slice": _slice, "split": _split, "gather": _gather, "svdf": svdf_model,
+    "quantize16": _quantize16, "softmax16": _softmax16,
 }
 
 
@@ -407,7 +437,8 @@ SEEDS = range(int(os.environ.get("TINYSENSE_RANDOM_OPS", "8")))
 # kinds added with issue 13 whose records have no native kernel (ops.NATIVE): under
 # kernels="native" they would run the same viper code again, so they run viper only
 VIPER_ONLY = {"leaky_relu", "hard_swish", "transpose", "strided_slice", "resize_nearest",
-              "slice", "split", "gather", "maximum", "minimum", "reduce_max"}
+              "slice", "split", "gather", "maximum", "minimum", "reduce_max",
+              "quantize16", "softmax16"}
 CASES = [pytest.param(kind, seed, unix, kernels, id=f"{kind}-{seed}-{unix}-{kernels}")
          for kind in sorted(MAKERS) for seed in SEEDS for unix in UNIX_KINDS
          for kernels in KERNELS
