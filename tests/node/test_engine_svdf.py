@@ -183,7 +183,7 @@ def test_random_svdf_many_inferences(tmp_path):
     assert not mismatches and alloc == 0 and n == 15
 
 
-KEYWORD = REPO / "tests" / "conformance" / "partial"
+KEYWORD = REPO / "tests" / "conformance"
 
 
 def int8_part(path) -> bytes:
@@ -213,37 +213,35 @@ def int8_part(path) -> bytes:
     return build_graph(tensors, ops, [new[body[0].inputs[0]]], outs)
 
 
-def test_keyword_scrambled_needs_int16_io():
-    """The whole model starts and ends in int16 (QUANTIZE from int16, SOFTMAX to int16,
-    QUANTIZE to int32): refused with those problems only, none of its SVDF ops."""
-    from tinysense.convert import UnsupportedModel
-
-    with pytest.raises(UnsupportedModel) as exc:
-        convert_model(KEYWORD / "keyword_scrambled.tflite")
-    ops = {p["op"] for p in exc.value.problems if p["op"]}
-    assert ops == {"QUANTIZE", "SOFTMAX"}
-
-
 @pytest.mark.parametrize("kernels", KERNELS)
 @pytest.mark.parametrize("unix", UNIX_KINDS)
+@pytest.mark.parametrize("part", ["int8", "whole"])
 @pytest.mark.parametrize("model", ["keyword_scrambled", "keyword_scrambled_8bit"])
-def test_keyword_scrambled_int8_part_is_byte_exact(model, unix, kernels, tmp_path):
+def test_keyword_scrambled_states_are_byte_exact(model, part, unix, kernels, tmp_path):
     """int16 state and weights_time (keyword_scrambled), int8 with zero points (_8bit): over
     8 inferences in a row every output and every one of the 7 state tensors equal
-    tflite-micro's byte for byte, with the viper and the native kernels. The states are compared because the scrambled weights
-    saturate every layer's output whatever the input; the states hold the input's traces."""
+    tflite-micro's byte for byte, with the viper and the native kernels; for the int8 part
+    (outputs of every SVDF) and for the whole model (int16 input, QUANTIZE, SOFTMAX to int16,
+    QUANTIZE to int32: its one output). The states are compared because the scrambled
+    weights saturate every layer's output whatever the input; the states hold the input's
+    traces (the conformance checks compare the whole model's outputs only)."""
     import subprocess
 
     from conftest import micropython_env
     from tflite_micro.python.tflite_micro import runtime
 
-    buf = int8_part(KEYWORD / f"{model}.tflite")
+    whole = part == "whole"
+    buf = (KEYWORD / f"{model}.tflite").read_bytes() if whole else \
+        int8_part(KEYWORD / f"{model}.tflite")
     res = convert_model(buf)
     assert [op["name"] for op in res.report.ops].count("SVDF") == 7
     assert res.report.state_bytes == (4 * 512 + 3 * 1024) * (2 if "8bit" not in model else 1)
     states = [t["index"] for t in res.report.tensors if t["state"]]
     rng = np.random.default_rng(3)
-    xs = [rng.integers(-128, 128, (1, 96)).astype(np.int8) for _ in range(8)]
+    # whole: int16 codes that the first QUANTIZE (s 6.25e-4 -> 0.0592, zp -128) maps over
+    # the int8 range and a little past both ends
+    xs = [rng.integers(-3000, 27000, (1, 96)).astype(np.int16) if whole else
+          rng.integers(-128, 128, (1, 96)).astype(np.int8) for _ in range(8)]
     it = runtime.Interpreter.from_bytes(
         buf, intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
     ref, seen = [], set()
@@ -252,7 +250,8 @@ def test_keyword_scrambled_int8_part_is_byte_exact(model, unix, kernels, tmp_pat
         it.invoke()
         st = [np.asarray(it.GetTensor(i, 0)["tensor_data"]).tobytes() for i in states]
         seen |= {bytes(b) for b in st}
-        ref.append(b"".join(np.asarray(it.get_output(k)).tobytes() for k in range(8))
+        ref.append(b"".join(np.asarray(it.get_output(k)).tobytes()
+                            for k in range(len(res.report.outputs)))
                    + b"".join(st))
     assert len(seen) >= 7 * len(xs) - 2   # the states change with every input
     pkg = tmp_path / "m.tsm"

@@ -16,7 +16,7 @@ from tflite.BuiltinOptions import BuiltinOptions
 from tflite.TensorType import TensorType
 
 _TYPES = {"int8": TensorType.INT8, "int16": TensorType.INT16, "int32": TensorType.INT32,
-          "int64": TensorType.INT64}
+          "int64": TensorType.INT64, "float32": TensorType.FLOAT32}
 
 
 @dataclasses.dataclass
