@@ -75,7 +75,7 @@ $(SYSSTAMP): Makefile
 # Second tier of `make test`: the HIL tests that prove the most on the RV32 QEMU board
 # (ESP32-C3-class: rv32imc native code, 32-bit ints, heap above 0x40000000; docs/hil.md):
 # conformance models, op zoo, validate, uplink over serial, node API, resets, ROMFS, the fit
-# verdict against what loads there (with the board's ROMFS partition all 7 conformance models
+# verdict against what loads there (with the board's ROMFS partition all 9 conformance models
 # fit and run), the native kernels byte-exact, and the demo with its uplink over the console.
 # It runs beside the main suite (one core each; its own $$TINYSENSE_HOME and pytest temp
 # directory), its report printed after the main suite's: about 7-8 minutes on 2 cores; the

@@ -200,6 +200,41 @@ def shape_pack_reshape(cast=False):
     return make, ["SHAPE", "STRIDED_SLICE", "PACK", "RESHAPE"] + ["CAST"] * cast
 
 
+def quantize(dt_in, dt_out, s_in, zp_in, s_out, zp_out, shape=(1, 40)):
+    """QUANTIZE with an int16 or int32 end (a REQUANT record)."""
+    def make(rng):
+        return build("QUANTIZE", [T(shape, dt_in, scale=s_in, zero_point=zp_in),
+                                  T(shape, dt_out, scale=s_out, zero_point=zp_out)], [0], [1])
+    return make, ["QUANTIZE"]
+
+
+def softmax_int16_out(shape, s_in, zp_in, beta=1.0):
+    def make(rng):
+        return build("SOFTMAX", [T(shape, scale=s_in, zero_point=zp_in),
+                                 T(shape, "int16", scale=1 / 65536, zero_point=-32768)],
+                     [0], [1], ("SoftmaxOptions", {"Beta": beta}))
+    return make, ["SOFTMAX"]
+
+
+def int16_ends():
+    """A keyword model's ends around one FULLY_CONNECTED: int16 input -> QUANTIZE to int8 ->
+    FC -> SOFTMAX to int16 -> QUANTIZE to int32 (as tflite-micro's keyword_scrambled)."""
+    def make(rng):
+        t = [T((1, 32), "int16", scale=6.25e-4, zero_point=0),
+             T((1, 32), scale=0.06, zero_point=-128),
+             T((4, 32), scale=0.01, data=rng.integers(-127, 128, (4, 32)).astype(np.int8)),
+             T((4,), "int32", scale=0.0006, data=rng.integers(-2000, 2000, 4).astype(np.int32)),
+             T((1, 4), scale=0.05, zero_point=3),
+             T((1, 4), "int16", scale=1 / 65536, zero_point=-32768),
+             T((1, 4), "int32", scale=1 / 32767, zero_point=0)]
+        ops = [("QUANTIZE", [0], [1], None),
+               ("FULLY_CONNECTED", [1, 2, 3], [4], ("FullyConnectedOptions", {})),
+               ("SOFTMAX", [4], [5], ("SoftmaxOptions", {"Beta": 1.0})),
+               ("QUANTIZE", [5], [6], None)]
+        return build_graph(t, ops, [0], [6])
+    return make, ["QUANTIZE", "FULLY_CONNECTED", "SOFTMAX"]
+
+
 # name -> (make(rng) -> .tflite bytes, ops it must contain)
 MODELS = {
     "hard_swish": hard_swish(0.05, -20, 0.035, -110),   # input -5.4..7.4, reluish exponent 3
@@ -252,6 +287,12 @@ MODELS = {
     "svdf_rank2_relu": svdf(16, 6, 2, 5, act=1),
     "svdf_int8_state": svdf(20, 4, 1, 6, state="int8"),
     "svdf_batch2": svdf(12, 5, 1, 4, batch=2),
+    "quantize_int16_to_int8": quantize("int16", "int8", 6.25e-4, 0, 0.059, -128),
+    "quantize_int8_to_int16": quantize("int8", "int16", 0.05, -20, 0.002, 0),
+    "quantize_int16_requant": quantize("int16", "int16", 3e-4, 5, 7e-5, -100),
+    "quantize_int16_to_int32": quantize("int16", "int32", 1.5259e-5, -32768, 3.0518e-5, 0),
+    "softmax_int8_to_int16": softmax_int16_out((2, 33), 0.07, 2, beta=0.5),
+    "int16_ends_fc": int16_ends(),
 }
 
 
