@@ -175,7 +175,7 @@ def info():
 
 
 def infer_hex(hexstr, stop=None):
-    """Run one inference; input = all inputs' int8 bytes concatenated (hex).
+    """Run one inference; input = all inputs' bytes concatenated (hex; int16: little-endian).
 
     stop: run only the ops up to tflite operator index `stop`, so tensor_hex() can read that
     op's output before later ops reuse its arena memory (the outputs printed are then stale).

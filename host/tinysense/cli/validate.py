@@ -26,7 +26,7 @@ def register(sub) -> None:
     add_target_args(p)
     p.add_argument("--vectors", type=int, default=20,
                    help="random input vectors, the first 3 all -128 / all 127 / zero point "
-                   "(default 20)")
+                   "(int16 inputs: their own min / max) (default 20)")
     p.add_argument("--inputs", type=Path, help=".npz with extra inputs (one array per input)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random vectors")
     p.add_argument("--json", type=Path, help="write the result as JSON ('-' for stdout; the "

@@ -179,7 +179,8 @@ def validate_model(model: str | Path, *, target: str = "auto", board: str | Boar
         model: the int8 .tflite file.
         target: where the node is (auto | virtual | qemu | port/URL); ignored if `node` given.
         board: board id, TOML path or config (default ESP32_GENERIC).
-        vectors: random vectors, the first three being all -128, all 127, all zero point.
+        vectors: random vectors, the first three being all -128, all 127, all zero point
+            (an int16 input: all -32768, all 32767).
         inputs: an .npz of extra model inputs (one array per input, optional batch axis).
         seed: seed of the random vectors.
         node: an already open Node with the firmware deployed (validate-all shares one).
