@@ -40,7 +40,7 @@ def test_keyword_scrambled_ends():
         ("int16", 192, "int32", 8)
     codes = _opcodes(res.package)
     assert codes[0] == tsm.OPCODES["REQUANT"] and codes[-1] == tsm.OPCODES["REQUANT"]
-    assert codes[-2] == tsm.OPCODES["SOFTMAX16"] and codes.count(tsm.OPCODES["SVDF"]) == 7
+    assert codes[-2] == tsm.OPCODES["SOFTMAX_OUT16"] and codes.count(tsm.OPCODES["SVDF"]) == 7
 
 
 def _problems(buf) -> list[str]:

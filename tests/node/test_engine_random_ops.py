@@ -327,8 +327,8 @@ def _quantize16(rng):
     return build("QUANTIZE", tensors, [0], [1])
 
 
-def _softmax16(rng):
-    """SOFTMAX int8 -> int16 (scale 1/65536, zero point -32768: SOFTMAX16 records)."""
+def _softmax_out16(rng):
+    """SOFTMAX int8 -> int16 (scale 1/65536, zero point -32768: SOFTMAX_OUT16 records)."""
     rows, depth = int(rng.integers(1, 4)), int(rng.integers(1, 40))
     s = float(10 ** rng.uniform(-2.5, 0.5))
     tensors = [T((rows, depth), scale=s, zero_point=int(rng.integers(-128, 128))),
@@ -426,7 +426,7 @@ MAKERS = {
     "hard_swish": _hard_swish, "prelu": _prelu,
     "transpose": _transpose, "strided_slice": _strided_slice, "resize_nearest": _resize_nearest,
     "slice": _slice, "split": _split, "gather": _gather, "svdf": svdf_model,
-    "quantize16": _quantize16, "softmax16": _softmax16,
+    "quantize16": _quantize16, "softmax_out16": _softmax_out16,
 }
 
 
@@ -438,7 +438,7 @@ SEEDS = range(int(os.environ.get("TINYSENSE_RANDOM_OPS", "8")))
 # kernels="native" they would run the same viper code again, so they run viper only
 VIPER_ONLY = {"leaky_relu", "hard_swish", "transpose", "strided_slice", "resize_nearest",
               "slice", "split", "gather", "maximum", "minimum", "reduce_max",
-              "quantize16", "softmax16"}
+              "quantize16", "softmax_out16"}
 CASES = [pytest.param(kind, seed, unix, kernels, id=f"{kind}-{seed}-{unix}-{kernels}")
          for kind in sorted(MAKERS) for seed in SEEDS for unix in UNIX_KINDS
          for kernels in KERNELS

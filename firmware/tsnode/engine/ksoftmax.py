@@ -108,8 +108,8 @@ def softmax(ar, cb, p, sc):
 
 
 @micropython.viper
-def softmax16(ar, cb, p, sc):
-    """int16 output (opcode SOFTMAX16: the same words and tables): the last rounding shift is
+def softmax_out16(ar, cb, p, sc):
+    """int16 output (opcode SOFTMAX_OUT16: the same words and tables): the last rounding shift is
     8 bits shorter and the result is offset by -32768 (tflite-micro's Softmax<int8, int16>)."""
     _softmax(ar, cb, p, sc, 1)
 

@@ -246,7 +246,7 @@ def prepare_elementwise(model: Model, op: Operator) -> Lowered:
 
 def prepare_softmax(model: Model, op: Operator) -> Lowered:
     """int8 input, int8 or int16 output (SoftmaxPrepare's checks; the same tables, the int16
-    output as opcode SOFTMAX16)."""
+    output as opcode SOFTMAX_OUT16)."""
     x, y = _t(model, op.inputs[0]), _t(model, op.outputs[0])
     if x.dtype == "int16":
         raise fail(op, "SOFTMAX with an int16 input (16x8 activations) is not supported yet; "
@@ -281,7 +281,7 @@ def prepare_softmax(model: Model, op: Operator) -> Lowered:
     if depth > 512:      # keeps the node's fixed-point sum below 2^28 (docs/formats/tsm.md)
         raise fail(op, f"SOFTMAX over {depth} classes; the engine supports at most 512")
     rows = x.size // depth
-    code = "SOFTMAX16" if out16 else "SOFTMAX"
+    code = "SOFTMAX_OUT16" if out16 else "SOFTMAX"
     params = tsm.params(code, input=TRef(x.index), output=TRef(y.index), rows=rows,
                         depth=depth, exp=CRef(0), expr=CRef(1))
     return Lowered(op, OPCODES[code], params, [x.index], [y.index],

@@ -32,7 +32,7 @@ KERNELS = {
     "COPY": ("kelt.py", "COPY"), "CONST": ("kelt.py", "CONST"), "REMAP": ("kshape.py", "RM"),
     "MAXMIN": ("kmisc.py", "MM"), "SELECT": ("kmisc.py", "SEL"),
     "RMAX": ("kmisc.py", "RMAX"), "SVDF": ("ksvdf.py", "SVDF"),
-    "SOFTMAX16": ("ksoftmax.py", "SM"), "REQUANT": ("kquant.py", "RQ"),
+    "SOFTMAX_OUT16": ("ksoftmax.py", "SM"), "REQUANT": ("kquant.py", "RQ"),
 }
 
 
