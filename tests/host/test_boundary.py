@@ -186,7 +186,7 @@ def test_recording_constants_match_spec():
 REQUANT = re.compile(r"^( *)# --- requant begin ---\n(.*?)^\1# --- requant end ---$",
                      re.M | re.S)
 # Where a copy genuinely needs other names, list (module, old, new) substitutions here; there
-# are none: all eight copies read a, m, s, h30, wide, zo and leave the result in t.
+# are none: all nine copies read a, m, s, h30, wide, zo and leave the result in t.
 REQUANT_SUBSTITUTIONS: list[tuple[str, str, str]] = []
 
 
@@ -201,7 +201,7 @@ def test_requantization_copies_are_identical():
                 body = body.replace(old, new) if mod == module else body
             copies.append((module, body))
         assert text.count("# --- requant begin ---") == text.count("# --- requant end ---")
-    assert len(copies) == 8
+    assert len(copies) == 9
     first = copies[0][1]
     assert "t = (a * m + h30) >> 31" in first and first.rstrip().endswith("t += zo")
     for module, body in copies[1:]:

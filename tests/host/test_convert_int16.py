@@ -1,6 +1,6 @@
 """The converter with int16 / int32 model ends: what it accepts (int16 inputs, int16 and int32
-outputs, QUANTIZE between integer types, SOFTMAX int8 -> int16) and the one-line refusals of
-the int16 paths the engine does not have."""
+outputs, QUANTIZE between integer types, SOFTMAX int8 -> int16 and int16 -> int16) and the
+one-line refusals of the int16 paths the engine does not have."""
 
 from __future__ import annotations
 
@@ -57,11 +57,18 @@ def test_int16_input_into_an_int8_op_is_refused():
     assert len(why) == 1 and why[0].startswith("dtype int16 not supported (tensor 0")
 
 
-def test_int16_softmax_input_is_refused_in_one_line():
-    tensors = [T((1, 4), "int16", scale=0.01), T((1, 4), "int16", scale=1 / 32768)]
-    why = _problems(build("SOFTMAX", tensors, [0], [1], ("SoftmaxOptions", {"Beta": 1.0})))
-    assert why == ["SOFTMAX with an int16 input (16x8 activations) is not supported yet; int8 "
-                   "input only (to an int8 or int16 output)"]
+def test_int16_softmax_lowers_to_the_lut_record_or_says_why_not():
+    ok = [T((1, 4), "int16", scale=0.01), T((1, 4), "int16", scale=1 / 32768)]
+    res = convert_model(build("SOFTMAX", ok, [0], [1], ("SoftmaxOptions", {"Beta": 1.0})))
+    assert _opcodes(res.package) == [tsm.OPCODES["SOFTMAX_LUT16"]]
+    zp = [T((1, 4), "int16", scale=0.01, zero_point=3), T((1, 4), "int16", scale=1 / 32768)]
+    why = _problems(build("SOFTMAX", zp, [0], [1], ("SoftmaxOptions", {"Beta": 1.0})))
+    assert why == ["SOFTMAX from int16 needs input zero point 0 (tflite-micro's Prepare "
+                   "refuses others)"]
+    out = [T((1, 4), "int16", scale=0.01), T((1, 4), "int16", scale=1 / 65536)]
+    why = _problems(build("SOFTMAX", out, [0], [1], ("SoftmaxOptions", {"Beta": 1.0})))
+    assert why == ["SOFTMAX from int16 needs an int16 output of scale 1/32768 and zero "
+                   "point 0"]
 
 
 def test_softmax_to_int16_needs_its_output_quantization():

@@ -22,7 +22,7 @@ RANGES = {"int8": (-128, 127), "int16": (-32768, 32767)}
 def _reference(buf: bytes, x: np.ndarray) -> bytes:
     from tflite_micro.python.tflite_micro import runtime
 
-    it = runtime.Interpreter.from_bytes(buf, arena_size=1 << 20)
+    it = runtime.Interpreter.from_bytes(buf, arena_size=1 << 21)
     it.set_input(x, 0)
     it.invoke()
     return it.get_output(0).tobytes()
@@ -92,3 +92,37 @@ def test_every_int16_code(pair, unix):
     assert _engine(buf, RAMP16, unix) == ref
     if unix == "x64":
         assert _engine(buf, RAMP16, unix, narrow=True) == ref
+
+
+def test_softmax_luts_are_the_c_librarys():
+    """The converter's exp LUT uses the correctly rounded exp; SoftmaxPrepare calls the C
+    library's expf (float): equal tables where the C library can be loaded here."""
+    import ctypes
+    import ctypes.util
+
+    from tinysense.convert import ops_quant
+
+    name = ctypes.util.find_library("m")
+    if name is None:
+        pytest.skip("no C math library to compare with")
+    libm = ctypes.CDLL(name)
+    libm.expf.restype, libm.expf.argtypes = ctypes.c_float, [ctypes.c_float]
+
+    def c_expf(x):
+        return f32(libm.expf(float(x)))
+    assert ops_quant.gen_lut16(c_expf, -10.0, 0.0) == ops_quant.exp_lut16()
+    lut = ops_quant.exp_lut16()
+    assert len(lut) == ops_quant.LUT16_SIZE and lut[0] in (1, 2) and lut[-1] == 32767
+
+
+@pytest.mark.parametrize("unix", UNIX_KINDS)
+def test_softmax_int16_every_difference(unix):
+    """Rows [x, 0] for every int16 code x (and beta 1, an input scale near the LUT's own):
+    every exp LUT segment and offset, and the reciprocal over its range."""
+    x = np.stack([RAMP16.reshape(-1), np.zeros(65536, np.int16)], axis=1)
+    buf = build("SOFTMAX", [T(x.shape, "int16", scale=2e-4), T(x.shape, "int16",
+                                                               scale=1 / 32768)], [0], [1],
+                ("SoftmaxOptions", {"Beta": 1.0}))
+    ref = _reference(buf, x)
+    assert len(set(np.frombuffer(ref, np.int16).tolist())) > 1000
+    assert _engine(buf, x, unix) == ref

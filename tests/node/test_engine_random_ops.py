@@ -337,6 +337,17 @@ def _softmax_out16(rng):
         "SoftmaxOptions", {"Beta": float(rng.choice([1.0, 0.5, 2.0]))}))
 
 
+def _softmax_int16(rng):
+    """SOFTMAX int16 -> int16 (scale 1/32768, zero point 0: SOFTMAX_LUT16 records); input
+    scales from far below to above the LUT's 10/65535 per code (shifts both ways)."""
+    rows, depth = int(rng.integers(1, 4)), int(rng.integers(1, 40))
+    s = float(10 ** rng.uniform(-5.5, -2.5))
+    tensors = [T((rows, depth), "int16", scale=s, zero_point=0),
+               T((rows, depth), "int16", scale=1 / 32768, zero_point=0)]
+    return build("SOFTMAX", tensors, [0], [1], (
+        "SoftmaxOptions", {"Beta": float(rng.choice([1.0, 0.5, 2.0]))}))
+
+
 def _pad(rng, v2=False):
     shape = [1] + [int(v) for v in rng.integers(1, 5, 3)]
     pads = np.array([[0, 0]] + [list(rng.integers(0, 3, 2)) for _ in range(3)], np.int32)
@@ -427,6 +438,7 @@ MAKERS = {
     "transpose": _transpose, "strided_slice": _strided_slice, "resize_nearest": _resize_nearest,
     "slice": _slice, "split": _split, "gather": _gather, "svdf": svdf_model,
     "quantize16": _quantize16, "softmax_out16": _softmax_out16,
+    "softmax_int16": _softmax_int16,
 }
 
 
@@ -438,7 +450,7 @@ SEEDS = range(int(os.environ.get("TINYSENSE_RANDOM_OPS", "8")))
 # kernels="native" they would run the same viper code again, so they run viper only
 VIPER_ONLY = {"leaky_relu", "hard_swish", "transpose", "strided_slice", "resize_nearest",
               "slice", "split", "gather", "maximum", "minimum", "reduce_max",
-              "quantize16", "softmax_out16"}
+              "quantize16", "softmax_out16", "softmax_int16"}
 CASES = [pytest.param(kind, seed, unix, kernels, id=f"{kind}-{seed}-{unix}-{kernels}")
          for kind in sorted(MAKERS) for seed in SEEDS for unix in UNIX_KINDS
          for kernels in KERNELS

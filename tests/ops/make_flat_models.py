@@ -216,6 +216,14 @@ def softmax_int16_out(shape, s_in, zp_in, beta=1.0):
     return make, ["SOFTMAX"]
 
 
+def softmax_int16(shape, s_in, beta=1.0):
+    def make(rng):
+        return build("SOFTMAX", [T(shape, "int16", scale=s_in, zero_point=0),
+                                 T(shape, "int16", scale=1 / 32768, zero_point=0)],
+                     [0], [1], ("SoftmaxOptions", {"Beta": beta}))
+    return make, ["SOFTMAX"]
+
+
 def int16_ends():
     """A keyword model's ends around one FULLY_CONNECTED: int16 input -> QUANTIZE to int8 ->
     FC -> SOFTMAX to int16 -> QUANTIZE to int32 (as tflite-micro's keyword_scrambled)."""
@@ -292,6 +300,7 @@ MODELS = {
     "quantize_int16_requant": quantize("int16", "int16", 3e-4, 5, 7e-5, -100),
     "quantize_int16_to_int32": quantize("int16", "int32", 1.5259e-5, -32768, 3.0518e-5, 0),
     "softmax_int8_to_int16": softmax_int16_out((2, 33), 0.07, 2, beta=0.5),
+    "softmax_int16": softmax_int16((3, 12), 3e-4, beta=2.0),
     "int16_ends_fc": int16_ends(),
 }
 

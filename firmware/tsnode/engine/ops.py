@@ -27,6 +27,7 @@ _OP_RMAX = const(18)
 _OP_SVDF = const(19)
 _OP_SOFTMAX_OUT16 = const(20)
 _OP_REQUANT = const(21)
+_OP_SOFTMAX_LUT16 = const(22)
 
 NAMES = {_OP_FULLY_CONNECTED: "FULLY_CONNECTED", _OP_CONV_2D: "CONV_2D",
          _OP_DEPTHWISE_CONV_2D: "DEPTHWISE_CONV_2D", _OP_AVERAGE_POOL_2D: "AVERAGE_POOL_2D",
@@ -35,7 +36,7 @@ NAMES = {_OP_FULLY_CONNECTED: "FULLY_CONNECTED", _OP_CONV_2D: "CONV_2D",
          _OP_LUT: "LUT", _OP_COPY: "COPY", _OP_CONST: "CONST", _OP_REMAP: "REMAP",
          _OP_MAXMIN: "MAXMIN", _OP_SELECT: "SELECT",
          _OP_RMAX: "RMAX", _OP_SVDF: "SVDF", _OP_SOFTMAX_OUT16: "SOFTMAX_OUT16",
-         _OP_REQUANT: "REQUANT"}
+         _OP_REQUANT: "REQUANT", _OP_SOFTMAX_LUT16: "SOFTMAX_LUT16"}
 
 # parameter words each opcode's record must hold: the count of the named words its kernel
 # reads (`_CONV_*` in kconv.py, ...; tests/host/test_boundary.py checks they agree), here so
@@ -44,7 +45,8 @@ N_PARAMS = {_OP_FULLY_CONNECTED: 27, _OP_CONV_2D: 27, _OP_DEPTHWISE_CONV_2D: 27,
             _OP_AVERAGE_POOL_2D: 16, _OP_MAX_POOL_2D: 16, _OP_MEAN: 15, _OP_ADD: 24,
             _OP_MUL: 24, _OP_PAD: 15, _OP_SOFTMAX: 6, _OP_LUT: 4, _OP_COPY: 3, _OP_CONST: 3,
             _OP_REMAP: 10, _OP_MAXMIN: 18, _OP_SELECT: 5, _OP_RMAX: 11,
-            _OP_SVDF: 19, _OP_SOFTMAX_OUT16: 6, _OP_REQUANT: 9}
+            _OP_SVDF: 19, _OP_SOFTMAX_OUT16: 6, _OP_REQUANT: 9,
+            _OP_SOFTMAX_LUT16: 8}
 
 
 def check(code, src, params):
@@ -129,9 +131,9 @@ def kernel(code, nat=None):
     if code in (_OP_SOFTMAX, _OP_SOFTMAX_OUT16):
         from tsnode.engine import ksoftmax
         return ksoftmax.softmax if code == _OP_SOFTMAX else ksoftmax.softmax_out16
-    if code == _OP_REQUANT:   # int16 / int32 QUANTIZE: models with int16 ends only
+    if code in (_OP_REQUANT, _OP_SOFTMAX_LUT16):   # models with int16 ends only
         from tsnode.engine import kquant
-        return kquant.requant
+        return kquant.requant if code == _OP_REQUANT else kquant.softmax_lut16
     if code == _OP_REMAP:   # a module of its own: models without shape ops never import it
         from tsnode.engine import kshape
         return kshape.remap

@@ -249,8 +249,8 @@ def prepare_softmax(model: Model, op: Operator) -> Lowered:
     output as opcode SOFTMAX_OUT16)."""
     x, y = _t(model, op.inputs[0]), _t(model, op.outputs[0])
     if x.dtype == "int16":
-        raise fail(op, "SOFTMAX with an int16 input (16x8 activations) is not supported yet; "
-                   "int8 input only (to an int8 or int16 output)")
+        from tinysense.convert.ops_quant import prepare_softmax_int16
+        return prepare_softmax_int16(model, op)
     _check_int8(op, x)
     out16 = y.dtype == "int16"
     if out16:

@@ -33,6 +33,7 @@ KERNELS = {
     "MAXMIN": ("kmisc.py", "MM"), "SELECT": ("kmisc.py", "SEL"),
     "RMAX": ("kmisc.py", "RMAX"), "SVDF": ("ksvdf.py", "SVDF"),
     "SOFTMAX_OUT16": ("ksoftmax.py", "SM"), "REQUANT": ("kquant.py", "RQ"),
+    "SOFTMAX_LUT16": ("kquant.py", "SL"),
 }
 
 
