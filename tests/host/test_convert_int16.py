@@ -12,11 +12,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 
-from tflite_build import T, build, build_graph  # noqa: E402
-
-from tinysense.convert import UnsupportedModel, convert_model  # noqa: E402
-from tinysense.formats import tsm  # noqa: E402
-from tinysense.validate.vectors import InputSpec, make_vectors  # noqa: E402
+from tflite_build import T, build, build_graph
+from tinysense.convert import UnsupportedModel, convert_model
+from tinysense.formats import tsm
+from tinysense.validate.vectors import InputSpec, make_vectors
 
 CONF = Path(__file__).resolve().parents[1] / "conformance"
 
@@ -63,12 +62,12 @@ def test_int16_softmax_lowers_to_the_lut_record_or_says_why_not():
     assert _opcodes(res.package) == [tsm.OPCODES["SOFTMAX_LUT16"]]
     zp = [T((1, 4), "int16", scale=0.01, zero_point=3), T((1, 4), "int16", scale=1 / 32768)]
     why = _problems(build("SOFTMAX", zp, [0], [1], ("SoftmaxOptions", {"Beta": 1.0})))
-    assert why == ["SOFTMAX from int16 needs input zero point 0 (tflite-micro's Prepare "
-                   "refuses others)"]
+    assert why == [("SOFTMAX from int16 needs input zero point 0 (tflite-micro's Prepare "
+                    "refuses others)")]
     out = [T((1, 4), "int16", scale=0.01), T((1, 4), "int16", scale=1 / 65536)]
     why = _problems(build("SOFTMAX", out, [0], [1], ("SoftmaxOptions", {"Beta": 1.0})))
-    assert why == ["SOFTMAX from int16 needs an int16 output of scale 1/32768 and zero "
-                   "point 0"]
+    assert why == [("SOFTMAX from int16 needs an int16 output of scale 1/32768 and zero "
+                    "point 0")]
 
 
 def test_softmax_to_int16_needs_its_output_quantization():
