@@ -94,10 +94,11 @@ class ConvertReport:
                      f"scratch {self.scratch_bytes:,} B   package {self.package_bytes:,} B")
         for kind, items in (("input", self.inputs), ("output", self.outputs)):
             for io in items:
-                lines.append(f"{kind} tensor {io['tensor']} {io['shape']} int8 "
+                node = io.get("node_dtype", "int8")
+                lines.append(f"{kind} tensor {io['tensor']} {io['shape']} {node} "
                              f"scale={io['scale']:.6g} zero_point={io['zero_point']}"
                              + (f" (model {io['model_dtype']})"
-                                if io['model_dtype'] != "int8" else ""))
+                                if io['model_dtype'] != node else ""))
         if self.board:
             verdict = "fits" if self.fits else "does NOT fit"
             lines.append(f"board {self.board}: {verdict} (placement {self.placement}, needs "
