@@ -205,6 +205,23 @@ def test_golden_svdf_package_is_reproduced_byte_for_byte():
     assert meta["in_a_row"] and len(outs) == len(meta["vectors"])
 
 
+def test_golden_int16_ends_package_is_reproduced_byte_for_byte():
+    """tests/vectors/tsm/int16_ends.tsm (int16 input, int32 output, REQUANT and SOFTMAX_OUT16
+    records) is what the converter writes; int16_ends.json's outputs are tflite-micro's."""
+    model = TESTS / "ops" / "int16_ends_fc.tflite"
+    assert convert_model(model).package == (GOLDEN / "int16_ends.tsm").read_bytes()
+    meta = json.loads((GOLDEN / "int16_ends.json").read_text())
+    from tflite_micro.python.tflite_micro import runtime
+    it = runtime.Interpreter.from_file(str(model))
+    outs = set()
+    for vec in meta["vectors"]:
+        it.set_input(np.frombuffer(bytes.fromhex(vec["input"]), "<i2").reshape(1, 32), 0)
+        it.invoke()
+        assert it.get_output(0).astype("<i4").tobytes().hex() == vec["output"]
+        outs.add(vec["output"])
+    assert len(outs) == len(meta["vectors"])
+
+
 # -- errors --------------------------------------------------------------------------------
 
 def _patched_opcode(code: int) -> bytes:

@@ -46,6 +46,15 @@ def test_golden_svdf_package_outputs_in_a_row(tmp_path, stream):
     assert lines == ["ok"] + [v["output"] for v in meta["vectors"]]
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["ram", "stream"])
+def test_golden_int16_ends_package_outputs(tmp_path, stream):
+    """int16_ends.tsm: int16 input bytes in, int32 output bytes out, as int16_ends.json."""
+    meta = json.loads((GOLDEN / "int16_ends.json").read_text())
+    lines = _load(tmp_path, (GOLDEN / "int16_ends.tsm").read_bytes(),
+                  *[v["input"] for v in meta["vectors"]], stream=stream)
+    assert lines == ["ok"] + [v["output"] for v in meta["vectors"]]
+
+
 def _flip(data: bytes, pos: int) -> bytes:
     b = bytearray(data)
     b[pos] ^= 0x01
