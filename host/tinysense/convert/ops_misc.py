@@ -246,11 +246,8 @@ def prepare_elementwise(model: Model, op: Operator) -> Lowered:
 
 def prepare_softmax(model: Model, op: Operator) -> Lowered:
     """int8 input, int8 or int16 output (SoftmaxPrepare's checks; the same tables, the int16
-    output as opcode SOFTMAX_OUT16)."""
+    output as opcode SOFTMAX_OUT16). int16 input: ops_quant.prepare_softmax."""
     x, y = _t(model, op.inputs[0]), _t(model, op.outputs[0])
-    if x.dtype == "int16":
-        from tinysense.convert.ops_quant import prepare_softmax_int16
-        return prepare_softmax_int16(model, op)
     _check_int8(op, x)
     out16 = y.dtype == "int16"
     if out16:

@@ -95,6 +95,13 @@ def lut_lookup16(v: int, lut) -> int:
     return lut[i] + (((lut[i + 1] - lut[i]) * off + 64) >> 7)
 
 
+def prepare_softmax(model: Model, op: Operator) -> Lowered:
+    """SOFTMAX: the int16-input LUT path here, the int8-input one in ops_misc."""
+    if model.tensors[op.inputs[0]].dtype == "int16":
+        return prepare_softmax_int16(model, op)
+    return _misc.prepare_softmax(model, op)
+
+
 def prepare_softmax_int16(model: Model, op: Operator) -> Lowered:
     """int16 input and output (scale 1/32768, zero point 0): the two LUTs and the input
     multiplier `s_in * beta / (10 / 65535)` in double (CalculateSoftmaxParams)."""

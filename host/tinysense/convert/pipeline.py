@@ -29,7 +29,7 @@ PREPARE = {
     "DEPTHWISE_CONV_2D": _ops.prepare_depthwise, "AVERAGE_POOL_2D": _ops.prepare_pool,
     "MAX_POOL_2D": _ops.prepare_pool, "ADD": _misc.prepare_add, "SUB": _misc.prepare_add,
     "MUL": _misc.prepare_mul,
-    "SOFTMAX": _misc.prepare_softmax, "MEAN": _misc.prepare_mean,
+    "SOFTMAX": _quant.prepare_softmax, "MEAN": _misc.prepare_mean,
     "CONCATENATION": _misc.prepare_concat, "PAD": _misc.prepare_pad, "PADV2": _misc.prepare_pad,
     "LOGISTIC": _misc.prepare_elementwise, "TANH": _misc.prepare_elementwise,
     "RELU": _misc.prepare_elementwise, "RELU6": _misc.prepare_elementwise,
