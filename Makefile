@@ -76,7 +76,8 @@ $(SYSSTAMP): Makefile
 # (ESP32-C3-class: rv32imc native code, 32-bit ints, heap above 0x40000000; docs/hil.md):
 # conformance models, op zoo, validate, uplink over serial, node API, resets, ROMFS, the fit
 # verdict against what loads there (with the board's ROMFS partition all 9 conformance models
-# fit and run), the native kernels byte-exact, and the demo with its uplink over the console.
+# fit and run), the native kernels byte-exact, an OTA update received, verified and
+# self-tested on the node, and the demo with its uplink over the console.
 # It runs beside the main suite (one core each; its own $$TINYSENSE_HOME and pytest temp
 # directory), its report printed after the main suite's: about 7-8 minutes on 2 cores; the
 # longest are the op zoo, vww (20 vectors of 27 KB in chunks) and the C3 fit verdict.
@@ -85,7 +86,7 @@ $(SYSSTAMP): Makefile
 RV32_HIL ?= tests/hil/test_conformance.py tests/hil/test_op_zoo_node.py \
             tests/hil/test_validate_node.py tests/hil/test_uplink_hil.py tests/hil/test_node.py \
             tests/hil/test_reset.py tests/hil/test_romfs_hil.py tests/hil/test_fit_verdict.py \
-            tests/hil/test_memory.py tests/hil/test_native_kernels.py \
+            tests/hil/test_memory.py tests/hil/test_native_kernels.py tests/hil/test_ota_node.py \
             tests/hil/test_demo.py::test_demo_on_the_rv32_board_over_serial
 RV32_ELF := build/micropython/qemu-rv32/firmware.elf
 RV32_LOG := build/test-rv32.log
