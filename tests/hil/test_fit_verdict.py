@@ -35,7 +35,10 @@ def _reality(node, path, cfg) -> tuple[str, str]:
     ref = Reference(path)
     vectors = make_vectors(model_inputs(ref), 3, seed=5)
     # where the converter planned it (ROMFS on the RV32 QEMU board): writing ROMFS resets the
-    # node, so before the app's modules fill the heap; validate then finds it there
+    # node, so before the app's modules fill the heap; validate then finds it there. A soft
+    # reset first: the previous model still fills the heap, and the put needs room to compile
+    # its chunks (with tflite-micro's keyword models first in the list, the next put ran out)
+    node.soft_reset()
     place_package(node, converted.package, converted.report)
     node.soft_reset()
     node.exec(IMPORT.format(modules=RUNTIME_MODULES), timeout=60)
