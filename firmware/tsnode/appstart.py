@@ -155,6 +155,12 @@ def setup(app, cfg, uplink=False):
     meta = _load_json(cfg["meta"])
     pre = meta["preprocessing"]
     rate = cfg["rate_hz"] or meta.get("sensor", {}).get("rate_hz", 1)
+    # only what the decider reads stays: a whole meta.json (docs/app.md allows it) is a tree
+    # of several KB that would otherwise sit in the heap while the engine's code compiles
+    meta = {k: meta[k] for k in ("labels", "output", "score") if k in meta}
+    gc.collect()
+    from tsnode.engine.model import Model  # the largest code first, before the small objects
+
     gc.collect()
     from tsnode.sensors.source import open_source
 
@@ -171,8 +177,6 @@ def setup(app, cfg, uplink=False):
     board.set_wifi(cfg["wifi"].get("ssid"), cfg["wifi"].get("password"))
     app.up = open_uplink(cfg) if uplink is False else uplink
     gc.collect()
-    from tsnode.engine.model import Model
-
     app.model = m = Model(pkg, None, cfg["kernels"])
     pkg = None
     print("app: %s kernels" % m.kernels)
